@@ -1,0 +1,17 @@
+# One image for every Mebuku service (ingest, mobility worker, api, simulator, migrate).
+FROM python:3.12-slim AS base
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    MEBUKU_LOG_FORMAT=json
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY core core
+COPY ingest ingest
+COPY mobility mobility
+COPY fiveg fiveg
+COPY api api
+COPY data data
+COPY grafana grafana
+RUN pip install . && useradd --system --uid 10001 mebuku
+USER mebuku
+ENTRYPOINT ["mebuku"]
+CMD ["--help"]

@@ -1,0 +1,1 @@
+"""Shared plumbing for Mebuku: settings, logging, database, migrations, time series, CLI."""

@@ -1,0 +1,110 @@
+"""The ``mebuku`` command. Core owns the root and ``db``; packages add groups.
+
+Groups come from the ``mebuku.cli`` entry-point group (see pyproject.toml), so core never
+imports a domain package.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import metadata
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from core import migrator, timeseries
+from core.logging import setup_logging
+from core.settings import get_settings
+
+console = Console(stderr=True)
+app = typer.Typer(
+    name="mebuku",
+    help="Maebashi's MaaS and local-5G data platform.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+db_app = typer.Typer(help="Database schema: migrate, status, maintenance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@app.callback()
+def _root(
+    log_level: str = typer.Option(None, help="Override MEBUKU_LOG_LEVEL."),
+    log_format: str = typer.Option(None, help="text or json (override MEBUKU_LOG_FORMAT)."),
+) -> None:
+    s = get_settings()
+    setup_logging(log_level or s.log_level, log_format or s.log_format)
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending migrations (safe to run twice, or from two processes at once)."""
+    s = get_settings()
+    applied = migrator.migrate(
+        s.require_database_url(), s, on_apply=lambda m: console.print(f"  applied {m.version}")
+    )
+    console.print(f"[green]{len(applied)} migration(s) applied[/]" if applied else "up to date")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """List applied and pending migrations."""
+    s = get_settings()
+    table = Table("migration", "applied at", "note")
+    pending = 0
+    for st in migrator.status(s.require_database_url()):
+        pending += st.applied_at is None
+        table.add_row(
+            st.version,
+            st.applied_at.isoformat(timespec="seconds") if st.applied_at else "[yellow]pending[/]",
+            "[red]file changed since applied[/]" if st.checksum_changed else "",
+        )
+    Console().print(table)
+    console.print(f"{pending} pending")
+
+
+@db_app.command("maintain")
+def db_maintain() -> None:
+    """Refresh rollups and expire old rows (plain PostgreSQL; TimescaleDB uses policies)."""
+    s = get_settings()
+    report = timeseries.maintain(s.require_database_url(), s)
+    console.print(
+        f"refreshed {len(report.rollups_refreshed)} rollup(s); expired {report.rows_expired}"
+    )
+
+
+@app.command("demo")
+def demo(
+    api_port: int = typer.Option(8000, help="Port of the HTTP API."),
+) -> None:
+    """Run the whole platform with simulated Maebashi traffic until Ctrl-C.
+
+    Starts a private PostgreSQL and Mosquitto under MEBUKU_STATE_DIR (default .mebuku/)
+    unless MEBUKU_DATABASE_URL / MEBUKU_MQTT_URL are set.
+    """
+    from core.demo import run_demo
+
+    run_demo(get_settings(), api_port=api_port)
+
+
+def _load_plugins() -> None:
+    for ep in sorted(metadata.entry_points(group="mebuku.cli"), key=lambda e: e.name):
+        try:
+            sub = ep.load()
+        except ImportError as e:  # a package with a missing optional dependency
+            logging.getLogger(__name__).debug("CLI group %s unavailable: %s", ep.name, e)
+            continue
+        if isinstance(sub, typer.Typer):
+            app.add_typer(sub, name=ep.name)
+        else:
+            app.command(ep.name)(sub)
+
+
+def main() -> None:
+    _load_plugins()
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""`mebuku demo`: the whole platform on one machine with embedded defaults.
+
+Starts a private PostgreSQL and Mosquitto under the state folder when no
+``MEBUKU_DATABASE_URL`` / ``MEBUKU_MQTT_URL`` is configured, generates a pseudonym key
+once, migrates, runs the one-shot set-up steps (GTFS import) and then supervises the
+services (ingestor, mobility worker, simulator, API) as child ``mebuku`` processes until
+Ctrl-C. Core starts them by command name only, so it imports no domain package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from rich.console import Console
+from rich.table import Table
+
+from core import migrator, timeseries
+from core.embedded import EmbeddedMosquitto, EmbeddedPostgres, free_port
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+console = Console(stderr=True)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_GTFS = REPO_ROOT / "data" / "gtfs" / "gunmachuo-gtfs-jp-20250401.zip"
+
+
+@dataclass(frozen=True)
+class Step:
+    """A one-shot command run before the services start (skipped if its group is absent)."""
+
+    group: str
+    argv: list[str]
+    what: str
+
+
+@dataclass(frozen=True)
+class Service:
+    group: str
+    argv: list[str]
+    what: str
+
+
+def setup_steps(settings: Settings) -> list[Step]:
+    gtfs = settings.gtfs_path or DEFAULT_GTFS
+    return [Step("gtfs", ["gtfs", "import", str(gtfs)], f"import GTFS-JP feed {gtfs.name}")]
+
+
+def services(settings: Settings, api_port: int) -> list[Service]:
+    return [
+        Service("ingest", ["ingest", "--group", "demo"], "MQTT -> database ingestor"),
+        Service("mobility", ["mobility", "worker"], "live vehicle state and stop events"),
+        Service("simulate", ["simulate"], "simulated Maebashi buses, phones and sensors"),
+        Service(
+            "api",
+            ["api", "--host", "127.0.0.1", "--port", str(api_port)],
+            f"HTTP API on http://127.0.0.1:{api_port}/docs",
+        ),
+    ]
+
+
+def _available_groups() -> set[str]:
+    available = set()
+    for ep in metadata.entry_points(group="mebuku.cli"):
+        try:
+            ep.load()
+        except ImportError:
+            continue
+        available.add(ep.name)
+    return available
+
+
+def _ports(state: Path) -> dict[str, int]:
+    """Ports chosen once per state folder, so a restarted demo finds its data again."""
+    f = state / "ports.json"
+    if f.exists():
+        return dict(json.loads(f.read_text()))
+    ports = {"postgres": free_port(), "mqtt": free_port()}
+    f.write_text(json.dumps(ports))
+    return ports
+
+
+def _pseudonym_key(settings: Settings, state: Path) -> str:
+    if settings.pseudonym_key is not None:
+        return settings.pseudonym_key.get_secret_value()
+    f = state / "pseudonym.key"
+    if not f.exists():
+        f.touch(mode=0o600)
+        f.write_text(secrets.token_urlsafe(48))
+    return f.read_text().strip()
+
+
+def _ensure_database(admin_url: str, dbname: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname]).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+
+
+def run_demo(settings: Settings, api_port: int = 8000, maintain_every: float = 60.0) -> None:
+    state = settings.state_dir.absolute()
+    state.mkdir(parents=True, exist_ok=True)
+    ports = _ports(state)
+    pg: EmbeddedPostgres | None = None
+    broker: EmbeddedMosquitto | None = None
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    where = Table("what", "where", title="Mebuku demo")
+    try:
+        db_url = settings.database_url
+        if db_url is None:
+            pg = EmbeddedPostgres(state / "postgres", ports["postgres"], durable=True)
+            pg.start()
+            _ensure_database(pg.url(), "mebuku")
+            db_url = pg.url("mebuku")
+            where.add_row("PostgreSQL (private)", db_url)
+        else:
+            where.add_row("PostgreSQL", db_url)
+        mqtt_url = settings.mqtt_url
+        if mqtt_url is None:
+            broker = EmbeddedMosquitto(state / "mosquitto", ports["mqtt"])
+            broker.start()
+            mqtt_url = broker.url
+            where.add_row("Mosquitto (private)", mqtt_url)
+        else:
+            where.add_row("MQTT broker", mqtt_url)
+
+        env = dict(os.environ)
+        env.update(
+            MEBUKU_DATABASE_URL=db_url,
+            MEBUKU_MQTT_URL=mqtt_url,
+            MEBUKU_PSEUDONYM_KEY=_pseudonym_key(settings, state),
+        )
+        run_settings = settings.model_copy(update={"database_url": db_url, "mqtt_url": mqtt_url})
+        applied = migrator.migrate(db_url, run_settings)
+        console.print(
+            f"migrations: {len(applied)} applied" if applied else "migrations: up to date"
+        )
+
+        available = _available_groups()
+        exe = [sys.executable, "-m", "core.cli"]
+        for step in setup_steps(settings):
+            if step.group in available:
+                console.print(f"[bold]{step.what}[/] ...")
+                subprocess.run([*exe, *step.argv], env=env, check=False)
+        for svc in services(settings, api_port):
+            if svc.group not in available:
+                continue
+            children[svc.group] = subprocess.Popen([*exe, *svc.argv], env=env)
+            where.add_row(svc.what, f"pid {children[svc.group].pid}: mebuku {' '.join(svc.argv)}")
+        where.add_row("state folder", str(state))
+        console.print(where)
+        console.print("Press Ctrl-C to stop.")
+
+        next_maintenance = time.monotonic() + maintain_every
+        while True:
+            time.sleep(1)
+            for name, proc in list(children.items()):
+                if proc.poll() is not None:
+                    log.warning("%s exited with %s", name, proc.returncode)
+                    del children[name]
+            if time.monotonic() >= next_maintenance:
+                with contextlib.suppress(psycopg.Error):
+                    timeseries.maintain(db_url, run_settings)
+                next_maintenance = time.monotonic() + maintain_every
+    except KeyboardInterrupt:
+        console.print("stopping ...")
+    finally:
+        for proc in children.values():
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        for proc in children.values():
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if broker:
+            broker.stop()
+        if pg:
+            pg.stop()

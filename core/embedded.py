@@ -1,0 +1,338 @@
+"""Private PostgreSQL and Mosquitto servers for `mebuku demo` and for tests.
+
+Each server lives in its own folder on a free localhost port and is a child process that
+can be stopped, killed (SIGKILL, to prove recovery) and started again on the same port and
+data. When the session runs as root, PostgreSQL runs as the ``postgres`` user and
+Mosquitto as ``mosquitto`` (neither will run as root).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedServerError(RuntimeError):
+    pass
+
+
+def server_dir(prefix: str = "mebuku-") -> Path:
+    """A new temporary folder that the server users (postgres, mosquitto) can enter.
+
+    pytest's own temporary folders are private to root, which a server run as another user
+    cannot traverse.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes], log_file: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
+            raise EmbeddedServerError(f"server exited with {proc.returncode}:\n{tail}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise EmbeddedServerError(f"server did not listen on port {port} within {timeout}s")
+
+
+def _run_as(user: str) -> tuple[str | None, int | None, int | None]:
+    """(user, uid, gid) to run a server as when we are root; Nones otherwise."""
+    if os.geteuid() != 0:
+        return None, None, None
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError as e:
+        raise EmbeddedServerError(f"running as root but there is no {user!r} user") from e
+    return user, pw.pw_uid, pw.pw_gid
+
+
+def _chown_tree(path: Path, uid: int | None, gid: int | None) -> None:
+    if uid is None or gid is None:
+        return
+    for p in [path, *path.rglob("*")]:
+        os.chown(p, uid, gid)
+
+
+def find_pg_bindir() -> Path:
+    """The folder holding initdb and postgres (PATH, pg_config, Debian's layout)."""
+    candidates: list[str] = []
+    if (pg_config := shutil.which("pg_config")) is not None:
+        with contextlib.suppress(subprocess.CalledProcessError, OSError):
+            candidates.append(subprocess.check_output([pg_config, "--bindir"], text=True).strip())
+    candidates += sorted((str(p) for p in Path("/usr/lib/postgresql").glob("*/bin")), reverse=True)
+    if (initdb := shutil.which("initdb")) is not None:
+        candidates.insert(0, str(Path(initdb).resolve().parent))
+    for c in candidates:
+        if (Path(c) / "initdb").exists() and (Path(c) / "postgres").exists():
+            return Path(c)
+    raise EmbeddedServerError(
+        "PostgreSQL binaries not found: install PostgreSQL (apt-get install postgresql) "
+        "or set MEBUKU_DATABASE_URL to an existing server"
+    )
+
+
+class EmbeddedPostgres:
+    """A throwaway PostgreSQL cluster: ``with EmbeddedPostgres(dir) as pg: pg.url``."""
+
+    def __init__(self, root: Path, port: int | None = None, *, durable: bool = False) -> None:
+        self.root = Path(root).absolute()
+        self.data = self.root / "data"
+        self.sockets = self.root / "run"
+        self.log_file = self.root / "postgres.log"
+        self.port = port or free_port()
+        self.durable = durable
+        self.bindir = find_pg_bindir()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.user, self.uid, self.gid = _run_as("postgres")
+
+    @property
+    def superuser(self) -> str:
+        return self.user or pwd.getpwuid(os.geteuid()).pw_name
+
+    def url(self, dbname: str = "postgres") -> str:
+        return f"postgresql://{self.superuser}@127.0.0.1:{self.port}/{dbname}"
+
+    def init(self) -> None:
+        if (self.data / "PG_VERSION").exists():
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.sockets.mkdir(exist_ok=True)
+        _chown_tree(self.root, self.uid, self.gid)
+        subprocess.run(
+            [
+                str(self.bindir / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                self.superuser,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+            user=self.user,
+        )
+
+    def start(self, timeout: float = 30) -> None:
+        self.init()
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        opts = [
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            f"unix_socket_directories={self.sockets}",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "shared_buffers=256MB",
+            "-c",
+            "max_wal_size=2GB",
+            "-c",
+            "timezone=UTC",
+        ]
+        if not self.durable:
+            opts += [
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]
+        log_fh = self.log_file.open("ab")
+        if self.uid is not None:
+            os.chown(self.log_file, self.uid, self.gid or -1)
+        self.proc = subprocess.Popen(
+            [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port), *opts],
+            stdout=log_fh,
+            stderr=subprocess.STDOUT,
+            user=self.user,
+            start_new_session=True,
+        )
+        _wait_port(self.port, timeout, self.proc, self.log_file)
+        self._wait_accepting(timeout)
+
+    def _wait_accepting(self, timeout: float) -> None:
+        import psycopg
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                psycopg.connect(self.url(), connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def stop(self, timeout: float = 30) -> None:
+        """Fast shutdown (SIGINT): clients are disconnected, data is kept."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster and its children (crash recovery runs at next start)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class EmbeddedMosquitto:
+    """A throwaway Mosquitto 2 broker with persistence and no queue limits.
+
+    ``max_queued_messages 0`` matters: Mosquitto's default (1,000) silently drops what an
+    offline persistent session would receive beyond that.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        port: int | None = None,
+        *,
+        autosave_interval: int = 30,
+        extra_config: str = "",
+    ) -> None:
+        self.root = Path(root).absolute()
+        self.port = port or free_port()
+        self.conf = self.root / "mosquitto.conf"
+        self.log_file = self.root / "mosquitto.log"
+        self.autosave_interval = autosave_interval
+        self.extra_config = extra_config
+        self.proc: subprocess.Popen[bytes] | None = None
+        binary = shutil.which("mosquitto") or next(
+            (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()),
+            None,
+        )
+        if binary is None:
+            raise EmbeddedServerError(
+                "mosquitto not found: install it (apt-get install mosquitto) or set "
+                "MEBUKU_MQTT_URL to an existing MQTT 5 broker"
+            )
+        self.binary = binary
+        try:
+            self.user, self.uid, self.gid = _run_as("mosquitto")
+        except EmbeddedServerError:  # root without a mosquitto user: it stays root
+            self.user, self.uid, self.gid = None, None, None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def _write_config(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",
+            "persistence true",
+            f"persistence_location {self.root}/",
+            f"autosave_interval {self.autosave_interval}",
+            "max_queued_messages 0",
+            "max_queued_bytes 0",
+            "max_inflight_messages 0",
+            "max_keepalive 120",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            f"log_dest file {self.log_file}",
+        ]
+        if self.user:
+            lines.insert(0, f"user {self.user}")
+        self.conf.write_text("\n".join(lines) + "\n" + self.extra_config)
+        _chown_tree(self.root, self.uid, self.gid)
+
+    def start(self, timeout: float = 15) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        self._write_config()
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        _wait_port(self.port, timeout, self.proc, self.log_file)
+
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM: Mosquitto saves its persistence file and exits."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.kill()
+        self.proc.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,11 @@
+#!/bin/sh
+# Build the password file from the environment at start, so no password is in the repo.
+set -eu
+cp /deploy/mosquitto.conf /deploy/acl /mosquitto/config/
+: > /mosquitto/config/passwd
+mosquitto_passwd -b /mosquitto/config/passwd mebuku-ingest "$MQTT_INGEST_PASSWORD"
+mosquitto_passwd -b /mosquitto/config/passwd mebuku-simulator "$MQTT_SIMULATOR_PASSWORD"
+if [ -f /deploy/devices.passwd ]; then cat /deploy/devices.passwd >> /mosquitto/config/passwd; fi
+chown mosquitto:mosquitto /mosquitto/config/passwd
+chmod 0700 /mosquitto/config/passwd
+exec mosquitto -c /mosquitto/config/mosquitto.conf

@@ -1,0 +1,135 @@
+"""Shared fixtures: a throwaway PostgreSQL and Mosquitto per test session (per xdist worker).
+
+- ``pg_server`` / ``mqtt_broker``: the servers (tests may stop, kill and restart them; a
+  test that does should restore them with ``start()`` before it ends).
+- ``migrated_template``: a database migrated once, used as a template.
+- ``db_url``: a fresh, fully migrated database per test module (CREATE DATABASE ...
+  TEMPLATE, which takes a few tens of milliseconds).
+- ``settings``: a Settings pointing at them, with a test pseudonym key.
+- ``timescale_url``: a TimescaleDB given by MEBUKU_TEST_TIMESCALE_URL, else the test skips.
+
+Recovery tests that must take a server down for a long time use their own instances
+(``EmbeddedPostgres`` / ``EmbeddedMosquitto`` in a ``core.embedded.server_dir()``) so
+other tests are not disturbed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from core import migrator
+from core.db import create_database, drop_database
+from core.embedded import EmbeddedMosquitto, EmbeddedPostgres, server_dir
+from core.settings import Settings
+
+TEST_PSEUDONYM_KEY = "test-pseudonym-key-not-secret-0123456789abcdef"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[EmbeddedPostgres]:
+    root = server_dir("mebuku-pg-")
+    pg = EmbeddedPostgres(root)
+    pg.start()
+    yield pg
+    pg.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker() -> Iterator[EmbeddedMosquitto]:
+    root = server_dir("mebuku-mqtt-")
+    broker = EmbeddedMosquitto(root)
+    broker.start()
+    yield broker
+    broker.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def make_settings(database_url: str | None, mqtt_url: str | None = None, **kw: object) -> Settings:
+    return Settings(
+        database_url=database_url,
+        mqtt_url=mqtt_url,
+        pseudonym_key=TEST_PSEUDONYM_KEY,
+        _env_file=None,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture(scope="session")
+def migrated_template(pg_server: EmbeddedPostgres) -> str:
+    """Name of a database with every migration applied, to copy from."""
+    name = "mebuku_template"
+    create_database(pg_server.url(), name)
+    url = pg_server.url(name)
+    migrator.migrate(url, make_settings(url))
+    return name
+
+
+def new_database(pg: EmbeddedPostgres, template: str | None, prefix: str = "t") -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    create_database(pg.url(), name, template=template)
+    return name
+
+
+@pytest.fixture(scope="module")
+def db_url(pg_server: EmbeddedPostgres, migrated_template: str) -> Iterator[str]:
+    """A fully migrated database of this test module's own."""
+    name = new_database(pg_server, migrated_template)
+    yield pg_server.url(name)
+    if pg_server.running:
+        drop_database(pg_server.url(), name)
+
+
+@pytest.fixture
+def empty_db_url(pg_server: EmbeddedPostgres) -> Iterator[str]:
+    """A database with nothing in it (for migration tests)."""
+    name = new_database(pg_server, None, "e")
+    yield pg_server.url(name)
+    if pg_server.running:
+        drop_database(pg_server.url(), name)
+
+
+@pytest.fixture(scope="module")
+def settings(db_url: str, mqtt_broker: EmbeddedMosquitto) -> Settings:
+    return make_settings(db_url, mqtt_broker.url)
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="session")
+def timescale_admin_url() -> str:
+    url = os.environ.get("MEBUKU_TEST_TIMESCALE_URL")
+    if not url:
+        pytest.skip("MEBUKU_TEST_TIMESCALE_URL is not set: no TimescaleDB to test against")
+    with psycopg.connect(url, autocommit=True) as conn:
+        if (
+            conn.execute(
+                "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
+            ).fetchone()
+            is None
+        ):
+            pytest.fail(f"MEBUKU_TEST_TIMESCALE_URL={url} has no timescaledb extension")
+    return url
+
+
+@pytest.fixture
+def timescale_url(timescale_admin_url: str) -> Iterator[str]:
+    """A fresh, empty database on the TimescaleDB server (dropped afterwards)."""
+    from core.db import with_dbname
+
+    name = f"ts_{uuid.uuid4().hex[:12]}"
+    create_database(timescale_admin_url, name)
+    yield with_dbname(timescale_admin_url, name)
+    drop_database(timescale_admin_url, name)
