@@ -39,7 +39,7 @@ def test_postgres_keeps_committed_data_across_kill_and_restart() -> None:
 def _client(client_id: str, port: int, received: list[bytes] | None = None) -> mqtt.Client:
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     if received is not None:
-        c.on_message = lambda _c, _u, msg: received.append(msg.payload)
+        c.on_message = lambda _c, _u, msg: received.append(bytes(msg.payload))
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = 3600
     c.connect("127.0.0.1", port, clean_start=False, properties=props)
