@@ -3,6 +3,9 @@ FROM python:3.12-slim AS base
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     MEBUKU_LOG_FORMAT=json
 WORKDIR /app
+# A Japanese font so the council's PDF report embeds its glyphs.
+RUN apt-get update && apt-get install -y --no-install-recommends fonts-ipaexfont-gothic \
+    && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md ./
 COPY core core
 COPY ingest ingest

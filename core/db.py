@@ -29,10 +29,20 @@ def connect(
     return psycopg.connect(url, autocommit=autocommit, application_name=application_name)
 
 
-def async_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> AsyncConnectionPool:
-    """An async pool (not opened yet: ``await pool.open()``)."""
+def async_pool(
+    url: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 30.0
+) -> AsyncConnectionPool:
+    """An async pool (not opened yet: ``await pool.open()``).
+
+    ``timeout``: seconds a caller waits for a connection before PoolTimeout.
+    """
     return AsyncConnectionPool(
-        url, min_size=min_size, max_size=max_size, open=False, kwargs={"autocommit": True}
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        timeout=timeout,
+        kwargs={"autocommit": True},
     )
 
 

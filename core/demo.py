@@ -61,7 +61,13 @@ def setup_steps(settings: Settings) -> list[Step]:
 
 def services(settings: Settings, api_port: int) -> list[Service]:
     return [
-        Service("ingest", ["ingest", "--group", "demo"], "MQTT -> database ingestor"),
+        # One worker on a plain subscription: Mosquitto 2.0 does not keep shared
+        # subscriptions across its restarts (ingest/README.md, "Broker findings").
+        Service(
+            "ingest",
+            ["ingest", "--group", "", "--client-id", "mebuku-ingest-demo"],
+            "MQTT -> database ingestor",
+        ),
         Service("mobility", ["mobility", "worker"], "live vehicle state and stop events"),
         Service("simulate", ["simulate"], "simulated Maebashi buses, phones and sensors"),
         Service(

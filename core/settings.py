@@ -80,7 +80,22 @@ class Settings(BaseSettings):
     # Services.
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    api_cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed by CORS, JSON list; empty (default): CORS off",
+    )
+    api_max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest request body the API accepts"
+    )
     metrics_port: int = Field(default=9108, description="Prometheus port of the ingest worker")
+
+    # Identity (mobility.fares): JPKI user-authentication trust anchors and revocation list.
+    jpki_trust_anchors: Path | None = Field(
+        default=None, description="PEM bundle of the CA certificates My Number Card certs chain to"
+    )
+    jpki_crl: Path | None = Field(
+        default=None, description="CRL (PEM or DER) of that CA; refreshed by replacing the file"
+    )
 
     @field_validator("mqtt_url")
     @classmethod

@@ -63,18 +63,27 @@ def maintain(url: str, settings: Settings) -> MaintenanceReport:
     Plain PostgreSQL: rematerialize every rollup and move its watermark; delete raw rows
     older than the retention. TimescaleDB: refresh every continuous aggregate now (the
     policies would do it on their schedule) and leave retention to its policy.
+
+    The TimescaleDB refresh window ends at ``now() - end_offset``, like the refresh policy
+    and the plain path's watermark: TimescaleDB only materializes buckets wholly inside the
+    window, so the bucket still filling up stays live. A NULL end would materialize it too
+    (up to the newest row), and real-time aggregation would then serve it stale until the
+    next refresh.
     """
     refreshed: list[str] = []
     expired: dict[str, int] = {}
     with psycopg.connect(url, autocommit=True, application_name="mebuku-maintain") as conn:
         timescale = has_timescale(conn)
-        names = [r[0] for r in conn.execute("SELECT name FROM mebuku.rollups ORDER BY name")]
-        for name in names:
+        rollups = [
+            (r[0], r[1])
+            for r in conn.execute("SELECT name, end_offset::text FROM mebuku.rollups ORDER BY name")
+        ]
+        for name, end_offset in rollups:
             if timescale:
                 conn.execute(
-                    sql.SQL("CALL refresh_continuous_aggregate({}, NULL, NULL)").format(
-                        sql.Literal(name)
-                    )
+                    sql.SQL(
+                        "CALL refresh_continuous_aggregate({}, NULL, now() - {}::interval)"
+                    ).format(sql.Literal(name), sql.Literal(end_offset))
                 )
             else:
                 conn.execute("SELECT mebuku.refresh_rollup(%s)", [name])

@@ -7,11 +7,15 @@ service (``api/``) supplies the other half: it verifies credentials through
 ``app.state.authenticate`` (set by its app factory), opens ``app.state.pool`` and turns
 ``ProblemError`` into RFC 9457 ``application/problem+json`` responses.
 
-Default deny: an endpoint without ``require_roles`` is refused by the API's route check.
+Default deny: an endpoint without ``require_roles`` is refused by the API's route check,
+unless it depends on :func:`public` (sign-in challenges, for example). Authentication
+endpoints add :func:`rate_limit` so one client address cannot hammer them.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -118,3 +122,64 @@ def ensure_own_operator(principal: Principal, operator_id: str) -> None:
     """Operators see only their own data; staff roles see all. Others' ids look absent."""
     if principal.role is Role.OPERATOR and principal.operator_id != operator_id:
         raise ProblemError(404, "not-found", "Not found", f"No operator {operator_id!r}.")
+
+
+def public() -> None:
+    """Marks a route as open to anyone: ``dependencies=[Depends(public)]``.
+
+    The API refuses to start when a domain route has neither this nor
+    :func:`require_roles`; use it only for endpoints that must work before sign-in.
+    """
+
+
+public.__mebuku_public__ = True  # type: ignore[attr-defined]
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    stamp: float
+
+
+def rate_limit(
+    name: str, capacity: int = 10, per_seconds: float = 60.0
+) -> Callable[[Request], Awaitable[None]]:
+    """A token bucket per client address: ``capacity`` requests, refilled over ``per_seconds``.
+
+    In-process (one bucket set per app), which suits one API process per host. Over the
+    limit the client gets 429 ``rate-limited`` with ``Retry-After``.
+    """
+    rate = capacity / per_seconds
+
+    async def dependency(request: Request) -> None:  # async: runs on the loop, no races
+        buckets: dict[tuple[str, str], _Bucket] | None = getattr(
+            request.app.state, "rate_buckets", None
+        )
+        if buckets is None:
+            buckets = {}
+            request.app.state.rate_buckets = buckets
+        client = request.client.host if request.client else "unknown"
+        now = time.monotonic()
+        if len(buckets) > 10_000:  # forget addresses whose bucket has refilled
+            for k in [k for k, b in buckets.items() if now - b.stamp > per_seconds]:
+                del buckets[k]
+        bucket = buckets.setdefault((name, client), _Bucket(float(capacity), now))
+        bucket.tokens = min(float(capacity), bucket.tokens + (now - bucket.stamp) * rate)
+        bucket.stamp = now
+        if bucket.tokens < 1.0:
+            retry = max(1, math.ceil((1.0 - bucket.tokens) / rate))
+            raise ProblemError(
+                429,
+                "rate-limited",
+                "Too many requests",
+                f"Try again in {retry} s.",
+                retry_after=retry,
+            )
+        bucket.tokens -= 1.0
+
+    dependency.__mebuku_rate_limit__ = name  # type: ignore[attr-defined]
+    return dependency
+
+
+auth_rate_limit = rate_limit("auth", capacity=10, per_seconds=60.0)
+"""The limit for ``/v1/auth/*`` (sign-in challenges and responses): 10 a minute per address."""

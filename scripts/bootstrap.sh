@@ -27,6 +27,14 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# Nice to have: a Japanese font for the council's PDF report and pdftoppm to look at it.
+# Best effort; without them the report falls back to reportlab's built-in CID font.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+   && ! { [ -d /usr/share/fonts/opentype/ipaexfont-gothic ] && command -v pdftoppm >/dev/null; }; then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-ipaexfont-gothic poppler-utils; } \
+    >/dev/null 2>&1 || echo "bootstrap: optional fonts-ipaexfont-gothic/poppler-utils not installed" >&2
+fi
+
 # Servers the tests and the demo start privately (Debian/Ubuntu names).
 missing=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)

@@ -1,0 +1,1 @@
+"""The serving layer: the FastAPI app, credentials and roles, Grafana publishing."""

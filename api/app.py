@@ -1,0 +1,157 @@
+"""The API app factory: credentials, domain routers, default deny, errors, limits, metrics.
+
+``create_app(settings)`` gives a FastAPI app whose lifespan opens the async connection
+pool. Domain routers come from :data:`DOMAIN_ROUTERS`; a module that does not exist yet is
+skipped, any other import error stops the app. Before serving, every route is checked:
+it must depend on ``core.web.require_roles`` or ``core.web.public``, or be one of the
+framework's documentation routes, else the app refuses to start.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import CollectorRegistry
+from starlette.routing import BaseRoute
+
+from api import health, problems
+from api.grafana_source import router as grafana_router
+from api.keys import resolve_api_key
+from api.middleware import BodySizeLimit, RequestMetrics
+from api.openapi import install_openapi
+from api.plugins import import_optional
+from api.routes import effective_routes, route_access
+from core.db import async_pool
+from core.sessions import resolve_session
+from core.settings import Settings
+from core.web import Principal, Role
+
+log = logging.getLogger(__name__)
+
+POOL_TIMEOUT_S = 5.0  # a request waits this long for a database connection, then 503
+DOMAIN_ROUTERS: tuple[str, ...] = ("mobility.http", "mobility.fares.http", "fiveg.http")
+# Routes FastAPI adds itself; everything else must declare roles or public.
+PUBLIC_FRAMEWORK_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+
+DESCRIPTION = """
+Mebuku's HTTP API for Maebashi City: bus operations, fares and subsidies, local-5G KPIs.
+
+**Credentials.** Residents send `Authorization: Bearer <session token>` (from the My
+Number Card sign-in under `/v1/auth/`). Operators, council and city staff send
+`X-API-Key: <key>` (created with `mebuku operators create`). Every endpoint names the
+roles it admits; anything else is refused.
+
+**Errors** are RFC 9457 problem details (`application/problem+json`) whose `type` is a
+stable URI; validation errors list the fields in `errors`.
+"""
+
+
+def import_router(module: str) -> APIRouter | None:
+    """``module.router``, or None when the module does not exist (yet)."""
+    mod = import_optional(module)
+    if mod is None:
+        return None
+    router = getattr(mod, "router", None)
+    if not isinstance(router, APIRouter):
+        raise TypeError(f"{module}.router must be a fastapi.APIRouter")
+    return router
+
+
+def undeclared_routes(routes: Iterable[BaseRoute]) -> list[str]:
+    """Routes that declare neither roles nor public access (default deny)."""
+    bad: list[str] = []
+    for view in effective_routes(routes):
+        if view.is_api:
+            if route_access(view) is None:
+                bad.append(f"{','.join(sorted(view.methods))} {view.path}")
+        elif view.path not in PUBLIC_FRAMEWORK_PATHS:
+            bad.append(f"{type(view.original).__name__} {view.path}")
+    return bad
+
+
+def enforce_default_deny(app: FastAPI) -> None:
+    bad = undeclared_routes(app.routes)
+    if bad:
+        raise RuntimeError(
+            "routes without core.web.require_roles(...) or core.web.public: " + "; ".join(bad)
+        )
+
+
+async def authenticate(
+    request: Request, token: str | None, api_key: str | None
+) -> Principal | None:
+    """Bearer tokens are resident sessions; X-API-Key is an operator/council/admin key."""
+    pool = request.app.state.pool
+    async with pool.connection() as conn:
+        if api_key:
+            return await resolve_api_key(conn, api_key)
+        if token:
+            resident_id = await resolve_session(conn, token)
+            if resident_id is not None:
+                return Principal(
+                    role=Role.RESIDENT, subject=str(resident_id), resident_id=resident_id
+                )
+    return None
+
+
+def create_app(
+    settings: Settings,
+    *,
+    domain_routers: Iterable[str] = DOMAIN_ROUTERS,
+    extra_routers: Iterable[APIRouter] = (),
+) -> FastAPI:
+    """The API. ``extra_routers`` lets tests mount their own routers (checked the same)."""
+    database_url = settings.require_database_url()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        enforce_default_deny(app)
+        pool = async_pool(database_url, min_size=1, max_size=10, timeout=POOL_TIMEOUT_S)
+        await pool.open(wait=False)
+        app.state.pool = pool
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app = FastAPI(
+        title="Mebuku API",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "health", "description": "Liveness, readiness, metrics (no credentials)"},
+            {"name": "grafana", "description": "Grafana JSON data source protocol"},
+        ],
+    )
+    app.state.settings = settings
+    app.state.authenticate = authenticate
+    registry = CollectorRegistry()
+    app.state.metrics_registry = registry
+
+    app.include_router(health.router)
+    app.include_router(grafana_router)
+    for name in domain_routers:
+        router = import_router(name)
+        if router is not None:
+            app.include_router(router)
+    for router in extra_routers:
+        app.include_router(router)
+
+    problems.install(app)
+    install_openapi(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    if settings.api_cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.api_cors_origins),
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+        )
+    app.add_middleware(RequestMetrics, registry=registry)
+    enforce_default_deny(app)
+    return app

@@ -1,0 +1,117 @@
+"""``mebuku api`` (serve the API) and ``mebuku operators`` (API keys)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from core.db import connect
+from core.settings import get_settings
+
+console = Console(stderr=True)
+operators_app = typer.Typer(
+    help="API keys for operators, council and city staff.", no_args_is_help=True
+)
+
+
+class DropQueryString(logging.Filter):
+    """Access-log lines keep the path only: a query string may carry personal data."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
+        return True
+
+
+def serve(
+    host: str = typer.Option(None, help="Listen address (default MEBUKU_API_HOST)."),
+    port: int = typer.Option(None, help="Listen port (default MEBUKU_API_PORT)."),
+) -> None:
+    """Serve the HTTP API with uvicorn (OpenAPI at /docs)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    s = get_settings()
+    app = create_app(s)
+    logging.getLogger("uvicorn.access").addFilter(DropQueryString())
+    uvicorn.run(
+        app,
+        host=host or s.api_host,
+        port=port or s.api_port,
+        log_config=None,  # keep mebuku's logging setup
+        proxy_headers=False,
+    )
+
+
+@operators_app.command("create")
+def create(
+    role: str = typer.Option("operator", help="operator, council or admin."),
+    operator_id: str = typer.Option(None, "--operator-id", help="Required for role operator."),
+    label: str = typer.Option("", help="A note: who holds the key."),
+) -> None:
+    """Create an API key and print it once (only its digest is stored)."""
+    from api.keys import create_api_key
+
+    try:
+        with connect(get_settings().require_database_url(), autocommit=True) as conn:
+            key = create_api_key(conn, role, operator_id=operator_id, label=label)
+    except ValueError as e:
+        console.print(f"[red]{e}[/]")
+        raise typer.Exit(2) from None
+    console.print("New API key (shown once; send it as the X-API-Key header):")
+    print(key)  # stdout, so scripts can capture it
+
+
+@operators_app.command("list")
+def list_keys(
+    all_: bool = typer.Option(False, "--all", help="Include revoked keys."),
+) -> None:
+    """List API keys (ids and scopes; secrets cannot be shown)."""
+    from api.keys import list_api_keys
+
+    with connect(get_settings().require_database_url(), autocommit=True) as conn:
+        keys = list_api_keys(conn, include_revoked=all_)
+    table = Table("key id", "role", "operator", "label", "created", "last used", "revoked")
+
+    def when(t: object) -> str:
+        return t.isoformat(timespec="seconds") if hasattr(t, "isoformat") else ""
+
+    rows = [
+        (
+            k.key_id,
+            k.role.value,
+            k.operator_id or "",
+            k.label,
+            when(k.created_at),
+            when(k.last_used_at),
+            when(k.revoked_at),
+        )
+        for k in keys
+    ]
+    if not sys.stdout.isatty():  # scripts get tab-separated lines
+        for row in rows:
+            print("\t".join(row))
+        return
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
+@operators_app.command("revoke")
+def revoke(
+    key_id: str = typer.Argument(..., help="The key id from `mebuku operators list`."),
+) -> None:
+    """Revoke an API key at once."""
+    from api.keys import revoke_api_key
+
+    with connect(get_settings().require_database_url(), autocommit=True) as conn:
+        if not revoke_api_key(conn, key_id):
+            console.print(f"[red]no live key {key_id}[/]")
+            raise typer.Exit(1)
+    console.print(f"revoked {key_id}")

@@ -1,0 +1,1 @@
+"""Grafana publishing: macro expansion, dashboard build, push and check."""

@@ -1,0 +1,101 @@
+"""``mebuku grafana build|push|check``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from api.grafana import build as build_mod
+
+console = Console(stderr=True)
+app = typer.Typer(help="Grafana dashboards: build JSON, publish, check.", no_args_is_help=True)
+
+
+@app.command("build")
+def build(
+    out: Path = typer.Option(build_mod.DEFAULT_OUT, help="Dashboards folder."),
+    check_only: bool = typer.Option(
+        False, "--check", help="Only report whether the files are current (exit 1 if not)."
+    ),
+) -> None:
+    """Write every package's dashboards to grafana/dashboards/<folder>/<uid>.json."""
+    if check_only:
+        diffs = build_mod.differences(out)
+        for d in diffs:
+            console.print(f"[red]{d}[/]")
+        if diffs:
+            raise typer.Exit(1)
+        console.print("dashboards are current")
+        return
+    paths = build_mod.write(out)
+    console.print(f"wrote {len(paths)} dashboard(s) under {out}")
+
+
+def _env(name: str, allow_empty: bool = False) -> str:
+    value = os.environ.get(name)
+    if value is None or (not value and not allow_empty):
+        console.print(f"[red]{name} is not set (or pass the option)[/]")
+        raise typer.Exit(2)
+    return value
+
+
+def _api(url: str, token: str) -> Any:
+    from grafana_client.api import GrafanaApi
+
+    return GrafanaApi.from_url(url=url, credential=token, timeout=10)
+
+
+@app.command("push")
+def push(
+    url: str = typer.Option(..., envvar="GRAFANA_URL", help="Grafana base URL."),
+    token: str = typer.Option(
+        ..., envvar="GRAFANA_TOKEN", help="Service account token (Editor or Admin)."
+    ),
+    db_host: str = typer.Option(None, help="host:port as Grafana reaches the database."),
+    db_name: str = typer.Option(None),
+    db_user: str = typer.Option(None, help="Preferably a read-only role."),
+    api_url: str = typer.Option(None, help="The Mebuku API as Grafana reaches it."),
+    sslmode: str = typer.Option("disable", help="disable, require, verify-ca, verify-full"),
+) -> None:
+    """Create or update the data sources, folders and dashboards (safe to repeat).
+
+    Secrets come from the environment only: MEBUKU_DB_PASSWORD and MEBUKU_GRAFANA_API_KEY
+    (an API key with role council, from `mebuku operators create --role council`).
+    """
+    from api.grafana.push import Connection
+    from api.grafana.push import push as do_push
+
+    conn = Connection(
+        db_host=db_host or _env("MEBUKU_DB_HOST"),
+        db_name=db_name or _env("MEBUKU_DB_NAME"),
+        db_user=db_user or _env("MEBUKU_DB_USER"),
+        db_password=_env("MEBUKU_DB_PASSWORD", allow_empty=True),  # trust/peer auth
+        api_url=api_url or _env("MEBUKU_API_URL"),
+        api_key=_env("MEBUKU_GRAFANA_API_KEY"),
+        db_sslmode=sslmode,
+    )
+    report = do_push(_api(url, token), conn)
+    for item in report.created:
+        console.print(f"created {item}")
+    for item in report.updated:
+        console.print(f"updated {item}")
+
+
+@app.command("check")
+def check(
+    url: str = typer.Option(..., envvar="GRAFANA_URL", help="Grafana base URL."),
+    token: str = typer.Option(..., envvar="GRAFANA_TOKEN", help="Service account token."),
+) -> None:
+    """Ask Grafana to health-check each Mebuku data source (exit 1 if any fails)."""
+    from api.grafana.push import check as do_check
+
+    results = do_check(_api(url, token))
+    for h in results:
+        colour = "green" if h.ok else "red"
+        console.print(f"[{colour}]{h.uid}: {'ok' if h.ok else 'FAILED'}[/] {h.message}")
+    if not all(h.ok for h in results):
+        raise typer.Exit(1)

@@ -1,0 +1,125 @@
+"""The city's platform overview: is data flowing, how late, what is rejected."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.grafana import API_DATASOURCE, dashboard, panel, query_variable, sql_target
+
+_MESSAGES = """
+SELECT $__timeGroupAlias(ts, $__interval), count(*)::float8 AS "messages"
+FROM (
+  SELECT ts FROM bus_telemetry WHERE $__timeFilter(ts)
+  UNION ALL SELECT ts FROM bus_events WHERE $__timeFilter(ts)
+  UNION ALL SELECT ts FROM fiveg_radio WHERE $__timeFilter(ts)
+  UNION ALL SELECT ts FROM fiveg_sensor WHERE $__timeFilter(ts)
+) m
+GROUP BY 1
+ORDER BY 1
+"""
+
+_LAG = """
+SELECT $__timeGroupAlias(ts, $__interval),
+  percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - ts))
+    AS "p95 lag",
+  avg(extract(epoch FROM received_at - ts))::float8 AS "mean lag"
+FROM bus_telemetry
+WHERE $__timeFilter(ts) AND vehicle_id IN ($vehicle)
+GROUP BY 1
+ORDER BY 1
+"""
+
+_PER_VEHICLE = """
+SELECT $__timeGroupAlias(ts, $__interval), vehicle_id AS metric, count(*)::float8 AS "messages"
+FROM bus_telemetry
+WHERE $__timeFilter(ts) AND vehicle_id IN ($vehicle)
+GROUP BY 1, 2
+ORDER BY 1
+"""
+
+_REJECTS = """
+SELECT count(*)::float8 AS "rejected"
+FROM ingest_rejects
+WHERE $__timeFilter(received_at)
+"""
+
+_REJECT_REASONS = """
+SELECT reason, topic, count(*) AS messages, max(received_at) AS last_seen
+FROM ingest_rejects
+WHERE $__timeFilter(received_at)
+GROUP BY reason, topic
+ORDER BY messages DESC
+LIMIT 50
+"""
+
+_VEHICLES = "SELECT DISTINCT vehicle_id FROM bus_telemetry ORDER BY 1"
+
+
+def api_target(series: str, ref_id: str = "A") -> dict[str, Any]:
+    return {"refId": ref_id, "datasource": API_DATASOURCE, "target": series, "type": "timeserie"}
+
+
+def dashboards() -> list[tuple[str, dict[str, Any]]]:
+    panels = [
+        panel(
+            "timeseries",
+            "Messages stored",
+            [sql_target(_MESSAGES)],
+            grid=(0, 0, 12, 8),
+            unit="short",
+            description="Telemetry, events, radio and sensor messages stored per interval.",
+        ),
+        panel(
+            "timeseries",
+            "Ingest lag (bus telemetry)",
+            [sql_target(_LAG)],
+            grid=(12, 0, 12, 8),
+            unit="s",
+            description="Seconds from measurement on the bus to storage.",
+            thresholds=[(None, "green"), (5, "orange"), (30, "red")],
+        ),
+        panel(
+            "stat",
+            "Rejected messages",
+            [sql_target(_REJECTS, fmt="table")],
+            grid=(0, 8, 6, 6),
+            unit="short",
+            description="Malformed messages kept in ingest_rejects (nothing is lost).",
+            thresholds=[(None, "green"), (1, "orange")],
+        ),
+        panel(
+            "timeseries",
+            "Ingest lag, all devices (API)",
+            [api_target("ingest.lag_seconds")],
+            grid=(6, 8, 18, 6),
+            unit="s",
+            description="Computed by the API (JSON data source) over every device type.",
+        ),
+        panel(
+            "timeseries",
+            "Telemetry per vehicle",
+            [sql_target(_PER_VEHICLE)],
+            grid=(0, 14, 12, 8),
+            unit="short",
+        ),
+        panel(
+            "table",
+            "Rejects by reason",
+            [sql_target(_REJECT_REASONS, fmt="table")],
+            grid=(12, 14, 12, 8),
+        ),
+    ]
+    return [
+        (
+            "city",
+            dashboard(
+                "mebuku-platform",
+                "Mebuku platform: data flow",
+                panels,
+                tags=["mebuku", "platform", "ingest"],
+                description="Is data arriving from buses and 5G devices, how late, and what "
+                "is rejected.",
+                variables=[query_variable("vehicle", _VEHICLES, label="Vehicle")],
+            ),
+        )
+    ]

@@ -1,0 +1,72 @@
+"""Liveness, readiness and Prometheus metrics endpoints (public, no credentials)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.readiness import check_broker, check_database
+from core.web import public
+
+router = APIRouter(tags=["health"], dependencies=[Depends(public)])
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"status": "ready", "checks": {"database": "ok", "broker": "ok"}},
+                {
+                    "status": "not ready",
+                    "checks": {"database": "ok", "broker": "broker unreachable: OSError"},
+                },
+            ]
+        }
+    )
+    status: Literal["ready", "not ready"]
+    checks: dict[str, str] = Field(description="Each dependency: ok, or why it is not")
+
+
+@router.get("/healthz", summary="The process is up", response_model=Health)
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    summary="Database and MQTT broker are reachable",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "A dependency is unreachable"}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    settings = request.app.state.settings
+    checks: dict[str, str] = {}
+    checks["database"] = await check_database(request.app.state.pool) or "ok"
+    if settings.mqtt_url is None:
+        checks["broker"] = "not configured (MEBUKU_MQTT_URL)"
+    else:
+        checks["broker"] = await check_broker(settings.mqtt) or "ok"
+    ready = all(v == "ok" for v in checks.values())
+    body = Readiness(status="ready" if ready else "not ready", checks=checks)
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+)
+async def metrics(request: Request) -> Response:
+    return Response(
+        generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST
+    )

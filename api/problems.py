@@ -1,0 +1,189 @@
+"""RFC 9457 problem details for every error the API can return.
+
+Clients always get ``application/problem+json`` with a stable ``type`` URI under
+:data:`core.web.PROBLEM_BASE`; validation errors list the offending fields; unexpected
+exceptions become a bare 500 (the traceback goes to the server log only).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.web import PROBLEM_BASE, ProblemError
+
+log = logging.getLogger(__name__)
+
+MEDIA_TYPE = "application/problem+json"
+
+# Stable slugs for statuses raised by the framework (routing, HTTPException).
+STATUS_SLUGS: dict[int, tuple[str, str]] = {
+    400: ("bad-request", "Bad request"),
+    401: ("unauthenticated", "Authentication required"),
+    403: ("forbidden", "Not allowed for this role"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    406: ("not-acceptable", "Not acceptable"),
+    409: ("conflict", "Conflict"),
+    413: ("payload-too-large", "Request body too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+    422: ("validation-error", "Request is not valid"),
+    429: ("rate-limited", "Too many requests"),
+    500: ("internal-error", "Internal server error"),
+    503: ("unavailable", "Service unavailable"),
+}
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Where the problem is: body.x, query.y, path.z, header.w")
+    message: str
+    type: str = Field(description="pydantic error type, e.g. missing, int_parsing")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": PROBLEM_BASE + "validation-error",
+                    "title": "Request is not valid",
+                    "status": 422,
+                    "detail": "Invalid field(s): query.limit",
+                    "instance": "/v1/operators/gunma-chuo/rides",
+                    "errors": [
+                        {
+                            "field": "query.limit",
+                            "message": "Input should be a valid integer",
+                            "type": "int_parsing",
+                        }
+                    ],
+                }
+            ]
+        },
+    )
+
+    type: str = Field(description="Stable URI naming this kind of problem")
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = Field(default=None, description="The request path")
+    errors: list[FieldError] | None = None
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + slug,
+        "title": title,
+        "status": status,
+        "instance": request.url.path,
+    }
+    if detail is not None:
+        body["detail"] = detail
+    body.update(extra)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=MEDIA_TYPE)
+
+
+def field_name(loc: tuple[Any, ...] | list[Any]) -> str:
+    """pydantic's ``("body", "rides", 0, "fare")`` as ``body.rides[0].fare``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "request"
+
+
+def validation_errors(errors: list[dict[str, Any]] | Any) -> list[dict[str, str]]:
+    """Only location, message and type: never echo the rejected input back."""
+    return [
+        {
+            "field": field_name(e.get("loc", ())),
+            "message": str(e.get("msg", "invalid")),
+            "type": str(e.get("type", "value_error")),
+        }
+        for e in errors
+    ]
+
+
+async def _problem_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ProblemError)
+    headers = None
+    extra = dict(exc.extra)
+    if exc.status == 429 and "retry_after" in extra:
+        headers = {"Retry-After": str(extra["retry_after"])}
+    if exc.status == 401:
+        headers = {"WWW-Authenticate": 'Bearer, APIKey header="X-API-Key"'}
+    return problem_response(
+        request, exc.status, exc.type, exc.title, exc.detail, headers=headers, **extra
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    slug, title = STATUS_SLUGS.get(exc.status_code, (f"http-{exc.status_code}", "HTTP error"))
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
+    if exc.status_code >= 500:
+        detail = None
+    return problem_response(
+        request, exc.status_code, slug, title, detail, headers=dict(exc.headers or {})
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = validation_errors(exc.errors())
+    fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
+    return problem_response(
+        request,
+        422,
+        "validation-error",
+        "Request is not valid",
+        f"Invalid field(s): {fields}",
+        errors=errors,
+    )
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        request,
+        503,
+        "database-unavailable",
+        "Database unavailable",
+        "Try again shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(request, 500, "internal-error", "Internal server error")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ProblemError, _problem_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(PoolTimeout, _database_unavailable)
+    app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
+    app.add_exception_handler(Exception, _unhandled)

@@ -1,0 +1,95 @@
+"""Readiness probes: can we reach the database and the MQTT broker right now?
+
+The broker probe speaks MQTT 3.1.1 itself (CONNECT, wait for CONNACK, DISCONNECT), so a
+port that accepts TCP but is not a working broker, or refuses our credentials, counts as
+not ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import ssl
+
+from psycopg_pool import AsyncConnectionPool
+
+from core.settings import MqttAddress
+
+CONNACK_CODES = {
+    0: "accepted",
+    1: "unacceptable protocol version",
+    2: "client id rejected",
+    3: "server unavailable",
+    4: "bad user name or password",
+    5: "not authorized",
+}
+
+
+def _utf8(s: str) -> bytes:
+    raw = s.encode()
+    return len(raw).to_bytes(2, "big") + raw
+
+
+def _remaining_length(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def connect_packet(
+    client_id: str, username: str | None, password: str | None, keepalive: int = 10
+) -> bytes:
+    """An MQTT 3.1.1 CONNECT packet with a clean session (no state left on the broker)."""
+    flags = 0x02
+    payload = _utf8(client_id)
+    if username is not None:
+        flags |= 0x80
+        payload += _utf8(username)
+        if password is not None:
+            flags |= 0x40
+            payload += _utf8(password)
+    variable = _utf8("MQTT") + bytes([4, flags]) + keepalive.to_bytes(2, "big")
+    body = variable + payload
+    return bytes([0x10]) + _remaining_length(len(body)) + body
+
+
+def parse_connack(data: bytes) -> int:
+    """The CONNACK return code; ValueError if this is not a CONNACK."""
+    if len(data) != 4 or data[0] != 0x20 or data[1] != 0x02:
+        raise ValueError(f"not a CONNACK: {data.hex()}")
+    return data[3]
+
+
+async def check_broker(addr: MqttAddress, timeout: float = 2.0) -> str | None:
+    """None when the broker accepts a connection, else why not."""
+    ctx = ssl.create_default_context() if addr.tls else None
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(addr.host, addr.port, ssl=ctx)
+            try:
+                client_id = f"mebuku-readyz-{secrets.token_hex(4)}"
+                writer.write(connect_packet(client_id, addr.username, addr.password))
+                await writer.drain()
+                code = parse_connack(await reader.readexactly(4))
+                if code != 0:
+                    return f"broker refused: {CONNACK_CODES.get(code, code)}"
+                writer.write(b"\xe0\x00")  # DISCONNECT
+                await writer.drain()
+            finally:
+                writer.close()
+    except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as e:
+        return f"broker unreachable: {type(e).__name__}"
+    return None
+
+
+async def check_database(pool: AsyncConnectionPool, timeout: float = 2.0) -> str | None:
+    """None when a pooled connection answers a query, else why not."""
+    try:
+        async with asyncio.timeout(timeout), pool.connection(timeout=timeout) as conn:
+            await conn.execute("SELECT 1")
+    except Exception as e:  # any failure means "not ready", reported by type only
+        return f"database unreachable: {type(e).__name__}"
+    return None

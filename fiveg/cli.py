@@ -1,0 +1,141 @@
+"""`mebuku fiveg`: load trial definitions, print KPIs and scorecards, write the report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import psycopg
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from core.settings import get_settings
+from fiveg import store
+from fiveg.engine import TrialKpis, trial_kpis
+from fiveg.kpi import Scorecard
+from fiveg.report import build_report
+from fiveg.store import HIST_WIDTH, ROLLUP_WIDTH
+from fiveg.trial import load_definition
+
+T = TypeVar("T")
+app = typer.Typer(help="Local-5G trials: registry, KPIs, reports.", no_args_is_help=True)
+out = Console()
+err = Console(stderr=True)
+
+
+def _run(fn: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
+    url = get_settings().require_database_url()
+
+    async def go() -> T:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            return await fn(conn)
+
+    return asyncio.run(go())
+
+
+def _kpis(trial_id: str, source: Literal["raw", "rollup", "auto"]) -> TrialKpis:
+    async def go(conn: psycopg.AsyncConnection) -> TrialKpis:
+        t = await store.get_trial(conn, trial_id)
+        if t is None:
+            err.print(f"[red]no trial {trial_id!r}[/]")
+            raise typer.Exit(1)
+        bucket = HIST_WIDTH if source == "rollup" else ROLLUP_WIDTH
+        return await trial_kpis(conn, t, bucket=bucket, source=source)
+
+    return _run(go)
+
+
+def _print_scorecard(card: Scorecard) -> None:
+    table = Table("KPI", "target", "measured", "result", "availability")
+    for r in card.results:
+        t = r.target
+        res = ("[green]PASS[/]" if r.passed else "[red]FAIL[/]") + (
+            " (ref.)" if t.reference else ""
+        )
+        table.add_row(
+            t.kpi,
+            f"{t.op} {t.value:g} {t.info.unit}",
+            "-" if r.measured is None else f"{r.measured:.2f}",
+            res,
+            "-" if r.availability_pct is None else f"{r.availability_pct:.1f} %",
+        )
+    out.print(table)
+    out.print(
+        f"overall: {'PASS' if card.passed else 'FAIL'} · data coverage "
+        f"{card.data_coverage_pct:.1f} % · {len(card.gaps)} gap(s)"
+    )
+
+
+@app.command("load-trial")
+def load_trial(files: list[Path] = typer.Argument(..., exists=True, dir_okay=False)) -> None:
+    """Register (or replace) trials from .toml/.json definition files."""
+    for f in files:
+        try:
+            d = load_definition(f)
+        except (ValidationError, ValueError) as e:
+            err.print(f"[red]{f}: invalid trial definition[/]\n{e}")
+            raise typer.Exit(2) from e
+        _run(lambda c, d=d: store.save_trial(c, d))  # type: ignore[misc]
+        err.print(f"loaded {d.trial_id} ({d.theme}, {len(d.devices)} devices)")
+
+
+@app.command("list")
+def list_trials(theme: str = typer.Option(None, help="transport, education or emergency")) -> None:
+    """List registered trials."""
+    table = Table("trial", "theme", "period", "devices", "title")
+    for t in _run(lambda c: store.list_trials(c, theme)):
+        d = t.definition
+        table.add_row(d.trial_id, d.theme, f"{d.period_start:%Y-%m-%d} – {d.period_end:%Y-%m-%d}",
+                      str(len(t.devices)), d.title)  # fmt: skip
+    out.print(table)
+
+
+@app.command("kpis")
+def kpis(
+    trial_id: str,
+    source: str = typer.Option("auto", help="raw (exact), rollup (fast) or auto"),
+    as_json: bool = typer.Option(False, "--json", help="Print the API's JSON body."),
+) -> None:
+    """KPIs and the scorecard of a trial over its whole period."""
+    if source not in ("raw", "rollup", "auto"):
+        raise typer.BadParameter("source is raw, rollup or auto")
+    k = _kpis(trial_id, source)  # type: ignore[arg-type]
+    if as_json:
+        from fiveg.schemas import kpis_out
+
+        out.print_json(kpis_out(k).model_dump_json(by_alias=True))
+        return
+    out.print(f"{trial_id}: {k.overall.n:,} samples ({k.source})")
+    _print_scorecard(k.scorecard)
+
+
+@app.command("report")
+def report(
+    trial_id: str,
+    output: Path = typer.Option(None, "-o", help="PDF path (default fiveg-TRIAL-report.pdf)"),
+    source: str = typer.Option("auto", help="raw (exact), rollup (fast) or auto"),
+) -> None:
+    """Write the council's PDF report for a trial."""
+    if source not in ("raw", "rollup", "auto"):
+        raise typer.BadParameter("source is raw, rollup or auto")
+    k = _kpis(trial_id, source)  # type: ignore[arg-type]
+    path = output or Path(f"fiveg-{trial_id}-report.pdf")
+    path.write_bytes(build_report(k, datetime.now(UTC)))
+    err.print(f"wrote {path} ({'PASS' if k.scorecard.passed else 'FAIL'})")
+
+
+@app.command("compare")
+def compare(theme: str = typer.Option(None)) -> None:
+    """Scorecards of every trial (auto source), side by side."""
+    rows = []
+    for t in _run(lambda c: store.list_trials(c, theme)):
+        k = _kpis(t.definition.trial_id, "auto")
+        rows.append({"trial": t.definition.trial_id, "theme": t.definition.theme,
+                     "passed": k.scorecard.passed, "samples": k.overall.n})  # fmt: skip
+    out.print_json(json.dumps(rows))

@@ -1,0 +1,247 @@
+"""The 5G council's Grafana dashboard: scorecard, KPIs over time, coverage, themes.
+
+Every panel reads the raw samples of the selected trial's devices in the dashboard's time
+range (``$__timeFilter``), with the same percentile definition as the API
+(``percentile_cont``). The scorecard shows each target as "% of target" so one set of
+thresholds (red below 100 %, green from 100 %) fits every trial's own targets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.grafana import dashboard, panel, query_variable, sql_target
+
+DEVICES = "SELECT device_id FROM fiveg_trial_devices WHERE trial_id = '${trial}'"
+IN_TRIAL = f"$__timeFilter(ts) AND device_id IN ({DEVICES})"
+
+# Every target KPI of the selected trial over the time range, as one jsonb object.
+KPI_JSON = f"""
+SELECT jsonb_build_object(
+  'dl_mbps_mean', avg(dl_mbps),
+  'dl_mbps_p5', percentile_cont(0.05) WITHIN GROUP (ORDER BY dl_mbps),
+  'dl_mbps_p50', percentile_cont(0.5) WITHIN GROUP (ORDER BY dl_mbps),
+  'dl_mbps_p95', percentile_cont(0.95) WITHIN GROUP (ORDER BY dl_mbps),
+  'ul_mbps_mean', avg(ul_mbps),
+  'ul_mbps_p5', percentile_cont(0.05) WITHIN GROUP (ORDER BY ul_mbps),
+  'ul_mbps_p50', percentile_cont(0.5) WITHIN GROUP (ORDER BY ul_mbps),
+  'ul_mbps_p95', percentile_cont(0.95) WITHIN GROUP (ORDER BY ul_mbps),
+  'rtt_ms_mean', avg(rtt_ms),
+  'rtt_ms_p50', percentile_cont(0.5) WITHIN GROUP (ORDER BY rtt_ms),
+  'rtt_ms_p95', percentile_cont(0.95) WITHIN GROUP (ORDER BY rtt_ms),
+  'rtt_ms_p99', percentile_cont(0.99) WITHIN GROUP (ORDER BY rtt_ms),
+  'jitter_ms_mean', avg(jitter_ms),
+  'loss_pct_mean', avg(loss_pct),
+  'reliability_pct', 100.0 * count(*) FILTER (WHERE rtt_ms <= (
+      SELECT latency_bound_ms FROM fiveg_trials WHERE trial_id = '${{trial}}'))
+      / nullif(count(rtt_ms), 0)
+) AS k
+FROM fiveg_radio WHERE {IN_TRIAL}
+"""
+
+SCORE = f"""
+WITH s AS ({KPI_JSON})
+SELECT t.label || ' ' || t.op || ' ' || t.value || ' ' || t.unit AS metric,
+       CASE WHEN t.op = '>=' THEN 100 * (s.k ->> t.kpi)::float8 / nullif(t.value, 0)
+            ELSE 100 * t.value / nullif((s.k ->> t.kpi)::float8, 0) END AS "% of target"
+FROM fiveg_trial_targets t CROSS JOIN s
+WHERE t.trial_id = '${{trial}}' AND NOT t.reference
+ORDER BY t.kpi
+"""
+
+MEASURED = f"""
+WITH s AS ({KPI_JSON})
+SELECT t.label AS "KPI", t.op || ' ' || t.value || ' ' || t.unit AS "target",
+       round((s.k ->> t.kpi)::numeric, 2) AS "measured",
+       CASE WHEN (s.k ->> t.kpi) IS NULL THEN 'no data'
+            WHEN t.op = '>=' AND (s.k ->> t.kpi)::float8 >= t.value THEN 'PASS'
+            WHEN t.op = '<=' AND (s.k ->> t.kpi)::float8 <= t.value THEN 'PASS'
+            ELSE 'FAIL' END || CASE WHEN t.reference THEN ' (ref.)' ELSE '' END AS "result",
+       t.source AS "source"
+FROM fiveg_trial_targets t CROSS JOIN s
+WHERE t.trial_id = '${{trial}}'
+ORDER BY t.reference, t.kpi
+"""
+
+COVERAGE_PCT = f"""
+SELECT 100.0 * count(DISTINCT time_bucket('5 minutes', ts)) * 300
+       / greatest(extract(epoch FROM $__timeTo()::timestamptz - $__timeFrom()::timestamptz), 1)
+       AS "data coverage"
+FROM fiveg_radio WHERE {IN_TRIAL}
+"""
+
+THROUGHPUT = f"""
+SELECT $__timeGroupAlias(ts, $__interval),
+       percentile_cont(0.05) WITHIN GROUP (ORDER BY ul_mbps) AS "UL p5",
+       avg(ul_mbps) AS "UL mean",
+       percentile_cont(0.05) WITHIN GROUP (ORDER BY dl_mbps) AS "DL p5",
+       avg(dl_mbps) AS "DL mean"
+FROM fiveg_radio WHERE {IN_TRIAL}
+GROUP BY 1 ORDER BY 1
+"""
+
+RTT = f"""
+SELECT $__timeGroupAlias(ts, $__interval),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY rtt_ms) AS "RTT p50",
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY rtt_ms) AS "RTT p95",
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY rtt_ms) AS "RTT p99"
+FROM fiveg_radio WHERE {IN_TRIAL}
+GROUP BY 1 ORDER BY 1
+"""
+
+# Geomap: ~50 m cells on a degree grid (0.00045 deg lat x 0.00056 deg lon at 36.4 N); the
+# API's /coverage gives exact 50 m EPSG:6677 cells. Sparse cells keep a null RSRP (grey).
+COVERAGE_MAP = f"""
+SELECT (floor(lat / 0.00045) + 0.5) * 0.00045 AS latitude,
+       (floor(lon / 0.00056) + 0.5) * 0.00056 AS longitude,
+       count(*) AS samples,
+       CASE WHEN count(*) >= 10
+            THEN percentile_cont(0.5) WITHIN GROUP (ORDER BY rsrp_dbm) END AS "median RSRP",
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY ul_mbps) AS "median UL"
+FROM fiveg_radio WHERE {IN_TRIAL} AND lat IS NOT NULL AND lon IS NOT NULL
+GROUP BY 1, 2
+"""
+
+BANDS = f"""
+SELECT 100.0 * count(*) FILTER (WHERE rsrp_dbm >= -80) / nullif(count(rsrp_dbm), 0) AS "excellent",
+       100.0 * count(*) FILTER (WHERE rsrp_dbm >= -90 AND rsrp_dbm < -80)
+             / nullif(count(rsrp_dbm), 0) AS "good",
+       100.0 * count(*) FILTER (WHERE rsrp_dbm >= -100 AND rsrp_dbm < -90)
+             / nullif(count(rsrp_dbm), 0) AS "fair",
+       100.0 * count(*) FILTER (WHERE rsrp_dbm < -100) / nullif(count(rsrp_dbm), 0) AS "poor"
+FROM fiveg_radio WHERE {IN_TRIAL}
+"""
+
+THEMES = """
+SELECT t.theme AS "theme", t.trial_id AS "trial", count(r.*) AS "samples",
+       percentile_cont(0.05) WITHIN GROUP (ORDER BY r.ul_mbps) AS "UL p5 (Mbit/s)",
+       percentile_cont(0.05) WITHIN GROUP (ORDER BY r.dl_mbps) AS "DL p5 (Mbit/s)",
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY r.rtt_ms) AS "RTT p95 (ms)"
+FROM fiveg_trials t
+JOIN fiveg_trial_devices d ON d.trial_id = t.trial_id
+JOIN fiveg_radio r ON r.device_id = d.device_id AND $__timeFilter(r.ts)
+     AND r.ts >= t.period_start AND r.ts < t.period_end
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
+SENSORS = f"""
+SELECT DISTINCT ON (device_id, name) device_id AS "sensor", name, ts AS "latest",
+       coalesce(value::text, value_string, value_bool::text, value_data) AS "value", unit
+FROM fiveg_sensor WHERE {IN_TRIAL}
+ORDER BY device_id, name, ts DESC
+"""
+
+PCT_THRESHOLDS: list[tuple[float | None, str]] = [(None, "red"), (100, "green")]
+
+
+def dashboards() -> list[tuple[str, dict[str, Any]]]:
+    trial = query_variable(
+        "trial",
+        "SELECT trial_id FROM fiveg_trials ORDER BY period_start DESC, trial_id",
+        label="Trial",
+        multi=False,
+        include_all=False,
+    )
+    panels = [
+        panel(
+            "stat",
+            "Scorecard: % of target (100 % = met)",
+            [sql_target(SCORE, "table")],
+            grid=(0, 0, 16, 6),
+            unit="percent",
+            thresholds=PCT_THRESHOLDS,
+            description="Each non-reference target of the trial over the time range; "
+            "for '<=' targets the ratio is target / measured.",
+            options={
+                "reduceOptions": {"values": True, "calcs": [], "fields": "/% of target/"},
+                "colorMode": "background",
+                "textMode": "value_and_name",
+            },
+        ),
+        panel(
+            "stat",
+            "Data coverage (5-minute buckets with samples)",
+            [sql_target(COVERAGE_PCT, "table")],
+            grid=(16, 0, 8, 6),
+            unit="percent",
+            thresholds=[(None, "red"), (90, "orange"), (99, "green")],
+            options={"reduceOptions": {"values": False, "calcs": ["lastNotNull"]}},
+        ),
+        panel(
+            "table",
+            "Targets, measured values and sources",
+            [sql_target(MEASURED, "table")],
+            grid=(0, 6, 24, 6),
+        ),
+        panel(
+            "timeseries",
+            "Throughput (5th percentile = user-experienced rate)",
+            [sql_target(THROUGHPUT)],
+            grid=(0, 12, 12, 8),
+            unit="Mbits",
+        ),
+        panel("timeseries", "Round-trip time", [sql_target(RTT)], grid=(12, 12, 12, 8), unit="ms"),
+        panel(
+            "geomap",
+            "Coverage: median RSRP per ~50 m cell (grey: under 10 samples)",
+            [sql_target(COVERAGE_MAP, "table")],
+            grid=(0, 20, 12, 10),
+            unit="dBm",
+            thresholds=[(None, "#d73027"), (-100, "#fee08b"), (-90, "#91cf60"), (-80, "#1a9850")],
+            options={
+                "view": {"id": "coords", "lat": 36.389, "lon": 139.063, "zoom": 13},
+                "layers": [
+                    {
+                        "type": "markers",
+                        "name": "cells",
+                        "location": {
+                            "mode": "coords",
+                            "latitude": "latitude",
+                            "longitude": "longitude",
+                        },
+                        "config": {
+                            "style": {
+                                "color": {"field": "median RSRP", "fixed": "#bbbbbb"},
+                                "size": {"fixed": 6},
+                            }
+                        },
+                    }
+                ],
+            },
+        ),
+        panel(
+            "bargauge",
+            "RSRP quality bands (% of samples)",
+            [sql_target(BANDS, "table")],
+            grid=(12, 20, 12, 10),
+            unit="percent",
+            options={"orientation": "horizontal", "displayMode": "basic"},
+        ),
+        panel(
+            "table",
+            "Themes compared (samples in range, within each trial's period)",
+            [sql_target(THEMES, "table")],
+            grid=(0, 30, 16, 8),
+        ),
+        panel(
+            "table",
+            "Field sensors (SenML): latest",
+            [sql_target(SENSORS, "table")],
+            grid=(16, 30, 8, 8),
+        ),
+    ]
+    return [
+        (
+            "council",
+            dashboard(
+                "fiveg-council",
+                "Local 5G trials (council)",
+                panels,
+                tags=["fiveg", "council"],
+                description="Maebashi local-5G trials against their targets (docs/fiveg-kpis.md)",
+                variables=[trial],
+                time_from="now-6h",
+                refresh="1m",
+            ),
+        )
+    ]

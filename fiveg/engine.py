@@ -1,0 +1,109 @@
+"""The KPI engine: one trial's KPIs, scorecard and time series from either path.
+
+``source="raw"`` is exact (percentile_cont over the samples) at any bucket width;
+``source="rollup"`` reads the rollups (fast on millions of samples; percentiles within one
+histogram bin; hourly buckets, values over the whole hours touching the window; no
+handovers).
+``source="auto"`` is raw up to :data:`RAW_LIMIT` samples, else rollup with hourly buckets.
+Data coverage and gaps are always at 5-minute resolution. ``TrialKpis`` says which source
+and bucket answered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from psycopg import AsyncConnection
+
+from fiveg import store
+from fiveg.kpi import Scorecard, Stats, scorecard
+from fiveg.store import HIST_WIDTH, ROLLUP_WIDTH, Mobility, StoredTrial
+from fiveg.targets import REFERENCE_TARGETS, Target
+
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # ingest refuses older samples
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+Source = Literal["raw", "rollup"]
+SourceChoice = Literal["raw", "rollup", "auto"]
+# Above this many samples the raw path takes seconds (docs/benchmarks.md): auto uses rollups.
+RAW_LIMIT = 500_000
+
+
+@dataclass(frozen=True)
+class TrialKpis:
+    trial: StoredTrial
+    start: datetime
+    end: datetime
+    bucket: timedelta
+    source: Source
+    overall: Stats
+    per_bucket: dict[datetime, Stats]
+    per_device: dict[str, Stats]
+    mobility: Mobility | None
+    scorecard: Scorecard
+
+
+def with_references(targets: list[Target]) -> list[Target]:
+    """The trial's targets plus the ITU-R M.2410 reference rows it does not show yet, so
+    every scorecard compares with the IMT-2020 user-experienced rates."""
+    shown = {(t.kpi, t.value) for t in targets if t.reference}
+    return targets + [r for r in REFERENCE_TARGETS if (r.kpi, r.value) not in shown]
+
+
+class KpiRequestError(ValueError):
+    """The request cannot be answered as asked (bad window or bucket)."""
+
+
+async def trial_kpis(
+    conn: AsyncConnection,
+    trial: StoredTrial,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    bucket: timedelta = ROLLUP_WIDTH,
+    source: SourceChoice = "raw",
+) -> TrialKpis:
+    d = trial.definition
+    start = start or d.period_start
+    if end is None:  # a running trial is measured up to now: the future is not a gap
+        now = datetime.now(UTC)
+        end = min(d.period_end, now) if start < now else d.period_end
+    if end <= start:
+        raise KpiRequestError("'to' must be after 'from'")
+    if start < EARLIEST or end > LATEST:
+        raise KpiRequestError("'from' and 'to' must lie between 2000 and 2100")
+    if bucket < timedelta(seconds=1) or bucket > timedelta(days=7):
+        raise KpiRequestError("bucket must be between 1 second and 7 days")
+    if (end - start) / bucket > 120_000:
+        raise KpiRequestError("too many buckets: use a wider bucket or a shorter window")
+    devices = trial.devices
+    bound = d.bound_ms
+    if source == "auto":
+        big = await store.sample_count(conn, devices, start, end) > RAW_LIMIT
+        source = "rollup" if big else "raw"
+        if big:
+            bucket = HIST_WIDTH
+    if source == "raw":
+        overall = await store.raw_stats(conn, devices, start, end, bound)
+        per_bucket = await store.raw_stats_by_bucket(conn, devices, start, end, bound, bucket)
+        per_device = await store.raw_stats_by_device(conn, devices, start, end, bound)
+        mobility: Mobility | None = await store.raw_mobility(conn, devices, start, end, bucket)
+        data = (
+            set(per_bucket)
+            if bucket == ROLLUP_WIDTH
+            else await store.raw_data_buckets(conn, devices, start, end)
+        )
+    else:
+        if bucket != HIST_WIDTH:
+            raise KpiRequestError("the rollup source has hourly buckets only (bucket=1h)")
+        # KPI values cover the whole hours touching [start, end); coverage and gaps do not.
+        r = await store.rollup_stats(conn, devices, start, end, bound)
+        overall, per_bucket, data = r.overall, r.per_hour, r.data_buckets
+        per_device, mobility = {}, None
+    card = scorecard(
+        with_references(trial.targets), overall, per_bucket, start, end, bucket, data,
+        ROLLUP_WIDTH,
+    )  # fmt: skip
+    return TrialKpis(
+        trial, start, end, bucket, source, overall, per_bucket, per_device, mobility, card
+    )

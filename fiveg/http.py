@@ -1,0 +1,227 @@
+"""HTTP routes for the 5G council (read) and administrators (trial registry)."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+from psycopg import AsyncConnection
+
+from core.web import Principal, ProblemError, Role, db_conn, require_roles
+from fiveg import store
+from fiveg.coverage import coverage_geojson
+from fiveg.engine import KpiRequestError, TrialKpis, trial_kpis
+from fiveg.report import build_report
+from fiveg.schemas import (
+    CompareRow,
+    KpisOut,
+    SensorOut,
+    TrialOut,
+    TrialSummary,
+    kpis_out,
+    scorecard_out,
+    sensor_out,
+    targets_out,
+)
+from fiveg.store import StoredTrial
+from fiveg.trial import TrialDefinition
+
+router = APIRouter(prefix="/v1/fiveg", tags=["fiveg"])
+Reader = Annotated[Principal, Depends(require_roles(Role.COUNCIL, Role.ADMIN))]
+Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
+Conn = Annotated[AsyncConnection, Depends(db_conn)]
+SourceQ = Annotated[
+    Literal["raw", "rollup", "auto"],
+    Query(
+        description="raw: exact; rollup: fast (5-minute rollups); auto: raw up to 500,000 samples"
+    ),
+]
+TrialId = Annotated[
+    str, Path(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$", examples=["bus-supervision-2026"])
+]
+ThemeQ = Annotated[Literal["transport", "education", "emergency"] | None, Query()]
+MAX_BUCKETS = 120_000
+_BUCKET = re.compile(r"^(\d{1,6})(s|m|h|d)$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_bucket(text: str) -> timedelta:
+    m = _BUCKET.match(text)
+    width = timedelta(**{_UNITS[m.group(2)]: int(m.group(1))}) if m else None
+    if width is None or not timedelta(seconds=1) <= width <= timedelta(days=7):
+        raise ProblemError(
+            422, "bad-bucket", "Bad bucket", "bucket is 1s to 7d, written like 300s, 5m, 1h or 1d."
+        )
+    return width
+
+
+async def _trial(conn: AsyncConnection, trial_id: str) -> StoredTrial:
+    t = await store.get_trial(conn, trial_id)
+    if t is None:
+        raise ProblemError(404, "not-found", "Not found", f"No trial {trial_id!r}.")
+    return t
+
+
+def _aware(ts: datetime | None, name: str) -> datetime | None:
+    if ts is not None and ts.tzinfo is None:
+        raise ProblemError(422, "bad-time", "Bad time", f"'{name}' needs a UTC offset.")
+    return ts
+
+
+async def _kpis(
+    conn: AsyncConnection,
+    trial: StoredTrial,
+    start: datetime | None,
+    end: datetime | None,
+    bucket: str,
+    source: Literal["raw", "rollup", "auto"],
+) -> TrialKpis:
+    try:
+        return await trial_kpis(
+            conn, trial, _aware(start, "from"), _aware(end, "to"), parse_bucket(bucket), source
+        )
+    except KpiRequestError as e:
+        raise ProblemError(422, "bad-kpi-request", "Bad KPI request", str(e)) from e
+
+
+@router.get("/trials", response_model=list[TrialSummary], summary="List trials")
+async def list_trials(_: Reader, conn: Conn, theme: ThemeQ = None) -> list[TrialSummary]:
+    return [
+        TrialSummary(
+            trial_id=t.definition.trial_id,
+            title=t.definition.title,
+            theme=t.definition.theme,
+            period_start=t.definition.period_start,
+            period_end=t.definition.period_end,
+            devices=len(t.devices),
+        )
+        for t in await store.list_trials(conn, theme)
+    ]
+
+
+@router.get("/trials/{trial_id}", response_model=TrialOut, summary="A trial and its targets")
+async def get_trial(trial_id: TrialId, _: Reader, conn: Conn) -> TrialOut:
+    t = await _trial(conn, trial_id)
+    return TrialOut(definition=t.definition, targets=targets_out(t))
+
+
+@router.put("/trials/{trial_id}", response_model=TrialOut, summary="Register or replace a trial")
+async def put_trial(trial_id: TrialId, body: TrialDefinition, _: Admin, conn: Conn) -> TrialOut:
+    if body.trial_id != trial_id:
+        raise ProblemError(
+            422, "trial-id-mismatch", "Trial id mismatch", "The body's trial_id must match."
+        )
+    await store.save_trial(conn, body)
+    return await get_trial(trial_id, _, conn)
+
+
+@router.delete("/trials/{trial_id}", status_code=204, summary="Remove a trial (not its samples)")
+async def delete_trial(trial_id: TrialId, _: Admin, conn: Conn) -> Response:
+    if not await store.delete_trial(conn, trial_id):
+        raise ProblemError(404, "not-found", "Not found", f"No trial {trial_id!r}.")
+    return Response(status_code=204)
+
+
+@router.get("/trials/{trial_id}/kpis", response_model=KpisOut, summary="KPIs and scorecard")
+async def get_kpis(
+    trial_id: TrialId,
+    _: Reader,
+    conn: Conn,
+    start: Annotated[datetime | None, Query(alias="from")] = None,
+    end: Annotated[datetime | None, Query(alias="to")] = None,
+    bucket: str = "5m",
+    source: SourceQ = "auto",
+) -> KpisOut:
+    """KPIs of the trial's devices in [from, to) (default: the trial period), per bucket."""
+    k = await _kpis(conn, await _trial(conn, trial_id), start, end, bucket, source)
+    return kpis_out(k)
+
+
+@router.get(
+    "/trials/{trial_id}/coverage",
+    summary="Coverage map (GeoJSON, 50 m cells)",
+    responses={200: {"content": {"application/geo+json": {}}}},
+)
+async def get_coverage(
+    trial_id: TrialId,
+    _: Reader,
+    conn: Conn,
+    start: Annotated[datetime | None, Query(alias="from")] = None,
+    end: Annotated[datetime | None, Query(alias="to")] = None,
+    min_samples: Annotated[int, Query(ge=1, le=100_000)] = 10,
+) -> Response:
+    t = await _trial(conn, trial_id)
+    d = t.definition
+    pts = await store.coverage_points(
+        conn, t.devices, _aware(start, "from") or d.period_start, _aware(end, "to") or d.period_end
+    )
+    body = json.dumps(coverage_geojson(pts, min_samples=min_samples))
+    return Response(body, media_type="application/geo+json")
+
+
+@router.get("/trials/{trial_id}/sensors", response_model=list[SensorOut], summary="SenML sensors")
+async def get_sensors(
+    trial_id: TrialId, _: Reader, conn: Conn, bucket: str = "5m"
+) -> list[SensorOut]:
+    t = await _trial(conn, trial_id)
+    d = t.definition
+    width = parse_bucket(bucket)
+    if (d.period_end - d.period_start) / width > MAX_BUCKETS:
+        raise ProblemError(422, "bad-bucket", "Bad bucket", "Too many buckets: use a wider one.")
+    rows = await store.sensor_summaries(conn, t.devices, d.period_start, d.period_end, width)
+    return [sensor_out(s) for s in rows]
+
+
+@router.get(
+    "/trials/{trial_id}/report",
+    summary="Trial report (PDF)",
+    responses={200: {"content": {"application/pdf": {}}}},
+)
+async def get_report(
+    trial_id: TrialId,
+    _: Reader,
+    conn: Conn,
+    start: Annotated[datetime | None, Query(alias="from")] = None,
+    end: Annotated[datetime | None, Query(alias="to")] = None,
+    bucket: str = "5m",
+    source: SourceQ = "auto",
+) -> Response:
+    k = await _kpis(conn, await _trial(conn, trial_id), start, end, bucket, source)
+    pdf = build_report(k, datetime.now(UTC))
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="fiveg-{trial_id}-report.pdf"'},
+    )
+
+
+@router.get("/compare", response_model=list[CompareRow], summary="Compare trials and themes")
+async def compare(
+    _: Reader,
+    conn: Conn,
+    theme: ThemeQ = None,
+    trial: Annotated[list[str] | None, Query(description="Limit to these trial ids")] = None,
+    source: SourceQ = "auto",
+) -> list[CompareRow]:
+    """Each trial's scorecard over its whole period, ordered by theme."""
+    out = []
+    for t in await store.list_trials(conn, theme):
+        if trial and t.definition.trial_id not in trial:
+            continue
+        k = await _kpis(conn, t, None, None, "1h" if source == "rollup" else "5m", source)
+        out.append(
+            CompareRow(
+                trial_id=t.definition.trial_id,
+                title=t.definition.title,
+                theme=t.definition.theme,
+                passed=k.scorecard.passed,
+                data_coverage_pct=k.scorecard.data_coverage_pct,
+                samples=k.overall.n,
+                kpis=k.overall.values,
+                targets=scorecard_out(k.scorecard).targets,
+            )
+        )
+    return sorted(out, key=lambda r: (r.theme, r.trial_id))

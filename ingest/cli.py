@@ -1,0 +1,68 @@
+"""`mebuku ingest`: run one ingest worker until SIGTERM/SIGINT (then flush and exit)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+import typer
+
+from core.settings import get_settings
+from ingest.worker import IngestWorker, WorkerConfig
+
+log = logging.getLogger(__name__)
+
+
+def ingest(
+    group: str = typer.Option(
+        "",
+        help="Shared-subscription group ($share/GROUP/...) so N workers split the load. "
+        "Default: none, a plain subscription, which is the zero-loss choice for a single "
+        "worker on Mosquitto 2.0 (its shared subscriptions lose messages across broker "
+        "restarts; see ingest/README.md).",
+    ),
+    instance: int = typer.Option(0, help="Worker number within the group (part of the client id)."),
+    client_id: str = typer.Option(
+        None,
+        help="Fixed MQTT client id, so a restarted worker resumes its persistent session "
+        "(default mebuku-ingest-GROUP-INSTANCE, GROUP 'main' without a group).",
+    ),
+    topic_filter: str = typer.Option("maebashi/#", "--topic", help="Topic filter."),
+    batch_size: int = typer.Option(2000, help="Most messages per transaction."),
+    batch_wait_ms: int = typer.Option(100, help="Longest wait to fill a batch."),
+    receive_maximum: int = typer.Option(
+        10000,
+        help="MQTT 5 Receive Maximum: unacknowledged messages the broker may send us.",
+    ),
+    metrics_port: int = typer.Option(
+        None, help="Prometheus port (default MEBUKU_METRICS_PORT; 0 disables)."
+    ),
+) -> None:
+    """Ingest MQTT telemetry and 5G measurements into the database (zero loss)."""
+    s = get_settings()
+    cfg = WorkerConfig(
+        database_url=s.require_database_url(),
+        mqtt=s.mqtt,
+        client_id=client_id or f"mebuku-ingest-{group or 'main'}-{instance}",
+        group=group,
+        topic_filter=topic_filter,
+        batch_size=batch_size,
+        batch_wait=batch_wait_ms / 1000,
+        receive_maximum=receive_maximum,
+        metrics_port=s.metrics_port if metrics_port is None else metrics_port,
+    )
+    worker = IngestWorker(cfg)
+    stop = threading.Event()
+
+    def _signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %s: flushing and stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _signal)
+    signal.signal(signal.SIGINT, _signal)
+    worker.start()
+    log.info("ingest worker %s running (metrics port %s)", cfg.client_id, cfg.metrics_port or "off")
+    stop.wait()
+    worker.stop()

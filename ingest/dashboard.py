@@ -1,0 +1,144 @@
+"""The "Ingest health" dashboard (folder operators): throughput, rejects, lag, freshness.
+
+Every query filters on the time column that carries the BRIN index / hypertable chunks
+(``ts``, or ``received_at`` for the small dead-letter table).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.grafana import dashboard, panel, sql_target
+
+_STREAMS = (
+    ("bus_telemetry", "telemetry"),
+    ("bus_events", "events"),
+    ("fiveg_radio", "5G radio"),
+    ("fiveg_sensor", "SenML"),
+)
+
+
+def _rows_per_minute() -> str:
+    parts = [
+        f"SELECT $__timeGroupAlias(received_at, '1m'), '{label}' AS metric, count(*) AS value "
+        f"FROM {table} WHERE $__timeFilter(ts) AND $__timeFilter(received_at) GROUP BY 1"
+        for table, label in _STREAMS
+    ]
+    return "SELECT * FROM (\n" + "\nUNION ALL\n".join(parts) + "\n) q ORDER BY 1, 2"
+
+
+REJECTS_BY_REASON = """
+SELECT $__timeGroupAlias(received_at, '5m'), split_part(reason, ':', 1) AS metric,
+       count(*) AS value
+FROM ingest_rejects
+WHERE $__timeFilter(received_at)
+GROUP BY 1, 2
+ORDER BY 1, 2
+"""
+
+LAG = """
+SELECT $__timeGroupAlias(received_at, '1m'),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - ts))
+           AS "p50",
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - ts))
+           AS "p95"
+FROM bus_telemetry
+WHERE $__timeFilter(ts) AND $__timeFilter(received_at)
+GROUP BY 1
+ORDER BY 1
+"""
+
+REJECT_SHARE = """
+SELECT (SELECT count(*) FROM ingest_rejects WHERE $__timeFilter(received_at))::float8
+       / greatest(1, (SELECT count(*) FROM bus_telemetry WHERE $__timeFilter(ts))
+                   + (SELECT count(*) FROM fiveg_radio WHERE $__timeFilter(ts))
+                   + (SELECT count(*) FROM bus_events WHERE $__timeFilter(ts))
+                   + (SELECT count(*) FROM ingest_rejects WHERE $__timeFilter(received_at)))
+       AS "reject share"
+"""
+
+FRESHNESS = """
+SELECT vehicle_id AS "vehicle",
+       max(ts) AS "last report",
+       extract(epoch FROM now() - max(ts)) AS "silent for (s)",
+       count(*) AS "reports"
+FROM bus_telemetry
+WHERE $__timeFilter(ts)
+GROUP BY vehicle_id
+ORDER BY 3 DESC
+"""
+
+LATEST_REJECTS = """
+SELECT received_at AS "time", topic, reason,
+       left(convert_from(payload, 'UTF8'), 120) AS "payload (start)"
+FROM ingest_rejects
+WHERE $__timeFilter(received_at) AND octet_length(payload) > 0
+  AND position('\\x00'::bytea IN payload) = 0
+ORDER BY received_at DESC
+LIMIT 50
+"""
+
+
+def ingest_health() -> dict[str, Any]:
+    panels = [
+        panel(
+            "timeseries",
+            "Rows stored per minute",
+            [sql_target(_rows_per_minute())],
+            grid=(0, 0, 16, 8),
+            unit="short",
+            description="Rows committed per minute and stream (by commit time).",
+        ),
+        panel(
+            "stat",
+            "Reject share",
+            [sql_target(REJECT_SHARE, "table")],
+            grid=(16, 0, 8, 8),
+            unit="percentunit",
+            thresholds=[(None, "green"), (0.01, "orange"), (0.05, "red")],
+            description="Messages in the dead letter over all messages in the range.",
+        ),
+        panel(
+            "timeseries",
+            "Rejects by reason",
+            [sql_target(REJECTS_BY_REASON)],
+            grid=(0, 8, 12, 8),
+            unit="short",
+            description="Invalid messages kept in ingest_rejects, by reason code.",
+            options={"legend": {"displayMode": "table", "placement": "right"}},
+        ),
+        panel(
+            "timeseries",
+            "Publish-to-commit lag (telemetry)",
+            [sql_target(LAG)],
+            grid=(12, 8, 12, 8),
+            unit="s",
+            thresholds=[(None, "green"), (1, "red")],
+            description="received_at minus the device's ts: includes device clock error.",
+        ),
+        panel(
+            "table",
+            "Vehicle freshness",
+            [sql_target(FRESHNESS, "table")],
+            grid=(0, 16, 10, 9),
+            description="Vehicles that stopped reporting rise to the top.",
+        ),
+        panel(
+            "table",
+            "Latest rejects",
+            [sql_target(LATEST_REJECTS, "table")],
+            grid=(10, 16, 14, 9),
+        ),
+    ]
+    return dashboard(
+        "mebuku-ingest-health",
+        "Ingest health",
+        panels,
+        tags=["mebuku", "ingest", "operators"],
+        description="MQTT ingest: rows per minute, rejects by reason, lag, vehicle freshness.",
+        time_from="now-1h",
+    )
+
+
+def dashboards() -> list[tuple[str, dict[str, Any]]]:
+    return [("operators", ingest_health())]

@@ -1,0 +1,191 @@
+"""Pure parsers: (topic, payload bytes, received_at) -> Rows or Reject. No I/O.
+
+Every input gives an answer; nothing raises, so a malformed message can never stall
+the pipeline. Topic layout and payload rules: docs/schemas/*.json and ingest/README.md.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from ingest import senml
+from ingest.fields import (
+    FieldError,
+    boolean,
+    check_text,
+    integer,
+    number,
+    text,
+    timestamp,
+)
+from ingest.rows import EVENTS, RADIO, SENSOR, TELEMETRY, Parsed, Reject, Rows
+
+MAX_PAYLOAD = 256 * 1024
+MODES = frozenset({"autonomous", "manual", "remote"})
+CAUSES = frozenset({"parked_vehicle", "pedestrian", "signal", "right_turn", "obstacle", "other"})
+RADIO_METRICS: dict[str, tuple[float, float]] = {
+    # 3GPP TS 38.133 reporting ranges for SS-RSRP/RSRQ/SINR; physical limits otherwise.
+    "rsrp_dbm": (-156, -31),
+    "rsrq_db": (-43, 20),
+    "sinr_db": (-23, 40),
+    "dl_mbps": (0, 20_000),
+    "ul_mbps": (0, 10_000),
+    "rtt_ms": (0, 60_000),
+    "jitter_ms": (0, 60_000),
+    "loss_pct": (0, 100),
+}
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _load(payload: bytes) -> Any:
+    if len(payload) > MAX_PAYLOAD:
+        raise FieldError("too_large", f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+    try:
+        txt = payload.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise FieldError("bad_utf8", str(e)) from e
+    try:
+        return json.loads(txt, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as e:
+        raise FieldError("bad_json", str(e)[:200]) from e
+
+
+def _object(payload: bytes) -> dict[str, Any]:
+    doc = _load(payload)
+    if not isinstance(doc, dict):
+        raise FieldError("not_object", "payload must be a JSON object")
+    return doc
+
+
+def _segment(kind: str, v: str) -> str:
+    if not v or len(v) > 64 or "\x00" in v:
+        raise FieldError("unknown_topic", f"{kind} must have 1..64 characters")
+    return v
+
+
+def parse_telemetry(vehicle_id: str, payload: bytes, received_at: datetime) -> Rows:
+    d = _object(payload)
+    row = (
+        vehicle_id,
+        timestamp(d, received_at),
+        integer(d, "seq", 0, 2**63 - 1),
+        number(d, "lat", -90, 90, required=True),
+        number(d, "lon", -180, 180, required=True),
+        number(d, "speed_mps", 0, 100),
+        _heading(d),
+        number(d, "odometer_m", 0, 1e10),
+        text(d, "mode", choices=MODES),
+        boolean(d, "door_open"),
+        integer(d, "passengers", 0, 1000),
+        text(d, "trip_id"),
+        text(d, "route_id"),
+        number(d, "soc_pct", 0, 100),
+    )
+    return Rows(TELEMETRY, [row])
+
+
+def _heading(d: dict[str, Any]) -> float | None:
+    h = number(d, "heading_deg", 0, 360)
+    if h == 360:
+        raise FieldError("out_of_range", "heading_deg must be below 360")
+    return h
+
+
+def parse_event(vehicle_id: str, payload: bytes, received_at: datetime) -> Rows:
+    d = _object(payload)
+    etype = text(d, "type", required=True)
+    assert etype is not None
+    if not etype.replace("_", "").isascii() or not etype.replace("_", "").isalnum():
+        raise FieldError("out_of_range", "type must be a snake_case word")
+    detail = d.get("detail")
+    if detail is not None and not isinstance(detail, dict):
+        raise FieldError("wrong_type", "detail must be an object")
+    detail_json = None
+    if detail is not None:
+        detail_json = json.dumps(detail, ensure_ascii=False)
+        if "\\u0000" in detail_json:
+            raise FieldError("wrong_type", "detail contains NUL")
+    row = (
+        vehicle_id,
+        timestamp(d, received_at),
+        etype,
+        text(d, "cause", choices=CAUSES),
+        detail_json,
+    )
+    return Rows(EVENTS, [row])
+
+
+def parse_radio(site_id: str, device_id: str, payload: bytes, received_at: datetime) -> Rows:
+    d = _object(payload)
+    metrics = [number(d, k, lo, hi) for k, (lo, hi) in RADIO_METRICS.items()]
+    if all(m is None for m in metrics):
+        raise FieldError("missing_field", f"at least one of {', '.join(RADIO_METRICS)} is required")
+    row = (
+        site_id,
+        device_id,
+        timestamp(d, received_at),
+        *metrics,
+        _id_text(d, "cell_id"),
+        integer(d, "pci", 0, 1007),
+        text(d, "band"),
+        number(d, "lat", -90, 90),
+        number(d, "lon", -180, 180),
+    )
+    return Rows(RADIO, [row])
+
+
+def _id_text(d: dict[str, Any], key: str) -> str | None:
+    v = d.get(key)
+    if isinstance(v, int) and not isinstance(v, bool):  # cell ids are often sent as numbers
+        return str(v)
+    return text(d, key)
+
+
+def parse_senml(site_id: str, device_id: str, payload: bytes, received_at: datetime) -> Rows:
+    records = senml.resolve(_load(payload), received_at)
+    rows = []
+    for r in records:
+        check_text("name", r.name)
+        rows.append(
+            (
+                site_id,
+                device_id,
+                r.name,
+                r.time,
+                r.unit,
+                r.value,
+                r.value_string,
+                r.value_bool,
+                r.value_data,
+                r.sum,
+            )
+        )
+    return Rows(SENSOR, rows)
+
+
+def parse_message(topic: str, payload: bytes, received_at: datetime) -> Parsed:
+    """Route by topic and parse; every failure becomes a Reject with a reason."""
+    try:
+        parts = topic.split("/")
+        if len(parts) == 4 and parts[:2] == ["maebashi", "bus"]:
+            vehicle = _segment("vehicle_id", parts[2])
+            if parts[3] == "telemetry":
+                return parse_telemetry(vehicle, payload, received_at)
+            if parts[3] == "event":
+                return parse_event(vehicle, payload, received_at)
+        elif len(parts) == 5 and parts[:2] == ["maebashi", "5g"]:
+            site, device = _segment("site_id", parts[2]), _segment("device_id", parts[3])
+            if parts[4] == "radio":
+                return parse_radio(site, device, payload, received_at)
+            if parts[4] == "senml":
+                return parse_senml(site, device, payload, received_at)
+        return Reject("unknown_topic", f"no parser for topic {topic[:120]!r}")
+    except FieldError as e:
+        return Reject(e.code, e.detail)
+    except RecursionError:
+        return Reject("bad_json", "nested too deeply")

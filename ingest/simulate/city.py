@@ -1,0 +1,135 @@
+"""The whole simulated city: shuttles, city buses, phones and sensors, merged in time order."""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from ingest.simulate.bus import BusConfig, BusSimulator
+from ingest.simulate.faults import Faults, inject
+from ingest.simulate.feed import DEFAULT_GTFS, Feed, TripPlan, reversed_plan
+from ingest.simulate.fiveg import SITES, fixed_phone, phone_on_bus, senml_sensor
+from ingest.simulate.messages import SimMessage
+
+
+@dataclass
+class CityConfig:
+    shuttles: int = 2
+    buses: int = 6
+    phones_per_bus: int = 1
+    fixed_phones_per_site: int = 2
+    sensors_per_site: int = 1
+    telemetry_period_s: float = 1.0
+    radio_period_s: float = 5.0
+    senml_period_s: float = 60.0
+    off_route_per_trip: float = 0.1
+    faults: Faults = field(default_factory=Faults)
+    seed: int = 1
+    gtfs_path: Path = DEFAULT_GTFS
+
+
+class City:
+    """Builds the simulators; ``buses`` keeps each BusSimulator for its ground truth."""
+
+    def __init__(self, cfg: CityConfig, start: datetime) -> None:
+        self.cfg = cfg
+        self.start = start
+        self.rng = random.Random(cfg.seed)
+        feed = Feed.load(cfg.gtfs_path)
+        corridor = feed.corridor()
+        plans = feed.trip_plans()
+        self.buses: list[BusSimulator] = []
+        for i in range(cfg.shuttles):
+            self.buses.append(
+                BusSimulator(
+                    BusConfig(
+                        f"av-{i + 1:02d}",
+                        [corridor, reversed_plan(corridor)]
+                        if i % 2 == 0
+                        else [reversed_plan(corridor), corridor],
+                        autonomous=True,
+                        cruise_mps=19 / 3.6,
+                        period_s=cfg.telemetry_period_s,
+                        layover_s=180.0,
+                        takeovers_per_km=1.7,
+                        obstacle_stops_per_km=0.5,
+                        capacity=36,
+                    ),
+                    start,
+                    random.Random(cfg.seed * 1000 + i),
+                )
+            )
+        for i in range(cfg.buses):
+            plan = plans[i % len(plans)] if plans else corridor
+            self.buses.append(
+                BusSimulator(
+                    BusConfig(
+                        f"bus-{i + 1:03d}",
+                        self._round_trip(plan, plans),
+                        cruise_mps=self.rng.uniform(8.5, 11.5),
+                        period_s=cfg.telemetry_period_s,
+                        off_route_per_trip=cfg.off_route_per_trip,
+                        capacity=60,
+                    ),
+                    start,
+                    random.Random(cfg.seed * 2000 + i),
+                )
+            )
+
+    @staticmethod
+    def _round_trip(plan: TripPlan, plans: list[TripPlan]) -> list[TripPlan]:
+        back = [
+            p
+            for p in plans
+            if p.route_id == plan.route_id
+            and p is not plan
+            and p.stops[0].stop.stop_id == plan.stops[-1].stop.stop_id
+        ]
+        return [plan, back[0]] if back else [plan, reversed_plan(plan)]
+
+    def streams(self, until: datetime | None = None) -> list[Iterator[SimMessage]]:
+        cfg = self.cfg
+        out: list[Iterator[SimMessage]] = []
+        for b in self.buses:
+            it = b.messages(until)
+            for p in range(cfg.phones_per_bus):
+                it = phone_on_bus(
+                    it,
+                    f"phone-{b.cfg.vehicle_id}-{p + 1}",
+                    cfg.radio_period_s,
+                    random.Random(f"{cfg.seed}{b.cfg.vehicle_id}{p}"),
+                )
+            out.append(it)
+        for s in SITES:
+            for k in range(cfg.fixed_phones_per_site):
+                out.append(
+                    fixed_phone(
+                        s,
+                        f"phone-{s.site_id}-{k + 1}",
+                        self.start,
+                        cfg.radio_period_s,
+                        random.Random(f"{cfg.seed}{s.site_id}{k}"),
+                        until,
+                    )
+                )
+            for k in range(cfg.sensors_per_site):
+                out.append(
+                    senml_sensor(
+                        s,
+                        f"wx-{s.site_id}-{k + 1}",
+                        self.start,
+                        cfg.senml_period_s,
+                        random.Random(f"{cfg.seed}wx{s.site_id}{k}"),
+                        until,
+                    )
+                )
+        return out
+
+    def messages(self, until: datetime | None = None) -> Iterator[SimMessage]:
+        """Every stream merged by simulated time, with the configured faults."""
+        merged = heapq.merge(*self.streams(until), key=lambda m: m.ts)
+        return inject(merged, self.cfg.faults, random.Random(self.cfg.seed + 7))

@@ -1,0 +1,196 @@
+"""``mebuku gtfs`` (import, status) and ``mebuku mobility`` (worker, analytics)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from datetime import date
+from pathlib import Path
+from types import FrameType
+
+import psycopg
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from core.settings import get_settings
+
+log = logging.getLogger(__name__)
+console = Console(stderr=True)
+gtfs_app = typer.Typer(help="Static GTFS / GTFS-JP timetables.", no_args_is_help=True)
+app = typer.Typer(help="Bus operations: vehicle state worker and analytics.", no_args_is_help=True)
+
+
+@gtfs_app.command("import")
+def gtfs_import(
+    path: Path = typer.Argument(..., exists=True, dir_okay=False, help="GTFS(-JP) zip"),
+    force: bool = typer.Option(False, help="Import even when this file is already current."),
+) -> None:
+    """Load a feed as a new version (atomic); a broken feed is refused, naming file/line/field."""
+    from mobility.gtfs.importer import import_feed
+    from mobility.gtfs.parser import FeedError
+
+    s = get_settings()
+    started = time.perf_counter()
+    try:
+        v = import_feed(s.require_database_url(), path, force=force)
+    except FeedError as e:
+        console.print(f"[red]feed refused:[/] {e}")
+        raise typer.Exit(1) from None
+    took = time.perf_counter() - started
+    if v.unchanged:
+        console.print(f"version {v.id} is already this file ({v.sha256[:12]}); nothing to do")
+        return
+    console.print(f"[green]imported {path.name} as version {v.id} in {took:.2f} s[/]")
+    for name, n in sorted(v.row_counts.items()):
+        console.print(f"  {name:<22} {n:>8,}")
+
+
+@gtfs_app.command("status")
+def gtfs_status() -> None:
+    """The current and previous feed versions."""
+    s = get_settings()
+    table = Table("version", "current", "source", "imported at", "valid", "stop_times")
+    with psycopg.connect(s.require_database_url()) as conn:
+        for r in conn.execute(
+            "SELECT id, is_current, source, imported_at, feed_start_date, feed_end_date,"
+            " row_counts->>'stop_times.txt' FROM gtfs_feed_versions ORDER BY id DESC"
+        ):
+            table.add_row(
+                str(r[0]),
+                "yes" if r[1] else "",
+                r[2],
+                r[3].isoformat(timespec="seconds"),
+                f"{r[4]} .. {r[5]}",
+                r[6] or "0",
+            )
+    Console().print(table)
+
+
+@app.command("worker")
+def worker(
+    metrics_port: int = typer.Option(9109, help="Prometheus port (0 disables)."),
+    poll_ms: int = typer.Option(100, help="Polling interval for new telemetry."),
+    off_route_after_s: float = typer.Option(30, help="Seconds > 60 m off the shape to alert."),
+    overspeed_kmh: float = typer.Option(50, help="Overspeed alert limit."),
+    offline_after_s: float = typer.Option(120, help="Silence before a vehicle is offline."),
+    bunching_share: float = typer.Option(0.5, help="Bunching: headway under this share."),
+) -> None:
+    """Keep vehicle state and detect events from new bus_telemetry rows until SIGTERM."""
+    from mobility.vehicles.metrics import MobilityMetrics
+    from mobility.vehicles.tracker import TrackerConfig
+    from mobility.vehicles.worker import StateWorker, WorkerConfig
+
+    s = get_settings()
+    metrics = MobilityMetrics()
+    metrics.serve(metrics_port)
+    w = StateWorker(
+        s.require_database_url(),
+        TrackerConfig(
+            off_route_after_s=off_route_after_s,
+            overspeed_mps=overspeed_kmh / 3.6,
+            offline_after_s=offline_after_s,
+            bunching_share=bunching_share,
+        ),
+        WorkerConfig(poll_s=poll_ms / 1000),
+        metrics=metrics,
+    )
+
+    def _signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        w.stop()
+
+    signal.signal(signal.SIGTERM, _signal)
+    signal.signal(signal.SIGINT, _signal)
+    thread = threading.Thread(target=w.run, name="mobility-worker")
+    thread.start()
+    thread.join()
+    w.close()
+
+
+@app.command("performance")
+def performance(
+    day: str = typer.Argument(..., help="Service day YYYY-MM-DD (Asia/Tokyo)"),
+    early_s: float = typer.Option(60, help="On time if at most this early."),
+    late_s: float = typer.Option(300, help="On time if at most this late."),
+) -> None:
+    """Per route: on-time departures, delay, headway regularity, dwell, trips run/scheduled."""
+    from mobility.analytics.adherence import route_performance
+
+    s = get_settings()
+    with psycopg.connect(s.require_database_url()) as conn:
+        rows = route_performance(conn, date.fromisoformat(day), early_s=early_s, late_s=late_s)
+    t = Table(
+        "route",
+        "departures",
+        "on time",
+        "mean delay s",
+        "p90 delay s",
+        "dwell s",
+        "headway cv",
+        "trips run/sched",
+    )
+    for r in rows:
+        t.add_row(
+            r.route_id,
+            str(r.departures),
+            f"{(r.on_time_share or 0) * 100:.1f} %",
+            f"{r.mean_delay_s or 0:.0f}",
+            f"{r.p90_delay_s or 0:.0f}",
+            f"{r.mean_dwell_s or 0:.0f}",
+            f"{r.headway_cv or 0:.2f}",
+            f"{r.trips_run}/{r.trips_scheduled}",
+        )
+    Console().print(t)
+
+
+@app.command("autonomy")
+def autonomy(day: str = typer.Argument(..., help="Day YYYY-MM-DD (Asia/Tokyo)")) -> None:
+    """Autonomous share of distance and time, takeovers per 100 km by cause."""
+    from mobility.analytics.autonomy import autonomy_kpis
+
+    s = get_settings()
+    with psycopg.connect(s.require_database_url()) as conn:
+        rows = autonomy_kpis(conn, date.fromisoformat(day))
+    t = Table(
+        "vehicle",
+        "km",
+        "auto dist",
+        "auto time",
+        "takeovers/100 km",
+        "by cause",
+        "obstacle stops",
+        "remote",
+    )
+    for k in rows:
+        t.add_row(
+            k.vehicle_id,
+            f"{k.distance_m / 1000:.1f}",
+            f"{(k.autonomous_distance_share or 0) * 100:.1f} %",
+            f"{(k.autonomous_time_share or 0) * 100:.1f} %",
+            f"{k.takeovers_per_100km() or 0:.1f}",
+            ", ".join(f"{c}: {n}" for c, n in sorted(k.takeovers_by_cause.items())),
+            str(k.obstacle_stops),
+            str(k.remote_interventions),
+        )
+    Console().print(t)
+
+
+@app.command("road-distance")
+def road_distance(
+    origin: str = typer.Argument(..., help="lat,lon"),
+    destination: str = typer.Argument(..., help="lat,lon"),
+) -> None:
+    """Drivable distance between two points (road graph from settings or the feed's shapes)."""
+    from mobility.network import load_road_graph, road_distance_m
+
+    def point(text: str) -> tuple[float, float]:
+        lat, lon = (float(x) for x in text.split(","))
+        return lat, lon
+
+    s = get_settings()
+    with psycopg.connect(s.require_database_url()) as conn:
+        graph = load_road_graph(s.road_graph_path, None if s.road_graph_path else conn)
+    typer.echo(f"{road_distance_m(graph, point(origin), point(destination)):.0f} m")

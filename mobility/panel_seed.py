@@ -1,0 +1,96 @@
+"""A small, recent data set for the dashboards' panel test: the real feed, four buses on
+two routes (two on each, so there are headways) driving now and over the last 35 minutes
+(scenario generator), written to bus_telemetry and run through the real worker."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import psycopg
+
+from mobility.gtfs.importer import import_feed
+from mobility.vehicles.scenario import drive_trip
+from mobility.vehicles.schedule import load_schedule, local_date, service_day_epoch
+from mobility.vehicles.tracker import Fix, TrackerConfig
+from mobility.vehicles.worker import StateWorker, WorkerConfig
+
+FEED = "data/gtfs/gunmachuo-gtfs-jp-20250401.zip"
+ROUTES = ("スマーク線_A", "前橋高崎線_A")
+
+
+def _mode_schedule(manual_s: int) -> Callable[[float], str]:
+    """Manual driving for the first ``manual_s`` of every 15 minutes, else autonomous."""
+    return lambda t: "manual" if int(t) % 900 < manual_s else "autonomous"
+
+
+def seed(url: str) -> None:
+    from pathlib import Path
+
+    feed = Path(__file__).resolve().parents[1] / FEED
+    import_feed(url, feed)
+    now = time.time()
+    with psycopg.connect(url, autocommit=True) as conn:
+        schedule = load_schedule(conn)
+        rows: list[Fix] = []
+        day0 = service_day_epoch(local_date(now))
+        for r, route in enumerate(ROUTES):
+            # The trip of this route whose timetable is nearest to now, so it matches.
+            active = schedule.active_services(local_date(now))
+            plan = min(
+                (
+                    p
+                    for p in schedule.trips.values()
+                    if p.route_id == route and p.service_id in active
+                ),
+                key=lambda p: abs(day0 + p.start_s - (now - 1200)),
+            )
+            half = min(1500.0, 0.5 * (plan.end_s - plan.start_s))
+            for k in range(2):
+                # Two buses on one trip pattern 6 minutes apart, both still driving now.
+                vid = f"seed-{r}-{k}"
+                depart = now - half - 360 + k * 360
+                sc = drive_trip(
+                    plan,
+                    vid,
+                    depart,
+                    seed=r * 10 + k,
+                    fix_every_s=5.0,
+                    cruise_mps=8.0 + 1.5 * k,
+                    dwell_s=15 + 10 * k,
+                    layover_s=600,
+                    after_s=0,
+                    mode=_mode_schedule(120 * (k + 1)),
+                )
+                rows.extend(f for f in sc.fixes if f.ts <= now)
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY bus_telemetry (vehicle_id, ts, lat, lon, speed_mps, heading_deg, odometer_m,"
+                " mode, trip_id, route_id, received_at) FROM STDIN"
+            ) as cp,
+        ):
+            for f in rows:
+                ts = datetime.fromtimestamp(f.ts, UTC)
+                cp.write_row(
+                    (
+                        f.vehicle_id,
+                        ts,
+                        f.lat,
+                        f.lon,
+                        f.speed_mps,
+                        f.heading_deg,
+                        f.odometer_m,
+                        f.mode,
+                        f.trip_id,
+                        f.route_id,
+                        ts,
+                    )
+                )
+    worker = StateWorker(url, TrackerConfig(overspeed_mps=9.0), WorkerConfig(batch=10_000))
+    try:
+        while worker.run_once() >= worker.config.batch:
+            pass
+    finally:
+        worker.close()

@@ -1,0 +1,123 @@
+"""An API app on the real test database and broker, with a test-only router and credentials.
+
+The test-only router (``/v1/me/echo``, ``/v1/operators/{operator_id}/echo``) stands in for
+domain endpoints so role isolation is proven even before the domain routers exist; it
+reads a small table of its own, so "never the data" is checked against real rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+from fastapi import APIRouter, Depends
+from fastapi.testclient import TestClient
+from psycopg import AsyncConnection
+from pydantic import BaseModel
+
+from api.app import create_app
+from api.keys import create_api_key
+from core import sessions
+from core.settings import Settings
+from core.web import Principal, ProblemError, Role, db_conn, ensure_own_operator, require_roles
+
+OPERATOR_A = "gunma-chuo"
+OPERATOR_B = "nippon-chuo"
+RESIDENT_A = 1001
+RESIDENT_B = 1002
+
+
+class Echo(BaseModel):
+    owner: str
+    note: str
+
+
+def echo_router() -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["test"])
+
+    async def note(conn: AsyncConnection, owner: str) -> Echo:
+        cur = await conn.execute("SELECT note FROM test_echo_notes WHERE owner = %s", [owner])
+        row = await cur.fetchone()
+        if row is None:
+            raise ProblemError(404, "not-found", "Not found")
+        return Echo(owner=owner, note=row[0])
+
+    @router.get("/me/echo", response_model=Echo)
+    async def me(
+        principal: Principal = Depends(require_roles(Role.RESIDENT)),
+        conn: AsyncConnection = Depends(db_conn),
+    ) -> Echo:
+        return await note(conn, f"resident:{principal.resident_id}")
+
+    @router.get("/operators/{operator_id}/echo", response_model=Echo)
+    async def operator(
+        operator_id: str,
+        principal: Principal = Depends(require_roles(Role.OPERATOR, Role.COUNCIL, Role.ADMIN)),
+        conn: AsyncConnection = Depends(db_conn),
+    ) -> Echo:
+        ensure_own_operator(principal, operator_id)
+        return await note(conn, f"operator:{operator_id}")
+
+    return router
+
+
+@dataclass(frozen=True)
+class Credentials:
+    operator_a: str
+    operator_b: str
+    council: str
+    admin: str
+    resident_a: str
+    resident_b: str
+
+    def headers(self, who: str) -> dict[str, str]:
+        value = getattr(self, who)
+        if who.startswith("resident"):
+            return {"Authorization": f"Bearer {value}"}
+        return {"X-API-Key": value}
+
+
+def _issue(db_url: str, resident_id: int) -> str:
+    async def go() -> str:
+        async with await AsyncConnection.connect(db_url, autocommit=True) as conn:
+            token, _ = await sessions.issue_session(conn, resident_id)
+            return token
+
+    return asyncio.run(go())
+
+
+@pytest.fixture(scope="module")
+def creds(db_url: str) -> Credentials:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS test_echo_notes (owner text PRIMARY KEY, note text)"
+        )
+        conn.execute(
+            "INSERT INTO test_echo_notes VALUES (%s, 'route 11 fuel report'),"
+            " (%s, 'confidential nippon-chuo roster'), (%s, 'resident A subsidy'),"
+            " (%s, 'resident B subsidy') ON CONFLICT DO NOTHING",
+            [
+                f"operator:{OPERATOR_A}",
+                f"operator:{OPERATOR_B}",
+                f"resident:{RESIDENT_A}",
+                f"resident:{RESIDENT_B}",
+            ],
+        )
+        return Credentials(
+            operator_a=create_api_key(conn, "operator", OPERATOR_A),
+            operator_b=create_api_key(conn, "operator", OPERATOR_B),
+            council=create_api_key(conn, "council"),
+            admin=create_api_key(conn, "admin"),
+            resident_a=_issue(db_url, RESIDENT_A),
+            resident_b=_issue(db_url, RESIDENT_B),
+        )
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings, creds: Credentials) -> Iterator[TestClient]:
+    app = create_app(settings, extra_routers=[echo_router()])
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c

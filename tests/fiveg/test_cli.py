@@ -1,0 +1,53 @@
+"""`mebuku fiveg` as an operator runs it: load trial files, print KPIs, write the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO_ROOT, TEST_PSEUDONYM_KEY
+from tests.fiveg import known_set
+
+
+def mebuku(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MEBUKU_DATABASE_URL": db_url, "MEBUKU_PSEUDONYM_KEY": TEST_PSEUDONYM_KEY,
+           "COLUMNS": "200"}  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "core.cli", "fiveg", *args],
+        capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=120,
+    )  # fmt: skip
+
+
+def test_load_trials_kpis_and_report(db_url: str, tmp_path: Path) -> None:
+    known_set.insert_direct(db_url, known_set.samples())
+    trial = tmp_path / "known.json"
+    trial.write_text(json.dumps(known_set.trial_definition()), encoding="utf-8")
+    files = sorted(str(p) for p in (REPO_ROOT / "fiveg" / "trials").iterdir())
+    r = mebuku(db_url, "load-trial", str(trial), *files)
+    assert r.returncode == 0, r.stderr
+    assert "loaded known-bus-trial (transport, 3 devices)" in r.stderr
+    assert "loaded ambulance-video-2026 (emergency, 2 devices)" in r.stderr
+    k = mebuku(db_url, "kpis", "known-bus-trial", "--json")
+    assert k.returncode == 0, k.stderr
+    body = json.loads(k.stdout)
+    assert body["overall"]["samples"] == 600 and body["scorecard"]["passed"] is False
+    table = mebuku(db_url, "kpis", "known-bus-trial")
+    assert "ul_mbps_p5" in table.stdout and "overall: FAIL" in table.stdout
+    pdf = tmp_path / "r.pdf"
+    rep = mebuku(db_url, "report", "known-bus-trial", "-o", str(pdf))
+    assert rep.returncode == 0, rep.stderr
+    assert pdf.read_bytes().startswith(b"%PDF-")
+
+
+def test_invalid_definition_is_a_clear_error(db_url: str, tmp_path: Path) -> None:
+    bad = known_set.trial_definition("broken-trial")
+    bad["period_end"] = bad["period_start"]
+    f = tmp_path / "broken.json"
+    f.write_text(json.dumps(bad), encoding="utf-8")
+    r = mebuku(db_url, "load-trial", str(f))
+    assert r.returncode == 2
+    assert "invalid trial definition" in r.stderr and "period_end must be after" in r.stderr
+    assert "Traceback" not in r.stderr

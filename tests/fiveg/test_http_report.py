@@ -1,0 +1,156 @@
+"""The council's API: registry, KPIs, coverage, sensors, comparison and the PDF report,
+through the real app (api.app.create_app) with real API keys and a real database."""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pypdf import PdfReader
+
+from api.app import create_app
+from api.keys import create_api_key
+from core.settings import Settings
+from core.web import Role
+from fiveg.trial import load_definition
+from tests.fiveg import known_set
+
+TRIALS = Path(__file__).resolve().parents[2] / "fiveg" / "trials"
+PNG_DIR = Path("/tmp/fiveg-report-pages")
+
+
+@pytest.fixture(scope="module")
+def client(
+    settings: Settings, db_url: str
+) -> Iterator[tuple[TestClient, dict[str, dict[str, str]]]]:
+    known_set.insert_direct(db_url, known_set.samples())
+    keys: dict[str, dict[str, str]] = {
+        "council": {"X-API-Key": create_api_key(db_url, Role.COUNCIL)},
+        "admin": {"X-API-Key": create_api_key(db_url, Role.ADMIN)},
+        "operator": {"X-API-Key": create_api_key(db_url, Role.OPERATOR, "gunma-chuo")},
+    }
+    app = create_app(settings, domain_routers=("fiveg.http",))
+    with TestClient(app) as c:
+        body = known_set.trial_definition()
+        r = c.put("/v1/fiveg/trials/known-bus-trial", json=body, headers=keys["admin"])
+        assert r.status_code == 200, r.text
+        yield c, keys
+
+
+def test_roles(client: tuple[TestClient, dict[str, dict[str, str]]]) -> None:
+    c, keys = client
+    assert c.get("/v1/fiveg/trials").status_code == 401
+    assert c.get("/v1/fiveg/trials", headers=keys["operator"]).status_code == 403
+    assert c.get("/v1/fiveg/trials", headers=keys["council"]).status_code == 200
+    body = known_set.trial_definition("council-may-not")
+    r = c.put("/v1/fiveg/trials/council-may-not", json=body, headers=keys["council"])
+    assert r.status_code == 403
+
+
+def test_registry_and_bad_input(client: tuple[TestClient, dict[str, dict[str, str]]]) -> None:
+    c, keys = client
+    for path in sorted(TRIALS.iterdir()):
+        d = load_definition(path)
+        r = c.put(f"/v1/fiveg/trials/{d.trial_id}", content=d.model_dump_json(),
+                  headers={**keys["admin"], "Content-Type": "application/json"})  # fmt: skip
+        assert r.status_code == 200, r.text
+    listed = c.get("/v1/fiveg/trials?theme=emergency", headers=keys["council"]).json()
+    assert [t["trial_id"] for t in listed] == ["ambulance-video-2026"]
+    got = c.get("/v1/fiveg/trials/bus-supervision-2026", headers=keys["council"]).json()
+    targets = {t["kpi"]: t for t in got["targets"]}
+    assert targets["ul_mbps_p5"]["value"] == 25 and "22.186" in targets["ul_mbps_p5"]["source"]
+    assert targets["jitter_ms_mean"]["value"] == 10
+    assert len(got["definition"]["gnbs"]) == 2
+    bad = known_set.trial_definition("bad-trial")
+    bad["targets"] = [{"kpi": "speed", "op": ">=", "value": 1, "source": "x"}]
+    r = c.put("/v1/fiveg/trials/bad-trial", json=bad, headers=keys["admin"])
+    assert r.status_code == 422
+    r = c.put("/v1/fiveg/trials/other-id", json=known_set.trial_definition(), headers=keys["admin"])
+    assert r.status_code == 422 and r.json()["type"].endswith("trial-id-mismatch")
+    r = c.get("/v1/fiveg/trials/nope/kpis", headers=keys["council"])
+    assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
+    r = c.get("/v1/fiveg/trials/known-bus-trial/kpis?bucket=5 minutes", headers=keys["council"])
+    assert r.status_code == 422 and r.json()["type"].endswith("bad-bucket")
+    r = c.get("/v1/fiveg/trials/known-bus-trial/kpis?from=2026-11-20T01:00:00Z"
+              "&to=2026-11-20T00:00:00Z", headers=keys["council"])  # fmt: skip
+    assert r.status_code == 422 and r.json()["type"].endswith("bad-kpi-request")
+    r = c.get("/v1/fiveg/trials/known-bus-trial/sensors?bucket=1s", headers=keys["council"])
+    assert r.status_code == 200  # one hour in 1 s buckets is fine
+    bad = known_set.trial_definition("nul-trial")
+    bad["title"] = "a\x00b"
+    r = c.put("/v1/fiveg/trials/nul-trial", json=bad, headers=keys["admin"])
+    assert r.status_code == 422 and "NUL" in r.text
+    assert c.get("/v1/fiveg/trials/Bad%00Id", headers=keys["council"]).status_code == 422
+    assert c.delete("/v1/fiveg/trials/remote-class-2026", headers=keys["admin"]).status_code == 204
+    assert c.get("/v1/fiveg/trials/remote-class-2026", headers=keys["council"]).status_code == 404
+
+
+def test_kpis_coverage_compare(client: tuple[TestClient, dict[str, dict[str, str]]]) -> None:
+    c, keys = client
+    r = c.get("/v1/fiveg/trials/known-bus-trial/kpis", headers=keys["council"])
+    assert r.status_code == 200, r.text
+    k = r.json()
+    assert k["overall"]["samples"] == 600
+    assert k["overall"]["kpis"]["ul_mbps_p5"] == pytest.approx(5.95)
+    assert k["handovers"] == 9 and k["handovers_per_device_hour"] == pytest.approx(5.4)
+    assert k["scorecard"]["passed"] is False
+    assert k["scorecard"]["gaps"] == [
+        {"start": "2026-11-20T00:30:00Z", "end": "2026-11-20T00:40:00Z"}
+    ]
+    assert len(k["series"]) == 10 and [d["device_id"] for d in k["devices"]] == ["bus-01", "bus-02"]
+    hourly = c.get("/v1/fiveg/trials/known-bus-trial/kpis?bucket=1h", headers=keys["council"])
+    hk = hourly.json()
+    assert hk["bucket_seconds"] == 3600 and len(hk["series"]) == 1
+    assert hk["scorecard"]["buckets_total"] == 12  # coverage stays at 5 minutes
+    rollup = c.get("/v1/fiveg/trials/known-bus-trial/kpis?source=rollup&bucket=1h",
+                   headers=keys["council"]).json()  # fmt: skip
+    assert rollup["source"] == "rollup" and rollup["overall"]["samples"] == 600
+    r = c.get("/v1/fiveg/trials/known-bus-trial/kpis?source=rollup", headers=keys["council"])
+    assert r.status_code == 422 and "hourly" in r.json()["detail"]
+    cov = c.get("/v1/fiveg/trials/known-bus-trial/coverage?min_samples=10",
+                headers=keys["council"])  # fmt: skip
+    assert cov.headers["content-type"].startswith("application/geo+json")
+    feats = cov.json()["features"]
+    assert sorted(f["properties"]["samples"] for f in feats) == [5, 295, 300]
+    cmp = c.get("/v1/fiveg/compare?source=raw", headers=keys["council"]).json()
+    mine = next(x for x in cmp if x["trial_id"] == "known-bus-trial")
+    assert mine["theme"] == "transport" and mine["samples"] == 600 and mine["passed"] is False
+
+
+def _pdf_text(pdf: bytes) -> list[str]:
+    return [p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages]
+
+
+def test_report_pdf(client: tuple[TestClient, dict[str, dict[str, str]]]) -> None:
+    c, keys = client
+    r = c.get("/v1/fiveg/trials/known-bus-trial/report", headers=keys["council"])
+    assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"
+    assert r.content.startswith(b"%PDF-")
+    pages = _pdf_text(r.content)
+    assert len(pages) == 3
+    first = re.sub(r"\s+", " ", pages[0])
+    # The scorecard rows: target, measured and verdict, as the council reads them.
+    assert ">= 25 Mbit/s" in first and "5.95 Mbit/s" in first
+    assert "<= 50 ms" in first and "80.0 ms" in first
+    assert first.count("FAIL") >= 3 and "66.7 %" in first
+    assert "samples 600" in first and "data coverage 83.3 % (10/12 five-minute" in first
+    assert "3GPP TS 22.186" in first
+    last = re.sub(r"\s+", " ", pages[2])
+    assert "handovers 9 (5.40 per device-hour)" in last
+    assert "reliability 80.0 %" in last
+    # Per bus: bus-01's UL p5 is 5.0 (odd values), bus-02's 6.0; both fail 25 Mbit/s.
+    assert "bus-01 300 80.0 ms FAIL 5.00 Mbit/s FAIL" in last
+    assert "bus-02 300 80.0 ms FAIL 6.00 Mbit/s FAIL" in last
+    assert "2026-11-20 09:30" in last and "2026-11-20 09:40" in last  # the gap, in JST
+    if shutil.which("pdftoppm"):  # render for a human look (kept under /tmp)
+        PNG_DIR.mkdir(exist_ok=True)
+        (PNG_DIR / "report.pdf").write_bytes(r.content)
+        subprocess.run(["pdftoppm", "-png", "-r", "60", str(PNG_DIR / "report.pdf"),
+                        str(PNG_DIR / "page")], check=True, timeout=60)  # fmt: skip
+        assert len(list(PNG_DIR.glob("page-*.png"))) == 3

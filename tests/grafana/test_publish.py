@@ -1,0 +1,126 @@
+"""Dashboards are current, provisioning matches the published data sources, and
+`mebuku grafana push` / `check` work over HTTP against a Grafana protocol test double
+(tests/grafana/fake_grafana.py: no Grafana server can run here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from psycopg.conninfo import conninfo_to_dict
+from typer.testing import CliRunner
+
+from api.app import create_app
+from api.grafana import build
+from api.grafana.cli import app as grafana_cli
+from api.grafana.push import Connection, datasources
+from api.keys import create_api_key
+from core.settings import Settings
+from tests.api.live import serve
+from tests.conftest import REPO_ROOT
+from tests.grafana.fake_grafana import FakeGrafana, running
+
+PROVISIONING = REPO_ROOT / "grafana" / "provisioning"
+
+
+def test_committed_dashboards_are_current() -> None:
+    diffs = build.differences(REPO_ROOT / "grafana" / "dashboards")
+    assert not diffs, f"run `mebuku grafana build`: {diffs}"
+
+
+def test_build_writes_folders_and_removes_stale(tmp_path: Path) -> None:
+    (tmp_path / "city").mkdir()
+    (tmp_path / "city" / "gone.json").write_text("{}")
+    paths = build.write(tmp_path)
+    assert not (tmp_path / "city" / "gone.json").exists()
+    assert {p.parent.name for p in paths} <= set(build.FOLDERS)
+    assert build.differences(tmp_path) == []
+
+
+def test_dashboards_are_well_formed() -> None:
+    dashboards = build.collect()
+    assert any(d["uid"] == "mebuku-platform" for _, d in dashboards)
+    for _, d in dashboards:
+        assert d["time"]["from"].startswith("now-") and d["time"]["to"] == "now"
+        assert d["timezone"] == "Asia/Tokyo"
+        for v in d["templating"]["list"]:
+            assert v["name"] and v["datasource"]["uid"] == "mebuku-timescale"
+    with pytest.raises(ValueError, match="uid used twice"):
+        build.validate([dashboards[0], dashboards[0]])
+    with pytest.raises(ValueError, match="folder"):
+        build.validate([("everyone", dashboards[0][1])])
+
+
+def test_provisioning_matches_published_datasources() -> None:
+    ds_file = yaml.safe_load((PROVISIONING / "datasources" / "mebuku.yaml").read_text())
+    provisioned = {d["uid"]: d for d in ds_file["datasources"]}
+    conn = Connection("h:5432", "db", "u", "pw", "http://api:8000", "key")
+    for ds in datasources(conn):
+        p = provisioned[ds["uid"]]
+        assert p["type"] == ds["type"]
+        assert set(p["jsonData"]) == set(ds["jsonData"])
+        assert set(p["secureJsonData"]) == set(ds["secureJsonData"])
+    sql = provisioned["mebuku-timescale"]
+    assert sql["jsonData"]["timescaledb"] is True
+    assert sql["jsonData"]["postgresVersion"] >= 1500
+    assert sql["secureJsonData"]["password"] == "${MEBUKU_DB_PASSWORD}"
+    api = provisioned["mebuku-api"]
+    assert api["url"] == "${MEBUKU_API_URL}/grafana"
+    assert api["secureJsonData"]["httpHeaderValue1"] == "${MEBUKU_GRAFANA_API_KEY}"
+    providers = yaml.safe_load((PROVISIONING / "dashboards" / "mebuku.yaml").read_text())
+    (provider,) = providers["providers"]
+    assert provider["options"]["foldersFromFilesStructure"] is True
+
+
+def test_push_is_idempotent_and_check_reports_health(
+    settings: Settings, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeGrafana(token="glsa_test")
+    db = conninfo_to_dict(db_url)
+    key = create_api_key(db_url, "council", label="grafana")
+    runner = CliRunner()
+    with running(fake) as grafana_url, serve(create_app(settings, domain_routers=())) as api_url:
+        for name, value in {
+            "GRAFANA_URL": grafana_url,
+            "GRAFANA_TOKEN": "glsa_test",
+            "MEBUKU_DB_HOST": f"{db['host']}:{db['port']}",
+            "MEBUKU_DB_NAME": str(db["dbname"]),
+            "MEBUKU_DB_USER": str(db["user"]),
+            "MEBUKU_DB_PASSWORD": str(db.get("password", "")),
+            "MEBUKU_API_URL": api_url,
+            "MEBUKU_GRAFANA_API_KEY": key,
+        }.items():
+            monkeypatch.setenv(name, value)
+
+        first = runner.invoke(grafana_cli, ["push"])
+        assert first.exit_code == 0, first.output
+        assert set(fake.datasources) == {"mebuku-timescale", "mebuku-api"}
+        expected = {d["uid"]: f for f, d in build.collect()}
+        assert {u: d["meta"]["folderUid"] for u, d in fake.dashboards.items()} == {
+            u: f"mebuku-{f}" for u, f in expected.items()
+        }
+        snapshot = (dict(fake.datasources), {u: d["dashboard"] for u, d in fake.dashboards.items()})
+
+        second = runner.invoke(grafana_cli, ["push"])
+        assert second.exit_code == 0, second.output
+        assert "created" not in second.output  # everything existed: updated in place
+        assert (
+            dict(fake.datasources),
+            {u: d["dashboard"] for u, d in fake.dashboards.items()},
+        ) == snapshot
+
+        healthy = runner.invoke(grafana_cli, ["check"])
+        assert healthy.exit_code == 0, healthy.output
+        assert "mebuku-timescale: ok" in healthy.output and "mebuku-api: ok" in healthy.output
+
+        monkeypatch.setenv("MEBUKU_GRAFANA_API_KEY", "mbk_revoked_or_wrong")
+        assert runner.invoke(grafana_cli, ["push"]).exit_code == 0
+        broken = runner.invoke(grafana_cli, ["check"])
+        assert broken.exit_code == 1
+        assert "mebuku-api: FAILED" in broken.output and "HTTP 401" in broken.output.replace(
+            "\n", ""
+        )
+
+        monkeypatch.setenv("GRAFANA_TOKEN", "wrong")
+        assert runner.invoke(grafana_cli, ["push"]).exit_code != 0

@@ -1,0 +1,43 @@
+"""docs/schemas agree with the parser: examples validate and parse; rejects fail both."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from ingest.parse import parse_message
+from ingest.rows import Reject, Rows
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
+NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+TOPICS = {
+    "bus-telemetry.json": "maebashi/bus/av-01/telemetry",
+    "bus-event.json": "maebashi/bus/av-01/event",
+    "fiveg-radio.json": "maebashi/5g/maebashi-station/phone-1/radio",
+    "fiveg-senml.json": "maebashi/5g/campus/wx-1/senml",
+}
+BAD = {
+    "bus-telemetry.json": {"ts": "2026-11-26T09:00:00+09:00", "lat": 95, "lon": 139.0},
+    "bus-event.json": {"ts": "2026-11-26T09:00:00+09:00", "type": "takeover", "cause": "ufo"},
+    "fiveg-radio.json": {"ts": "2026-11-26T09:00:00+09:00", "rsrp_dbm": -20},
+    "fiveg-senml.json": [{"n": "x", "v": 1, "q_": 2}],
+}
+
+
+@pytest.mark.parametrize("name", sorted(TOPICS))
+def test_schema_examples_parse_and_bad_payloads_fail_both(name: str) -> None:
+    jsonschema_rs = pytest.importorskip("jsonschema_rs")  # comes with schemathesis
+    schema = json.loads((SCHEMAS / name).read_text())
+    v = jsonschema_rs.Draft202012Validator(schema)
+    for ex in schema["examples"]:
+        v.validate(ex)
+        assert isinstance(parse_message(TOPICS[name], json.dumps(ex).encode(), NOW), Rows)
+    assert not v.is_valid(BAD[name])
+    assert isinstance(parse_message(TOPICS[name], json.dumps(BAD[name]).encode(), NOW), Reject)
+
+
+def test_every_topic_has_a_schema() -> None:
+    assert sorted(p.name for p in SCHEMAS.glob("*.json")) == sorted(TOPICS)

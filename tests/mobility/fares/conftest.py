@@ -1,0 +1,84 @@
+"""Fixtures for the fares tests: a test JPKI, the API app and credentials."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.keys import create_api_key
+from core.embedded import EmbeddedMosquitto
+from core.settings import Settings
+from tests.conftest import make_settings
+from tests.mobility.fares.jpki import Card, TestCA
+
+OPERATOR = "gunmachuo"
+OTHER_OPERATOR = "kanto-taxi"
+
+
+@dataclass
+class Keys:
+    operator: str
+    other_operator: str
+    admin: str
+
+
+@pytest.fixture(scope="module")
+def ca() -> TestCA:
+    return TestCA()
+
+
+@pytest.fixture(scope="module")
+def jpki_files(ca: TestCA, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return ca.write(tmp_path_factory.mktemp("jpki"))
+
+
+@pytest.fixture(scope="module")
+def fares_settings(
+    db_url: str, mqtt_broker: EmbeddedMosquitto, jpki_files: tuple[Path, Path]
+) -> Settings:
+    anchors, crl = jpki_files
+    return make_settings(db_url, mqtt_broker.url, jpki_trust_anchors=anchors, jpki_crl=crl)
+
+
+@pytest.fixture(scope="module")
+def keys(db_url: str) -> Keys:
+    return Keys(
+        operator=create_api_key(db_url, "operator", OPERATOR),
+        other_operator=create_api_key(db_url, "operator", OTHER_OPERATOR),
+        admin=create_api_key(db_url, "admin"),
+    )
+
+
+@pytest.fixture(scope="module")
+def client(fares_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(fares_settings), raise_server_exceptions=False) as c:
+        yield c
+
+
+def fresh_rate_limit(client: TestClient) -> None:
+    """The auth rate limit (10/min per address) is proven in its own test; reset it."""
+    client.app.state.rate_buckets = {}  # type: ignore[attr-defined]
+
+
+def sign_in(client: TestClient, card: Card, *, der: bool = False) -> dict[str, object]:
+    fresh_rate_limit(client)
+    nonce = client.post("/v1/auth/challenge").json()["nonce"]
+    r = client.post(
+        "/v1/auth/session",
+        json={
+            "nonce": nonce,
+            "certificate": card.der_b64 if der else card.pem,
+            "signature": card.sign(nonce),
+        },
+    )
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def bearer(token: object) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
