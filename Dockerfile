@@ -14,7 +14,8 @@ COPY fiveg fiveg
 COPY api api
 COPY data data
 COPY grafana grafana
-RUN pip install . && useradd --system --uid 10001 mebuku
+# Editable: the code reads data/ and fiveg/trials/ next to the packages.
+RUN pip install -e . && useradd --system --uid 10001 mebuku
 USER mebuku
 ENTRYPOINT ["mebuku"]
 CMD ["--help"]

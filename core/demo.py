@@ -36,6 +36,8 @@ console = Console(stderr=True)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_GTFS = REPO_ROOT / "data" / "gtfs" / "gunmachuo-gtfs-jp-20250401.zip"
+# Trials whose sites and devices are the ones `mebuku simulate` publishes.
+DEMO_TRIALS = REPO_ROOT / "fiveg" / "demo_trials"
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,11 @@ class Service:
 
 def setup_steps(settings: Settings) -> list[Step]:
     gtfs = settings.gtfs_path or DEFAULT_GTFS
-    return [Step("gtfs", ["gtfs", "import", str(gtfs)], f"import GTFS-JP feed {gtfs.name}")]
+    trials = [str(p) for p in sorted(DEMO_TRIALS.glob("*.toml"))]
+    return [
+        Step("gtfs", ["gtfs", "import", str(gtfs)], f"import GTFS-JP feed {gtfs.name}"),
+        Step("fiveg", ["fiveg", "load-trial", *trials], "register the demo 5G trials"),
+    ]
 
 
 def services(settings: Settings, api_port: int) -> list[Service]:
@@ -109,6 +115,32 @@ def _pseudonym_key(settings: Settings, state: Path) -> str:
     return f.read_text().strip()
 
 
+# API keys the demo creates once per state folder, so a new operator can try every role.
+DEMO_KEYS = (
+    ("operator", "7070001000969"),  # agency_id of Gunma Chuo Bus in the bundled feed
+    ("council", None),
+    ("admin", None),
+)
+
+
+def _demo_keys(state: Path, exe: list[str], env: dict[str, str]) -> dict[str, str]:
+    """Keys per role, created through `mebuku operators create` on the first run only."""
+    f = state / "api-keys.json"
+    if f.exists():
+        return dict(json.loads(f.read_text()))
+    keys: dict[str, str] = {}
+    for role, operator_id in DEMO_KEYS:
+        argv = [*exe, "operators", "create", "--role", role, "--label", "mebuku demo"]
+        if operator_id:
+            argv += ["--operator-id", operator_id]
+        out = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        if out.returncode == 0 and out.stdout.strip():
+            keys[role] = out.stdout.strip().splitlines()[-1]
+    f.touch(mode=0o600)
+    f.write_text(json.dumps(keys))
+    return keys
+
+
 def _ensure_database(admin_url: str, dbname: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname]).fetchone()
@@ -124,6 +156,7 @@ def run_demo(settings: Settings, api_port: int = 8000, maintain_every: float = 6
     broker: EmbeddedMosquitto | None = None
     children: dict[str, subprocess.Popen[bytes]] = {}
     where = Table("what", "where", title="Mebuku demo")
+    where.columns[1].overflow = "fold"
     try:
         db_url = settings.database_url
         if db_url is None:
@@ -166,6 +199,9 @@ def run_demo(settings: Settings, api_port: int = 8000, maintain_every: float = 6
                 continue
             children[svc.group] = subprocess.Popen([*exe, *svc.argv], env=env)
             where.add_row(svc.what, f"pid {children[svc.group].pid}: mebuku {' '.join(svc.argv)}")
+        if "operators" in available:
+            for role, key in _demo_keys(state, exe, env).items():
+                where.add_row(f"API key ({role})", f"X-API-Key: {key}")
         where.add_row("state folder", str(state))
         console.print(where)
         console.print("Press Ctrl-C to stop.")
