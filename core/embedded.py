@@ -94,8 +94,54 @@ def find_pg_bindir() -> Path:
     )
 
 
-class EmbeddedPostgres:
+class _ChildServer:
+    """A server run as our child process: stop (gracefully), kill (SIGKILL the process
+    group, as a crash would), restart on the same port and data."""
+
+    proc: subprocess.Popen[bytes] | None = None
+    stop_signal: signal.Signals = signal.SIGTERM
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(self.stop_signal)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class EmbeddedPostgres(_ChildServer):
     """A throwaway PostgreSQL cluster: ``with EmbeddedPostgres(dir) as pg: pg.url``."""
+
+    stop_signal = signal.SIGINT  # "fast" shutdown: clients are disconnected, data is kept
 
     def __init__(self, root: Path, port: int | None = None, *, durable: bool = False) -> None:
         self.root = Path(root).absolute()
@@ -193,43 +239,8 @@ class EmbeddedPostgres:
                     raise
                 time.sleep(0.1)
 
-    def stop(self, timeout: float = 30) -> None:
-        """Fast shutdown (SIGINT): clients are disconnected, data is kept."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
 
-    def kill(self) -> None:
-        """SIGKILL the postmaster and its children (crash recovery runs at next start)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-
-class EmbeddedMosquitto:
+class EmbeddedMosquitto(_ChildServer):
     """A throwaway Mosquitto 2 broker with persistence and no queue limits.
 
     ``max_queued_messages 0`` matters: Mosquitto's default (1,000) silently drops what an
@@ -303,36 +314,3 @@ class EmbeddedMosquitto:
             start_new_session=True,
         )
         _wait_port(self.port, timeout, self.proc, self.log_file)
-
-    def stop(self, timeout: float = 15) -> None:
-        """SIGTERM: Mosquitto saves its persistence file and exits."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def kill(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.kill()
-        self.proc.wait()
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
