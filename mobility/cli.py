@@ -6,7 +6,7 @@ import logging
 import signal
 import threading
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -77,6 +77,11 @@ def worker(
     overspeed_kmh: float = typer.Option(50, help="Overspeed alert limit."),
     offline_after_s: float = typer.Option(120, help="Silence before a vehicle is offline."),
     bunching_share: float = typer.Option(0.5, help="Bunching: headway under this share."),
+    max_fix_age_h: float = typer.Option(
+        6.0,
+        help="Ignore fixes stamped more than this many hours before they arrived "
+        "(bounds each poll to recent chunks on TimescaleDB; 0 = no bound, for replays).",
+    ),
 ) -> None:
     """Keep vehicle state and detect events from new bus_telemetry rows until SIGTERM."""
     from mobility.vehicles.metrics import MobilityMetrics
@@ -94,7 +99,10 @@ def worker(
             offline_after_s=offline_after_s,
             bunching_share=bunching_share,
         ),
-        WorkerConfig(poll_s=poll_ms / 1000),
+        WorkerConfig(
+            poll_s=poll_ms / 1000,
+            max_fix_age=timedelta(hours=max_fix_age_h) if max_fix_age_h > 0 else None,
+        ),
         metrics=metrics,
     )
 

@@ -38,6 +38,7 @@ _COLUMNS = """vehicle_id, ts, lat, lon, speed_mps, heading_deg, mode, trip_id, r
 _SELECT = f"""
 SELECT {_COLUMNS} FROM bus_telemetry
 WHERE (received_at, vehicle_id, ts) > (%s, %s, %s) AND received_at < now() - %s::interval
+  {{ts_bound}}
 ORDER BY received_at, vehicle_id, ts
 LIMIT %s
 """
@@ -48,6 +49,7 @@ SELECT {_COLUMNS.replace("vehicle_id,", "b.vehicle_id,", 1)}
 FROM bus_telemetry b
 LEFT JOIN unnest(%s::text[], %s::timestamptz[]) AS v(vid, last_ts) ON v.vid = b.vehicle_id
 WHERE b.received_at >= %s AND b.received_at < %s AND (v.last_ts IS NULL OR b.ts > v.last_ts)
+  {{ts_bound}}
 ORDER BY b.received_at, b.vehicle_id, b.ts
 """
 
@@ -104,6 +106,10 @@ class WorkerConfig:
     sweep_s: float = 1.0
     warmup: timedelta = timedelta(minutes=15)
     reload_feed_s: float = 60.0
+    # Fixes stamped longer than this before the cursor are history, not live state. The
+    # bound on ts lets TimescaleDB skip old (compressed) chunks on every poll. None: no
+    # bound (replaying a recorded day whose ts are far behind their received_at).
+    max_fix_age: timedelta | None = None
 
 
 class StateWorker:
@@ -162,11 +168,18 @@ class StateWorker:
             self.tracker = Tracker(self.schedule, self.tracker_config)
             self.metrics.feed_version.set(self.schedule.version or 0)
 
+    def _ts_bound(self, query: str, since: datetime) -> tuple[str, list[datetime]]:
+        age = self.config.max_fix_age
+        if age is None:
+            return query.format(ts_bound=""), []
+        column = "b.ts" if "FROM bus_telemetry b" in query else "ts"
+        return query.format(ts_bound=f"AND {column} >= %s"), [since - age]
+
     def run_once(self) -> int:
         """Read and process one batch of new telemetry; returns the rows read."""
+        query, bound = self._ts_bound(_SELECT, self.key[0])
         rows = self.conn.execute(
-            _SELECT,
-            [*self.key, self.config.hold, self.config.batch],
+            query, [*self.key, self.config.hold, *bound, self.config.batch]
         ).fetchall()
         if rows:
             last = rows[-1]
@@ -178,13 +191,15 @@ class StateWorker:
             upto = self.key[0] - self.config.lookback
             if upto > self._swept_to:
                 states = self.tracker.states()
+                query, bound = self._ts_bound(_SWEEP, self._swept_to)
                 late = self.conn.execute(
-                    _SWEEP,
+                    query,
                     [
                         [st.vehicle_id for st in states],
                         [utc(st.ts) for st in states],
                         self._swept_to,
                         upto,
+                        *bound,
                     ],
                 ).fetchall()
                 self._swept_to = upto

@@ -214,3 +214,35 @@ def test_worker_starts_before_any_feed_is_imported(pg_server, migrated_template:
     finally:
         worker.close()
         drop_database(pg_server.url(), name)
+
+
+def test_max_fix_age_skips_fixes_stamped_long_before_they_arrived(
+    db_url: str, loaded: tuple[str, Scenario]
+) -> None:
+    """With a bound, a fix whose ts is far behind its arrival is history, not live state;
+    fresh fixes arriving with it are tracked."""
+    _, sc = loaded
+    arrived = datetime(2026, 2, 1, tzinfo=UTC)  # after the module's other rows, before now
+    insert = (
+        "INSERT INTO bus_telemetry (vehicle_id, ts, lat, lon, speed_mps, trip_id, route_id,"
+        " received_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+    )
+    fix = sc.fixes[0]
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for vehicle, ts in (("stale-1", arrived - timedelta(hours=10)), ("fresh-1", arrived)):
+            conn.execute(
+                insert,
+                [vehicle, ts, fix.lat, fix.lon, fix.speed_mps, fix.trip_id, fix.route_id, arrived],
+            )
+    bounded = StateWorker(db_url, config=WorkerConfig(max_fix_age=timedelta(hours=6)))
+    unbounded = StateWorker(db_url, config=WorkerConfig())
+    try:
+        for w in (bounded, unbounded):
+            w.key = (arrived - timedelta(seconds=1), "", arrived)
+            _drain(w)
+    finally:
+        bounded.close()
+        unbounded.close()
+    assert bounded.tracker.state("fresh-1") is not None
+    assert bounded.tracker.state("stale-1") is None
+    assert unbounded.tracker.state("stale-1") is not None
