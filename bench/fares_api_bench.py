@@ -18,20 +18,17 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 
 from core import migrator
-from core.db import create_database, drop_database
-from core.embedded import EmbeddedPostgres, free_port, server_dir
+from core.embedded import ScratchDatabase, free_port
 from core.sessions import _digest
 from core.settings import Settings
 from mobility.fares import cards
@@ -229,16 +226,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=3, help="seconds at rate, not counted")
     ap.add_argument("--pairs", type=int, default=300, help="distinct stop pairs for bus quotes")
     args = ap.parse_args()
-    admin = os.environ.get("MEBUKU_BENCH_ADMIN_URL")
-    pg = root = None
-    if not admin:
-        root = server_dir("mebuku-bench-")
-        pg = EmbeddedPostgres(root)
-        pg.start()
-        admin = pg.url()
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    create_database(admin, name)
-    url = pg.url(name) if pg else admin.rsplit("/", 1)[0] + "/" + name
+    db = ScratchDatabase(os.environ.get("MEBUKU_BENCH_ADMIN_URL"))
+    url, pg = db.url, db.server
     server = None
     try:
         migrator.migrate(url, Settings(database_url=url, pseudonym_key=KEY, _env_file=None))
@@ -309,10 +298,7 @@ def main() -> None:
         if server is not None:
             server.terminate()
             server.wait(10)
-        drop_database(admin, name)
-        if pg is not None:
-            pg.stop()
-            shutil.rmtree(root or "", ignore_errors=True)
+        db.close()
 
 
 if __name__ == "__main__":

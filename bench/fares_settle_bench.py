@@ -20,15 +20,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import date
 from pathlib import Path
 
 import psycopg
 
 from core import migrator
-from core.db import create_database, drop_database
-from core.embedded import EmbeddedPostgres, server_dir
+from core.embedded import ScratchDatabase
 from core.settings import Settings
 from mobility.fares import settlement
 
@@ -59,17 +57,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rides", type=int, default=1_000_000)
     args = ap.parse_args()
-    admin = os.environ.get("MEBUKU_BENCH_ADMIN_URL")
-    pg = None
-    root = None
-    if not admin:
-        root = server_dir("mebuku-bench-")
-        pg = EmbeddedPostgres(root)
-        pg.start()
-        admin = pg.url()
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    create_database(admin, name)
-    url = admin.rsplit("/", 1)[0] + "/" + name if pg is None else pg.url(name)
+    db = ScratchDatabase(os.environ.get("MEBUKU_BENCH_ADMIN_URL"))
+    url = db.url
     out_dir = Path(tempfile.mkdtemp(prefix="mebuku-settle-"))
     try:
         migrator.migrate(url, Settings(database_url=url, pseudonym_key=KEY, _env_file=None))
@@ -128,10 +117,7 @@ def main() -> None:
         print(f"target: < 30 s -> {'PASS' if cli_s < 30 else 'FAIL'}")
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
-        drop_database(admin, name)
-        if pg is not None:
-            pg.stop()
-            shutil.rmtree(root or "", ignore_errors=True)
+        db.close()
 
 
 if __name__ == "__main__":

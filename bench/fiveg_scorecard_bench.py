@@ -15,17 +15,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import statistics
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 
 from core import migrator
-from core.db import create_database, drop_database, has_timescale
-from core.embedded import EmbeddedPostgres, server_dir
+from core.db import has_timescale
+from core.embedded import ScratchDatabase
 from core.settings import Settings
 from fiveg import store
 from fiveg.engine import trial_kpis
@@ -118,20 +116,9 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the database")
     ap.add_argument("--profile", action="store_true", help="time each rollup query")
     args = ap.parse_args()
-    admin = os.environ.get("MEBUKU_BENCH_ADMIN_URL")
-    pg = None
-    root = None
-    if not admin:
-        root = server_dir("mebuku-bench-")
-        pg = EmbeddedPostgres(root)
-        pg.start()
-        admin = pg.url()
-    name = f"bench_fiveg_{uuid.uuid4().hex[:8]}"
+    db = ScratchDatabase(os.environ.get("MEBUKU_BENCH_ADMIN_URL"), "bench_fiveg")
+    url = db.url
     try:
-        create_database(admin, name)
-        from core.db import with_dbname
-
-        url = with_dbname(admin, name)
         migrator.migrate(url, Settings(database_url=url, _env_file=None))
         n, load_s, refresh_s = load(url, args.samples)
         seconds = args.samples // DEVICES + 7200
@@ -148,11 +135,7 @@ def main() -> None:
             print(f"{src:8} {len(times):>4} {min(times):8.3f} {statistics.median(times):9.3f} "
                   f"{max(times):8.3f}  {summary}")  # fmt: skip
     finally:
-        if not args.keep:
-            drop_database(admin, name)
-        if pg is not None:
-            pg.stop()
-            shutil.rmtree(root or "", ignore_errors=True)
+        db.close(keep=args.keep)
 
 
 def profile(url: str, seconds: int) -> None:

@@ -14,22 +14,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from datetime import UTC, date, datetime
 from typing import Any
 
 import psycopg
 
 from core import migrator
-from core.db import create_database, drop_database, with_dbname
-from core.embedded import EmbeddedMosquitto, EmbeddedPostgres, server_dir
+from core.embedded import EmbeddedMosquitto, ScratchDatabase, server_dir
 from core.settings import Settings, parse_mqtt_url
 from mobility.gtfs.importer import import_feed
 from mobility.gtfs.parser import read_feed
@@ -316,17 +313,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--no-mqtt", action="store_true", help="skip the MQTT pipeline run")
     args = ap.parse_args()
-    admin = os.environ.get("MEBUKU_BENCH_ADMIN_URL")
-    pg = None
-    root = None
-    if not admin:
-        root = server_dir("mebuku-bench-")
-        pg = EmbeddedPostgres(root)
-        pg.start()
-        admin = pg.url()
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    create_database(admin, name)
-    url = pg.url(name) if pg else with_dbname(admin, name)
+    db = ScratchDatabase(os.environ.get("MEBUKU_BENCH_ADMIN_URL"))
+    url = db.url
     try:
         migrator.migrate(url, Settings(database_url=url, _env_file=None))
         results = bench_import(url)
@@ -352,10 +340,7 @@ def main() -> None:
                 if broker:
                     broker.stop()
     finally:
-        drop_database(admin, name)
-        if pg:
-            pg.stop()
-            shutil.rmtree(root, ignore_errors=True)  # type: ignore[arg-type]
+        db.close()
     width = max(len(k) for k, _ in results)
     print(f"{'measure':<{width}}  result")
     print("-" * (width + 24))

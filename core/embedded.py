@@ -18,6 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -314,3 +315,34 @@ class EmbeddedMosquitto(_ChildServer):
             start_new_session=True,
         )
         _wait_port(self.port, timeout, self.proc, self.log_file)
+
+
+class ScratchDatabase:
+    """A throwaway database for benchmarks: on the server ``admin_url`` names, or on a
+    private :class:`EmbeddedPostgres` when it is None. ``close()`` drops it (unless
+    ``keep``) and stops the private server."""
+
+    def __init__(self, admin_url: str | None, prefix: str = "bench") -> None:
+        from core.db import create_database, with_dbname
+
+        self.root: Path | None = None
+        self.server: EmbeddedPostgres | None = None
+        if admin_url is None:
+            self.root = server_dir("mebuku-bench-")
+            self.server = EmbeddedPostgres(self.root)
+            self.server.start()
+            admin_url = self.server.url()
+        self.admin_url = admin_url
+        self.name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+        create_database(admin_url, self.name)
+        self.url = self.server.url(self.name) if self.server else with_dbname(admin_url, self.name)
+
+    def close(self, *, keep: bool = False) -> None:
+        from core.db import drop_database
+
+        if not keep:
+            drop_database(self.admin_url, self.name)
+        if self.server is not None:
+            self.server.stop()
+        if self.root is not None and not keep:
+            shutil.rmtree(self.root, ignore_errors=True)
