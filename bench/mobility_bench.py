@@ -30,6 +30,7 @@ from core.embedded import EmbeddedMosquitto, ScratchDatabase, server_dir
 from core.settings import Settings, parse_mqtt_url
 from mobility.gtfs.importer import import_feed
 from mobility.gtfs.parser import read_feed
+from mobility.vehicles.replay import copy_fixes
 from mobility.vehicles.scenario import drive_trip, merge
 from mobility.vehicles.schedule import Schedule, load_schedule, service_day_epoch
 from mobility.vehicles.tracker import Fix, Tracker
@@ -37,10 +38,6 @@ from mobility.vehicles.worker import StateWorker, WorkerConfig
 
 FEED = "data/gtfs/gunmachuo-gtfs-jp-20250401.zip"
 DAY = date(2025, 6, 2)
-COPY = (
-    "COPY bus_telemetry (vehicle_id, ts, lat, lon, speed_mps, heading_deg, odometer_m, mode,"
-    " trip_id, route_id, received_at) FROM STDIN"
-)
 
 
 def fleet(schedule: Schedule, buses: int, send_trip_id: bool = True) -> list[Fix]:
@@ -64,22 +61,6 @@ def fleet(schedule: Schedule, buses: int, send_trip_id: bool = True) -> list[Fix
             )
         )
     return merge(*scenarios)
-
-
-def row(f: Fix, received: datetime | None) -> tuple[object, ...]:
-    return (
-        f.vehicle_id,
-        datetime.fromtimestamp(f.ts, UTC),
-        f.lat,
-        f.lon,
-        f.speed_mps,
-        f.heading_deg,
-        f.odometer_m,
-        f.mode,
-        f.trip_id,
-        f.route_id,
-        received,
-    )
 
 
 def bench_import(url: str) -> list[tuple[str, str]]:
@@ -112,9 +93,8 @@ def bench_worker_backlog(url: str, fixes: list[Fix]) -> tuple[str, str]:
         conn.execute(
             "TRUNCATE bus_telemetry, vehicle_state, vehicle_events, mobility_worker_cursor"
         )
-        with conn.cursor() as cur, cur.copy(COPY) as cp:
-            for f in fixes:
-                cp.write_row(row(f, now))
+        with conn.cursor() as cur:
+            copy_fixes(cur, fixes, lambda _f: now)
     worker = StateWorker(url, config=WorkerConfig(batch=20_000), clock=lambda: 0.0)
     t = time.perf_counter()
     n = 0
@@ -146,10 +126,9 @@ def bench_latency(url: str, fixes: list[Fix], rate: int, seconds: int) -> list[t
         tick = 0
         while time.monotonic() - start < seconds and sent < len(fixes):
             chunk = fixes[sent : sent + per_tick]
-            with conn.transaction(), conn.cursor() as cur, cur.copy(COPY) as cp:
+            with conn.transaction(), conn.cursor() as cur:
                 now = datetime.now(UTC)
-                for f in chunk:
-                    cp.write_row(row(f, now))
+                copy_fixes(cur, chunk, lambda _f: now)  # noqa: B023 - used at once
             sent += len(chunk)
             tick += 1
             time.sleep(max(0.0, start + tick * 0.1 - time.monotonic()))

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from mobility.gtfs.importer import import_feed
+from mobility.vehicles.replay import copy_fixes
 from mobility.vehicles.scenario import drive_trip
 from mobility.vehicles.schedule import load_schedule, local_date, service_day_epoch
 from mobility.vehicles.tracker import Fix, TrackerConfig
@@ -64,30 +65,8 @@ def seed(url: str) -> None:
                     mode=_mode_schedule(120 * (k + 1)),
                 )
                 rows.extend(f for f in sc.fixes if f.ts <= now)
-        with (
-            conn.cursor() as cur,
-            cur.copy(
-                "COPY bus_telemetry (vehicle_id, ts, lat, lon, speed_mps, heading_deg, odometer_m,"
-                " mode, trip_id, route_id, received_at) FROM STDIN"
-            ) as cp,
-        ):
-            for f in rows:
-                ts = datetime.fromtimestamp(f.ts, UTC)
-                cp.write_row(
-                    (
-                        f.vehicle_id,
-                        ts,
-                        f.lat,
-                        f.lon,
-                        f.speed_mps,
-                        f.heading_deg,
-                        f.odometer_m,
-                        f.mode,
-                        f.trip_id,
-                        f.route_id,
-                        ts,
-                    )
-                )
+        with conn.cursor() as cur:
+            copy_fixes(cur, rows, lambda f: datetime.fromtimestamp(f.ts, UTC))
     worker = StateWorker(url, TrackerConfig(overspeed_mps=9.0), WorkerConfig(batch=10_000))
     try:
         while worker.run_once() >= worker.config.batch:

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from mobility.gtfs.importer import import_feed
+from mobility.vehicles.replay import copy_fixes
 from mobility.vehicles.scenario import Detour, Scenario, drive_trip
 from mobility.vehicles.schedule import load_schedule, service_day_epoch
 from mobility.vehicles.tracker import TrackerConfig
@@ -21,30 +22,9 @@ TRIP = "平日_06時45分_系統1072"
 
 
 def insert_telemetry(conn: psycopg.Connection, sc: Scenario, received_base: datetime) -> None:
-    with (
-        conn.cursor() as cur,
-        cur.copy(
-            "COPY bus_telemetry (vehicle_id, ts, lat, lon, speed_mps, heading_deg, odometer_m,"
-            " mode, trip_id, route_id, received_at) FROM STDIN"
-        ) as cp,
-    ):
-        t0 = sc.fixes[0].ts
-        for f in sc.fixes:
-            cp.write_row(
-                (
-                    f.vehicle_id,
-                    datetime.fromtimestamp(f.ts, UTC),
-                    f.lat,
-                    f.lon,
-                    f.speed_mps,
-                    f.heading_deg,
-                    f.odometer_m,
-                    f.mode,
-                    f.trip_id,
-                    f.route_id,
-                    received_base + timedelta(seconds=f.ts - t0 + 0.3),
-                )
-            )
+    t0 = sc.fixes[0].ts
+    with conn.cursor() as cur:
+        copy_fixes(cur, sc.fixes, lambda f: received_base + timedelta(seconds=f.ts - t0 + 0.3))
 
 
 @pytest.fixture(scope="module")
