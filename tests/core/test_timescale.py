@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import psycopg
 import pytest
 
-from core import migrator, timeseries
+from core import migrator
 from tests.conftest import make_settings
-from tests.core.test_timeseries import BUCKET_CASES
+from tests.core.test_timeseries import BUCKET_CASES, assert_rollup_matches_raw
 
 pytestmark = pytest.mark.timescale
 
@@ -80,34 +78,17 @@ def test_plain_time_bucket_cases_hold_on_timescale(
 def test_continuous_aggregate_answers_like_the_raw_query(timescale_url: str) -> None:
     s = make_settings(timescale_url)
     migrator.migrate(timescale_url, s)
-    now = datetime.now(UTC).replace(microsecond=0)
-    with psycopg.connect(timescale_url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE rr (device text NOT NULL, ts timestamptz NOT NULL, v float8)")
-        conn.execute("SELECT mebuku.make_timeseries('rr', 'ts', 'device', interval '1 day')")
-        conn.execute(
-            "SELECT mebuku.create_rollup('rr_5m', 'rr', 'ts', interval '5 minutes', "
-            "'count(*) AS n, avg(v) AS mean, max(v) AS peak', 'device', "
-            "start_offset => interval '30 days')"
-        )
+
+    def is_realtime_cagg(conn: psycopg.Connection) -> None:
         kind = conn.execute(
             "SELECT count(*) FROM timescaledb_information.continuous_aggregates "
             "WHERE view_name = 'rr_5m' AND NOT materialized_only"
         ).fetchone()
         assert kind == (1,)
-        rows = [("a" if i % 2 else "b", now - timedelta(minutes=i), float(i)) for i in range(120)]
-        # One transaction: the refresh policy may run at any moment, and a refresh between
-        # single-row commits would materialize buckets that later rows still go into.
-        with conn.transaction(), conn.cursor() as cur:
-            cur.executemany("INSERT INTO rr VALUES (%s, %s, %s)", rows)
-        direct = (
-            "SELECT time_bucket('5 minutes', ts) AS bucket, device, count(*), avg(v), max(v) "
-            "FROM rr GROUP BY 1, 2 ORDER BY 1, 2"
-        )
-        rollup = "SELECT bucket, device, n, mean, peak FROM rr_5m ORDER BY 1, 2"
-        expected = conn.execute(direct).fetchall()
-        assert conn.execute(rollup).fetchall() == expected
-        timeseries.maintain(timescale_url, s)
-        assert conn.execute(rollup).fetchall() == expected
-        # In the bucket still filling up (or a later one), never in a materialized one.
-        conn.execute("INSERT INTO rr VALUES ('a', now() + interval '1 second', 1000)")
-        assert conn.execute(rollup).fetchall() == conn.execute(direct).fetchall()
+
+    assert_rollup_matches_raw(
+        timescale_url,
+        s,
+        create_extra=", start_offset => interval '30 days'",
+        after_create=is_realtime_cagg,
+    )
