@@ -41,42 +41,34 @@ DEMO_TRIALS = REPO_ROOT / "fiveg" / "demo_trials"
 
 
 @dataclass(frozen=True)
-class Step:
-    """A one-shot command run before the services start (skipped if its group is absent)."""
+class Command:
+    """A `mebuku` command the demo runs: a one-shot set-up step or a supervised service.
+    Skipped when its CLI group is absent."""
 
     group: str
     argv: list[str]
     what: str
 
 
-@dataclass(frozen=True)
-class Service:
-    group: str
-    argv: list[str]
-    what: str
-
-
-def setup_steps(settings: Settings) -> list[Step]:
+def setup_steps(settings: Settings) -> list[Command]:
     gtfs = settings.gtfs_path or DEFAULT_GTFS
     trials = [str(p) for p in sorted(DEMO_TRIALS.glob("*.toml"))]
     return [
-        Step("gtfs", ["gtfs", "import", str(gtfs)], f"import GTFS-JP feed {gtfs.name}"),
-        Step("fiveg", ["fiveg", "load-trial", *trials], "register the demo 5G trials"),
+        Command("gtfs", ["gtfs", "import", str(gtfs)], f"import GTFS-JP feed {gtfs.name}"),
+        Command("fiveg", ["fiveg", "load-trial", *trials], "register the demo 5G trials"),
     ]
 
 
-def services(settings: Settings, api_port: int) -> list[Service]:
+def services(api_port: int) -> list[Command]:
     return [
-        # One worker on a plain subscription: Mosquitto 2.0 does not keep shared
-        # subscriptions across its restarts (ingest/README.md, "Broker findings").
-        Service(
-            "ingest",
-            ["ingest", "--group", "", "--client-id", "mebuku-ingest-demo"],
-            "MQTT -> database ingestor",
+        # One worker on a plain subscription (the default): Mosquitto 2.0 does not keep
+        # shared subscriptions across its restarts (ingest/README.md, "Broker findings").
+        Command(
+            "ingest", ["ingest", "--client-id", "mebuku-ingest-demo"], "MQTT -> database ingestor"
         ),
-        Service("mobility", ["mobility", "worker"], "live vehicle state and stop events"),
-        Service("simulate", ["simulate"], "simulated Maebashi buses, phones and sensors"),
-        Service(
+        Command("mobility", ["mobility", "worker"], "live vehicle state and stop events"),
+        Command("simulate", ["simulate"], "simulated Maebashi buses, phones and sensors"),
+        Command(
             "api",
             ["api", "--host", "127.0.0.1", "--port", str(api_port)],
             f"HTTP API on http://127.0.0.1:{api_port}/docs",
@@ -194,7 +186,7 @@ def run_demo(settings: Settings, api_port: int = 8000, maintain_every: float = 6
             if step.group in available:
                 console.print(f"[bold]{step.what}[/] ...")
                 subprocess.run([*exe, *step.argv], env=env, check=False)
-        for svc in services(settings, api_port):
+        for svc in services(api_port):
             if svc.group not in available:
                 continue
             children[svc.group] = subprocess.Popen([*exe, *svc.argv], env=env)
