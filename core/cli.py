@@ -14,7 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from core import migrator, timeseries
-from core.logging import setup_logging
+from core.broker import app as broker_app
+from core.logging import settings_secrets, setup_logging
 from core.settings import get_settings
 
 console = Console(stderr=True)
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema: migrate, status, maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(broker_app, name="broker")
 
 
 @app.callback()
@@ -34,7 +36,7 @@ def _root(
     log_format: str = typer.Option(None, help="text or json (override MEBUKU_LOG_FORMAT)."),
 ) -> None:
     s = get_settings()
-    setup_logging(log_level or s.log_level, log_format or s.log_format)
+    setup_logging(log_level or s.log_level, log_format or s.log_format, settings_secrets(s))
 
 
 @db_app.command("migrate")
