@@ -13,7 +13,7 @@ import asyncio
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -44,7 +44,13 @@ WAIT = 10.0
 class Device:
     """An MQTT 5 client that records PUBACK reason codes and received messages."""
 
-    def __init__(self, port: int, user: str, password: str | None) -> None:
+    def __init__(
+        self,
+        port: int,
+        user: str,
+        password: str | None,
+        prepare: Callable[[mqtt.Client], object] | None = None,
+    ) -> None:
         self.c = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"{user}-{uuid.uuid4().hex[:6]}",
@@ -64,7 +70,9 @@ class Device:
         self.c.on_disconnect = lambda *_a: self.disconnected.set()
         self.subscribed = threading.Event()
         self.suback_refused = False
-        self.c.connect("127.0.0.1", port)
+        if prepare is not None:  # e.g. tls_set()
+            prepare(self.c)
+        self.c.connect("localhost" if prepare else "127.0.0.1", port)
         self.c.loop_start()
 
     def _on_connect(self, _c: object, _u: object, _f: object, rc: ReasonCode, _p: object) -> None:
@@ -323,3 +331,18 @@ def test_password_hash_is_mosquittos_format(tmp_path: Path) -> None:
     assert h.startswith("$7$20000$AAAAAAAAAAAAAAAA$")
     bad = mebuku("broker", "passwd", "a/b", "--file", str(tmp_path / "p"))
     assert bad.returncode == 2 and "not a safe broker id" in bad.stderr
+
+
+def test_vehicle_registry_from_the_command_line(registries: str) -> None:
+    env = {"MEBUKU_DATABASE_URL": registries}
+    added = mebuku("mobility", "vehicles", "add", "av-09", "--operator", "gunma-chuo", env=env)
+    assert added.returncode == 0, added.stderr
+    listed = mebuku("mobility", "vehicles", "list", env=env)
+    assert "av-09" in listed.stdout and "gunma-chuo" in listed.stdout
+    acl = mebuku("broker", "acl", "--no-simulator", env=env)
+    assert "topic write maebashi/bus/av-09/event" in acl.stdout
+    assert "mebuku-simulator" not in acl.stdout
+    assert mebuku("mobility", "vehicles", "retire", "av-09", env=env).returncode == 0
+    assert "av-09" not in mebuku("broker", "acl", env=env).stdout
+    bad = mebuku("mobility", "vehicles", "add", "av/#", "--operator", "x", env=env)
+    assert bad.returncode == 1 and "one topic level" in bad.stderr
