@@ -10,6 +10,8 @@ import logging
 from importlib import metadata
 
 import typer
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.table import Table
 
@@ -35,8 +37,24 @@ def _root(
     log_level: str = typer.Option(None, help="Override MEBUKU_LOG_LEVEL."),
     log_format: str = typer.Option(None, help="text or json (override MEBUKU_LOG_FORMAT)."),
 ) -> None:
-    s = get_settings()
+    try:
+        s = get_settings()
+    except (ValidationError, SettingsError) as e:  # one clear line, not a traceback
+        console.print(
+            f"[red]invalid setting:[/] {_settings_problem(e)}", highlight=False, soft_wrap=True
+        )
+        raise typer.Exit(2) from None
     setup_logging(log_level or s.log_level, log_format or s.log_format, settings_secrets(s))
+
+
+def _settings_problem(e: ValidationError | SettingsError) -> str:
+    if isinstance(e, SettingsError):  # e.g. a list setting that is not JSON
+        return f'{e} (list settings are JSON, e.g. ["10.0.0.1"])'
+    return "; ".join(
+        f"MEBUKU_{'_'.join(map(str, err['loc'])).upper()}: "
+        + err["msg"].removeprefix("Value error, ")
+        for err in e.errors()
+    )
 
 
 @db_app.command("migrate")

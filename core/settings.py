@@ -112,9 +112,7 @@ class Settings(BaseSettings):
             try:
                 ip_network(entry.strip(), strict=False)
             except ValueError:
-                raise ValueError(
-                    f"MEBUKU_API_TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR"
-                ) from None
+                raise ValueError(f"{entry!r} is not an IP address or CIDR") from None
         return [e.strip() for e in v]
 
     @field_validator("mqtt_url")

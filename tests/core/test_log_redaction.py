@@ -183,3 +183,28 @@ def test_ingestor_logs_carry_no_secret(db_url: str, mqtt_broker: EmbeddedMosquit
         proc.wait(30)
         reader.join(10)
     _assert_clean("".join(lines))
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("MEBUKU_PSEUDONYM_KEY", "too-short-secret-value", "at least 32 characters"),
+        ("MEBUKU_API_TRUSTED_PROXIES", '["caddy"]', "'caddy' is not an IP address or CIDR"),
+        ("MEBUKU_API_TRUSTED_PROXIES", "10.0.0.1", "list settings are JSON"),
+    ],
+)
+def test_an_invalid_setting_is_one_line_without_its_value(name: str, value: str, says: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEBUKU_")}
+    out = subprocess.run(
+        [sys.executable, "-m", "core.cli", "db", "status"],
+        env={**env, name: value},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0] and "Traceback" not in out.stderr
+    if name == "MEBUKU_PSEUDONYM_KEY":
+        assert value not in out.stderr
