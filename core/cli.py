@@ -10,11 +10,14 @@ import logging
 from importlib import metadata
 
 import typer
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.table import Table
 
 from core import migrator, timeseries
-from core.logging import setup_logging
+from core.broker import app as broker_app
+from core.logging import settings_secrets, setup_logging
 from core.settings import get_settings
 
 console = Console(stderr=True)
@@ -26,6 +29,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema: migrate, status, maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(broker_app, name="broker")
 
 
 @app.callback()
@@ -33,8 +37,24 @@ def _root(
     log_level: str = typer.Option(None, help="Override MEBUKU_LOG_LEVEL."),
     log_format: str = typer.Option(None, help="text or json (override MEBUKU_LOG_FORMAT)."),
 ) -> None:
-    s = get_settings()
-    setup_logging(log_level or s.log_level, log_format or s.log_format)
+    try:
+        s = get_settings()
+    except (ValidationError, SettingsError) as e:  # one clear line, not a traceback
+        console.print(
+            f"[red]invalid setting:[/] {_settings_problem(e)}", highlight=False, soft_wrap=True
+        )
+        raise typer.Exit(2) from None
+    setup_logging(log_level or s.log_level, log_format or s.log_format, settings_secrets(s))
+
+
+def _settings_problem(e: ValidationError | SettingsError) -> str:
+    if isinstance(e, SettingsError):  # e.g. a list setting that is not JSON
+        return f'{e} (list settings are JSON, e.g. ["10.0.0.1"])'
+    return "; ".join(
+        f"MEBUKU_{'_'.join(map(str, err['loc'])).upper()}: "
+        + err["msg"].removeprefix("Value error, ")
+        for err in e.errors()
+    )
 
 
 @db_app.command("migrate")

@@ -29,6 +29,7 @@ from rich.table import Table
 
 from core import migrator, timeseries
 from core.embedded import EmbeddedMosquitto, EmbeddedPostgres, free_port
+from core.logging import redact_url
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -156,17 +157,17 @@ def run_demo(settings: Settings, api_port: int = 8000, maintain_every: float = 6
             pg.start()
             _ensure_database(pg.url(), "mebuku")
             db_url = pg.url("mebuku")
-            where.add_row("PostgreSQL (private)", db_url)
+            where.add_row("PostgreSQL (private)", redact_url(db_url))
         else:
-            where.add_row("PostgreSQL", db_url)
+            where.add_row("PostgreSQL", redact_url(db_url))
         mqtt_url = settings.mqtt_url
         if mqtt_url is None:
             broker = EmbeddedMosquitto(state / "mosquitto", ports["mqtt"])
             broker.start()
             mqtt_url = broker.url
-            where.add_row("Mosquitto (private)", mqtt_url)
+            where.add_row("Mosquitto (private)", redact_url(mqtt_url))
         else:
-            where.add_row("MQTT broker", mqtt_url)
+            where.add_row("MQTT broker", redact_url(mqtt_url))
 
         env = dict(os.environ)
         env.update(

@@ -255,8 +255,14 @@ class EmbeddedMosquitto(_ChildServer):
         *,
         autosave_interval: int = 30,
         extra_config: str = "",
+        acl_file: Path | None = None,
+        password_file: Path | None = None,
     ) -> None:
         self.root = Path(root).absolute()
+        # Copied into root at start (so the broker's user can read them); a password file
+        # turns anonymous access off.
+        self.acl_file = acl_file
+        self.password_file = password_file
         self.port = port or free_port()
         self.conf = self.root / "mosquitto.conf"
         self.log_file = self.root / "mosquitto.log"
@@ -286,7 +292,7 @@ class EmbeddedMosquitto(_ChildServer):
         self.root.mkdir(parents=True, exist_ok=True)
         lines = [
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            f"allow_anonymous {'false' if self.password_file else 'true'}",
             "persistence true",
             f"persistence_location {self.root}/",
             f"autosave_interval {self.autosave_interval}",
@@ -299,6 +305,12 @@ class EmbeddedMosquitto(_ChildServer):
             "log_type notice",
             f"log_dest file {self.log_file}",
         ]
+        for option, source in (("acl_file", self.acl_file), ("password_file", self.password_file)):
+            if source is not None:
+                copy = self.root / option
+                shutil.copyfile(source, copy)
+                copy.chmod(0o600)
+                lines.append(f"{option} {copy}")
         if self.user:
             lines.insert(0, f"user {self.user}")
         self.conf.write_text("\n".join(lines) + "\n" + self.extra_config)

@@ -8,6 +8,7 @@ must be given (``mebuku demo`` generates one into its private state folder).
 from __future__ import annotations
 
 from functools import lru_cache
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
@@ -96,6 +97,23 @@ class Settings(BaseSettings):
     jpki_crl: Path | None = Field(
         default=None, description="CRL (PEM or DER) of that CA; refreshed by replacing the file"
     )
+
+    # Transport (issue 11, item 6): which peers may tell the API the client's address.
+    api_trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Reverse proxies (addresses or CIDRs, JSON list) whose X-Forwarded-For "
+        "is believed; empty (default): X-Forwarded-For is ignored",
+    )
+
+    @field_validator("api_trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            try:
+                ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR") from None
+        return [e.strip() for e in v]
 
     @field_validator("mqtt_url")
     @classmethod

@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import Any
 
 from fastapi import Depends, Request
@@ -135,6 +136,69 @@ def public() -> None:
 public.__mebuku_public__ = True  # type: ignore[attr-defined]
 
 
+IPNetwork = IPv4Network | IPv6Network
+
+
+def _trusted_networks(request: Request) -> tuple[IPNetwork, ...]:
+    """The app's trusted proxies (``MEBUKU_API_TRUSTED_PROXIES``), parsed once per app."""
+    state = request.app.state
+    nets: tuple[IPNetwork, ...] | None = getattr(state, "trusted_proxy_networks", None)
+    if nets is None:
+        settings = getattr(state, "settings", None)
+        entries: list[str] = getattr(settings, "api_trusted_proxies", None) or []
+        nets = tuple(ip_network(e, strict=False) for e in entries)
+        state.trusted_proxy_networks = nets
+    return nets
+
+
+def _ip(text: str) -> IPv4Address | IPv6Address | None:
+    text = text.strip()
+    if text.startswith("[") and "]" in text:  # "[2001:db8::1]:443"
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:  # "192.0.2.1:443"
+        text = text.split(":", 1)[0]
+    try:
+        addr = ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(addr, IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def forwarded_client(peer: str, forwarded_for: list[str], trusted: tuple[IPNetwork, ...]) -> str:
+    """The real client address: ``peer`` unless it is a trusted proxy, then the right-most
+    ``X-Forwarded-For`` entry that is not a trusted proxy.
+
+    Each proxy appends the address it saw, so entries right of the first untrusted one were
+    written by trusted proxies and everything left of it may be forged by the client. An
+    entry that is not an address stops the walk at the last address a trusted proxy vouched
+    for. Pure: ``forwarded_for`` is every ``X-Forwarded-For`` header value in order.
+    """
+    peer_ip = _ip(peer)
+    if peer_ip is None or not trusted or not any(peer_ip in n for n in trusted):
+        return str(peer_ip) if peer_ip is not None else peer
+    hops = [h for value in forwarded_for for h in value.split(",") if h.strip()]
+    client = peer_ip
+    for hop in reversed(hops):
+        ip = _ip(hop)
+        if ip is None:
+            break
+        client = ip
+        if not any(ip in n for n in trusted):
+            break
+    return str(client)
+
+
+def client_address(request: Request) -> str:
+    """The address rate limits and audit use: the peer, or behind a trusted reverse proxy
+    the client it forwarded for (``MEBUKU_API_TRUSTED_PROXIES``; empty: never believed)."""
+    peer = request.client.host if request.client else "unknown"
+    return forwarded_client(
+        peer, request.headers.getlist("x-forwarded-for"), _trusted_networks(request)
+    )
+
+
 @dataclass
 class _Bucket:
     tokens: float
@@ -145,6 +209,9 @@ def rate_limit(
     name: str, capacity: int = 10, per_seconds: float = 60.0
 ) -> Callable[[Request], Awaitable[None]]:
     """A token bucket per client address: ``capacity`` requests, refilled over ``per_seconds``.
+
+    The address is :func:`client_address`: behind a trusted reverse proxy each resident
+    gets their own bucket; a client cannot pick another bucket by sending X-Forwarded-For.
 
     In-process (one bucket set per app), which suits one API process per host. Over the
     limit the client gets 429 ``rate-limited`` with ``Retry-After``.
@@ -158,7 +225,7 @@ def rate_limit(
         if buckets is None:
             buckets = {}
             request.app.state.rate_buckets = buckets
-        client = request.client.host if request.client else "unknown"
+        client = client_address(request)
         now = time.monotonic()
         if len(buckets) > 10_000:  # forget addresses whose bucket has refilled
             for k in [k for k, b in buckets.items() if now - b.stamp > per_seconds]:

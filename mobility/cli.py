@@ -202,3 +202,61 @@ def road_distance(
     with psycopg.connect(s.require_database_url()) as conn:
         graph = load_road_graph(s.road_graph_path, None if s.road_graph_path else conn)
     typer.echo(f"{road_distance_m(graph, point(origin), point(destination)):.0f} m")
+
+
+vehicles_app = typer.Typer(
+    help="The bus vehicle registry (who may publish on maebashi/bus/...).", no_args_is_help=True
+)
+app.add_typer(vehicles_app, name="vehicles")
+
+
+@vehicles_app.command("add")
+def vehicles_add(
+    vehicle_id: str = typer.Argument(..., help="Vehicle id = its broker user name."),
+    operator: str = typer.Option(..., "--operator", help="Operator (GTFS agency_id)."),
+    label: str = typer.Option("", help="A note, e.g. the plate number."),
+) -> None:
+    """Register a vehicle; then `mebuku broker acl` and `mebuku broker passwd` for it."""
+    from mobility.vehicles.registry import VehicleError, add_vehicle
+
+    s = get_settings()
+    with psycopg.connect(s.require_database_url(), autocommit=True) as conn:
+        try:
+            v = add_vehicle(conn, vehicle_id, operator, label)
+        except VehicleError as e:
+            console.print(f"[red]{e}[/]")
+            raise typer.Exit(1) from None
+    console.print(f"registered {v.vehicle_id} ({v.operator_id})")
+
+
+@vehicles_app.command("retire")
+def vehicles_retire(vehicle_id: str = typer.Argument(...)) -> None:
+    """Take a vehicle off the broker (at the next `mebuku broker acl`)."""
+    from mobility.vehicles.registry import retire_vehicle
+
+    s = get_settings()
+    with psycopg.connect(s.require_database_url(), autocommit=True) as conn:
+        if not retire_vehicle(conn, vehicle_id):
+            console.print(f"[red]no active vehicle {vehicle_id!r}[/]")
+            raise typer.Exit(1)
+    console.print(f"retired {vehicle_id}")
+
+
+@vehicles_app.command("list")
+def vehicles_list(all_: bool = typer.Option(False, "--all", help="Include retired.")) -> None:
+    """Registered vehicles."""
+    from mobility.vehicles.registry import list_vehicles
+
+    s = get_settings()
+    with psycopg.connect(s.require_database_url(), autocommit=True) as conn:
+        rows = list_vehicles(conn, include_retired=all_)
+    t = Table("vehicle", "operator", "label", "registered", "retired")
+    for v in rows:
+        t.add_row(
+            v.vehicle_id,
+            v.operator_id,
+            v.label,
+            v.registered_at.isoformat(timespec="seconds"),
+            v.retired_at.isoformat(timespec="seconds") if v.retired_at else "",
+        )
+    Console().print(t)

@@ -11,6 +11,7 @@ from types import FrameType
 
 import typer
 
+from core.logging import redact_url
 from core.settings import get_settings
 from ingest.simulate.city import City, CityConfig
 from ingest.simulate.faults import Faults
@@ -73,7 +74,7 @@ def simulate(
         buses,
         t0.isoformat(),
         speed,
-        s.mqtt_url,
+        redact_url(s.mqtt_url),
     )
     with Publisher(s.mqtt, qos=qos) as pub:
         stats = pub.run(city.messages(until), speed=speed, rate=rate, stop=stop)
