@@ -77,6 +77,9 @@ def worker(
     overspeed_kmh: float = typer.Option(50, help="Overspeed alert limit."),
     offline_after_s: float = typer.Option(120, help="Silence before a vehicle is offline."),
     bunching_share: float = typer.Option(0.5, help="Bunching: headway under this share."),
+    assign_margin_min: float = typer.Option(
+        30, help="Believe a bus's trip only within this many minutes of its timetable."
+    ),
     max_fix_age_h: float = typer.Option(
         6.0,
         help="Ignore fixes stamped more than this many hours before they arrived "
@@ -98,6 +101,7 @@ def worker(
             overspeed_mps=overspeed_kmh / 3.6,
             offline_after_s=offline_after_s,
             bunching_share=bunching_share,
+            assign_margin_s=assign_margin_min * 60,
         ),
         WorkerConfig(
             poll_s=poll_ms / 1000,

@@ -37,6 +37,10 @@ class TrackerConfig:
     bunching_share: float = 0.5
     at_rest_mps: float = 0.5
     infer_every_s: float = 30.0
+    # A trip a bus claims is believed only when the bus is within this many seconds of
+    # that trip's timetable where it is; further off, the tracker re-matches the bus or
+    # shows it unassigned instead of reporting it hours late.
+    assign_margin_s: float = 1800.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,7 @@ class _Vehicle:
     overspeeding: bool = False
     offline: bool = False
     last_infer: float = float("-inf")
+    rejected_claim: str | None = None
 
 
 class Tracker:
@@ -290,27 +295,49 @@ class Tracker:
         v.off_since, v.off_reported = None, False
 
     def _match_trip(self, v: _Vehicle, fix: Fix, x: float, y: float) -> None:
-        sched = self.schedule
         if fix.trip_id is not None:
             if v.trip is not None and v.trip.plan.trip_id == fix.trip_id:
                 return
-            plan = sched.trips.get(fix.trip_id)
-            if plan is not None:
-                # The bus says which trip it runs: trust it. The calendar only picks the
-                # service day; failing that (a bus off its timetable), today.
-                day = sched.service_date_for(plan, fix.ts, slack_s=6 * 3600)
-                self._start_trip(v, plan, day or local_date(fix.ts))
+            if v.rejected_claim == fix.trip_id and fix.ts - v.last_infer < self.config.infer_every_s:
+                return  # an implausible claim is judged again at most every infer_every_s
+            if fix.trip_id not in self.schedule.trips:
+                v.trip = None  # not in the timetable: unassigned
                 return
-            v.trip = None
+            claimed = self._claimed_trip(fix, x, y)
+            if claimed is not None:
+                v.rejected_claim = None
+                self._start_trip(v, *claimed)
+                return
+            # Too far from its timetable: re-match the bus by where it is and
+            # when, or show it unassigned, never hours late on the trip it named.
+            v.rejected_claim = fix.trip_id
+            if v.trip is not None and not v.trip.done and not v.off_reported:
+                v.last_infer = fix.ts
+                return
+        elif v.trip is not None and not v.trip.done and not v.off_reported:
             return
-        if v.trip is not None and not v.trip.done and not v.off_reported:
-            return
-        if fix.ts - v.last_infer < self.config.infer_every_s:
+        elif fix.ts - v.last_infer < self.config.infer_every_s:
             return
         v.last_infer = fix.ts
         best = self._infer(fix, x, y)
-        if best is not None and (v.trip is None or best[0].trip_id != v.trip.plan.trip_id):
+        if best is None:
+            v.trip = None if fix.trip_id is not None else v.trip
+        elif v.trip is None or best[0].trip_id != v.trip.plan.trip_id:
             self._start_trip(v, *best)
+
+    def _claimed_trip(self, fix: Fix, x: float, y: float) -> tuple[TripPlan, date] | None:
+        """The trip the bus names, on the service day that puts the bus within
+        ``assign_margin_s`` of its timetable at this position; None when it does not."""
+        plan = self.schedule.trips.get(fix.trip_id or "")
+        if plan is None:
+            return None
+        margin = self.config.assign_margin_s
+        day = self.schedule.service_date_for(plan, fix.ts, slack_s=margin)
+        if day is None:
+            return None
+        dist = float(plan.shape.project(Point(x, y)))
+        dev = fix.ts - service_day_epoch(day) - plan.scheduled_at(dist)
+        return (plan, day) if abs(dev) <= margin else None
 
     def _infer(self, fix: Fix, x: float, y: float) -> tuple[TripPlan, date] | None:
         """The trip whose shape passes within off_route_m and whose timetable puts a bus
