@@ -129,9 +129,7 @@ def trip_updates(
     return msg
 
 
-def predicted_times(
-    ahead: Sequence[StopAhead], delay: int, now: datetime
-) -> list[tuple[int, int]]:
+def predicted_times(ahead: Sequence[StopAhead], delay: int, now: datetime) -> list[tuple[int, int]]:
     """(arrival, departure) epochs per stop: schedule + delay, then made consistent.
 
     The first stop ahead is never predicted before ``now``; each departure is at or after

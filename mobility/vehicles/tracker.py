@@ -19,7 +19,7 @@ from shapely import Point
 from shapely.ops import substring
 
 from mobility.geo import project
-from mobility.vehicles.schedule import Schedule, TripPlan, local_date, service_day_epoch
+from mobility.vehicles.schedule import Schedule, TripPlan, service_day_epoch
 
 Status = Literal["in_transit", "stopped_at", "off_route", "layover", "offline"]
 EventType = Literal[
@@ -298,7 +298,8 @@ class Tracker:
         if fix.trip_id is not None:
             if v.trip is not None and v.trip.plan.trip_id == fix.trip_id:
                 return
-            if v.rejected_claim == fix.trip_id and fix.ts - v.last_infer < self.config.infer_every_s:
+            recent = fix.ts - v.last_infer < self.config.infer_every_s
+            if v.rejected_claim == fix.trip_id and recent:
                 return  # an implausible claim is judged again at most every infer_every_s
             if fix.trip_id not in self.schedule.trips:
                 v.trip = None  # not in the timetable: unassigned
@@ -314,9 +315,9 @@ class Tracker:
             if v.trip is not None and not v.trip.done and not v.off_reported:
                 v.last_infer = fix.ts
                 return
-        elif v.trip is not None and not v.trip.done and not v.off_reported:
-            return
-        elif fix.ts - v.last_infer < self.config.infer_every_s:
+        elif (
+            v.trip is not None and not v.trip.done and not v.off_reported
+        ) or fix.ts - v.last_infer < self.config.infer_every_s:
             return
         v.last_infer = fix.ts
         best = self._infer(fix, x, y)

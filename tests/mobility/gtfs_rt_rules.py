@@ -85,17 +85,19 @@ def _trip(ent: str, trip: rt.TripDescriptor, static: StaticFeed) -> list[Finding
         out.append(Finding("E004", ent, f"route {trip.route_id} is not the trip's route"))
     if trip.start_date and not _DATE.fullmatch(trip.start_date):
         out.append(Finding("E021", ent, f"start_date {trip.start_date!r}"))
-    if trip.HasField("direction_id") and known is not None and known[1] is not None:
-        if trip.direction_id != known[1]:
-            out.append(Finding("E024", ent, f"direction {trip.direction_id} != {known[1]}"))
+    if (
+        trip.HasField("direction_id")
+        and known is not None
+        and known[1] is not None
+        and trip.direction_id != known[1]
+    ):
+        out.append(Finding("E024", ent, f"direction {trip.direction_id} != {known[1]}"))
     if not trip.HasField("schedule_relationship"):
         out.append(Finding("W009", ent, "trip schedule_relationship not populated"))
     return out
 
 
-def check_vehicle_positions(
-    msg: rt.FeedMessage, static: StaticFeed, now: float
-) -> list[Finding]:
+def check_vehicle_positions(msg: rt.FeedMessage, static: StaticFeed, now: float) -> list[Finding]:
     out = _header(msg, now)
     ids = Counter(e.vehicle.vehicle.id for e in msg.entity if e.HasField("vehicle"))
     out += [Finding("E052", v, "vehicle id not unique") for v, n in ids.items() if v and n > 1]
@@ -181,9 +183,9 @@ def _stop_time_updates(
                 if not MIN_POSIX <= ev.time <= MAX_POSIX:
                     out.append(Finding("E001", ent, f"{name} time {ev.time}"))
                 times.append(ev.time)
-        if has_arr and has_dep and s.arrival.HasField("time") and s.departure.HasField("time"):
-            if s.departure.time < s.arrival.time:
-                out.append(Finding("E025", ent, f"departure before arrival at {s.stop_id}"))
+        both = has_arr and has_dep and s.arrival.HasField("time") and s.departure.HasField("time")
+        if both and s.departure.time < s.arrival.time:
+            out.append(Finding("E025", ent, f"departure before arrival at {s.stop_id}"))
         if times:
             if prev_time is not None and times[0] <= prev_time:
                 out.append(Finding("E022", ent, f"times not increasing at {s.stop_id}"))

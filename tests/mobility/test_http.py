@@ -227,8 +227,7 @@ def _static_feed(db_url: str) -> StaticFeed:
         stops = {
             r[0]: (r[1], r[2], r[3] or 0)
             for r in conn.execute(
-                "SELECT stop_id, stop_lat, stop_lon, location_type FROM gtfs_stops"
-                f" WHERE {cur_v}"
+                f"SELECT stop_id, stop_lat, stop_lon, location_type FROM gtfs_stops WHERE {cur_v}"
             )
         }
         stop_times: dict[str, list[tuple[int, str]]] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime
 
 from google.transit import gtfs_realtime_pb2 as rt
@@ -42,7 +43,7 @@ def test_same_minute_stops_get_strictly_increasing_times() -> None:
     times = predicted_times(ahead, 30, NOW)
     flat = [t for pair in times for t in pair]
     assert flat == sorted(flat)
-    assert all(a[1] < b[0] for a, b in zip(times, times[1:], strict=False))
+    assert all(a[1] < b[0] for a, b in itertools.pairwise(times))
     assert times[0] == (int(T0) + 90, int(T0) + 90)
 
 
