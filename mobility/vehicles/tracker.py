@@ -41,6 +41,7 @@ class TrackerConfig:
     # that trip's timetable where it is; further off, the tracker re-matches the bus or
     # shows it unassigned instead of reporting it hours late.
     assign_margin_s: float = 1800.0
+    layover_wait_s: float = 7200.0  # a bus may sign on to its next trip this early
 
 
 @dataclass(frozen=True)
@@ -255,13 +256,15 @@ class Tracker:
             if trip.next_idx < len(plan.stops):
                 next_stop = plan.stops[trip.next_idx]
             delay = fix.ts - (trip.day0 + plan.scheduled_at(dist))
+            if trip.done:
+                delay = None  # laying over after the trip: no longer late or early on it
             if off_route:
                 status = "off_route"
             elif trip.done or (trip.next_idx == 0 and at_rest and trip.arrived_at is not None):
                 status = "layover"
             elif at_rest and trip.arrived_at is not None:
                 status = "stopped_at"
-            if trip.next_idx == 0 and delay < 0:
+            if trip.next_idx == 0 and delay is not None and delay < 0:
                 delay = 0.0  # waiting at the terminus before departure is on time
         elif at_rest:
             status = "layover"
@@ -328,16 +331,21 @@ class Tracker:
 
     def _claimed_trip(self, fix: Fix, x: float, y: float) -> tuple[TripPlan, date] | None:
         """The trip the bus names, on the service day that puts the bus within
-        ``assign_margin_s`` of its timetable at this position; None when it does not."""
+        ``assign_margin_s`` of its timetable at this position (or waiting at the first
+        stop for its departure, up to ``layover_wait_s``); None when it does not."""
         plan = self.schedule.trips.get(fix.trip_id or "")
         if plan is None:
             return None
         margin = self.config.assign_margin_s
-        day = self.schedule.service_date_for(plan, fix.ts, slack_s=margin)
+        slack = max(margin, self.config.layover_wait_s)
+        day = self.schedule.service_date_for(plan, fix.ts, slack_s=slack)
         if day is None:
             return None
         dist = float(plan.shape.project(Point(x, y)))
         dev = fix.ts - service_day_epoch(day) - plan.scheduled_at(dist)
+        at_start = dist <= plan.stops[0].dist_m + self.config.stop_radius_m
+        if at_start and -self.config.layover_wait_s <= dev <= margin:
+            return plan, day
         return (plan, day) if abs(dev) <= margin else None
 
     def _infer(self, fix: Fix, x: float, y: float) -> tuple[TripPlan, date] | None:
