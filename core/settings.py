@@ -97,6 +97,14 @@ class Settings(BaseSettings):
         default=None, description="CRL (PEM or DER) of that CA; refreshed by replacing the file"
     )
 
+    # Local-5G trials (#13): a verdict needs this share of the measured period with data.
+    fiveg_min_coverage_pct: float = Field(
+        default=80.0,
+        ge=0,
+        le=100,
+        description="Below this data coverage a trial's verdict is 'insufficient data'",
+    )
+
     @field_validator("mqtt_url")
     @classmethod
     def _check_mqtt(cls, v: str | None) -> str | None:
