@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import Literal
 
+import psycopg
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -12,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.readiness import check_broker, check_database
 from core.web import public
 
+JST = timezone(timedelta(hours=9), "Asia/Tokyo")
 router = APIRouter(tags=["health"], dependencies=[Depends(public)])
 
 
@@ -34,6 +37,10 @@ class Readiness(BaseModel):
     )
     status: Literal["ready", "not ready"]
     checks: dict[str, str] = Field(description="Each dependency: ok, or why it is not")
+    warnings: dict[str, str] = Field(
+        default_factory=dict,
+        description="Things to fix soon that do not stop serving (an expiring timetable)",
+    )
 
 
 @router.get("/healthz", summary="The process is up", response_model=Health)
@@ -56,8 +63,24 @@ async def readyz(request: Request) -> JSONResponse:
     else:
         checks["broker"] = await check_broker(settings.mqtt) or "ok"
     ready = all(v == "ok" for v in checks.values())
-    body = Readiness(status="ready" if ready else "not ready", checks=checks)
+    warnings: dict[str, str] = {}
+    if checks["database"] == "ok":
+        gtfs = await _gtfs_warning(request)
+        if gtfs:
+            warnings["gtfs"] = gtfs
+    body = Readiness(status="ready" if ready else "not ready", checks=checks, warnings=warnings)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+async def _gtfs_warning(request: Request) -> str | None:
+    """The timetable's expiry warning; None when fine or when the table is unreadable."""
+    from mobility.gtfs.freshness import current_feed_warning
+
+    try:
+        async with request.app.state.pool.connection() as conn:
+            return await current_feed_warning(conn, datetime.now(JST).date())
+    except psycopg.Error:
+        return None
 
 
 @router.get(

@@ -56,7 +56,13 @@ def setup_steps(settings: Settings) -> list[Command]:
     trials = [str(p) for p in sorted(DEMO_TRIALS.glob("*.toml"))]
     return [
         Command("gtfs", ["gtfs", "import", str(gtfs)], f"import GTFS-JP feed {gtfs.name}"),
-        Command("fiveg", ["fiveg", "load-trial", *trials], "register the demo 5G trials"),
+        # The demo trials start now and last four hours, so KPIs cover only what the
+        # simulator has sent (a verdict waits for enough data: "insufficient data").
+        Command(
+            "fiveg",
+            ["fiveg", "load-trial", "--starting-now", "--hours", "4", *trials],
+            "register the demo 5G trials (starting now, 4 hours)",
+        ),
     ]
 
 

@@ -115,6 +115,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"{entry!r} is not an IP address or CIDR") from None
         return [e.strip() for e in v]
 
+    # Local-5G trials (#13): a verdict needs this share of the measured period with data.
+    fiveg_min_coverage_pct: float = Field(
+        default=80.0,
+        ge=0,
+        le=100,
+        description="Below this data coverage a trial's verdict is 'insufficient data'",
+    )
+
     @field_validator("mqtt_url")
     @classmethod
     def _check_mqtt(cls, v: str | None) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -17,7 +17,7 @@ from rich.table import Table
 
 from core.settings import get_settings
 from fiveg import store
-from fiveg.engine import TrialKpis, trial_kpis
+from fiveg.engine import TrialKpis, fit_bucket, measured_window, trial_kpis
 from fiveg.kpi import Scorecard
 from fiveg.report import build_report
 from fiveg.store import HIST_WIDTH, ROLLUP_WIDTH
@@ -46,7 +46,15 @@ def _kpis(trial_id: str, source: Literal["raw", "rollup", "auto"]) -> TrialKpis:
             err.print(f"[red]no trial {trial_id!r}[/]")
             raise typer.Exit(1)
         bucket = HIST_WIDTH if source == "rollup" else ROLLUP_WIDTH
-        return await trial_kpis(conn, t, bucket=bucket, source=source)
+        if source != "rollup":
+            bucket = max(ROLLUP_WIDTH, fit_bucket(*measured_window(t, None, None)))
+        return await trial_kpis(
+            conn,
+            t,
+            bucket=bucket,
+            source=source,
+            min_coverage_pct=get_settings().fiveg_min_coverage_pct,
+        )
 
     return _run(go)
 
@@ -66,18 +74,40 @@ def _print_scorecard(card: Scorecard) -> None:
             "-" if r.availability_pct is None else f"{r.availability_pct:.1f} %",
         )
     out.print(table)
+    verdict = {
+        "pass": "[green]PASS[/]",
+        "fail": "[red]FAIL[/]",
+        "insufficient-data": (
+            f"[yellow]INSUFFICIENT DATA[/] (below {card.min_coverage_pct:g} % data coverage)"
+        ),
+    }[card.verdict]
     out.print(
-        f"overall: {'PASS' if card.passed else 'FAIL'} · data coverage "
+        f"overall: {verdict} · data coverage "
         f"{card.data_coverage_pct:.1f} % · {len(card.gaps)} gap(s)"
     )
 
 
 @app.command("load-trial")
-def load_trial(files: list[Path] = typer.Argument(..., exists=True, dir_okay=False)) -> None:
+def load_trial(
+    files: list[Path] = typer.Argument(..., exists=True, dir_okay=False),
+    starting_now: bool = typer.Option(
+        False,
+        help="Let the trials start now (to the minute) instead of at their file's period_start.",
+    ),
+    hours: float = typer.Option(
+        0.0, min=0, help="With --starting-now: the trials last this many hours (0 = as filed)."
+    ),
+) -> None:
     """Register (or replace) trials from .toml/.json definition files."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
     for f in files:
         try:
             d = load_definition(f)
+            if starting_now:
+                length = timedelta(hours=hours) if hours else d.period_end - d.period_start
+                d = d.model_validate(
+                    {**d.model_dump(), "period_start": now, "period_end": now + length}
+                )
         except (ValidationError, ValueError) as e:
             err.print(f"[red]{f}: invalid trial definition[/]\n{e}")
             raise typer.Exit(2) from e

@@ -18,7 +18,7 @@ from typing import Literal
 from psycopg import AsyncConnection
 
 from fiveg import store
-from fiveg.kpi import Scorecard, Stats, scorecard
+from fiveg.kpi import DEFAULT_MIN_COVERAGE_PCT, Scorecard, Stats, scorecard
 from fiveg.store import HIST_WIDTH, ROLLUP_WIDTH, Mobility, StoredTrial
 from fiveg.targets import REFERENCE_TARGETS, Target
 
@@ -26,6 +26,9 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # ingest refuses older samples
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 Source = Literal["raw", "rollup"]
 SourceChoice = Literal["raw", "rollup", "auto"]
+BUCKET_LADDER = tuple(
+    timedelta(seconds=s) for s in (60, 300, 900, 3600, 6 * 3600, 86400, 7 * 86400)
+)
 # Above this many samples the raw path takes seconds (docs/benchmarks.md): auto uses rollups.
 RAW_LIMIT = 500_000
 
@@ -51,6 +54,29 @@ def with_references(targets: list[Target]) -> list[Target]:
     return targets + [r for r in REFERENCE_TARGETS if (r.kpi, r.value) not in shown]
 
 
+def measured_window(
+    trial: StoredTrial, start: datetime | None, end: datetime | None, now: datetime | None = None
+) -> tuple[datetime, datetime]:
+    """[start, end) to measure: the trial period by default, and for a running trial only
+    the part that has elapsed (the future is not a gap in the data)."""
+    d = trial.definition
+    start = start or d.period_start
+    if end is None:
+        now = now or datetime.now(UTC)
+        end = min(d.period_end, now) if start < now else d.period_end
+    return start, end
+
+
+def fit_bucket(start: datetime, end: datetime, max_buckets: int = 2000) -> timedelta:
+    """The finest of the usual bucket widths that cuts [start, end) into at most
+    ``max_buckets`` buckets (what a chart or table can show)."""
+    span = max(end - start, timedelta(seconds=1))
+    for width in BUCKET_LADDER:
+        if span / width <= max_buckets:
+            return width
+    return BUCKET_LADDER[-1]
+
+
 class KpiRequestError(ValueError):
     """The request cannot be answered as asked (bad window or bucket)."""
 
@@ -62,12 +88,10 @@ async def trial_kpis(
     end: datetime | None = None,
     bucket: timedelta = ROLLUP_WIDTH,
     source: SourceChoice = "raw",
+    min_coverage_pct: float = DEFAULT_MIN_COVERAGE_PCT,
 ) -> TrialKpis:
     d = trial.definition
-    start = start or d.period_start
-    if end is None:  # a running trial is measured up to now: the future is not a gap
-        now = datetime.now(UTC)
-        end = min(d.period_end, now) if start < now else d.period_end
+    start, end = measured_window(trial, start, end)
     if end <= start:
         raise KpiRequestError("'to' must be after 'from'")
     if start < EARLIEST or end > LATEST:
@@ -102,7 +126,7 @@ async def trial_kpis(
         per_device, mobility = {}, None
     card = scorecard(
         with_references(trial.targets), overall, per_bucket, start, end, bucket, data,
-        ROLLUP_WIDTH,
+        ROLLUP_WIDTH, min_coverage_pct,
     )  # fmt: skip
     return TrialKpis(
         trial, start, end, bucket, source, overall, per_bucket, per_device, mobility, card

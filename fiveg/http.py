@@ -7,13 +7,14 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from psycopg import AsyncConnection
 
 from core.web import Principal, ProblemError, Role, db_conn, require_roles
 from fiveg import store
 from fiveg.coverage import coverage_geojson
-from fiveg.engine import KpiRequestError, TrialKpis, trial_kpis
+from fiveg.engine import KpiRequestError, TrialKpis, fit_bucket, measured_window, trial_kpis
+from fiveg.kpi import DEFAULT_MIN_COVERAGE_PCT
 from fiveg.report import build_report
 from fiveg.schemas import (
     CompareRow,
@@ -26,7 +27,7 @@ from fiveg.schemas import (
     sensor_out,
     targets_out,
 )
-from fiveg.store import StoredTrial
+from fiveg.store import HIST_WIDTH, ROLLUP_WIDTH, StoredTrial
 from fiveg.trial import TrialDefinition
 
 router = APIRouter(prefix="/v1/fiveg", tags=["fiveg"])
@@ -43,6 +44,14 @@ TrialId = Annotated[
     str, Path(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$", examples=["bus-supervision-2026"])
 ]
 ThemeQ = Annotated[Literal["transport", "education", "emergency"] | None, Query()]
+BucketQ = Annotated[
+    str | None,
+    Query(
+        description="Bucket width like 300s, 5m, 1h or 1d (1 s to 7 days); default: fits the "
+        "period (at least 5 minutes)",
+        examples=["5m"],
+    ),
+]
 MAX_BUCKETS = 120_000
 _BUCKET = re.compile(r"^(\d{1,6})(s|m|h|d)$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -71,18 +80,29 @@ def _aware(ts: datetime | None, name: str) -> datetime | None:
     return ts
 
 
+def _min_coverage(request: Request) -> float:
+    settings = getattr(request.app.state, "settings", None)
+    return float(getattr(settings, "fiveg_min_coverage_pct", DEFAULT_MIN_COVERAGE_PCT))
+
+
 async def _kpis(
     conn: AsyncConnection,
     trial: StoredTrial,
     start: datetime | None,
     end: datetime | None,
-    bucket: str,
+    bucket: str | None,
     source: Literal["raw", "rollup", "auto"],
+    min_coverage_pct: float = DEFAULT_MIN_COVERAGE_PCT,
 ) -> TrialKpis:
+    start, end = _aware(start, "from"), _aware(end, "to")
+    if bucket is None and source == "rollup":
+        width = HIST_WIDTH
+    elif bucket is None:  # the default fits the period: 5 minutes up to about a week
+        width = max(ROLLUP_WIDTH, fit_bucket(*measured_window(trial, start, end)))
+    else:
+        width = parse_bucket(bucket)
     try:
-        return await trial_kpis(
-            conn, trial, _aware(start, "from"), _aware(end, "to"), parse_bucket(bucket), source
-        )
+        return await trial_kpis(conn, trial, start, end, width, source, min_coverage_pct)
     except KpiRequestError as e:
         raise ProblemError(422, "bad-kpi-request", "Bad KPI request", str(e)) from e
 
@@ -130,13 +150,16 @@ async def get_kpis(
     trial_id: TrialId,
     _: Reader,
     conn: Conn,
+    request: Request,
     start: Annotated[datetime | None, Query(alias="from")] = None,
     end: Annotated[datetime | None, Query(alias="to")] = None,
-    bucket: str = "5m",
+    bucket: BucketQ = None,
     source: SourceQ = "auto",
 ) -> KpisOut:
-    """KPIs of the trial's devices in [from, to) (default: the trial period), per bucket."""
-    k = await _kpis(conn, await _trial(conn, trial_id), start, end, bucket, source)
+    """KPIs of the trial's devices in [from, to) (default: the elapsed part of the trial
+    period), per bucket, with the scorecard and its verdict."""
+    trial = await _trial(conn, trial_id)
+    k = await _kpis(conn, trial, start, end, bucket, source, _min_coverage(request))
     return kpis_out(k)
 
 
@@ -164,14 +187,23 @@ async def get_coverage(
 
 @router.get("/trials/{trial_id}/sensors", response_model=list[SensorOut], summary="SenML sensors")
 async def get_sensors(
-    trial_id: TrialId, _: Reader, conn: Conn, bucket: str = "5m"
+    trial_id: TrialId,
+    _: Reader,
+    conn: Conn,
+    start: Annotated[datetime | None, Query(alias="from")] = None,
+    end: Annotated[datetime | None, Query(alias="to")] = None,
+    bucket: BucketQ = None,
 ) -> list[SensorOut]:
+    """Per SenML sensor in [from, to) (default: the elapsed trial period): counts, latest
+    value and gaps at ``bucket`` resolution (default: fits the period)."""
     t = await _trial(conn, trial_id)
-    d = t.definition
-    width = parse_bucket(bucket)
-    if (d.period_end - d.period_start) / width > MAX_BUCKETS:
+    lo, hi = measured_window(t, _aware(start, "from"), _aware(end, "to"))
+    if hi <= lo:
+        raise ProblemError(422, "bad-time", "Bad time", "'to' must be after 'from'.")
+    width = fit_bucket(lo, hi) if bucket is None else parse_bucket(bucket)
+    if (hi - lo) / width > MAX_BUCKETS:
         raise ProblemError(422, "bad-bucket", "Bad bucket", "Too many buckets: use a wider one.")
-    rows = await store.sensor_summaries(conn, t.devices, d.period_start, d.period_end, width)
+    rows = await store.sensor_summaries(conn, t.devices, lo, hi, width)
     return [sensor_out(s) for s in rows]
 
 
@@ -184,12 +216,14 @@ async def get_report(
     trial_id: TrialId,
     _: Reader,
     conn: Conn,
+    request: Request,
     start: Annotated[datetime | None, Query(alias="from")] = None,
     end: Annotated[datetime | None, Query(alias="to")] = None,
-    bucket: str = "5m",
+    bucket: BucketQ = None,
     source: SourceQ = "auto",
 ) -> Response:
-    k = await _kpis(conn, await _trial(conn, trial_id), start, end, bucket, source)
+    trial = await _trial(conn, trial_id)
+    k = await _kpis(conn, trial, start, end, bucket, source, _min_coverage(request))
     pdf = build_report(k, datetime.now(UTC))
     return Response(
         pdf,
@@ -202,6 +236,7 @@ async def get_report(
 async def compare(
     _: Reader,
     conn: Conn,
+    request: Request,
     theme: ThemeQ = None,
     trial: Annotated[list[str] | None, Query(description="Limit to these trial ids")] = None,
     source: SourceQ = "auto",
@@ -211,13 +246,14 @@ async def compare(
     for t in await store.list_trials(conn, theme):
         if trial and t.definition.trial_id not in trial:
             continue
-        k = await _kpis(conn, t, None, None, "1h" if source == "rollup" else "5m", source)
+        k = await _kpis(conn, t, None, None, None, source, _min_coverage(request))
         out.append(
             CompareRow(
                 trial_id=t.definition.trial_id,
                 title=t.definition.title,
                 theme=t.definition.theme,
                 passed=k.scorecard.passed,
+                verdict=k.scorecard.verdict,
                 data_coverage_pct=k.scorecard.data_coverage_pct,
                 samples=k.overall.n,
                 kpis=k.overall.values,

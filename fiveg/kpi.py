@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from fiveg.targets import Target
 
@@ -180,6 +181,12 @@ class TargetResult:
     availability_pct: float | None
 
 
+# Below this share of the measured period with data, a verdict would describe a few
+# lucky (or unlucky) minutes, not the trial: the council sees "insufficient data".
+DEFAULT_MIN_COVERAGE_PCT = 80.0
+Verdict = Literal["pass", "fail", "insufficient-data"]
+
+
 @dataclass(frozen=True)
 class Scorecard:
     results: list[TargetResult]
@@ -187,10 +194,18 @@ class Scorecard:
     buckets_total: int
     buckets_with_data: int
     gaps: list[Gap]
+    min_coverage_pct: float = DEFAULT_MIN_COVERAGE_PCT
 
     @property
     def data_coverage_pct(self) -> float:
         return 100.0 * self.buckets_with_data / self.buckets_total if self.buckets_total else 0.0
+
+    @property
+    def verdict(self) -> Verdict:
+        """pass or fail only when enough of the period has data to decide."""
+        if self.data_coverage_pct < self.min_coverage_pct:
+            return "insufficient-data"
+        return "pass" if self.passed else "fail"
 
 
 def availability(target: Target, per_bucket: Mapping[datetime, Stats], total: int) -> float | None:
@@ -210,6 +225,7 @@ def scorecard(
     width: timedelta,
     data_buckets: Iterable[datetime] | None = None,
     data_width: timedelta | None = None,
+    min_coverage_pct: float = DEFAULT_MIN_COVERAGE_PCT,
 ) -> Scorecard:
     """Pass/fail per target on the whole period, availability per ``width`` bucket, and
     data coverage and gaps per ``data_width`` bucket (default: the same buckets)."""
@@ -228,4 +244,5 @@ def scorecard(
     dw = data_width or width
     grid = bucket_range(start, end, dw)
     have = set(grid).intersection(inside if data_buckets is None else data_buckets)
-    return Scorecard(results, passed, len(grid), len(have), find_gaps(have, start, end, dw))
+    gaps = find_gaps(have, start, end, dw)
+    return Scorecard(results, passed, len(grid), len(have), gaps, min_coverage_pct)

@@ -63,6 +63,7 @@ THEME_JA = {"transport": "交通 (自動運転バス遠隔監視)", "education":
             "emergency": "救急 (救急車映像伝送)"}  # fmt: skip
 GREEN = colors.HexColor("#1a7f37")
 RED = colors.HexColor("#c62828")
+AMBER = colors.HexColor("#9a6700")
 GREY = colors.HexColor("#6e7781")
 
 _base = ParagraphStyle("base", fontName=JP, fontSize=9.5, leading=13)
@@ -175,8 +176,12 @@ def build_report(k: TrialKpis, generated_at: datetime) -> bytes:
     story.append(Paragraph(f"Local 5G trial report · {d.trial_id} · {THEME_JA[d.theme]}",
                            S["sub"]))  # fmt: skip
     story.append(Spacer(1, 4 * mm))
-    verdict = "合格 PASS" if card.passed else "不合格 FAIL"
-    vstyle = ParagraphStyle("v", S["title"], textColor=GREEN if card.passed else RED, fontSize=22)
+    verdict, colour = {
+        "pass": ("合格 PASS", GREEN),
+        "fail": ("不合格 FAIL", RED),
+        "insufficient-data": ("判定不能（データ不足） INSUFFICIENT DATA", AMBER),
+    }[card.verdict]
+    vstyle = ParagraphStyle("v", S["title"], textColor=colour, fontSize=22)
     story.append(Paragraph(f"総合判定 Overall: {verdict}", vstyle))
     story.append(
         Paragraph(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -56,6 +57,10 @@ class ScoreRow(TargetOut):
 
 
 class ScorecardOut(BaseModel):
+    verdict: Literal["pass", "fail", "insufficient-data"] = Field(
+        description="pass or fail over the measured period; insufficient-data while less of "
+        "the period than the minimum data coverage (MEBUKU_FIVEG_MIN_COVERAGE_PCT) has samples"
+    )
     passed: bool = Field(description="Every non-reference target met over the whole period")
     data_coverage_pct: float = Field(examples=[98.6])
     buckets_total: int
@@ -114,6 +119,7 @@ class CompareRow(BaseModel):
     title: str
     theme: str
     passed: bool
+    verdict: Literal["pass", "fail", "insufficient-data"]
     data_coverage_pct: float
     samples: int
     kpis: dict[str, float | None]
@@ -141,6 +147,7 @@ def targets_out(t: StoredTrial) -> list[TargetOut]:
 
 def scorecard_out(c: Scorecard) -> ScorecardOut:
     return ScorecardOut(
+        verdict=c.verdict,
         passed=c.passed,
         data_coverage_pct=c.data_coverage_pct,
         buckets_total=c.buckets_total,

@@ -6,7 +6,7 @@ import logging
 import signal
 import threading
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -46,14 +46,20 @@ def gtfs_import(
     console.print(f"[green]imported {path.name} as version {v.id} in {took:.2f} s[/]")
     for name, n in sorted(v.row_counts.items()):
         console.print(f"  {name:<22} {n:>8,}")
+    for note in v.warnings:
+        console.print(f"[yellow]warning:[/] {note}")
 
 
 @gtfs_app.command("status")
 def gtfs_status() -> None:
-    """The current and previous feed versions."""
+    """The current and previous feed versions, and a warning when the current one expires."""
+    from mobility.gtfs.freshness import current_feed_span, expiry_warning
+    from mobility.gtfs.importer import JST
+
     s = get_settings()
     table = Table("version", "current", "source", "imported at", "valid", "stop_times")
     with psycopg.connect(s.require_database_url()) as conn:
+        span = current_feed_span(conn)
         for r in conn.execute(
             "SELECT id, is_current, source, imported_at, feed_start_date, feed_end_date,"
             " row_counts->>'stop_times.txt' FROM gtfs_feed_versions ORDER BY id DESC"
@@ -67,6 +73,10 @@ def gtfs_status() -> None:
                 r[6] or "0",
             )
     Console().print(table)
+    if span is None:
+        console.print("[yellow]warning:[/] no GTFS feed imported")
+    elif note := expiry_warning(*span, datetime.now(JST).date()):
+        console.print(f"[yellow]warning:[/] {note}")
 
 
 @app.command("worker")
@@ -77,6 +87,9 @@ def worker(
     overspeed_kmh: float = typer.Option(50, help="Overspeed alert limit."),
     offline_after_s: float = typer.Option(120, help="Silence before a vehicle is offline."),
     bunching_share: float = typer.Option(0.5, help="Bunching: headway under this share."),
+    assign_margin_min: float = typer.Option(
+        30, help="Believe a bus's trip only within this many minutes of its timetable."
+    ),
     max_fix_age_h: float = typer.Option(
         6.0,
         help="Ignore fixes stamped more than this many hours before they arrived "
@@ -98,6 +111,7 @@ def worker(
             overspeed_mps=overspeed_kmh / 3.6,
             offline_after_s=offline_after_s,
             bunching_share=bunching_share,
+            assign_margin_s=assign_margin_min * 60,
         ),
         WorkerConfig(
             poll_s=poll_ms / 1000,

@@ -3,7 +3,10 @@
 Pure: takes plain rows and the remaining stop times, returns a FeedMessage built with
 gtfs-realtime-bindings. Incrementality is FULL_DATASET. Trip updates propagate the
 vehicle's current delay to the stops still ahead (the simplest honest prediction; the
-spec lets consumers read a single delay as applying downstream).
+spec lets consumers read a single delay as applying downstream), then make the times
+consistent the way the MobilityData GTFS-Realtime validator demands: no prediction in the
+past, departure never before arrival (E025), and strictly increasing times from one stop
+to the next (E022) even where the timetable gives two consecutive stops the same minute.
 """
 
 from __future__ import annotations
@@ -71,23 +74,23 @@ def vehicle_positions(vehicles: Iterable[VehicleRow], now: datetime) -> rt.FeedM
         ent.id = v.vehicle_id
         vp = ent.vehicle
         vp.vehicle.id = v.vehicle_id
-        vp.timestamp = int(v.ts.timestamp())
+        vp.timestamp = min(int(v.ts.timestamp()), int(now.timestamp()))  # E012
         vp.position.latitude = v.lat
         vp.position.longitude = v.lon
         if v.heading_deg is not None:
             vp.position.bearing = v.heading_deg
         if v.speed_mps is not None:
             vp.position.speed = v.speed_mps
-        if v.trip_id:
+        if v.trip_id and v.next_stop_id and v.next_stop_sequence is not None:
+            # A trip only while a stop lies ahead, as in the trip updates (W003, E041).
             _trip(vp.trip, v)
-            if v.next_stop_id and v.next_stop_sequence is not None:
-                vp.stop_id = v.next_stop_id
-                vp.current_stop_sequence = v.next_stop_sequence
-                vp.current_status = (
-                    rt.VehiclePosition.STOPPED_AT
-                    if v.status == "stopped_at"
-                    else rt.VehiclePosition.IN_TRANSIT_TO
-                )
+            vp.stop_id = v.next_stop_id
+            vp.current_stop_sequence = v.next_stop_sequence
+            vp.current_status = (
+                rt.VehiclePosition.STOPPED_AT
+                if v.status == "stopped_at"
+                else rt.VehiclePosition.IN_TRANSIT_TO
+            )
     return msg
 
 
@@ -104,21 +107,40 @@ def trip_updates(
         if v.status == "offline" or not v.trip_id:
             continue
         ahead = stops_ahead.get(v.vehicle_id, ())
+        if not ahead or not v.next_stop_id:
+            continue  # trip finished: no update without stop times (E041)
         ent = msg.entity.add()
         ent.id = f"{v.vehicle_id}:{v.trip_id}"
         tu = ent.trip_update
         _trip(tu.trip, v)
         tu.vehicle.id = v.vehicle_id
-        tu.timestamp = int(v.ts.timestamp())
+        tu.timestamp = min(int(v.ts.timestamp()), int(now.timestamp()))  # E012
         delay = round(v.delay_s or 0.0)
         tu.delay = delay
-        for s in ahead:
+        for s, (arr, dep) in zip(ahead, predicted_times(ahead, delay, now), strict=True):
             stu = tu.stop_time_update.add()
             stu.stop_sequence = s.stop_sequence
             stu.stop_id = s.stop_id
-            stu.arrival.delay = delay
-            stu.arrival.time = int(s.arrival_epoch + delay)
-            stu.departure.delay = delay
-            stu.departure.time = int(max(s.departure_epoch + delay, s.arrival_epoch + delay))
+            stu.arrival.time = arr
+            stu.arrival.delay = arr - round(s.arrival_epoch)
+            stu.departure.time = dep
+            stu.departure.delay = dep - round(s.departure_epoch)
             stu.schedule_relationship = rt.TripUpdate.StopTimeUpdate.SCHEDULED
     return msg
+
+
+def predicted_times(ahead: Sequence[StopAhead], delay: int, now: datetime) -> list[tuple[int, int]]:
+    """(arrival, departure) epochs per stop: schedule + delay, then made consistent.
+
+    The first stop ahead is never predicted before ``now``; each departure is at or after
+    its arrival; each arrival is at least one second after the previous departure, so
+    stops that share a timetable minute still get strictly increasing times.
+    """
+    out: list[tuple[int, int]] = []
+    floor = int(now.timestamp())
+    for s in ahead:
+        arr = max(round(s.arrival_epoch) + delay, floor)
+        dep = max(round(s.departure_epoch) + delay, arr)
+        out.append((arr, dep))
+        floor = dep + 1
+    return out

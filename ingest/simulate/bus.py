@@ -72,6 +72,17 @@ class BusConfig:
     off_route_per_trip: float = 0.0  # probability of one detour per trip
     off_route_m: float = 150.0
     capacity: int = 36
+    # Timetable mode: plans carry scheduled times counted from ``day0`` (the service
+    # day's local midnight). The bus never leaves a stop early, drives no faster than
+    # traffic allows (``traffic``: a speed factor for the time of day), dwells longer at
+    # ``busy_stops`` and now and then meets an incident; delays come out of that.
+    day0: datetime | None = None
+    cyclic: bool = True  # drive the plans in a loop (False: once, then stop reporting)
+    start_stop: int = 0  # first plan: index of the next stop...
+    start_m: float = 0.0  # ...and the distance along it where the bus starts
+    traffic: Callable[[datetime], float] | None = None
+    busy_stops: frozenset[str] = frozenset()
+    incident_per_trip: float = 0.0
 
 
 class BusSimulator:
@@ -98,9 +109,14 @@ class BusSimulator:
         event_topic = f"maebashi/bus/{vid}/event"
         dt = timedelta(seconds=self.cfg.period_s)
         while until is None or t < until:
+            if not self.cfg.cyclic and plan_i >= len(self.cfg.plans):
+                return
             plan = self.cfg.plans[plan_i % len(self.cfg.plans)]
+            first = plan_i == 0
             plan_i += 1
-            d, v = 0.0, 0.0
+            d, v = (self.cfg.start_m, 0.0) if first else (0.0, 0.0)
+            speed_noise = self.rng.uniform(0.85, 1.1) if self.cfg.day0 is not None else 1.0
+            incident_at = self._incident(plan)
             detour = self._detour(plan)
             detour_seen: list[datetime] = []
             detour_max = 0.0
@@ -108,7 +124,7 @@ class BusSimulator:
             manual_until: datetime | None = None
             hold_until: datetime | None = None
             hold_reason = ""
-            next_stop = 0
+            next_stop = self.cfg.start_stop if first else 0
             door_open = False
             while next_stop < len(plan.stops) and (until is None or t < until):
                 stop = plan.stops[next_stop]
@@ -128,8 +144,7 @@ class BusSimulator:
                     self.truth.visits.append(
                         StopVisit(plan.trip_id, stop.stop.stop_id, stop.sequence, t, t)
                     )
-                    last = next_stop == len(plan.stops) - 1
-                    hold = self.cfg.layover_s if last else self.rng.uniform(*self.cfg.dwell_s)
+                    hold = self._hold(plan, next_stop, t)
                     hold_until, hold_reason = t + timedelta(seconds=hold), "dwell"
                     door_open = True
                     passengers = max(
@@ -140,9 +155,8 @@ class BusSimulator:
                     )
                 else:
                     brake = v * v / (2 * DECEL)
-                    target = (
-                        0.0 if remaining <= brake + v * self.cfg.period_s else self.cfg.cruise_mps
-                    )
+                    cruise = self._cruise(plan, next_stop, t, remaining) * speed_noise
+                    target = 0.0 if remaining <= brake + v * self.cfg.period_s else cruise
                     if target > v:
                         v = min(target, v + ACCEL * self.cfg.period_s)
                     else:
@@ -153,7 +167,14 @@ class BusSimulator:
                     self.truth.distance_m += step
                     soc = max(5.0, soc - step * 0.00005)
                     km = step / 1000
-                    if self.rng.random() < km * self.cfg.obstacle_stops_per_km and remaining > 30:
+                    if incident_at is not None and d >= incident_at:
+                        incident_at = None
+                        hold_until = t + timedelta(seconds=self.rng.uniform(60, 240))
+                        hold_reason = "obstacle"
+                        v = 0.0
+                        self.truth.obstacle_stops += 1
+                        yield self._event(event_topic, t, "obstacle_stop", "obstacle", None)
+                    elif self.rng.random() < km * self.cfg.obstacle_stops_per_km and remaining > 30:
                         hold_until = t + timedelta(seconds=self.rng.uniform(5, 20))
                         hold_reason = "obstacle"
                         v = 0.0
@@ -208,6 +229,42 @@ class BusSimulator:
                 self.truth.off_route.append(
                     OffRouteEpisode(detour_seen[0], detour_seen[-1], round(detour_max, 1))
                 )
+
+    def _hold(self, plan: TripPlan, i: int, t: datetime) -> float:
+        """Seconds at stop ``i``: layover at the end, else a dwell, longer at busy stops and
+        in the rush hours; in timetable mode never before the scheduled departure."""
+        cfg = self.cfg
+        if i == len(plan.stops) - 1:
+            return cfg.layover_s if cfg.day0 is None else min(cfg.layover_s, 30.0)
+        dwell = self.rng.uniform(*cfg.dwell_s)
+        if plan.stops[i].stop.stop_id in cfg.busy_stops:
+            dwell *= 2.0
+        if cfg.traffic is not None and cfg.traffic(t) < 0.8:  # rush hours
+            dwell *= 1.4  # crowded in the rush hours
+        if cfg.day0 is not None and plan.times is not None:
+            scheduled = cfg.day0 + timedelta(seconds=plan.times[i][1])
+            dwell = max(dwell, (scheduled - t).total_seconds())
+        return dwell
+
+    def _cruise(self, plan: TripPlan, i: int, t: datetime, remaining: float) -> float:
+        """Speed to aim for on the way to stop ``i``: what traffic allows, or less when
+        the bus would otherwise arrive before the timetable says."""
+        cfg = self.cfg
+        cap = cfg.cruise_mps * (cfg.traffic(t) if cfg.traffic is not None else 1.0)
+        if cfg.day0 is None or plan.times is None:
+            return cap
+        due = (cfg.day0 + timedelta(seconds=plan.times[i][0]) - t).total_seconds()
+        if due <= 0:
+            return cap
+        return max(2.5, min(cap, 1.15 * remaining / due))
+
+    def _incident(self, plan: TripPlan) -> float | None:
+        """Where on this trip an incident (a breakdown ahead, an accident) holds the bus."""
+        if self.cfg.incident_per_trip <= 0 or len(plan.stops) < 2:
+            return None
+        if self.rng.random() >= self.cfg.incident_per_trip:
+            return None
+        return self.rng.uniform(plan.stops[0].distance, plan.stops[-1].distance)
 
     def _detour(self, plan: TripPlan) -> Callable[[float], float] | None:
         if self.rng.random() >= self.cfg.off_route_per_trip or len(plan.stops) < 3:

@@ -6,14 +6,24 @@ import heapq
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from ingest.simulate.boundary import city_contains, city_routes
 from ingest.simulate.bus import BusConfig, BusSimulator
 from ingest.simulate.faults import Faults, inject
 from ingest.simulate.feed import DEFAULT_GTFS, Feed, TripPlan, reversed_plan
 from ingest.simulate.fiveg import SITES, fixed_phone, phone_on_bus, senml_sensor
 from ingest.simulate.messages import SimMessage
+from ingest.simulate.timetable import (
+    JST,
+    MIN_LAYOVER_S,
+    build_blocks,
+    busy_stops,
+    in_service,
+    next_departure,
+    traffic_factor,
+)
 
 
 @dataclass
@@ -30,6 +40,12 @@ class CityConfig:
     faults: Faults = field(default_factory=Faults)
     seed: int = 1
     gtfs_path: Path = DEFAULT_GTFS
+    # Timetable mode (what `mebuku simulate` does): city buses run the trips that are in
+    # service at the start time, by the feed's calendar, on the routes that serve
+    # Maebashi (all routes with all_routes). Off: each bus loops one route from `start`.
+    timetable: bool = False
+    all_routes: bool = False
+    incident_per_trip: float = 0.03
 
 
 class City:
@@ -63,6 +79,10 @@ class City:
                     random.Random(cfg.seed * 1000 + i),
                 )
             )
+        self.notes: list[str] = []
+        if cfg.timetable:
+            self._timetable_buses(feed)
+            return
         for i in range(cfg.buses):
             plan = plans[i % len(plans)] if plans else corridor
             self.buses.append(
@@ -77,6 +97,68 @@ class City:
                     ),
                     start,
                     random.Random(cfg.seed * 2000 + i),
+                )
+            )
+
+    def _timetable_buses(self, feed: Feed) -> None:
+        """One bus per vehicle block running now or later today, placed where its
+        timetable (minus a small random delay) puts it."""
+        cfg, start = self.cfg, self.start
+        local = start.astimezone(JST)
+        feed_day, note = feed.service_day(local.date())
+        if note:
+            self.notes.append(note)
+        routes = None
+        if not cfg.all_routes:
+            routes = city_routes(feed.route_share_inside(city_contains()))
+        plans = feed.timetable_plans(feed.active_services(feed_day), routes)
+        blocks = build_blocks(plans)
+        day0 = datetime(local.year, local.month, local.day, tzinfo=JST)
+        tod = (start - day0).total_seconds()
+        running = in_service(blocks, tod, cfg.buses)
+        later = sorted(
+            (b for b in blocks if b.trips[0].start_s - MIN_LAYOVER_S > tod),
+            key=lambda b: b.trips[0].start_s,
+        )
+        chosen = [*running, *((b, 0) for b in later)][: cfg.buses]
+        if not running:
+            nxt = next_departure(blocks, tod)
+            when = f"{nxt // 3600:02d}:{nxt % 3600 // 60:02d}" if nxt is not None else "tomorrow"
+            self.notes.append(
+                f"no bus of the simulated routes is in service at {local:%H:%M} JST; "
+                f"the next departure is at {when}"
+            )
+        busy = busy_stops([s for seq in feed.stop_times.values() for _, s in seq])
+        for k, (block, i) in enumerate(chosen):
+            rng = random.Random(cfg.seed * 2000 + k)
+            trips = block.trips[i:]
+            first = trips[0]
+            if i == 0 and first.start_s - MIN_LAYOVER_S > tod:
+                begin = day0 + timedelta(seconds=first.start_s - MIN_LAYOVER_S)
+                d0, idx = first.stops[0].distance, 0
+            else:
+                begin = start
+                delay0 = min(420.0, max(-20.0, rng.gauss(60, 90)))
+                d0, idx = first.scheduled_distance(tod - delay0)
+            self.buses.append(
+                BusSimulator(
+                    BusConfig(
+                        f"bus-{k + 1:03d}",
+                        trips,
+                        cruise_mps=rng.uniform(10.0, 12.5),
+                        period_s=cfg.telemetry_period_s,
+                        off_route_per_trip=cfg.off_route_per_trip,
+                        capacity=60,
+                        day0=day0,
+                        cyclic=False,
+                        start_stop=idx,
+                        start_m=d0,
+                        traffic=traffic_factor,
+                        busy_stops=busy,
+                        incident_per_trip=cfg.incident_per_trip,
+                    ),
+                    begin,
+                    rng,
                 )
             )
 

@@ -40,6 +40,15 @@ def simulate(
     seed: int = typer.Option(1, help="Random seed (same seed, same traffic)."),
     gtfs: Path = typer.Option(DEFAULT_GTFS, help="GTFS-JP zip with the routes to drive."),
     qos: int = typer.Option(1, help="MQTT QoS of published messages."),
+    timetable: bool = typer.Option(
+        True,
+        "--timetable/--loop",
+        help="Run the trips in service now by the feed's calendar (default), or loop "
+        "each bus over one route from the start time.",
+    ),
+    all_routes: bool = typer.Option(
+        False, help="Timetable mode: all routes, not only those serving Maebashi."
+    ),
 ) -> None:
     """Publish realistic simulated buses, 5G phones and SenML sensors over MQTT."""
     s = get_settings()
@@ -58,9 +67,13 @@ def simulate(
         faults=Faults(duplicates, out_of_order, malformed),
         seed=seed,
         gtfs_path=gtfs,
+        timetable=timetable,
+        all_routes=all_routes,
     )
     until = t0 + timedelta(seconds=duration) if duration > 0 else None
     city = City(cfg, t0)
+    for note in city.notes:
+        log.warning("%s", note)
     stop = threading.Event()
 
     def _signal(signum: int, _f: FrameType | None) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,11 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from mobility.gtfs.freshness import expiry_warning
 from mobility.gtfs.parser import ParsedFeed, read_feed
 
 log = logging.getLogger(__name__)
+JST = timezone(timedelta(hours=9), "Asia/Tokyo")
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"mebuku.gtfs.import").digest()[:8], "big", signed=True)
 
 
@@ -36,6 +38,13 @@ class FeedVersion:
     feed_version_name: str | None
     row_counts: dict[str, int]
     unchanged: bool = False  # True when the same file was already current
+    warnings: tuple[str, ...] = ()  # columns not kept, expiry
+
+    def expiry_warning(self, today: date | None = None) -> str | None:
+        """Why this version should be replaced soon (expired, expiring), or None."""
+        return expiry_warning(
+            self.feed_start_date, self.feed_end_date, today or datetime.now(JST).date()
+        )
 
 
 _VERSION_COLS = (
@@ -114,7 +123,14 @@ def load(
         ).fetchone()
         assert out is not None
     log.info("imported GTFS %s as version %s: %s", source, version_id, feed.counts())
-    return _version(out)
+    version = _version(out)
+    notes = [*feed.warnings]
+    expiry = version.expiry_warning()
+    if expiry:
+        notes.append(expiry)
+    for note in notes:
+        log.warning("%s", note)
+    return FeedVersion(**{**version.__dict__, "warnings": tuple(notes)})
 
 
 def import_feed(

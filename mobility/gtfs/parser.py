@@ -46,6 +46,7 @@ class Table:
     columns: list[str]
     rows: list[tuple[Value, ...]] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
+    unknown_columns: list[str] = field(default_factory=list)
 
     def column(self, name: str) -> list[Value]:
         i = self.columns.index(name)
@@ -56,6 +57,15 @@ class Table:
 class ParsedFeed:
     sha256: str
     tables: dict[str, Table]
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the import could not keep: columns this importer does not know."""
+        return [
+            f"{name}: column {col!r} is not part of GTFS or GTFS-JP and was not kept"
+            for name, t in self.tables.items()
+            for col in t.unknown_columns
+        ]
 
     def counts(self) -> dict[str, int]:
         return {name: len(t.rows) for name, t in self.tables.items()}
@@ -116,7 +126,9 @@ def parse_file(spec: FileSpec, data: bytes) -> Table:
     for _, c in present:
         if c.db_name not in db_columns:
             db_columns.append(c.db_name)
-    table = Table(spec, db_columns)
+    known = {c.name for c in spec.columns}
+    unknown = [h for h in header if h and h not in known]
+    table = Table(spec, db_columns, unknown_columns=unknown)
     width = len(header)
     for raw_row in reader:
         line = reader.line_num

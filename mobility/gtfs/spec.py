@@ -115,6 +115,12 @@ FILES: tuple[FileSpec, ...] = (
             C("shape_id"),
             C("wheelchair_accessible", "int"),
             C("bikes_allowed", "int"),
+            # GTFS-JP extensions (標準的なバス情報フォーマット): trip description, its
+            # symbol, the operating office and the stopping pattern.
+            C("jp_trip_desc"),
+            C("jp_trip_desc_symbol"),
+            C("jp_office_id"),
+            C("jp_pattern_id"),
         ),
         required=True,
     ),

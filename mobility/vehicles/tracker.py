@@ -19,7 +19,7 @@ from shapely import Point
 from shapely.ops import substring
 
 from mobility.geo import project
-from mobility.vehicles.schedule import Schedule, TripPlan, local_date, service_day_epoch
+from mobility.vehicles.schedule import Schedule, TripPlan, service_day_epoch
 
 Status = Literal["in_transit", "stopped_at", "off_route", "layover", "offline"]
 EventType = Literal[
@@ -37,6 +37,11 @@ class TrackerConfig:
     bunching_share: float = 0.5
     at_rest_mps: float = 0.5
     infer_every_s: float = 30.0
+    # A trip a bus claims is believed only when the bus is within this many seconds of
+    # that trip's timetable where it is; further off, the tracker re-matches the bus or
+    # shows it unassigned instead of reporting it hours late.
+    assign_margin_s: float = 1800.0
+    layover_wait_s: float = 7200.0  # a bus may sign on to its next trip this early
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,7 @@ class _Vehicle:
     overspeeding: bool = False
     offline: bool = False
     last_infer: float = float("-inf")
+    rejected_claim: str | None = None
 
 
 class Tracker:
@@ -250,13 +256,15 @@ class Tracker:
             if trip.next_idx < len(plan.stops):
                 next_stop = plan.stops[trip.next_idx]
             delay = fix.ts - (trip.day0 + plan.scheduled_at(dist))
+            if trip.done:
+                delay = None  # laying over after the trip: no longer late or early on it
             if off_route:
                 status = "off_route"
             elif trip.done or (trip.next_idx == 0 and at_rest and trip.arrived_at is not None):
                 status = "layover"
             elif at_rest and trip.arrived_at is not None:
                 status = "stopped_at"
-            if trip.next_idx == 0 and delay < 0:
+            if trip.next_idx == 0 and delay is not None and delay < 0:
                 delay = 0.0  # waiting at the terminus before departure is on time
         elif at_rest:
             status = "layover"
@@ -290,27 +298,55 @@ class Tracker:
         v.off_since, v.off_reported = None, False
 
     def _match_trip(self, v: _Vehicle, fix: Fix, x: float, y: float) -> None:
-        sched = self.schedule
         if fix.trip_id is not None:
             if v.trip is not None and v.trip.plan.trip_id == fix.trip_id:
                 return
-            plan = sched.trips.get(fix.trip_id)
-            if plan is not None:
-                # The bus says which trip it runs: trust it. The calendar only picks the
-                # service day; failing that (a bus off its timetable), today.
-                day = sched.service_date_for(plan, fix.ts, slack_s=6 * 3600)
-                self._start_trip(v, plan, day or local_date(fix.ts))
+            recent = fix.ts - v.last_infer < self.config.infer_every_s
+            if v.rejected_claim == fix.trip_id and recent:
+                return  # an implausible claim is judged again at most every infer_every_s
+            if fix.trip_id not in self.schedule.trips:
+                v.trip = None  # not in the timetable: unassigned
                 return
-            v.trip = None
-            return
-        if v.trip is not None and not v.trip.done and not v.off_reported:
-            return
-        if fix.ts - v.last_infer < self.config.infer_every_s:
+            claimed = self._claimed_trip(fix, x, y)
+            if claimed is not None:
+                v.rejected_claim = None
+                self._start_trip(v, *claimed)
+                return
+            # Too far from its timetable: re-match the bus by where it is and
+            # when, or show it unassigned, never hours late on the trip it named.
+            v.rejected_claim = fix.trip_id
+            if v.trip is not None and not v.trip.done and not v.off_reported:
+                v.last_infer = fix.ts
+                return
+        elif (
+            v.trip is not None and not v.trip.done and not v.off_reported
+        ) or fix.ts - v.last_infer < self.config.infer_every_s:
             return
         v.last_infer = fix.ts
         best = self._infer(fix, x, y)
-        if best is not None and (v.trip is None or best[0].trip_id != v.trip.plan.trip_id):
+        if best is None:
+            v.trip = None if fix.trip_id is not None else v.trip
+        elif v.trip is None or best[0].trip_id != v.trip.plan.trip_id:
             self._start_trip(v, *best)
+
+    def _claimed_trip(self, fix: Fix, x: float, y: float) -> tuple[TripPlan, date] | None:
+        """The trip the bus names, on the service day that puts the bus within
+        ``assign_margin_s`` of its timetable at this position (or waiting at the first
+        stop for its departure, up to ``layover_wait_s``); None when it does not."""
+        plan = self.schedule.trips.get(fix.trip_id or "")
+        if plan is None:
+            return None
+        margin = self.config.assign_margin_s
+        slack = max(margin, self.config.layover_wait_s)
+        day = self.schedule.service_date_for(plan, fix.ts, slack_s=slack)
+        if day is None:
+            return None
+        dist = float(plan.shape.project(Point(x, y)))
+        dev = fix.ts - service_day_epoch(day) - plan.scheduled_at(dist)
+        at_start = dist <= plan.stops[0].dist_m + self.config.stop_radius_m
+        if at_start and -self.config.layover_wait_s <= dev <= margin:
+            return plan, day
+        return (plan, day) if abs(dev) <= margin else None
 
     def _infer(self, fix: Fix, x: float, y: float) -> tuple[TripPlan, date] | None:
         """The trip whose shape passes within off_route_m and whose timetable puts a bus

@@ -51,3 +51,22 @@ def test_invalid_definition_is_a_clear_error(db_url: str, tmp_path: Path) -> Non
     assert r.returncode == 2
     assert "invalid trial definition" in r.stderr and "period_end must be after" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_demo_trials_start_now_and_wait_for_data(db_url: str) -> None:
+    """What `mebuku demo` does: its trials start when it starts, last a few hours, and say
+    'insufficient data' until samples cover enough of the elapsed time."""
+    from datetime import UTC, datetime, timedelta
+
+    files = sorted(str(p) for p in (REPO_ROOT / "fiveg" / "demo_trials").glob("*.toml"))
+    before = datetime.now(UTC) - timedelta(minutes=1)
+    r = mebuku(db_url, "load-trial", "--starting-now", "--hours", "4", *files)
+    assert r.returncode == 0, r.stderr
+    listed = mebuku(db_url, "kpis", "demo-education", "--json")
+    assert listed.returncode == 0, listed.stderr
+    body = json.loads(listed.stdout)
+    start = datetime.fromisoformat(body["from"].replace("Z", "+00:00"))
+    assert before <= start <= datetime.now(UTC)
+    assert body["scorecard"]["verdict"] == "insufficient-data"
+    table = mebuku(db_url, "kpis", "demo-education")
+    assert "INSUFFICIENT DATA" in table.stdout

@@ -111,8 +111,12 @@ def test_kpis_coverage_compare(client: tuple[TestClient, dict[str, dict[str, str
     rollup = c.get("/v1/fiveg/trials/known-bus-trial/kpis?source=rollup&bucket=1h",
                    headers=keys["council"]).json()  # fmt: skip
     assert rollup["source"] == "rollup" and rollup["overall"]["samples"] == 600
-    r = c.get("/v1/fiveg/trials/known-bus-trial/kpis?source=rollup", headers=keys["council"])
+    r = c.get("/v1/fiveg/trials/known-bus-trial/kpis?source=rollup&bucket=5m",
+              headers=keys["council"])  # fmt: skip
     assert r.status_code == 422 and "hourly" in r.json()["detail"]
+    r = c.get("/v1/fiveg/trials/known-bus-trial/kpis?source=rollup", headers=keys["council"])
+    assert r.status_code == 200 and r.json()["bucket_seconds"] == 3600  # the default fits
+    assert k["scorecard"]["verdict"] == "fail"  # 10 of 12 buckets: enough data to judge
     cov = c.get("/v1/fiveg/trials/known-bus-trial/coverage?min_samples=10",
                 headers=keys["council"])  # fmt: skip
     assert cov.headers["content-type"].startswith("application/geo+json")
@@ -154,3 +158,33 @@ def test_report_pdf(client: tuple[TestClient, dict[str, dict[str, str]]]) -> Non
         subprocess.run(["pdftoppm", "-png", "-r", "60", str(PNG_DIR / "report.pdf"),
                         str(PNG_DIR / "page")], check=True, timeout=60)  # fmt: skip
         assert len(list(PNG_DIR.glob("page-*.png"))) == 3
+
+
+def test_long_trial_with_little_data_is_insufficient_not_pass_or_fail(
+    client: tuple[TestClient, dict[str, dict[str, str]]],
+) -> None:
+    """The demo's old failure: a trial filed until 2028 read 0 % coverage with a flipping
+    verdict, and /sensors with its default bucket answered 422."""
+    c, keys = client
+    body = known_set.trial_definition("long-trial")
+    body["period_start"] = "2026-11-01T00:00:00+09:00"
+    body["period_end"] = "2028-01-01T00:00:00+09:00"
+    assert c.put("/v1/fiveg/trials/long-trial", json=body, headers=keys["admin"]).status_code == 200
+    k = c.get("/v1/fiveg/trials/long-trial/kpis", headers=keys["council"])
+    assert k.status_code == 200, k.text
+    card = k.json()["scorecard"]
+    assert card["verdict"] == "insufficient-data" and card["data_coverage_pct"] < 80
+    assert k.json()["bucket_seconds"] >= 300
+    sensors = c.get("/v1/fiveg/trials/long-trial/sensors", headers=keys["council"])
+    assert sensors.status_code == 200, sensors.text
+    assert isinstance(sensors.json(), list)
+    fine = c.get("/v1/fiveg/trials/long-trial/sensors?bucket=1s", headers=keys["council"])
+    assert fine.status_code == 422 and fine.json()["type"].endswith("bad-bucket")
+    window = c.get(
+        "/v1/fiveg/trials/long-trial/kpis",
+        params={"from": known_set.START.isoformat(), "to": known_set.END.isoformat()},
+        headers=keys["council"],
+    ).json()
+    assert window["scorecard"]["verdict"] == "fail"  # the measured hour itself is judged
+    cmp = c.get("/v1/fiveg/compare?trial=long-trial", headers=keys["council"]).json()
+    assert [x["verdict"] for x in cmp] == ["insufficient-data"]

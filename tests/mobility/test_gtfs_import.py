@@ -6,13 +6,21 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import os
+import subprocess
+import sys
 import zipfile
+from datetime import date, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 
+from api.app import create_app
+from core.settings import Settings
 from mobility.gtfs.fares import zone_fare, zone_fare_async
+from mobility.gtfs.freshness import expiry_warning
 from mobility.gtfs.importer import current_version, import_feed
 from mobility.gtfs.parser import FeedError, parse_time
 from tests.mobility.feeds import REAL_FEED, edit_line, feed_files, write_feed
@@ -147,3 +155,65 @@ def test_zone_fare_async(db_url: str) -> None:
             return await zone_fare_async(conn, "新前橋駅西口線_B", "m003_01", "g035_01")
 
     assert asyncio.run(lookup()) == 100
+
+
+def _with_jp_trip_columns(files: dict[str, bytes]) -> dict[str, bytes]:
+    """trips.txt with the GTFS-JP extension columns and one column nobody knows."""
+    rows = list(csv.reader(io.StringIO(files["trips.txt"].decode("utf-8-sig"))))
+    header = [*rows[0], "jp_trip_desc", "jp_trip_desc_symbol", "jp_pattern_id", "x_depot"]
+    body = [[*r, "県庁経由", "県", f"P{i % 3}", "north"] for i, r in enumerate(rows[1:]) if r]
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([header, *body])
+    return {**files, "trips.txt": ("\ufeff" + out.getvalue()).encode()}
+
+
+def test_gtfs_jp_trip_columns_are_kept_and_unknown_columns_warned(
+    db_url: str, tmp_path: Path
+) -> None:
+    path = write_feed(_with_jp_trip_columns(feed_files()), tmp_path / "jp.zip")
+    version = import_feed(db_url, path)
+    assert any("x_depot" in w and "not kept" in w for w in version.warnings)
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT jp_trip_desc, jp_trip_desc_symbol, jp_pattern_id FROM gtfs_trips"
+            " WHERE feed_version = %s ORDER BY 3",
+            [version.id],
+        ).fetchall()
+    assert rows == [("県庁経由", "県", "P0"), ("県庁経由", "県", "P1"), ("県庁経由", "県", "P2")]
+
+
+@pytest.mark.parametrize(
+    ("today", "expect"),
+    [
+        ("2026-12-01", "expired on 2026-03-31 (245 days ago)"),
+        ("2026-03-20", "expires on 2026-03-31 (in 11 days)"),
+        ("2025-03-01", "starts on 2025-04-01"),
+        ("2025-10-01", None),
+    ],
+)
+def test_expiry_warning(today: str, expect: str | None) -> None:
+    got = expiry_warning(date(2025, 4, 1), date(2026, 3, 31), date.fromisoformat(today))
+    assert (got is None) if expect is None else (got is not None and expect in got)
+
+
+def test_expired_feed_is_reported_by_import_status_and_readyz(
+    db_url: str, settings: Settings
+) -> None:
+    """The bundled feed ended on 2026-03-31: import, `gtfs status` and /readyz say so."""
+    version = import_feed(db_url, REAL_FEED, force=True)
+    if date.today() <= date(2026, 3, 31) - timedelta(days=14):
+        pytest.skip("the bundled feed is still valid today")
+    assert any("2026-03-31" in w for w in version.warnings)
+    env = {**os.environ, "MEBUKU_DATABASE_URL": db_url, "COLUMNS": "200"}
+    out = subprocess.run(
+        [sys.executable, "-m", "core.cli", "gtfs", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "warning" in out.stderr and "2026-03-31" in out.stderr
+    with TestClient(create_app(settings)) as client:
+        body = client.get("/readyz").json()
+    assert "2026-03-31" in body["warnings"]["gtfs"]

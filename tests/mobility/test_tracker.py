@@ -222,3 +222,26 @@ def test_no_events_for_unknown_trip(schedule: Schedule) -> None:
     _, events, states = _run(schedule, fixes)
     assert [e for e in events if e.type in ("arrival", "departure")] == []
     assert all(s.trip_id is None for s in states)
+
+
+def test_claimed_trip_far_from_its_timetable_is_not_reported_hours_late(
+    schedule: Schedule,
+) -> None:
+    """The demo's old failure: a bus naming the 06:45 trip at 19:45 was '13 hours late'."""
+    plan = schedule.trips[TRIP]
+    sc = drive_trip(plan, "bus-1", _depart(plan, 13 * 3600), seed=12)
+    _, events, states = _run(schedule, sc.fixes)
+    assert all(s.trip_id != TRIP for s in states)
+    assert all(abs(s.delay_s or 0.0) <= TrackerConfig().assign_margin_s for s in states)
+    assert not [e for e in events if e.trip_id == TRIP]
+
+
+def test_claimed_trip_within_the_margin_is_kept(schedule: Schedule) -> None:
+    plan = schedule.trips[TRIP]
+    sc = drive_trip(plan, "bus-1", _depart(plan, 20 * 60), seed=13)
+    _, _, states = _run(schedule, sc.fixes)
+    late = [s for s in states if s.trip_id == TRIP and s.delay_s is not None]
+    assert late and all(600 <= s.delay_s <= 1500 for s in late)
+    narrow = TrackerConfig(assign_margin_s=600)
+    _, _, narrowed = _run(schedule, sc.fixes, narrow)
+    assert all(s.trip_id != TRIP for s in narrowed)

@@ -1,0 +1,49 @@
+"""Is the timetable still valid? A feed past its end date silently breaks every
+real-time feed (trip start dates match no service day), so operators must be told."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import psycopg
+
+WARN_DAYS = 14
+
+
+def expiry_warning(
+    start: date | None, end: date | None, today: date, warn_days: int = WARN_DAYS
+) -> str | None:
+    """A one-line warning when the feed has expired, expires within ``warn_days`` or has
+    not started yet; None when it is valid (or says nothing about its dates)."""
+    if end is not None and end < today:
+        return (
+            f"the GTFS feed expired on {end.isoformat()} ({(today - end).days} days ago): "
+            "import the operator's current feed with `mebuku gtfs import PATH.zip`"
+        )
+    if start is not None and start > today:
+        return f"the GTFS feed starts on {start.isoformat()}: nothing runs before that day"
+    if end is not None and (end - today).days <= warn_days:
+        return (
+            f"the GTFS feed expires on {end.isoformat()} (in {(end - today).days} days): "
+            "ask the operator for the next feed"
+        )
+    return None
+
+
+def current_feed_span(conn: psycopg.Connection) -> tuple[date | None, date | None] | None:
+    """(start, end) of the current feed version; None when no feed is imported."""
+    row = conn.execute(
+        "SELECT feed_start_date, feed_end_date FROM gtfs_feed_versions WHERE is_current"
+    ).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+async def current_feed_warning(conn: psycopg.AsyncConnection, today: date) -> str | None:
+    """The expiry warning of the current feed, for readiness probes."""
+    cur = await conn.execute(
+        "SELECT feed_start_date, feed_end_date FROM gtfs_feed_versions WHERE is_current"
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return "no GTFS feed imported: run `mebuku gtfs import PATH.zip`"
+    return expiry_warning(row[0], row[1], today)
