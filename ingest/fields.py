@@ -39,9 +39,13 @@ class FieldError(ValueError):
 
 @dataclass(frozen=True)
 class Limits:
-    """What the ingestor accepts, from settings (defaults are the settings' defaults)."""
+    """What the ingestor accepts. ``mebuku ingest`` uses :meth:`from_settings` (retention
+    ``MEBUKU_RETENTION_DAYS``, default 400 days). A bare ``Limits()`` bounds the past only
+    at 2000-01-01 (retention 0), so callers that replay old data on purpose (tests on a
+    feed's service day, seeds) keep working; the future skew and payload limit are the
+    settings' defaults."""
 
-    retention_days: int = 400
+    retention_days: int = 0
     max_future_skew_seconds: int = 300
     max_payload_bytes: int = 262144
 

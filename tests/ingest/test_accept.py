@@ -190,13 +190,17 @@ def test_deep_nesting_is_a_clean_reject() -> None:
 # -- time sanity -------------------------------------------------------------------------
 
 
+# What `mebuku ingest` runs with by default (Limits.from_settings of default settings).
+CONFIGURED = Limits(retention_days=400, max_future_skew_seconds=300, max_payload_bytes=262144)
+
+
 def ms(t: datetime) -> int:
     return int(t.timestamp() * 1000)
 
 
 @pytest.mark.parametrize("topic", [TELEMETRY, EVENT, RADIO])
 def test_ts_must_lie_within_retention_and_the_future_skew(topic: str) -> None:
-    def parse(ts: Any, limits: Limits = Limits()) -> Any:
+    def parse(ts: Any, limits: Limits = CONFIGURED) -> Any:
         return parse_message(topic, payload({**DOCS[topic], "ts": ts}), NOW, limits=limits)
 
     assert isinstance(parse((NOW + timedelta(seconds=299)).isoformat()), Rows)
@@ -219,7 +223,7 @@ def test_ts_must_lie_within_retention_and_the_future_skew(topic: str) -> None:
         assert isinstance(parse(far), Reject), far
 
 
-def senml_at(*records: dict[str, Any], limits: Limits = Limits()) -> Any:
+def senml_at(*records: dict[str, Any], limits: Limits = CONFIGURED) -> Any:
     return parse_message(SENML, payload(list(records)), NOW, limits=limits)
 
 
@@ -271,7 +275,17 @@ def test_limits_come_from_settings() -> None:
     big = payload({**DOCS[TELEMETRY], "pad": "x" * 5000})
     res = parse_message(TELEMETRY, big, NOW, limits=limits)
     assert isinstance(res, Reject) and res.code == "too_large"
-    assert Limits.from_settings(make_settings(None)) == Limits()
+    assert Limits.from_settings(make_settings(None)) == CONFIGURED
+
+
+def test_bare_limits_bound_the_past_at_2000_only() -> None:
+    """parse_message without limits (tests replaying a feed's service day, seeds): no
+    retention bound, but the floor and the future skew hold."""
+    old = {**DOCS[TELEMETRY], "ts": "2001-06-03T08:00:00+09:00"}
+    assert isinstance(parse_message(TELEMETRY, payload(old), NOW), Rows)
+    y1999 = parse_message(TELEMETRY, payload({**old, "ts": "1999-12-31T23:59:59Z"}), NOW)
+    assert isinstance(y1999, Reject) and "before 2000-01-01" in y1999.detail
+    assert isinstance(senml_at({"n": "x", "v": 1, "t": 1e11}, limits=Limits()), Reject)
 
 
 # -- property: whatever the parser accepts is storable ------------------------------------
