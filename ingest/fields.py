@@ -14,6 +14,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -57,14 +58,18 @@ class Limits:
             max_payload_bytes=s.ingest_max_payload_bytes,
         )
 
+    @cached_property
+    def _retention(self) -> timedelta | None:
+        # Beyond a century the bound is 2000-01-01 anyway (and huge values would overflow).
+        return timedelta(days=min(self.retention_days, 36500)) if self.retention_days > 0 else None
+
+    @cached_property
+    def _skew(self) -> timedelta:
+        return timedelta(seconds=self.max_future_skew_seconds)
+
     def window(self, now: datetime) -> TimeWindow:
-        earliest = EARLIEST
-        if self.retention_days > 0:
-            # timedelta tops out at 999,999,999 days; any retention beyond 2000 is "2000".
-            days = min(self.retention_days, (now - EARLIEST).days + 1)
-            earliest = max(EARLIEST, now - timedelta(days=days))
-        skew = timedelta(seconds=self.max_future_skew_seconds)
-        return TimeWindow(earliest, now + skew, self)
+        earliest = EARLIEST if self._retention is None else max(EARLIEST, now - self._retention)
+        return TimeWindow(earliest, now + self._skew, self)
 
 
 DEFAULT_LIMITS = Limits()

@@ -51,6 +51,9 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not JSON")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # built once, not per message
+
+
 def _load(payload: bytes, limit: int, root: str = "") -> Any:
     """Decode UTF-8 JSON; refuse strings PostgreSQL cannot store, naming the field.
 
@@ -65,7 +68,7 @@ def _load(payload: bytes, limit: int, root: str = "") -> Any:
     except UnicodeDecodeError as e:
         raise FieldError("bad_utf8", str(e)) from e
     try:
-        doc = json.loads(txt, parse_constant=_reject_constant)
+        doc = _DECODER.decode(txt)
     except (ValueError, RecursionError) as e:
         raise FieldError("bad_json", str(e)[:200]) from e
     if "\\u" in txt:
