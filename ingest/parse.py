@@ -112,11 +112,16 @@ def parse_telemetry(
     return Rows(TELEMETRY, [row])
 
 
+# The largest 32-bit float below 360: heading_deg is a `real` with CHECK (< 360), and a
+# valid 359.99999 would round up to 360.0 there.
+HEADING_MAX_REAL = 359.9999694824219
+
+
 def _heading(d: dict[str, Any]) -> float | None:
     h = number(d, "heading_deg", 0, 360, real=True)
     if h == 360:
         raise FieldError("out_of_range", "heading_deg must be below 360")
-    return h
+    return None if h is None else min(h, HEADING_MAX_REAL)
 
 
 def parse_event(

@@ -346,7 +346,15 @@ def test_what_the_parser_accepts_the_database_stores(db_url: str) -> None:
     """Edge values the parser lets through go into the real tables (no db_refused)."""
     accepted = [
         (TELEMETRY, {**DOCS[TELEMETRY], "speed_mps": 1e-50, "soc_pct": 1e-45, "seq": 2**63 - 1}),
-        (TELEMETRY, {**DOCS[TELEMETRY], "ts": ms(NOW) + 1, "trip_id": "\U0001f68c平日" * 20}),
+        (
+            TELEMETRY,
+            {
+                **DOCS[TELEMETRY],
+                "ts": ms(NOW) + 1,
+                "trip_id": "\U0001f68c平日" * 20,
+                "heading_deg": 359.99999,
+            },
+        ),
         (EVENT, {**DOCS[EVENT], "detail": {"big": 10**300, "f": 1.7e308, "tiny": 5e-324}}),
         (EVENT, {**DOCS[EVENT], "ts": TS.replace("59:00", "58:00"), "detail": {"\U0001f68c": []}}),
         (RADIO, {**DOCS[RADIO], "cell_id": 10**39, "pci": 1007, "rsrq_db": -1e-40}),
