@@ -370,3 +370,80 @@ def test_what_the_parser_accepts_the_database_stores(db_url: str) -> None:
         result = write_batch(conn, items)
     assert not result.rejects, result
     assert sum(result.inserted.values()) == 7
+
+
+def _real(lo: float, hi: float, **kw: Any) -> st.SearchStrategy[float]:
+    return st.floats(lo, hi, allow_nan=False, **kw) | st.sampled_from([lo, hi, 1e-50, 1e-40])
+
+
+TELEMETRY_DOCS = st.fixed_dictionaries(
+    {
+        "ts": st.integers(ms(NOW - timedelta(days=401)), ms(NOW + timedelta(seconds=400))),
+        "lat": st.floats(-90, 90),
+        "lon": st.floats(-180, 180),
+    },
+    optional={
+        "speed_mps": _real(0, 100),
+        "heading_deg": _real(0, 360, exclude_max=True) | st.just(359.99999),
+        "soc_pct": _real(0, 100),
+        "odometer_m": st.floats(0, 1e10),
+        "seq": st.integers(-1, 2**63),
+        "passengers": st.integers(-1, 1001),
+        "trip_id": hostile_text,
+    },
+)
+RADIO_DOCS = st.fixed_dictionaries(
+    {"ts": st.integers(ms(NOW - timedelta(days=30)), ms(NOW))},
+    optional={
+        "rsrp_dbm": _real(-156, -31),
+        "rsrq_db": _real(-43, 20),
+        "sinr_db": _real(-23, 40),
+        "loss_pct": _real(0, 100),
+        "pci": st.integers(0, 1007),
+        "cell_id": st.integers(-(10**41), 10**41) | hostile_text,
+        "band": hostile_text,
+    },
+)
+EVENT_DOCS = st.fixed_dictionaries(
+    {"ts": st.just(TS), "type": st.sampled_from(["takeover", "door"])},
+    optional={"detail": st.dictionaries(hostile_text, hostile_value, max_size=4)},
+)
+SENML_DOCS = st.lists(
+    st.fixed_dictionaries(
+        {"n": st.sampled_from(["temp", "rh", "wind"]), "t": st.floats(-1e4, 1e4)},
+        optional={"u": hostile_text, "bt": st.floats(-1e11, 1e11)},
+    ).flatmap(
+        lambda r: st.one_of(
+            st.builds(lambda v: {**r, "v": v}, st.floats(allow_nan=False)),
+            st.builds(lambda v: {**r, "vs": v}, hostile_text),
+        )
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    case=st.one_of(
+        st.tuples(st.just(TELEMETRY), TELEMETRY_DOCS),
+        st.tuples(st.just(RADIO), RADIO_DOCS),
+        st.tuples(st.just(EVENT), EVENT_DOCS),
+        st.tuples(st.just(SENML), SENML_DOCS),
+    )
+)
+def test_property_accepted_rows_are_stored_never_refused(
+    db_url: str, case: tuple[str, Any]
+) -> None:
+    """Generated documents near every column's limits: what the parser accepts, the real
+    database stores (no db_refused), and every reject reason is storable."""
+    topic, doc = case
+    raw = json.dumps(doc).encode()
+    res = parse_message(topic, raw, NOW, limits=CONFIGURED)
+    if isinstance(res, Reject):
+        assert text_problem(res.reason) is None
+        return
+    with psycopg.connect(db_url) as conn:
+        prepare(conn)
+        result = write_batch(conn, [Item(topic, raw, res)])
+    assert not result.rejects, (doc, result)
