@@ -168,7 +168,11 @@ def run_demo(settings: Settings, api_port: int = 8000, maintain_every: float = 6
             where.add_row("PostgreSQL", redact_url(db_url))
         mqtt_url = settings.mqtt_url
         if mqtt_url is None:
-            broker = EmbeddedMosquitto(state / "mosquitto", ports["mqtt"])
+            broker = EmbeddedMosquitto(
+                state / "mosquitto",
+                ports["mqtt"],
+                max_payload_bytes=settings.ingest_max_payload_bytes,  # #10 ingest limits
+            )
             broker.start()
             mqtt_url = broker.url
             where.add_row("Mosquitto (private)", redact_url(mqtt_url))

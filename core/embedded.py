@@ -241,11 +241,23 @@ class EmbeddedPostgres(_ChildServer):
                 time.sleep(0.1)
 
 
+# Room over the payload limit for the rest of a PUBLISH packet: fixed header (<= 5 bytes),
+# topic (2 + its length; Mebuku topics are < 300 bytes), packet id and MQTT 5 properties.
+MQTT_PACKET_HEADROOM = 4096
+
+
+def mqtt_max_packet_size(max_payload_bytes: int) -> int:
+    """Mosquitto's ``max_packet_size`` (the whole packet) for a payload limit."""
+    return max_payload_bytes + MQTT_PACKET_HEADROOM
+
+
 class EmbeddedMosquitto(_ChildServer):
     """A throwaway Mosquitto 2 broker with persistence and no queue limits.
 
     ``max_queued_messages 0`` matters: Mosquitto's default (1,000) silently drops what an
-    offline persistent session would receive beyond that.
+    offline persistent session would receive beyond that. ``max_packet_size`` bounds what a
+    client may send (``MEBUKU_INGEST_MAX_PAYLOAD_BYTES`` plus headroom): the broker
+    disconnects a client that sends a bigger packet and never forwards it.
     """
 
     def __init__(
@@ -257,6 +269,7 @@ class EmbeddedMosquitto(_ChildServer):
         extra_config: str = "",
         acl_file: Path | None = None,
         password_file: Path | None = None,
+        max_payload_bytes: int = 262144,
     ) -> None:
         self.root = Path(root).absolute()
         # Copied into root at start (so the broker's user can read them); a password file
@@ -268,6 +281,7 @@ class EmbeddedMosquitto(_ChildServer):
         self.log_file = self.root / "mosquitto.log"
         self.autosave_interval = autosave_interval
         self.extra_config = extra_config
+        self.max_packet_size = mqtt_max_packet_size(max_payload_bytes)
         self.proc: subprocess.Popen[bytes] | None = None
         binary = shutil.which("mosquitto") or next(
             (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()),
@@ -300,6 +314,7 @@ class EmbeddedMosquitto(_ChildServer):
             "max_queued_bytes 0",
             "max_inflight_messages 0",
             "max_keepalive 120",
+            f"max_packet_size {self.max_packet_size}",
             "log_type error",
             "log_type warning",
             "log_type notice",

@@ -123,6 +123,19 @@ class Settings(BaseSettings):
         description="Below this data coverage a trial's verdict is 'insufficient data'",
     )
 
+    # #10 ingest limits (issue 10, i10-input: what the ingestor accepts, reject retention).
+    ingest_max_payload_bytes: int = Field(
+        default=262144,
+        ge=1024,
+        description="Largest MQTT payload: the broker's max_packet_size is this plus headroom",
+    )
+    ingest_max_future_skew_seconds: int = Field(
+        default=300, ge=0, description="How far ahead of the ingestor's clock a reading may be"
+    )
+    reject_retention_days: int = Field(
+        default=30, ge=0, description="ingest_rejects rows kept; 0 = forever"
+    )
+
     @field_validator("mqtt_url")
     @classmethod
     def _check_mqtt(cls, v: str | None) -> str | None:

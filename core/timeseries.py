@@ -4,6 +4,10 @@ On TimescaleDB, policies run inside the database's job scheduler; here they are 
 from settings after each migrate, so changing ``MEBUKU_RETENTION_DAYS`` takes effect on
 the next ``mebuku db migrate``. On plain PostgreSQL, :func:`maintain` does the same work
 on demand (``mebuku db maintain``, run periodically by ``mebuku demo``).
+
+The dead-letter table ``ingest_rejects`` is a plain table on both paths, so its retention
+(``MEBUKU_REJECT_RETENTION_DAYS``) is a delete: :func:`maintain` runs it everywhere, and on
+TimescaleDB a scheduled job runs it too (migration 0005).
 """
 
 from __future__ import annotations
@@ -29,10 +33,41 @@ def _tables(conn: psycopg.Connection) -> list[tuple[str, str, str | None]]:
     ]
 
 
+REJECT_JOB = "expire_ingest_rejects_job"
+
+
+def _has_reject_retention(conn: psycopg.Connection) -> bool:
+    row = conn.execute(
+        "SELECT to_regprocedure('mebuku.expire_ingest_rejects(integer)') IS NOT NULL"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _schedule_reject_retention(conn: psycopg.Connection, settings: Settings) -> None:
+    """(Re)create the TimescaleDB job that expires old ``ingest_rejects`` rows hourly."""
+    if not _has_reject_retention(conn):
+        return
+    with conn.transaction():
+        jobs = conn.execute(
+            "SELECT job_id FROM timescaledb_information.jobs "
+            "WHERE proc_schema = 'mebuku' AND proc_name = %s",
+            [REJECT_JOB],
+        ).fetchall()
+        for (job_id,) in jobs:
+            conn.execute("SELECT delete_job(%s)", [job_id])
+        if settings.reject_retention_days > 0:
+            conn.execute(
+                "SELECT add_job(%s::regproc, interval '1 hour', "
+                "config => jsonb_build_object('keep_days', %s::integer))",
+                [f"mebuku.{REJECT_JOB}", settings.reject_retention_days],
+            )
+
+
 def apply_policies(conn: psycopg.Connection, settings: Settings, *, timescale: bool) -> None:
     """Set compression and retention policies (TimescaleDB only; idempotent)."""
     if not timescale:
         return
+    _schedule_reject_retention(conn, settings)
     for table, _time_col, segment_by in _tables(conn):
         with conn.transaction():
             conn.execute("SELECT remove_retention_policy(%s, if_exists => true)", [table])
@@ -62,7 +97,8 @@ def maintain(url: str, settings: Settings) -> MaintenanceReport:
 
     Plain PostgreSQL: rematerialize every rollup and move its watermark; delete raw rows
     older than the retention. TimescaleDB: refresh every continuous aggregate now (the
-    policies would do it on their schedule) and leave retention to its policy.
+    policies would do it on their schedule) and leave retention to its policy. Both:
+    delete dead letters older than ``reject_retention_days``.
 
     The TimescaleDB refresh window ends at ``now() - end_offset``, like the refresh policy
     and the plain path's watermark: TimescaleDB only materializes buckets wholly inside the
@@ -97,5 +133,10 @@ def maintain(url: str, settings: Settings) -> MaintenanceReport:
                     [settings.retention_days],
                 )
                 expired[table] = cur.rowcount
+        if settings.reject_retention_days > 0 and _has_reject_retention(conn):
+            row = conn.execute(
+                "SELECT mebuku.expire_ingest_rejects(%s)", [settings.reject_retention_days]
+            ).fetchone()
+            expired["ingest_rejects"] = int(row[0]) if row else 0
     log.info("maintenance: refreshed %d rollups, expired %s", len(refreshed), expired)
     return MaintenanceReport(refreshed, expired)

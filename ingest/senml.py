@@ -4,7 +4,10 @@ Section 4.6: base fields (bn, bt, bu, bv, bs, bver) apply to their record and ev
 record until replaced; name = bn + n, time = bt + t, value = bv + v, sum = bs + s, unit =
 u or bu. A resolved time below 2**28 is relative to now (section 4.5.3), so it is added
 to the time the message was received. Labels ending in "_" must be understood (section
-4.4), so unknown ones reject the pack; other unknown labels are ignored.
+4.4), so unknown ones reject the pack; other unknown labels are ignored. Every resolved
+time, absolute or relative, must lie in the ingestor's time window (retention in the past,
+a small skew ahead): a pack with t = 1e11 (year 5138) or t = -6e10 is rejected, naming the
+record (``senml[3].t``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ingest.fields import FieldError
+from ingest.fields import DEFAULT_LIMITS, FieldError, TimeWindow, text_problem
 
 SUPPORTED_VERSION = 10
 RELATIVE_LIMIT = 2**28
@@ -42,31 +45,42 @@ class Record:
     sum: float | None = None
 
 
-def _num(rec: dict[str, Any], key: str) -> float | None:
+def _num(rec: dict[str, Any], key: str, i: int) -> float | None:
     v = rec.get(key)
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        raise FieldError("bad_senml", f"{key} must be a finite number")
-    return float(v)
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise FieldError("bad_senml", f"senml[{i}].{key} must be a finite number")
+    try:
+        f = float(v)
+    except OverflowError:  # an int beyond a double's range
+        f = math.inf
+    if not math.isfinite(f):
+        raise FieldError("bad_senml", f"senml[{i}].{key} must be a finite number")
+    return f
 
 
-def _str(rec: dict[str, Any], key: str) -> str | None:
+def _str(rec: dict[str, Any], key: str, i: int) -> str | None:
     v = rec.get(key)
     if v is None:
         return None
-    if not isinstance(v, str) or "\x00" in v or len(v) > 1000:
-        raise FieldError("bad_senml", f"{key} must be a string")
+    if not isinstance(v, str) or len(v) > 1000:
+        raise FieldError("bad_senml", f"senml[{i}].{key} must be a string of at most 1000")
+    if (p := text_problem(v)) is not None:
+        raise FieldError("bad_text", f"senml[{i}].{key}: {p}")
     return v
 
 
-def _finite(key: str, x: float) -> float:
+def _finite(i: int, key: str, x: float) -> float:
     if not math.isfinite(x):
-        raise FieldError("bad_senml", f"resolved {key} is not finite")
+        raise FieldError("bad_senml", f"senml[{i}]: resolved {key} is not finite")
     return x
 
 
-def resolve(pack: Any, received_at: datetime) -> list[Record]:
+def resolve(pack: Any, received_at: datetime, window: TimeWindow | None = None) -> list[Record]:
+    """Resolve a pack; ``window`` (default: the default limits at ``received_at``) bounds
+    every resolved time."""
+    window = window or DEFAULT_LIMITS.window(received_at)
     if not isinstance(pack, list) or not pack:
         raise FieldError("bad_senml", "a SenML pack is a non-empty JSON array of records")
     if len(pack) > MAX_RECORDS:
@@ -77,10 +91,10 @@ def resolve(pack: Any, received_at: datetime) -> list[Record]:
     out: list[Record] = []
     for i, rec in enumerate(pack):
         if not isinstance(rec, dict):
-            raise FieldError("bad_senml", f"record {i} is not an object")
+            raise FieldError("bad_senml", f"senml[{i}] is not an object")
         for k in rec:
             if k not in KNOWN and k.endswith("_"):
-                raise FieldError("bad_senml", f"record {i}: must-understand label {k!r}")
+                raise FieldError("bad_senml", f"senml[{i}]: must-understand label {k!r}")
         if "bver" in rec:
             ver = rec["bver"]
             if isinstance(ver, bool) or not isinstance(ver, int):
@@ -90,47 +104,47 @@ def resolve(pack: Any, received_at: datetime) -> list[Record]:
             if version is not None and ver != version:
                 raise FieldError("bad_senml", "records of one pack must share a version")
             version = ver
-        if (v := _str(rec, "bn")) is not None:
+        if (v := _str(rec, "bn", i)) is not None:
             bn = v
         if "bu" in rec:
-            bu = _str(rec, "bu")
+            bu = _str(rec, "bu", i)
         if "bt" in rec:
-            bt = _num(rec, "bt") or 0.0
+            bt = _num(rec, "bt", i) or 0.0
         if "bv" in rec:
-            bv = _num(rec, "bv") or 0.0
+            bv = _num(rec, "bv", i) or 0.0
         if "bs" in rec:
-            bs = _num(rec, "bs") or 0.0
-        name = bn + (_str(rec, "n") or "")
+            bs = _num(rec, "bs", i) or 0.0
+        name = bn + (_str(rec, "n", i) or "")
         if not NAME_RE.match(name):
-            raise FieldError("bad_senml", f"record {i}: invalid name {name[:60]!r}")
-        _num(rec, "ut")
-        t = _finite("time", bt + (_num(rec, "t") or 0.0))
+            raise FieldError("bad_senml", f"senml[{i}]: invalid name {name[:60]!r}")
+        _num(rec, "ut", i)
+        t = _finite(i, "time", bt + (_num(rec, "t", i) or 0.0))
         kinds = [k for k in ("v", "vs", "vb", "vd") if rec.get(k) is not None]
         if len(kinds) > 1:
-            raise FieldError("bad_senml", f"record {i}: more than one value ({', '.join(kinds)})")
+            raise FieldError("bad_senml", f"senml[{i}]: more than one value ({', '.join(kinds)})")
         value = value_string = value_data = None
         value_bool = None
         if kinds == ["v"]:
-            value = _finite("value", bv + (_num(rec, "v") or 0.0))
+            value = _finite(i, "value", bv + (_num(rec, "v", i) or 0.0))
         elif kinds == ["vs"]:
-            value_string = _str(rec, "vs")
+            value_string = _str(rec, "vs", i)
         elif kinds == ["vb"]:
             if not isinstance(rec["vb"], bool):
-                raise FieldError("bad_senml", f"record {i}: vb must be true or false")
+                raise FieldError("bad_senml", f"senml[{i}].vb must be true or false")
             value_bool = rec["vb"]
         elif kinds == ["vd"]:
-            value_data = _str(rec, "vd")
+            value_data = _str(rec, "vd", i)
             _check_base64url(i, value_data or "")
         total = None
         if rec.get("s") is not None:
-            total = _finite("sum", bs + (_num(rec, "s") or 0.0))
+            total = _finite(i, "sum", bs + (_num(rec, "s", i) or 0.0))
         if not kinds and total is None:
-            raise FieldError("bad_senml", f"record {i}: no value and no sum")
+            raise FieldError("bad_senml", f"senml[{i}]: no value and no sum")
         out.append(
             Record(
                 name=name,
-                time=_to_datetime(i, t, received_at),
-                unit=_str(rec, "u") or bu,
+                time=_to_datetime(_time_field(i, rec), t, received_at, window),
+                unit=_str(rec, "u", i) or bu,
                 value=value,
                 value_string=value_string,
                 value_bool=value_bool,
@@ -143,17 +157,27 @@ def resolve(pack: Any, received_at: datetime) -> list[Record]:
 
 def _check_base64url(i: int, s: str) -> None:
     if not re.fullmatch(r"[A-Za-z0-9_-]*", s) or len(s) % 4 == 1:
-        raise FieldError("bad_senml", f"record {i}: vd is not base64url")
+        raise FieldError("bad_senml", f"senml[{i}].vd is not base64url")
     try:
         base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
     except (binascii.Error, ValueError) as e:
-        raise FieldError("bad_senml", f"record {i}: vd is not base64url") from e
+        raise FieldError("bad_senml", f"senml[{i}].vd is not base64url") from e
 
 
-def _to_datetime(i: int, t: float, received_at: datetime) -> datetime:
+def _time_field(i: int, rec: dict[str, Any]) -> str:
+    """The label a bad resolved time is blamed on: t, else the record's own bt."""
+    return f"senml[{i}].bt" if "t" not in rec and "bt" in rec else f"senml[{i}].t"
+
+
+def _to_datetime(field: str, t: float, received_at: datetime, window: TimeWindow) -> datetime:
+    """Resolve (relative below 2**28, RFC 8428 section 4.5.3) and bound-check a time.
+
+    The bounds are checked on epoch seconds first, so times far beyond what a datetime
+    holds are rejected with the same reason instead of overflowing.
+    """
+    relative = t < RELATIVE_LIMIT
+    window.check_epoch(field, received_at.timestamp() + t if relative else t)
     try:
-        if t < RELATIVE_LIMIT:
-            return received_at + timedelta(seconds=t)
-        return datetime.fromtimestamp(t, UTC)
+        return received_at + timedelta(seconds=t) if relative else datetime.fromtimestamp(t, UTC)
     except (OverflowError, ValueError, OSError) as e:
-        raise FieldError("bad_timestamp", f"record {i}: time {t!r} out of range") from e
+        raise FieldError("bad_timestamp", f"{field}: {t!r} is out of range") from e

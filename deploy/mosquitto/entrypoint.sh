@@ -12,6 +12,9 @@ mkdir -p /mosquitto/config/certs
 cp /certs/mqtt.crt /certs/mqtt.key /mosquitto/config/certs/
 chown -R mosquitto:mosquitto /mosquitto/config/certs
 chmod 0600 /mosquitto/config/certs/mqtt.key
+# Bound every MQTT packet: the ingest payload limit plus 4096 bytes for topic and headers
+# (core/embedded.py MQTT_PACKET_HEADROOM). Mosquitto disconnects a client that sends more.
+echo "max_packet_size $((${MEBUKU_INGEST_MAX_PAYLOAD_BYTES:-262144} + 4096))" >> /mosquitto/config/mosquitto.conf
 : > /mosquitto/config/passwd
 mosquitto_passwd -b /mosquitto/config/passwd mebuku-ingest "$MQTT_INGEST_PASSWORD"
 mosquitto_passwd -b /mosquitto/config/passwd mebuku-simulator "$MQTT_SIMULATOR_PASSWORD"

@@ -72,7 +72,7 @@ def test_epoch_milliseconds_timestamp():
         (tele(speed_mps=-1), "out_of_range"),
         (tele(soc_pct=101), "out_of_range"),
         (tele(passengers=2.5), "wrong_type"),
-        (tele(trip_id="a\x00b"), "wrong_type"),
+        (tele(trip_id="a\x00b"), "bad_text"),
         (b'{"ts": 1, "lat": NaN, "lon": 1}', "bad_json"),
     ],
 )
