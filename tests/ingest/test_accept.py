@@ -170,7 +170,7 @@ def test_numbers_below_a_real_columns_precision_are_stored_as_zero() -> None:
 
 
 def test_deep_nesting_is_a_clean_reject() -> None:
-    deep = {"a": 1}
+    deep: dict[str, object] = {"a": 1}
     for _ in range(40):
         deep = {"a": deep}
     res = parse_message(EVENT, payload({**DOCS[EVENT], "detail": deep}), NOW)

@@ -16,7 +16,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from core.embedded import EmbeddedMosquitto, mqtt_max_packet_size, server_dir
 from tests.conftest import REPO_ROOT
@@ -41,7 +41,9 @@ def broker() -> Iterator[EmbeddedMosquitto]:
 class Client:
     """A paho client that records its CONNACK, disconnects and received messages."""
 
-    def __init__(self, b: EmbeddedMosquitto, protocol: int = mqtt.MQTTv5) -> None:
+    def __init__(
+        self, b: EmbeddedMosquitto, protocol: MQTTProtocolVersion = mqtt.MQTTv5
+    ) -> None:
         self.connected = threading.Event()
         self.disconnected = threading.Event()
         self.connack: Any = None

@@ -131,7 +131,8 @@ def test_poison_messages_are_rejected_and_the_rest_stored_across_kill_9(
     assert_reconciled(db, exp)  # every valid message stored once, exactly the 2 rejects
 
     with psycopg.connect(db, autocommit=True) as conn:
-        reasons = dict(conn.execute("SELECT topic, reason FROM ingest_rejects").fetchall())
+        rows = conn.execute("SELECT topic, reason FROM ingest_rejects").fetchall()
+    reasons: dict[str, str] = dict(rows)
     assert reasons[LONE_SURROGATE.topic] == (
         "bad_text: trip_id: contains a lone surrogate U+D800 (not a Unicode scalar value)"
     )
