@@ -97,6 +97,12 @@ class Settings(BaseSettings):
         default=None, description="CRL (PEM or DER) of that CA; refreshed by replacing the file"
     )
 
+    # Fares (issue 11, money that stays settled): how long after a pickup or tap-on an
+    # operator may submit the record (older records are refused with 422).
+    fares_submission_window_days: int = Field(
+        default=14, ge=1, le=3660, description="Days after pickup/tap-on a record is accepted"
+    )
+
     @field_validator("mqtt_url")
     @classmethod
     def _check_mqtt(cls, v: str | None) -> str | None:
