@@ -330,3 +330,57 @@ def test_long_rides_and_impossible_speeds_are_flagged_and_not_subsidised(db_url:
     later = pickup + timedelta(hours=6)  # after the long ride, within MyTaku hours
     ok = submit(db_url, taxi(OPS[0], "P-ok", later, idm), later + timedelta(hours=1))
     assert ok.flags == [] and ok.subsidy_yen == 1000
+
+
+def test_closing_waits_for_an_entry_in_flight(db_url: str) -> None:
+    """A ledger writer that decided its period before the close commits first, and its
+    entry is in the closed statement; a writer after the close goes to the next month."""
+    import threading
+
+    idm = new_resident(db_url)
+    month = date(2026, 5, 1)
+    ride = taxi(OPS[0], "C-1", at(date(2026, 5, 29), 10), idm)
+    closed: list[list[settlement.StoredStatement]] = []
+
+    async def in_flight() -> None:
+        async with await psycopg.AsyncConnection.connect(db_url) as conn:
+            # the submission's transaction, paused after it decided the period
+            assert await ledger.open_period(conn, month) == month
+
+            def close() -> None:
+                with psycopg.connect(db_url, autocommit=True) as c:
+                    closed.append(settlement.close_month(c, month, "t", datetime.now(UTC)))
+
+            closer = threading.Thread(target=close)
+            closer.start()
+            async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as watch:
+                deadline = asyncio.get_running_loop().time() + 30
+                while True:  # the close is queued behind our shared period lock
+                    cur = await watch.execute(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    )
+                    row = await cur.fetchone()
+                    if row and row[0] > 0:
+                        break
+                    assert asyncio.get_running_loop().time() < deadline, "close never waited"
+                    await asyncio.sleep(0.05)
+            assert not closed
+            await conn.execute(
+                "INSERT INTO fare_ledger (period, operator_id, source, record_id, resident_id,"
+                " kind, amount_yen, ride_at, service_day, fiscal_year, policy_version)"
+                " SELECT %s, %s, 'taxi', 'C-0', resident_id, 'mytaku', 700, %s, %s, 2026, 'x'"
+                " FROM fare_residents LIMIT 1",
+                [month, OPS[0], at(date(2026, 5, 28), 10), date(2026, 5, 28)],
+            )
+            await conn.commit()
+            await asyncio.to_thread(closer.join, 60)
+
+    asyncio.run(in_flight())
+    (stored,) = [st for st in closed[0] if st.operator_id == OPS[0]]
+    assert stored.total_yen == 700 and b'"record_id":"C-0"' in stored.json
+    late = submit(db_url, ride, at(date(2026, 6, 2), 9))
+    assert late.subsidy_yen == 1000
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute(
+            "SELECT period FROM fare_ledger WHERE record_id = 'C-1'"
+        ).fetchone() == (date(2026, 6, 1),)
