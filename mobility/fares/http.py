@@ -429,7 +429,7 @@ async def card_link_rate_limit(request: Request, principal: Resident) -> None:
 
 
 DISPUTE_PATH = (
-    "If this card is yours, bring it and your My Number Card to the city office (交通政策課);"
+    "If this card is yours, bring it and your My Number Card to the city office;"
     " staff check that you hold it and end the other link (see the fares README, 'Card"
     " disputes')."
 )
@@ -453,7 +453,10 @@ async def me_link_card(body: CardIn, request: Request, principal: Resident, conn
     except cards.CardTakenError as e:
         if e.mine:
             raise ProblemError(
-                409, "card-already-linked", "Card already linked", "This card is linked to you."
+                409,
+                "card-already-linked",
+                "Card already linked",
+                "This card is linked to you (or you reported it lost).",
             ) from None
         raise ProblemError(
             409,
