@@ -5,7 +5,9 @@ here), writes 1,000,000 ledger entries for one month across 12 taxi operators wi
 INSERT ... SELECT generate_series (plus 1,000 reversals), then times exactly what
 ``mebuku settle --month`` does: every operator's statement from one REPEATABLE READ
 snapshot, reconciled to the ledger, written as CSV (UTF-8 BOM, CRLF) and JSON. Also times
-the real CLI in a subprocess. Prints a table.
+the real CLI in a subprocess, then closing the month (`--close`: statements stored with
+their SHA-256) and re-issuing the closed month from the stored bytes, which must equal the
+open month's files byte for byte. Prints a table.
 
     .venv/bin/python bench/fares_settle_bench.py [--rides 1000000]
 """
@@ -101,6 +103,22 @@ def main() -> None:
         )
         cli_s = time.perf_counter() - t
 
+        def timed_cli(*extra: str, folder: str) -> float:
+            t = time.perf_counter()
+            subprocess.run(
+                [str(cli), "settle", "--month", "2026-07", "--out", str(out_dir / folder), *extra],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+            return time.perf_counter() - t
+
+        close_s = timed_cli("--close", "--by", "bench", folder="closed")
+        reissue_s = timed_cli(folder="reissued")
+        for f in (out_dir / "cli").iterdir():
+            for folder in ("closed", "reissued"):
+                assert (out_dir / folder / f.name).read_bytes() == f.read_bytes(), f.name
+
         print(
             f"\nsettlement of {lines:,} ledger lines ({args.rides:,} rides + reversals),"
             f" {len(statements)} operators, {yen:,} yen"
@@ -112,9 +130,12 @@ def main() -> None:
             ("write CSV (BOM, CRLF) + JSON", write_s),
             ("settle total in-process", query_s + write_s),
             ("`mebuku settle --month 2026-07` (process)", cli_s),
+            ("`... --close` (process, stores with SHA-256)", close_s),
+            ("re-issue of the closed month (process)", reissue_s),
         ):
             print(f"{label:<44}{s:>10.2f}")
         print(f"target: < 30 s -> {'PASS' if cli_s < 30 else 'FAIL'}")
+        print("closed and re-issued statements are byte-identical to the open month's")
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
         db.close()

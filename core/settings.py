@@ -136,6 +136,12 @@ class Settings(BaseSettings):
         default=30, ge=0, description="ingest_rejects rows kept; 0 = forever"
     )
 
+    # Fares (issue 11, money that stays settled): how long after a pickup or tap-on an
+    # operator may submit the record (older records are refused with 422).
+    fares_submission_window_days: int = Field(
+        default=14, ge=1, le=3660, description="Days after pickup/tap-on a record is accepted"
+    )
+
     @field_validator("mqtt_url")
     @classmethod
     def _check_mqtt(cls, v: str | None) -> str | None:

@@ -206,12 +206,18 @@ class _Bucket:
 
 
 def rate_limit(
-    name: str, capacity: int = 10, per_seconds: float = 60.0
+    name: str,
+    capacity: int = 10,
+    per_seconds: float = 60.0,
+    key: Callable[[Request], str] | None = None,
 ) -> Callable[[Request], Awaitable[None]]:
     """A token bucket per client address: ``capacity`` requests, refilled over ``per_seconds``.
 
     The address is :func:`client_address`: behind a trusted reverse proxy each resident
     gets their own bucket; a client cannot pick another bucket by sending X-Forwarded-For.
+
+    ``key`` buckets by something else than the address (e.g. the signed-in resident, set on
+    ``request.state`` by the caller's own dependency).
 
     In-process (one bucket set per app), which suits one API process per host. Over the
     limit the client gets 429 ``rate-limited`` with ``Retry-After``.
@@ -226,6 +232,8 @@ def rate_limit(
             buckets = {}
             request.app.state.rate_buckets = buckets
         client = client_address(request)
+        if key is not None:
+            client = key(request)
         now = time.monotonic()
         if len(buckets) > 10_000:  # forget addresses whose bucket has refilled
             for k in [k for k, b in buckets.items() if now - b.stamp > per_seconds]:

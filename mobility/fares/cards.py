@@ -41,22 +41,170 @@ class Card:
 
 
 class CardTakenError(Exception):
-    """The card is linked to someone (maybe this resident) or was reported lost."""
+    """The card is linked to someone or was reported lost; ``mine``: by this resident."""
+
+    def __init__(self, mine: bool) -> None:
+        super().__init__("card already linked" if mine else "card held by another account")
+        self.mine = mine
 
 
-async def link_card(conn: AsyncConnection, key: bytes, resident_id: int, idm: str) -> Card:
-    idm = normalise_idm(idm)
-    try:
-        cur = await conn.execute(
-            "INSERT INTO fare_ic_cards (idm_hash, last4, resident_id) VALUES (%s, %s, %s)"
-            " RETURNING card_id, last4, status, linked_at, ended_at",
-            [idm_hash(key, idm), idm[-4:], resident_id],
-        )
-    except psycopg.errors.UniqueViolation as e:
-        raise CardTakenError from e
+class CardLimitError(Exception):
+    """The resident already has the maximum number of active cards."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} active cards")
+        self.limit = limit
+
+
+_INSERT = (
+    "INSERT INTO fare_ic_cards (idm_hash, last4, resident_id) VALUES (%s, %s, %s)"
+    " RETURNING card_id, last4, status, linked_at, ended_at"
+)
+
+
+async def _lock_residents(conn: AsyncConnection, rids: list[int]) -> None:
+    """Row locks in id order: one resident's links are decided one at a time (the cap)."""
+    await conn.execute(
+        "SELECT 1 FROM fare_residents WHERE resident_id = ANY(%s) ORDER BY resident_id FOR UPDATE",
+        [sorted(set(rids))],
+    )
+
+
+async def _active_count(conn: AsyncConnection, resident_id: int) -> int:
+    cur = await conn.execute(
+        "SELECT count(*) FROM fare_ic_cards WHERE resident_id = %s AND status = 'active'",
+        [resident_id],
+    )
     row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def link_card(
+    conn: AsyncConnection, key: bytes, resident_id: int, idm: str, max_active: int
+) -> Card:
+    """Link a card to the resident, at most ``max_active`` active cards each.
+
+    A card held (active or lost) by anyone cannot be linked: the real holder of a card
+    someone else linked goes to city staff, who end the other link (:func:`staff_resolve`).
+    """
+    idm = normalise_idm(idm)
+    h = idm_hash(key, idm)
+    async with conn.transaction():
+        await _lock_residents(conn, [resident_id])
+        cur = await conn.execute(
+            "SELECT resident_id FROM fare_ic_cards WHERE idm_hash = %s"
+            " AND status IN ('active', 'lost')",
+            [h],
+        )
+        held = await cur.fetchone()
+        if held is not None:
+            raise CardTakenError(mine=int(held[0]) == resident_id)
+        if await _active_count(conn, resident_id) >= max_active:
+            raise CardLimitError(max_active)
+        try:
+            async with conn.transaction():
+                cur = await conn.execute(_INSERT, [h, idm[-4:], resident_id])
+        except psycopg.errors.UniqueViolation as e:  # linked concurrently by someone else
+            raise CardTakenError(mine=False) from e
+        row = await cur.fetchone()
     assert row is not None
     return Card(row[0], mask(row[1]), row[2], row[3], row[4])
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """One audited staff action on a card link."""
+
+    audit_id: int
+    action: str
+    ended_card_id: int | None
+    from_resident: int | None
+    new_card_id: int | None
+    to_resident: int | None
+
+
+class CardNotHeldError(LookupError):
+    """No active or lost link of this card exists."""
+
+
+async def staff_resolve(
+    conn: AsyncConnection,
+    key: bytes,
+    idm: str,
+    *,
+    action: str,
+    to_resident: int | None,
+    staff: str,
+    reason: str,
+    max_active: int,
+) -> Resolution:
+    """City staff settle a card dispute after seeing the card and its holder in person.
+
+    ``unlink`` ends the current link (active or lost), which frees the card for its holder;
+    ``reassign`` ends it and links the card to ``to_resident``. Both write one row of the
+    append-only ``fare_card_audit`` with the staff member and the reason.
+    """
+    if action not in ("unlink", "reassign"):
+        raise ValueError(action)
+    if action == "reassign" and to_resident is None:
+        raise ValueError("reassign needs the resident the card goes to")
+    idm = normalise_idm(idm)
+    h = idm_hash(key, idm)
+    async with conn.transaction():
+        cur = await conn.execute(
+            "SELECT card_id, resident_id FROM fare_ic_cards WHERE idm_hash = %s"
+            " AND status IN ('active', 'lost')",
+            [h],
+        )
+        held = await cur.fetchone()
+        from_rid = int(held[1]) if held else None
+        if held is None and action == "unlink":
+            raise CardNotHeldError
+        await _lock_residents(conn, [r for r in (from_rid, to_resident) if r is not None])
+        if held is not None:
+            await conn.execute(
+                "UPDATE fare_ic_cards SET status = 'reassigned', ended_at = now()"
+                " WHERE card_id = %s",
+                [held[0]],
+            )
+        new_id = None
+        if action == "reassign":
+            assert to_resident is not None
+            if await _active_count(conn, to_resident) >= max_active:
+                raise CardLimitError(max_active)
+            cur = await conn.execute(_INSERT, [h, idm[-4:], to_resident])
+            row = await cur.fetchone()
+            assert row is not None
+            new_id = int(row[0])
+        cur = await conn.execute(
+            "INSERT INTO fare_card_audit (staff, action, idm_hash, ended_card_id,"
+            " from_resident, to_resident, new_card_id, reason)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING audit_id",
+            [
+                staff,
+                action,
+                h,
+                held[0] if held else None,
+                from_rid,
+                to_resident,
+                new_id,
+                reason,
+            ],
+        )
+        row = await cur.fetchone()
+        assert row is not None
+    return Resolution(int(row[0]), action, held[0] if held else None, from_rid, new_id, to_resident)
+
+
+async def card_audit(conn: AsyncConnection, key: bytes, idm: str) -> list[dict[str, object]]:
+    """Every staff action on this card, oldest first."""
+    cur = await conn.execute(
+        "SELECT audit_id, at, staff, action, from_resident, to_resident, reason"
+        " FROM fare_card_audit WHERE idm_hash = %s ORDER BY audit_id",
+        [idm_hash(key, idm)],
+    )
+    cols = ["audit_id", "at", "staff", "action", "from_resident", "to_resident", "reason"]
+    return [dict(zip(cols, r, strict=True)) async for r in cur]
 
 
 async def list_cards(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -45,40 +47,74 @@ def policies() -> None:
     Console().print(table)
 
 
+TOTAL_KEYS = ("lines", "mytaku_yen", "bus_discount_yen", "reversal_yen", "total_yen")
+
+
 def settle(
     month: str = typer.Option(..., help="Settlement month, YYYY-MM (Japan time)."),
     out: Path = typer.Option(Path("statements"), help="Folder for the statement files."),
     operator: str | None = typer.Option(None, help="Only this operator."),
+    close: bool = typer.Option(
+        False, "--close", help="Close the month: store its statements for good (SHA-256)."
+    ),
+    by: str | None = typer.Option(None, help="Who closes the month (default: the OS user)."),
 ) -> None:
     """Write each operator's monthly statement (CSV for Excel and JSON), reconciled to the
-    ledger to the yen; exits non-zero if anything does not add up."""
+    ledger to the yen; exits non-zero if anything does not add up.
+
+    A closed month re-emits its stored statements byte for byte after checking their
+    SHA-256 and that the ledger still holds what was closed. --close closes a month that has
+    ended; later records and reversals of it land in the next open month as adjustments.
+    """
     try:
         m = settlement.parse_month(month)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--month") from None
+    if close and operator:
+        raise typer.BadParameter("a month is closed for every operator", param_hint="--operator")
     started = time.perf_counter()
-    with connect(get_settings().require_database_url(), autocommit=True) as conn:
-        statements = settlement.monthly_statements(conn, m, operator)
+    rows: list[tuple[str, bytes, bytes, tuple[str, ...]]] = []
+    try:
+        with connect(get_settings().require_database_url(), autocommit=True) as conn:
+            if close:
+                settlement.close_month(conn, m, by or _user(), datetime.now(UTC))
+            stored = settlement.stored_statements(conn, m, operator)
+            if stored is None:
+                for st in settlement.monthly_statements(conn, m, operator):
+                    totals = st.totals.as_dict()
+                    rows.append(
+                        (
+                            st.operator_id,
+                            settlement.to_csv(st),
+                            settlement.to_json_bytes(st),
+                            tuple(f"{totals[k]:,}" for k in TOTAL_KEYS),
+                        )
+                    )
+            else:
+                for ss in stored:
+                    t = json.loads(ss.json)["totals"]
+                    cells = tuple(f"{t[k]:,}" for k in TOTAL_KEYS)
+                    rows.append((ss.operator_id, ss.csv, ss.json, cells))
+    except settlement.PeriodError as e:
+        console.print(f"[red]{e}[/red]")
+        raise typer.Exit(1) from None
     out.mkdir(parents=True, exist_ok=True)
     table = Table("operator", "lines", "mytaku yen", "bus discount yen", "reversals", "total yen")
-    for st in statements:
-        stem = out / f"statement-{st.operator_id}-{month}"
-        stem.with_suffix(".csv").write_bytes(settlement.to_csv(st))
-        stem.with_suffix(".json").write_text(
-            json.dumps(settlement.to_json(st), ensure_ascii=False, separators=(",", ":")),
-            encoding="utf-8",
-        )
-        t = st.totals
-        table.add_row(
-            st.operator_id,
-            str(t.lines),
-            f"{t.mytaku_yen:,}",
-            f"{t.bus_discount_yen:,}",
-            f"{t.reversal_yen:,}",
-            f"{t.total_yen:,}",
-        )
+    for op, csv_bytes, json_bytes, cells in rows:
+        stem = out / f"statement-{op}-{month}"
+        stem.with_suffix(".csv").write_bytes(csv_bytes)
+        stem.with_suffix(".json").write_bytes(json_bytes)
+        table.add_row(op, *cells)
     Console().print(table)
+    state = "closed: stored statements, SHA-256 verified" if stored is not None else "open"
     console.print(
-        f"{len(statements)} statement(s) for {month} in {out}/"
-        f" ({time.perf_counter() - started:.1f} s), reconciled with the ledger"
+        f"{len(rows)} statement(s) for {month} in {out}/"
+        f" ({time.perf_counter() - started:.1f} s), reconciled with the ledger; month {state}"
     )
+
+
+def _user() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"

@@ -12,7 +12,7 @@ import base64
 import json
 import logging
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -30,6 +30,7 @@ from core.web import (
     db_conn,
     ensure_own_operator,
     public,
+    rate_limit,
     require_roles,
 )
 from mobility.fares import cards, ledger, residents, settlement
@@ -44,15 +45,18 @@ from mobility.fares.identity import (
     verify_certificate,
     verify_signin,
 )
+from mobility.fares.plausibility import OPERATOR_FLAGS
 from mobility.fares.policy import NoPolicyError, load_policies
 from mobility.fares.rules import (
     FACT_KINDS,
+    JST,
     LICENCE_VALUES,
     Fact,
     RiderUsage,
     age_on,
     bus_discount,
     facts_on,
+    in_hours,
     local_day,
     mytaku_eligibility,
     taxi_subsidies,
@@ -119,6 +123,29 @@ def _settings(request: Request) -> Settings:
 
 def _key(request: Request) -> bytes:
     return _settings(request).require_pseudonym_key()
+
+
+def _window(request: Request) -> timedelta:
+    return timedelta(days=_settings(request).fares_submission_window_days)
+
+
+def _window_problem(e: ledger.OutsideWindowError) -> ProblemError:
+    return ProblemError(
+        422,
+        "outside-submission-window",
+        "Record outside the submission window",
+        f"{e.violation.detail} (rule: {e.violation.rule}; MEBUKU_FARES_SUBMISSION_WINDOW_DAYS).",
+        rule=e.violation.rule,
+    )
+
+
+def _conflict_problem(e: ledger.RecordConflictError) -> ProblemError:
+    return ProblemError(
+        409,
+        "record-conflict",
+        "Record id already used for another record",
+        f"{e} A replay must repeat the record exactly; a correction needs a new record id.",
+    )
 
 
 def _trust_store(request: Request) -> TrustStore:
@@ -382,23 +409,69 @@ async def me_cards(principal: Resident, conn: Conn, include_ended: bool = False)
     ]
 
 
+CARD_LINKS_PER_HOUR = 10
+
+
+def _link_bucket(request: Request) -> str:
+    return f"resident:{request.state.fares_resident}"
+
+
+_card_link_limit = rate_limit(
+    "card-link", capacity=CARD_LINKS_PER_HOUR, per_seconds=3600.0, key=_link_bucket
+)
+
+
+async def card_link_rate_limit(request: Request, principal: Resident) -> None:
+    """Linking attempts per resident (not per address): 10 an hour, so nobody can probe
+    which card numbers are taken."""
+    request.state.fares_resident = _resident_id(principal)
+    await _card_link_limit(request)
+
+
+DISPUTE_PATH = (
+    "If this card is yours, bring it and your My Number Card to the city office;"
+    " staff check that you hold it and end the other link (see the fares README, 'Card"
+    " disputes')."
+)
+
+
 @router.post(
     "/v1/me/cards",
     tags=["residents"],
     response_model=CardOut,
     status_code=201,
-    responses=problems(409),
+    responses=problems(409, 429),
+    dependencies=[Depends(card_link_rate_limit)],
 )
 async def me_link_card(body: CardIn, request: Request, principal: Resident, conn: Conn) -> CardOut:
-    """Link a transit IC card; a card belongs to at most one resident."""
+    """Link a transit IC card: a card belongs to one resident, and a resident has at most
+    the policy's number of active cards (3)."""
+    rid = _resident_id(principal)
+    limit = load_policies().max_active_cards_at(local_day(datetime.now(UTC)))
     try:
-        card = await cards.link_card(conn, _key(request), _resident_id(principal), body.idm)
-    except cards.CardTakenError:
+        card = await cards.link_card(conn, _key(request), rid, body.idm, limit)
+    except cards.CardTakenError as e:
+        if e.mine:
+            raise ProblemError(
+                409,
+                "card-already-linked",
+                "Card already linked",
+                "This card is linked to you (or you reported it lost).",
+            ) from None
         raise ProblemError(
             409,
-            "card-taken",
-            "Card cannot be linked",
-            "This card is already linked (to you or someone else) or was reported lost.",
+            "card-held-elsewhere",
+            "Card held by another account",
+            "This card is linked to another resident account or was reported lost. " + DISPUTE_PATH,
+            dispute="in-person at the city office",
+        ) from None
+    except cards.CardLimitError as e:
+        raise ProblemError(
+            409,
+            "card-limit",
+            "Too many cards",
+            f"A resident can have at most {e.limit} active cards; unlink one first.",
+            limit=e.limit,
         ) from None
     return _card_out(card)
 
@@ -511,7 +584,9 @@ async def fares_quote(body: QuoteIn, principal: Resident, conn: Conn) -> QuoteOu
             eligible = mytaku_eligibility(pol, facts_on(st.facts, day), day) is not None
             me = RiderUsage(True, eligible, False, st.rides_today, st.rides_this_year)
             others = [RiderUsage(True, True)] * (body.registrants - 1)
-            d = taxi_subsidies(pol, body.meter_fare_yen, [me, *others])[0]
+            # the same rules as the ride itself (the city rule needs places a quote lacks)
+            within = in_hours(pol, at.astimezone(JST).time())
+            d = taxi_subsidies(pol, body.meter_fare_yen, [me, *others], within_hours=within)[0]
             share = body.meter_fare_yen // body.registrants
             return QuoteOut(
                 kind="taxi",
@@ -602,15 +677,24 @@ class TaxiRideIn(BaseModel):
 
 class RiderOut(BaseModel):
     position: int
-    card: str
+    card: str = Field(description="masked: only the last 4 hex digits")
     subsidy_yen: int
-    reason: str
+    status: Literal["subsidised", "not-subsidised"]
+    reason: str = Field(
+        description="subsidised, outside-hours, outside-city, flagged-for-review or"
+        " not-subsidised: nothing about the card's holder or other residents' cards"
+    )
+    detail_reason: str | None = Field(
+        None, description="city staff only: the rule that decided (null for operators)"
+    )
 
 
 class TaxiRideOut(BaseModel):
     record_id: str
     policy_version: str
-    flags: list[str] = Field(description="plausibility flags for review")
+    flags: list[str] = Field(
+        description="plausibility flags for review (operators see those about the ride itself)"
+    )
     subsidy_yen: int
     riders: list[RiderOut]
     duplicate: bool = Field(description="True: this record id was already submitted")
@@ -621,8 +705,18 @@ def _operator_scope(principal: Principal, operator_id: str) -> None:
     ensure_own_operator(principal, operator_id)
 
 
+def _visible_flags(principal: Principal, flags: list[str]) -> list[str]:
+    """Operators see flags about their own record only, not what other records revealed."""
+    if principal.role is Role.ADMIN:
+        return flags
+    return [f for f in flags if f in OPERATOR_FLAGS]
+
+
 @router.post(
-    "/v1/operators/{operator_id}/taxi-rides", tags=["operators"], response_model=TaxiRideOut
+    "/v1/operators/{operator_id}/taxi-rides",
+    tags=["operators"],
+    response_model=TaxiRideOut,
+    responses=problems(409),
 )
 async def submit_taxi_ride(
     operator_id: OperatorId,
@@ -631,7 +725,10 @@ async def submit_taxi_ride(
     principal: OperatorOrAdmin,
     conn: Conn,
 ) -> TaxiRideOut:
-    """Decide each rider's MyTaku subsidy now; re-submitting a record id changes nothing."""
+    """Decide each rider's MyTaku subsidy now; re-submitting a record id returns the stored
+    decision, a different record under the same id is a 409. Records are accepted within
+    the submission window (MEBUKU_FARES_SUBMISSION_WINDOW_DAYS after pickup, nothing in the
+    future); others get 422 ``outside-submission-window``."""
     _operator_scope(principal, operator_id)
     refuse_twelve_digit_ids(record_id=body.record_id, vehicle_id=body.vehicle_id)
     ride = ledger.TaxiRide(
@@ -649,17 +746,38 @@ async def submit_taxi_ride(
     )
     try:
         out = await ledger.submit_taxi_ride(
-            conn, _key(request), ride, load_policies(), await _road_distance(request)
+            conn,
+            _key(request),
+            ride,
+            load_policies(),
+            await _road_distance(request),
+            now=datetime.now(UTC),
+            window=_window(request),
         )
     except NoPolicyError as e:
         raise ProblemError(422, "no-policy", "No policy in force", str(e)) from None
+    except ledger.OutsideWindowError as e:
+        raise _window_problem(e) from None
+    except ledger.RecordConflictError as e:
+        raise _conflict_problem(e) from None
+    staff = principal.role is Role.ADMIN
     return TaxiRideOut(
         record_id=out.record_id,
         policy_version=out.policy_version,
-        flags=out.flags,
+        flags=_visible_flags(principal, out.flags),
         subsidy_yen=out.subsidy_yen,
         duplicate=out.duplicate,
-        riders=[RiderOut(**r.__dict__) for r in out.riders],
+        riders=[
+            RiderOut(
+                position=r.position,
+                card=r.card,
+                subsidy_yen=r.subsidy_yen,
+                status="subsidised" if r.subsidy_yen > 0 else "not-subsidised",
+                reason=r.public_reason,
+                detail_reason=r.reason if staff else None,
+            )
+            for r in out.riders
+        ],
     )
 
 
@@ -688,13 +806,21 @@ class BusTapOut(BaseModel):
     policy_version: str
     fare_yen: int
     discount_yen: int
-    discount: str | None
+    status: Literal["subsidised", "not-subsidised"]
+    discount: str | None = Field(
+        description="city staff only: which discount applied (null for operators)"
+    )
     pay_yen: int
     flags: list[str]
     duplicate: bool
 
 
-@router.post("/v1/operators/{operator_id}/bus-taps", tags=["operators"], response_model=BusTapOut)
+@router.post(
+    "/v1/operators/{operator_id}/bus-taps",
+    tags=["operators"],
+    response_model=BusTapOut,
+    responses=problems(409),
+)
 async def submit_bus_tap(
     operator_id: OperatorId,
     body: BusTapIn,
@@ -716,7 +842,19 @@ async def submit_bus_tap(
         body.card,
     )
     try:
-        out = await ledger.submit_bus_tap(conn, _key(request), tap, load_policies(), _fare_lookup)
+        out = await ledger.submit_bus_tap(
+            conn,
+            _key(request),
+            tap,
+            load_policies(),
+            _fare_lookup,
+            now=datetime.now(UTC),
+            window=_window(request),
+        )
+    except ledger.OutsideWindowError as e:
+        raise _window_problem(e) from None
+    except ledger.RecordConflictError as e:
+        raise _conflict_problem(e) from None
     except ledger.FareUnknownError:
         raise ProblemError(
             422,
@@ -731,9 +869,10 @@ async def submit_bus_tap(
         policy_version=out.policy_version,
         fare_yen=out.fare_yen,
         discount_yen=out.discount_yen,
-        discount=out.discount,
+        status="subsidised" if out.discount_yen > 0 else "not-subsidised",
+        discount=out.discount if principal.role is Role.ADMIN else None,
         pay_yen=out.pay_yen,
-        flags=out.flags,
+        flags=_visible_flags(principal, out.flags),
         duplicate=out.duplicate,
     )
 
@@ -769,24 +908,25 @@ async def operator_statement(
     conn: Conn,
     format: Literal["json", "csv"] = "json",
 ) -> Response:
-    """The monthly statement (YYYY-MM): JSON, or CSV for Excel (UTF-8 BOM, CRLF)."""
+    """The monthly statement (YYYY-MM): JSON, or CSV for Excel (UTF-8 BOM, CRLF). A closed
+    month serves the stored bytes exactly as issued (SHA-256 verified)."""
     _operator_scope(principal, operator_id)
     try:
         m = settlement.parse_month(month)
     except ValueError:
         raise ProblemError(422, "bad-month", "Month must be YYYY-MM", month) from None
-    st = await settlement.operator_statement(conn, operator_id, m)
+    body = await settlement.closed_statement_body(conn, operator_id, m, format)
+    if body is None:
+        body = settlement.render(await settlement.operator_statement(conn, operator_id, m), format)
     if format == "csv":
         return Response(
-            settlement.to_csv(st),
+            body,
             media_type="text/csv; charset=utf-8",
             headers={
                 "Content-Disposition": f'attachment; filename="statement-{operator_id}-{month}.csv"'
             },
         )
-    return Response(
-        json.dumps(settlement.to_json(st), ensure_ascii=False), media_type="application/json"
-    )
+    return Response(body, media_type="application/json")
 
 
 # ---------------------------------------------------------------- city staff
@@ -942,3 +1082,89 @@ async def admin_link_certificate(
     except residents.CertificateTakenError:
         raise ProblemError(409, "certificate-taken", "The certificate is enrolled") from None
     return {"linked": linked}
+
+
+class CardDisputeIn(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "idm": "012E4CD8A1B20A1F",
+                    "action": "reassign",
+                    "resident_id": 42,
+                    "reason": "holder showed the card and My Number Card at the counter",
+                }
+            ]
+        }
+    )
+    idm: str = Field(description="FeliCa IDm read from the card at the counter, 16 hex digits")
+    action: Literal["reassign", "unlink"]
+    resident_id: int | None = Field(
+        None, ge=1, le=2**62, description="reassign: the resident the card goes to"
+    )
+    reason: str = Field(min_length=1, max_length=500, pattern=TEXT_PATTERN)
+
+    @field_validator("idm")
+    @classmethod
+    def _idm(cls, v: str) -> str:
+        return cards.normalise_idm(v)
+
+    @model_validator(mode="after")
+    def _target(self) -> CardDisputeIn:
+        if (self.action == "reassign") != (self.resident_id is not None):
+            raise ValueError("resident_id is required for reassign and only for reassign")
+        return self
+
+
+class CardDisputeOut(BaseModel):
+    audit_id: int
+    action: str
+    ended_card_id: int | None
+    from_resident: int | None
+    new_card_id: int | None
+    to_resident: int | None
+
+
+@router.post(
+    "/v1/admin/cards/resolve",
+    tags=["city staff"],
+    response_model=CardDisputeOut,
+    responses=problems(404, 409),
+)
+async def admin_resolve_card(
+    body: CardDisputeIn, request: Request, principal: Admin, conn: Conn
+) -> CardDisputeOut:
+    """Card dispute: after checking the card and its holder in person, end the current link
+    (``unlink``) or move the card to its holder (``reassign``). Audited (append-only)."""
+    if body.resident_id is not None:
+        await _existing_resident(conn, body.resident_id)
+    limit = load_policies().max_active_cards_at(local_day(datetime.now(UTC)))
+    try:
+        res = await cards.staff_resolve(
+            conn,
+            _key(request),
+            body.idm,
+            action=body.action,
+            to_resident=body.resident_id,
+            staff=f"admin:{principal.subject}",
+            reason=body.reason,
+            max_active=limit,
+        )
+    except cards.CardNotHeldError:
+        raise ProblemError(404, "not-found", "Not found", "This card is not linked.") from None
+    except cards.CardLimitError as e:
+        raise ProblemError(
+            409,
+            "card-limit",
+            "Too many cards",
+            f"The resident already has {e.limit} active cards; unlink one first.",
+            limit=e.limit,
+        ) from None
+    log.info(
+        "card dispute %s: %s by admin:%s (audit %s)",
+        res.action,
+        res.ended_card_id,
+        principal.subject,
+        res.audit_id,
+    )
+    return CardDisputeOut(**res.__dict__)

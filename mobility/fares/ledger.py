@@ -3,26 +3,41 @@
 A submission runs in one transaction that locks the riders' resident rows (in id order, so
 two submissions cannot deadlock); the second of two concurrent submissions at a limit waits
 and then sees the first one's ledger entry. The operator's record id makes re-submission a
-no-op: the ride row is inserted first and a duplicate returns the stored decision.
+no-op: the ride row is inserted first and a duplicate returns the stored decision (a different
+record under the same id is a conflict).
+
+Money stays settled: a record must arrive within the submission window, and every ledger
+entry goes to the first *open* period at or after its month (a late record or a reversal of
+a closed month becomes an adjustment of the next open one). Ledger writers hold a shared
+advisory lock (:data:`PERIOD_LOCK`) while they decide the period; closing a month takes it
+exclusively, so no entry can slip into a month while its statement is being frozen.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from psycopg import AsyncConnection
 
 from mobility.fares import cards, residents
 from mobility.fares.city import inside_maebashi
-from mobility.fares.plausibility import DETOUR_FACTOR, fare_far_from_expected, great_circle_m
-from mobility.fares.policy import PolicyBook
+from mobility.fares.plausibility import (
+    BLOCKING_FLAGS,
+    DETOUR_FACTOR,
+    MULTI_CARD_WINDOW,
+    fare_far_from_expected,
+    great_circle_m,
+    ride_flags,
+)
+from mobility.fares.policy import MyTakuPolicy, PolicyBook
 from mobility.fares.rules import (
     JST,
     Fact,
     Reason,
     RiderUsage,
+    WindowViolation,
     age_on,
     bus_discount,
     facts_on,
@@ -30,6 +45,8 @@ from mobility.fares.rules import (
     in_hours,
     local_day,
     mytaku_eligibility,
+    public_reason,
+    submission_window_violation,
     taxi_subsidies,
 )
 
@@ -52,12 +69,30 @@ class TaxiRide:
     rider_idms: tuple[str, ...]
 
 
+# Advisory lock key shared by ledger writers (shared) and period closing (exclusive). The
+# ledger's insert trigger takes it too, so even a writer that forgets cannot race a close.
+PERIOD_LOCK = 0x6D656275
+
+
+class OutsideWindowError(ValueError):
+    """The record is outside the submission window (too old or in the future)."""
+
+    def __init__(self, violation: WindowViolation) -> None:
+        super().__init__(violation.detail)
+        self.violation = violation
+
+
+class RecordConflictError(ValueError):
+    """The record id was already used for a different record (other card, time or fare)."""
+
+
 @dataclass(frozen=True)
 class RiderOutcome:
     position: int
     card: str
     subsidy_yen: int
     reason: str
+    public_reason: str = ""
 
 
 @dataclass
@@ -77,6 +112,38 @@ def month_start(day: date) -> date:
     return day.replace(day=1)
 
 
+def next_month(m: date) -> date:
+    return date(m.year + m.month // 12, m.month % 12 + 1, 1)
+
+
+def first_open_period(month: date, closed: set[date]) -> date:
+    """The settlement period an entry of ``month`` goes to: the month itself, or the first
+    month after it that is not closed (so a late entry adjusts the next open statement)."""
+    m = month_start(month)
+    while m in closed:
+        m = next_month(m)
+    return m
+
+
+async def open_period(conn: AsyncConnection, month: date) -> date:
+    """Take the shared period lock (until commit) and return the first open period."""
+    await conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", [PERIOD_LOCK])
+    cur = await conn.execute(
+        "SELECT period FROM fare_closed_periods WHERE period >= %s", [month_start(month)]
+    )
+    return first_open_period(month, {r[0] async for r in cur})
+
+
+def _check_window(
+    started: datetime, times: tuple[datetime, ...], now: datetime | None, window: timedelta | None
+) -> None:
+    if window is None:
+        return
+    v = submission_window_violation(started, times, now or datetime.now(UTC), window)
+    if v is not None:
+        raise OutsideWindowError(v)
+
+
 async def _usage(
     conn: AsyncConnection, resident_ids: list[int], day: date, fy: int
 ) -> dict[int, tuple[int, int]]:
@@ -84,7 +151,7 @@ async def _usage(
     cur = await conn.execute(
         "SELECT resident_id, count(*) FILTER (WHERE service_day = %s), count(*)"
         " FROM fare_ledger l WHERE resident_id = ANY(%s) AND fiscal_year = %s"
-        " AND kind = 'mytaku'"
+        " AND kind = 'mytaku' AND amount_yen > 0"
         " AND NOT EXISTS (SELECT 1 FROM fare_ledger r WHERE r.reverses = l.entry_id)"
         " GROUP BY resident_id",
         [day, resident_ids, fy],
@@ -92,36 +159,64 @@ async def _usage(
     return {int(r): (int(d), int(y)) async for r, d, y in cur}
 
 
-async def _stored_taxi(conn: AsyncConnection, operator_id: str, record_id: str) -> TaxiOutcome:
+def _public(reason: str, flags: list[str]) -> str:
+    return public_reason(
+        Reason(reason),
+        within_hours="outside-hours" not in flags,
+        touches_city="outside-city" not in flags,
+        plausible=not BLOCKING_FLAGS & set(flags),
+    ).value
+
+
+async def _stored_taxi(
+    conn: AsyncConnection, ride: TaxiRide, hashes: list[bytes], last4: list[str]
+) -> TaxiOutcome | None:
+    """The stored decision for this record id, exactly as first made; None if new.
+
+    A replay must be the same record: the same cards in the same order, times, places,
+    vehicle and fare. Anything else under the same id is a conflict, never a new decision.
+    """
     cur = await conn.execute(
-        "SELECT policy_version, flags FROM fare_taxi_rides WHERE operator_id = %s"
-        " AND record_id = %s",
-        [operator_id, record_id],
+        "SELECT policy_version, flags, vehicle_id, pickup_at, dropoff_at, pickup_lon,"
+        " pickup_lat, dropoff_lon, dropoff_lat, meter_fare_yen FROM fare_taxi_rides"
+        " WHERE operator_id = %s AND record_id = %s",
+        [ride.operator_id, ride.record_id],
     )
     row = await cur.fetchone()
-    assert row is not None
+    if row is None:
+        return None
     cur2 = await conn.execute(
         "SELECT position, subsidy_yen, reason, idm_hash FROM fare_taxi_riders"
         " WHERE operator_id = %s AND record_id = %s ORDER BY position",
-        [operator_id, record_id],
+        [ride.operator_id, ride.record_id],
     )
-    riders = [RiderOutcome(p, "", s, r) async for p, s, r, _ in cur2]
-    return TaxiOutcome(record_id, row[0], list(row[1]), riders, duplicate=True)
+    stored = await cur2.fetchall()
+    same = [bytes(r[3]) for r in stored] == hashes and tuple(row[2:10]) == (
+        ride.vehicle_id,
+        ride.pickup_at,
+        ride.dropoff_at,
+        ride.pickup_lon,
+        ride.pickup_lat,
+        ride.dropoff_lon,
+        ride.dropoff_lat,
+        ride.meter_fare_yen,
+    )
+    if not same:
+        raise RecordConflictError(
+            f"record {ride.record_id} was already submitted with different contents"
+        )
+    flags = list(row[1])
+    riders = [
+        RiderOutcome(p, cards.mask(last4[p]), s, r, _public(r, flags)) for p, s, r, _ in stored
+    ]
+    return TaxiOutcome(ride.record_id, row[0], flags, riders, duplicate=True)
 
 
-async def submit_taxi_ride(
-    conn: AsyncConnection,
-    key: bytes,
-    ride: TaxiRide,
-    book: PolicyBook,
-    road_distance: DistanceLookup | None = None,
-) -> TaxiOutcome:
-    """Decide and record each rider's MyTaku subsidy (idempotent per record id)."""
-    day = local_day(ride.pickup_at)
+def _taxi_checks(
+    ride: TaxiRide, day: date, book: PolicyBook, road_distance: DistanceLookup | None
+) -> tuple[MyTakuPolicy, list[str], bool, bool, bool]:
+    """The policy in force and the ride-level rules: hours, city, plausibility flags."""
     policy = book.mytaku_at(day)
-    fy = fiscal_year(day)
-    hashes = [cards.idm_hash(key, i) for i in ride.rider_idms]
-    last4 = [cards.normalise_idm(i)[-4:] for i in ride.rider_idms]
     within = in_hours(policy, ride.pickup_at.astimezone(JST).time())
     touches = inside_maebashi(ride.pickup_lon, ride.pickup_lat) or inside_maebashi(
         ride.dropoff_lon, ride.dropoff_lat
@@ -142,8 +237,38 @@ async def submit_taxi_ride(
         )
     if fare_far_from_expected(ride.meter_fare_yen, dist):
         flags.append("fare-far-from-distance")
+    flags += ride_flags(ride.dropoff_at - ride.pickup_at, dist)
+    plausible = not BLOCKING_FLAGS & set(flags)
 
+    return policy, flags, within, touches, plausible
+
+
+async def submit_taxi_ride(
+    conn: AsyncConnection,
+    key: bytes,
+    ride: TaxiRide,
+    book: PolicyBook,
+    road_distance: DistanceLookup | None = None,
+    *,
+    now: datetime | None = None,
+    window: timedelta | None = None,
+) -> TaxiOutcome:
+    """Decide and record each rider's MyTaku subsidy (idempotent per record id).
+
+    ``window``: the submission window (None only for imports and simulations of history);
+    ``now``: the submission time (default: the clock).
+    """
+    day = local_day(ride.pickup_at)
+    fy = fiscal_year(day)
+    hashes = [cards.idm_hash(key, i) for i in ride.rider_idms]
+    last4 = [cards.normalise_idm(i)[-4:] for i in ride.rider_idms]
     async with conn.transaction():
+        dup = await _stored_taxi(conn, ride, hashes, last4)
+        if dup is not None:
+            return dup
+        _check_window(ride.pickup_at, (ride.dropoff_at,), now, window)
+        policy, flags, within, touches, plausible = _taxi_checks(ride, day, book, road_distance)
+        period = await open_period(conn, day)
         cur = await conn.execute(
             "SELECT 1 FROM fare_taxi_riders WHERE idm_hash = ANY(%s)"
             " AND pickup_at < %s AND dropoff_at > %s"
@@ -173,17 +298,9 @@ async def submit_taxi_ride(
                 policy.version,
             ],
         )
-        if cur.rowcount == 0:
-            dup = await _stored_taxi(conn, ride.operator_id, ride.record_id)
-            dup.riders = [
-                RiderOutcome(
-                    r.position,
-                    cards.mask(last4[r.position]) if r.position < len(last4) else "",
-                    r.subsidy_yen,
-                    r.reason,
-                )
-                for r in dup.riders
-            ]
+        if cur.rowcount == 0:  # a concurrent submission of the same record committed first
+            dup = await _stored_taxi(conn, ride, hashes, last4)
+            assert dup is not None
             return dup
 
         owners = await cards.residents_for_cards(conn, hashes)
@@ -208,10 +325,14 @@ async def submit_taxi_ride(
             usages.append(RiderUsage(True, eligible, rid in seen, today, year))
             seen.add(rid)
         decisions = taxi_subsidies(
-            policy, ride.meter_fare_yen, usages, within_hours=within, touches_city=touches
+            policy,
+            ride.meter_fare_yen,
+            usages,
+            within_hours=within,
+            touches_city=touches,
+            plausible=plausible,
         )
         outcome: list[RiderOutcome] = []
-        period = month_start(day)
         for pos, (h, d) in enumerate(zip(hashes, decisions, strict=True)):
             rid = owners.get(h)
             await conn.execute(
@@ -248,7 +369,15 @@ async def submit_taxi_ride(
                         policy.version,
                     ],
                 )
-            outcome.append(RiderOutcome(pos, cards.mask(last4[pos]), d.subsidy_yen, d.reason))
+            outcome.append(
+                RiderOutcome(
+                    pos,
+                    cards.mask(last4[pos]),
+                    d.subsidy_yen,
+                    d.reason.value,
+                    _public(d.reason.value, flags),
+                )
+            )
     return TaxiOutcome(ride.record_id, policy.version, flags, outcome)
 
 
@@ -278,38 +407,90 @@ class BusOutcome:
     def pay_yen(self) -> int:
         return self.fare_yen - self.discount_yen
 
+    @property
+    def public_reason(self) -> str:
+        """What the operator is told: discounted or not, nothing about the holder."""
+        return "subsidised" if self.discount_yen > 0 else "not-subsidised"
+
 
 class FareUnknownError(LookupError):
     """The GTFS feed has no fare for this route and pair of stops."""
 
 
+_TAP_COLS = "policy_version, fare_yen, discount_yen, discount, flags, idm_hash, route_id,"
+_TAP_COLS += " origin_stop_id, dest_stop_id, tap_on_at, tap_off_at"
+
+
+async def _stored_tap(conn: AsyncConnection, tap: BusTap, h: bytes) -> BusOutcome | None:
+    """The stored outcome of this record id; a different tap under the same id conflicts."""
+    cur = await conn.execute(
+        f"SELECT {_TAP_COLS} FROM fare_bus_taps WHERE operator_id = %s AND record_id = %s",
+        [tap.operator_id, tap.record_id],
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    if (bytes(row[5]), *row[6:11]) != (
+        h,
+        tap.route_id,
+        tap.origin_stop_id,
+        tap.dest_stop_id,
+        tap.tap_on_at,
+        tap.tap_off_at,
+    ):
+        raise RecordConflictError(
+            f"record {tap.record_id} was already submitted with different contents"
+        )
+    return BusOutcome(tap.record_id, row[0], row[1], row[2], row[3], list(row[4]), True)
+
+
 async def submit_bus_tap(
-    conn: AsyncConnection, key: bytes, tap: BusTap, book: PolicyBook, fare_lookup: FareLookup
+    conn: AsyncConnection,
+    key: bytes,
+    tap: BusTap,
+    book: PolicyBook,
+    fare_lookup: FareLookup,
+    *,
+    now: datetime | None = None,
+    window: timedelta | None = None,
 ) -> BusOutcome:
-    """Compute the fare (GTFS zones) and the resident's discount; record it once."""
+    """Compute the fare (GTFS zones) and the resident's discount; record it once.
+
+    A tap on another card of the same resident within :data:`MULTI_CARD_WINDOW` of one
+    already recorded is flagged ``cards-of-one-resident`` and gets no discount.
+    """
     day = local_day(tap.tap_on_at)
-    policy = book.bus_at(day)
-    fare = await fare_lookup(conn, tap.route_id, tap.origin_stop_id, tap.dest_stop_id)
-    if fare is None:
-        raise FareUnknownError
     h = cards.idm_hash(key, tap.idm)
     async with conn.transaction():
-        cur = await conn.execute(
-            "SELECT policy_version, fare_yen, discount_yen, discount, flags FROM fare_bus_taps"
-            " WHERE operator_id = %s AND record_id = %s",
-            [tap.operator_id, tap.record_id],
-        )
-        row = await cur.fetchone()
-        if row is not None:
-            return BusOutcome(tap.record_id, row[0], row[1], row[2], row[3], list(row[4]), True)
+        stored = await _stored_tap(conn, tap, h)
+        if stored is not None:
+            return stored
+        _check_window(tap.tap_on_at, (tap.tap_off_at,), now, window)
+        policy = book.bus_at(day)
+        fare = await fare_lookup(conn, tap.route_id, tap.origin_stop_id, tap.dest_stop_id)
+        if fare is None:
+            raise FareUnknownError
+        period = await open_period(conn, day)
         owners = await cards.residents_for_cards(conn, [h])
         rid = owners.get(h)
         age = None
+        flags = ["tap-off-before-tap-on"] if tap.tap_off_at < tap.tap_on_at else []
         if rid is not None:
+            # one resident's taps are decided one at a time, so parallel taps see each other
+            await conn.execute(
+                "SELECT 1 FROM fare_residents WHERE resident_id = %s FOR UPDATE", [rid]
+            )
             birth = residents.birth_date_of((await residents.facts_of(conn, [rid]))[rid])
             age = age_on(birth, day) if birth else None
+            cur = await conn.execute(
+                "SELECT 1 FROM fare_bus_taps WHERE resident_id = %s AND idm_hash <> %s"
+                " AND tap_on_at > %s AND tap_on_at < %s LIMIT 1",
+                [rid, h, tap.tap_on_at - MULTI_CARD_WINDOW, tap.tap_on_at + MULTI_CARD_WINDOW],
+            )
+            if await cur.fetchone() is not None:
+                flags.append("cards-of-one-resident")
+                age = None  # one person cannot ride on two cards: no discount
         d = bus_discount(policy, tap.operator_id, tap.route_id, fare, age)
-        flags = ["tap-off-before-tap-on"] if tap.tap_off_at < tap.tap_on_at else []
         cur = await conn.execute(
             "INSERT INTO fare_bus_taps (operator_id, record_id, route_id, origin_stop_id,"
             " dest_stop_id, tap_on_at, tap_off_at, idm_hash, resident_id, fare_yen,"
@@ -333,21 +514,16 @@ async def submit_bus_tap(
             ],
         )
         if cur.rowcount == 0:  # a concurrent submission of the same record committed first
-            cur = await conn.execute(
-                "SELECT policy_version, fare_yen, discount_yen, discount, flags"
-                " FROM fare_bus_taps WHERE operator_id = %s AND record_id = %s",
-                [tap.operator_id, tap.record_id],
-            )
-            row = await cur.fetchone()
-            assert row is not None
-            return BusOutcome(tap.record_id, row[0], row[1], row[2], row[3], list(row[4]), True)
+            stored = await _stored_tap(conn, tap, h)
+            assert stored is not None
+            return stored
         if rid is not None and d.discount_yen > 0:
             await conn.execute(
                 "INSERT INTO fare_ledger (period, operator_id, source, record_id, resident_id,"
                 " kind, amount_yen, ride_at, service_day, fiscal_year, policy_version)"
                 " VALUES (%s, %s, 'bus', %s, %s, 'bus_discount', %s, %s, %s, %s, %s)",
                 [
-                    month_start(day),
+                    period,
                     tap.operator_id,
                     tap.record_id,
                     rid,
@@ -362,10 +538,22 @@ async def submit_bus_tap(
 
 
 async def reverse_record(
-    conn: AsyncConnection, operator_id: str, source: str, record_id: str, note: str
+    conn: AsyncConnection,
+    operator_id: str,
+    source: str,
+    record_id: str,
+    note: str,
+    *,
+    now: datetime | None = None,
 ) -> list[int]:
-    """Cancel every live entry of a record with reversal rows; returns the new entry ids."""
+    """Cancel every live entry of a record with reversal rows; returns the new entry ids.
+
+    Reversals are posted in the first open period at or after the posting month, so a
+    reversal of a ride in a closed month is an adjustment of the next open statement.
+    """
+    posted = local_day(now or datetime.now(UTC))
     async with conn.transaction():
+        period = await open_period(conn, posted)
         cur = await conn.execute(
             "SELECT entry_id, resident_id FROM fare_ledger l WHERE operator_id = %s"
             " AND source = %s AND record_id = %s AND kind <> 'reversal'"
@@ -386,12 +574,11 @@ async def reverse_record(
                 "INSERT INTO fare_ledger (period, operator_id, source, record_id, resident_id,"
                 " kind, amount_yen, ride_at, service_day, fiscal_year, policy_version,"
                 " reverses, note)"
-                " SELECT date_trunc('month', now() AT TIME ZONE 'Asia/Tokyo')::date,"
-                " operator_id, source, record_id, resident_id, 'reversal', -amount_yen,"
-                " ride_at, service_day, fiscal_year, policy_version, entry_id, %s"
+                " SELECT %s, operator_id, source, record_id, resident_id, 'reversal',"
+                " -amount_yen, ride_at, service_day, fiscal_year, policy_version, entry_id, %s"
                 " FROM fare_ledger WHERE entry_id = %s ON CONFLICT (reverses) DO NOTHING"
                 " RETURNING entry_id",
-                [note, entry_id],
+                [period, note, entry_id],
             )
             row = await cur.fetchone()
             if row:
@@ -414,9 +601,9 @@ class SubsidyStatus:
 
 _STANDING_SQL = """
 SELECT
-  count(*) FILTER (WHERE kind = 'mytaku' AND service_day = %(d)s AND NOT EXISTS
-    (SELECT 1 FROM fare_ledger r WHERE r.reverses = l.entry_id)),
-  count(*) FILTER (WHERE kind = 'mytaku' AND NOT EXISTS
+  count(*) FILTER (WHERE kind = 'mytaku' AND amount_yen > 0 AND service_day = %(d)s
+    AND NOT EXISTS (SELECT 1 FROM fare_ledger r WHERE r.reverses = l.entry_id)),
+  count(*) FILTER (WHERE kind = 'mytaku' AND amount_yen > 0 AND NOT EXISTS
     (SELECT 1 FROM fare_ledger r WHERE r.reverses = l.entry_id)),
   coalesce(sum(amount_yen) FILTER (WHERE source = 'taxi'), 0),
   coalesce(sum(amount_yen) FILTER (WHERE source = 'bus'), 0),

@@ -32,6 +32,10 @@ class MyTakuPolicy:
     licence_surrendered_or_lapsed: bool
     conditions: frozenset[str]
     sources: tuple[str, ...] = ()
+    max_active_cards: int = 3
+
+
+DEFAULT_MAX_ACTIVE_CARDS = 3
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,12 @@ def parse_mytaku(d: dict[str, Any]) -> MyTakuPolicy:
         licence_surrendered_or_lapsed=bool(el["licence_surrendered_or_lapsed"]),
         conditions=frozenset(el["conditions"]),
         sources=tuple(d.get("sources", ())),
+        max_active_cards=int(
+            d.get("cards", {}).get("max_active_per_resident", DEFAULT_MAX_ACTIVE_CARDS)
+        ),
     )
+    if not 1 <= p.max_active_cards <= 20:
+        raise ValueError(f"{p.version}: cards.max_active_per_resident must be 1..20")
     for name in ("alone_rate_percent", "shared_rate_percent"):
         if not 0 <= getattr(p, name) <= 100:
             raise ValueError(f"{p.version}: {name} must be 0..100")
@@ -122,6 +131,13 @@ class PolicyBook:
 
     def bus_at(self, day: date) -> BusPolicy:
         return _in_force(self.bus, day, "bus")
+
+    def max_active_cards_at(self, day: date) -> int:
+        """Active IC cards one resident may have linked (the MyTaku policy in force)."""
+        try:
+            return self.mytaku_at(day).max_active_cards
+        except NoPolicyError:
+            return DEFAULT_MAX_ACTIVE_CARDS
 
 
 def _in_force(versions: tuple[P, ...], day: date, scheme: str) -> P:

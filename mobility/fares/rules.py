@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -124,6 +124,35 @@ class Reason(StrEnum):
     ANNUAL_LIMIT = "annual-limit"
     OUTSIDE_HOURS = "outside-hours"
     OUTSIDE_CITY = "outside-city"
+    IMPLAUSIBLE = "implausible-ride"
+    ZERO_SUBSIDY = "zero-subsidy"
+
+
+class PublicReason(StrEnum):
+    """What an operator is told. Ride-level reasons come from the ride alone, and every
+    rider-level refusal is one word, so the answer reveals nothing about whether a card is
+    registered, whose it is, or how much of a limit its holder has used."""
+
+    SUBSIDISED = "subsidised"
+    OUTSIDE_HOURS = "outside-hours"
+    OUTSIDE_CITY = "outside-city"
+    FLAGGED = "flagged-for-review"
+    NOT_SUBSIDISED = "not-subsidised"
+
+
+def public_reason(
+    reason: Reason, *, within_hours: bool, touches_city: bool, plausible: bool
+) -> PublicReason:
+    """The operator-facing reason: ride-level facts first, whatever the card's standing."""
+    if reason is Reason.SUBSIDISED:
+        return PublicReason.SUBSIDISED
+    if not touches_city:
+        return PublicReason.OUTSIDE_CITY
+    if not within_hours:
+        return PublicReason.OUTSIDE_HOURS
+    if not plausible:
+        return PublicReason.FLAGGED
+    return PublicReason.NOT_SUBSIDISED
 
 
 @dataclass(frozen=True)
@@ -150,13 +179,15 @@ def taxi_subsidies(
     *,
     within_hours: bool = True,
     touches_city: bool = True,
+    plausible: bool = True,
 ) -> list[RiderDecision]:
     """Each rider's MyTaku subsidy for one ride, in rider order.
 
     Riders who are registered, eligible and within their limits share the ride: one alone
     gets ``alone_rate_percent`` of the fare up to ``alone_cap_yen``; several get an equal
     share of ``shared_rate_percent`` of the fare, each at most ``shared_cap_yen``. The sum
-    never exceeds the fare.
+    never exceeds the fare. A share that rounds down to 0 yen is ``zero-subsidy``: it is not
+    a subsidised ride and uses up no limit.
     """
     if fare_yen < 0:
         raise ValueError("fare must be >= 0")
@@ -172,6 +203,8 @@ def taxi_subsidies(
             reasons.append(Reason.OUTSIDE_CITY)
         elif not within_hours:
             reasons.append(Reason.OUTSIDE_HOURS)
+        elif not plausible:
+            reasons.append(Reason.IMPLAUSIBLE)
         elif r.rides_this_year >= p.rides_per_fiscal_year:
             reasons.append(Reason.ANNUAL_LIMIT)
         elif r.rides_today >= p.rides_per_day:
@@ -185,6 +218,8 @@ def taxi_subsidies(
         each = min(fare_yen * p.shared_rate_percent // (100 * n), p.shared_cap_yen)
     else:
         each = 0
+    if each == 0:
+        reasons = [Reason.ZERO_SUBSIDY if r is Reason.SUBSIDISED else r for r in reasons]
     return [RiderDecision(each if r is Reason.SUBSIDISED else 0, r) for r in reasons]
 
 
@@ -218,3 +253,37 @@ def bus_discount(
             if amount > best.discount_yen:
                 best = BusDecision(fare_yen, amount, d.name)
     return best
+
+
+# ---------------------------------------------------------------- submission window
+
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class WindowViolation:
+    """Why a record falls outside the submission window (``rule`` is a stable slug)."""
+
+    rule: str
+    detail: str
+
+
+def submission_window_violation(
+    started: datetime, times: Iterable[datetime], now: datetime, window: timedelta
+) -> WindowViolation | None:
+    """Records are accepted only from ``started`` (pickup or tap-on) to ``started + window``
+    and none of their times may lie more than :data:`FUTURE_TOLERANCE` ahead of ``now``, so
+    a backdated record cannot reopen a settled month or reuse another year's limit."""
+    for t in (started, *times):
+        if t > now + FUTURE_TOLERANCE:
+            return WindowViolation(
+                "no-future-records",
+                f"{t.isoformat()} is more than 5 minutes ahead of the server clock",
+            )
+    if now - started > window:
+        return WindowViolation(
+            "submission-window",
+            f"records must be submitted within {window.days} days of the pickup or tap-on;"
+            f" {started.isoformat()} is older",
+        )
+    return None

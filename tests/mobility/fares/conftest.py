@@ -37,12 +37,24 @@ def jpki_files(ca: TestCA, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     return ca.write(tmp_path_factory.mktemp("jpki"))
 
 
+# The rule tests submit rides on fixed dates (fiscal years, policy versions), so their app
+# accepts records up to 10 years old; the submission window itself is tested with the
+# default (14 days) by ``strict_client`` in test_money_settled.py.
+RULES_WINDOW_DAYS = 3660
+
+
 @pytest.fixture(scope="module")
 def fares_settings(
     db_url: str, mqtt_broker: EmbeddedMosquitto, jpki_files: tuple[Path, Path]
 ) -> Settings:
     anchors, crl = jpki_files
-    return make_settings(db_url, mqtt_broker.url, jpki_trust_anchors=anchors, jpki_crl=crl)
+    return make_settings(
+        db_url,
+        mqtt_broker.url,
+        jpki_trust_anchors=anchors,
+        jpki_crl=crl,
+        fares_submission_window_days=RULES_WINDOW_DAYS,
+    )
 
 
 @pytest.fixture(scope="module")

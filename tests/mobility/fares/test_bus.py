@@ -64,11 +64,14 @@ def test_youth_discount_from_gtfs_fare(
     h = {"X-API-Key": keys.operator}
     url = f"/v1/operators/{OPERATOR}/bus-taps"
     y = client.post(url, json=tap("B-1", YOUTH), headers=h).json()
-    assert y["fare_yen"] == feed and y["discount"] == "youth"
+    assert y["fare_yen"] == feed and y["status"] == "subsidised"
+    assert y["discount"] is None  # which discount (the holder's age group) is for staff only
+    staff = client.post(url, json=tap("B-1", YOUTH), headers={"X-API-Key": keys.admin}).json()
+    assert staff["discount"] == "youth" and staff["duplicate"]
     assert y["discount_yen"] == feed * 10 // 100 and y["pay_yen"] == feed - y["discount_yen"]
     assert client.post(url, json=tap("B-1", YOUTH), headers=h).json()["duplicate"] is True
     a = client.post(url, json=tap("B-2", ADULT), headers=h).json()
-    assert a["discount_yen"] == 0 and a["fare_yen"] == feed
+    assert a["discount_yen"] == 0 and a["fare_yen"] == feed and a["status"] == "not-subsidised"
     stranger = client.post(url, json=tap("B-3", "0B0E000000003333"), headers=h).json()
     assert stranger["discount_yen"] == 0
     r = client.post(url, json=tap("B-4", YOUTH, dest="no-such-stop"), headers=h)

@@ -32,7 +32,7 @@ async def new_resident(url: str, born: int = 1940) -> tuple[int, str]:
         assert row is not None
         rid = int(row[0])
         await residents.record_fact(conn, rid, Fact("birth_date", f"{born}-01-15"), "test")
-        await cards.link_card(conn, KEY, rid, idm)
+        await cards.link_card(conn, KEY, rid, idm, 3)
     return rid, idm
 
 

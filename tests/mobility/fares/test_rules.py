@@ -8,11 +8,15 @@ from datetime import date, datetime, time, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mobility.fares.ledger import first_open_period
+from mobility.fares.plausibility import ride_flags
 from mobility.fares.policy import load_policies
 from mobility.fares.rules import (
     JST,
     Fact,
+    PublicReason,
     Reason,
+    RiderDecision,
     RiderUsage,
     age_on,
     bus_discount,
@@ -20,6 +24,8 @@ from mobility.fares.rules import (
     fiscal_year,
     in_hours,
     mytaku_eligibility,
+    public_reason,
+    submission_window_violation,
     taxi_subsidies,
 )
 
@@ -81,6 +87,7 @@ def test_subsidy_never_exceeds_fare_or_caps(
             if d.reason is not Reason.SUBSIDISED:
                 assert d.subsidy_yen == 0
             else:
+                assert d.subsidy_yen > 0  # a 0-yen share is never a subsidised ride
                 assert r.registered and r.eligible and hours and city
                 assert r.rides_today < p.rides_per_day
                 assert r.rides_this_year < p.rides_per_fiscal_year
@@ -164,3 +171,50 @@ def test_bus_discount_floor_and_bounds(fare: int, age: int) -> None:
     # the youth discount did not exist before 2024-12-03
     early = bus_discount(BOOK.bus_at(date(2024, 7, 1)), "gunmachuo", "R1", fare, 15)
     assert early.discount_yen == 0
+
+
+def test_zero_yen_share_is_not_a_subsidised_ride() -> None:
+    one = [RiderUsage(True, True)]
+    assert taxi_subsidies(NEW, 0, one) == [RiderDecision(0, Reason.ZERO_SUBSIDY)]
+    assert taxi_subsidies(NEW, 1, one) == [RiderDecision(0, Reason.ZERO_SUBSIDY)]
+    assert [d.reason for d in taxi_subsidies(NEW, 3, one * 4)] == [Reason.ZERO_SUBSIDY] * 4
+    assert taxi_subsidies(NEW, 2, one)[0] == RiderDecision(1, Reason.SUBSIDISED)
+
+
+def test_public_reasons_do_not_depend_on_the_card() -> None:
+    """Every rider-level refusal maps to one public reason; ride-level ones come first."""
+    rider_level = [r for r in Reason if r is not Reason.SUBSIDISED]
+    for hours, city, plausible, expected in (
+        (True, True, True, PublicReason.NOT_SUBSIDISED),
+        (False, True, True, PublicReason.OUTSIDE_HOURS),
+        (True, False, True, PublicReason.OUTSIDE_CITY),
+        (False, False, False, PublicReason.OUTSIDE_CITY),
+        (True, True, False, PublicReason.FLAGGED),
+    ):
+        got = {
+            public_reason(r, within_hours=hours, touches_city=city, plausible=plausible)
+            for r in rider_level
+        }
+        assert got == {expected}
+
+
+def test_submission_window_edges() -> None:
+    now = datetime(2026, 12, 1, 12, tzinfo=JST)
+    w = timedelta(days=14)
+    assert submission_window_violation(now - w, (), now, w) is None
+    old = submission_window_violation(now - w - timedelta(seconds=1), (), now, w)
+    assert old is not None and old.rule == "submission-window"
+    assert submission_window_violation(now + timedelta(minutes=5), (), now, w) is None
+    ahead = submission_window_violation(now, (now + timedelta(minutes=6),), now, w)
+    assert ahead is not None and ahead.rule == "no-future-records"
+
+
+def test_ride_flags_and_open_periods() -> None:
+    assert ride_flags(timedelta(minutes=20), 6000) == []
+    assert ride_flags(timedelta(hours=3, minutes=1), 6000) == ["long-ride"]
+    assert ride_flags(timedelta(minutes=2), 9000) == ["impossible-speed"]  # 270 km/h
+    assert ride_flags(timedelta(0), 500) == []  # a stop at the meter: 30 km/h over 1 min
+    closed = {date(2026, 7, 1), date(2026, 8, 1), date(2026, 10, 1)}
+    assert first_open_period(date(2026, 7, 30), closed) == date(2026, 9, 1)
+    assert first_open_period(date(2026, 6, 15), closed) == date(2026, 6, 1)
+    assert first_open_period(date(2026, 12, 31), {date(2026, 12, 1)}) == date(2027, 1, 1)
