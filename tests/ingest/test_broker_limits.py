@@ -41,9 +41,7 @@ def broker() -> Iterator[EmbeddedMosquitto]:
 class Client:
     """A paho client that records its CONNACK, disconnects and received messages."""
 
-    def __init__(
-        self, b: EmbeddedMosquitto, protocol: MQTTProtocolVersion = mqtt.MQTTv5
-    ) -> None:
+    def __init__(self, b: EmbeddedMosquitto, protocol: MQTTProtocolVersion = mqtt.MQTTv5) -> None:
         self.connected = threading.Event()
         self.disconnected = threading.Event()
         self.connack: Any = None
