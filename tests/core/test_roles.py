@@ -355,10 +355,14 @@ def test_grafana_views_expose_no_personal_data(url: str, as_role) -> None:
             "SELECT operator_id, count(*), sum(amount_yen) FROM fare_ledger"
             " WHERE period = '2026-11-01' GROUP BY 1"
         ).fetchall()
-    assert truth and conn.execute(
-        "SELECT operator_id, lines, amount_yen FROM grafana.fares_ledger_monthly"
-        " WHERE period = '2026-11-01'"
-    ).fetchall() == truth
+    assert (
+        truth
+        and conn.execute(
+            "SELECT operator_id, lines, amount_yen FROM grafana.fares_ledger_monthly"
+            " WHERE period = '2026-11-01'"
+        ).fetchall()
+        == truth
+    )
 
 
 def test_grafana_cannot_write_even_through_its_views(url: str, as_role) -> None:
