@@ -8,6 +8,7 @@ URL is enough to log in as it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -18,6 +19,7 @@ from psycopg import sql
 from core import migrator, roles, timeseries
 from core.settings import Settings
 from ingest import writer
+from ingest.parse import parse_message
 from tests.conftest import make_settings
 
 DENIED = psycopg.errors.InsufficientPrivilege
@@ -203,20 +205,27 @@ def test_no_role_can_rewrite_append_only_tables(url: str, as_role, short: str) -
 # --- each role can do its job, and no more -----------------------------------------------
 
 
-def test_ingest_appends_telemetry_but_reads_no_resident_data(as_role) -> None:
+def test_ingest_appends_telemetry_but_reads_no_resident_data(url: str, as_role) -> None:
     conn = as_role("ingest")
     writer.prepare(conn)  # its COPY staging tables (TEMPORARY, LIKE the targets)
     now = datetime.now(UTC)
-    with conn.transaction():
-        conn.execute(
-            "INSERT INTO bus_telemetry (vehicle_id, ts, lat, lon) VALUES ('bus-1', %s, 36.4, 139.1)"
-            " ON CONFLICT DO NOTHING",
-            [now],
-        )
-        conn.execute(
-            "INSERT INTO ingest_rejects (topic, payload, payload_sha256, reason)"
-            " VALUES ('t', 'x', 'h', 'bad-json') ON CONFLICT DO NOTHING"
-        )
+    good = json.dumps({"ts": now.isoformat(), "lat": 36.39, "lon": 139.06}).encode()
+    items = [
+        writer.Item(t, p, parse_message(t, p, now))
+        for t, p in [
+            ("maebashi/bus/role-bus/telemetry", good),
+            ("maebashi/bus/role-bus/telemetry", good),  # a duplicate: stored once
+            ("maebashi/bus/role-bus/telemetry", b"{not json"),  # to the dead letter
+        ]
+    ]
+    result = writer.write_once(conn, items)
+    assert result.inserted["bus_telemetry"] == 1 and sum(result.rejects.values()) == 1
+    with psycopg.connect(url) as owner:
+        stored = owner.execute(
+            "SELECT (SELECT count(*) FROM bus_telemetry WHERE vehicle_id = 'role-bus'),"
+            " (SELECT count(*) FROM ingest_rejects WHERE topic LIKE 'maebashi/bus/role-bus/%')"
+        ).fetchone()
+        assert stored == (1, 1)
     for table in (
         "fare_eligibility_facts",
         "fare_residents",

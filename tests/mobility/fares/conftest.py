@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.keys import create_api_key
 from core.embedded import EmbeddedMosquitto
+from core.roles import role_url
 from core.settings import Settings
 from tests.conftest import make_settings
 from tests.mobility.fares.jpki import Card, TestCA
@@ -41,8 +42,11 @@ def jpki_files(ca: TestCA, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
 def fares_settings(
     db_url: str, mqtt_broker: EmbeddedMosquitto, jpki_files: tuple[Path, Path]
 ) -> Settings:
+    """The API under test logs in as mebuku_api, as deployed (core/roles/grants.toml)."""
     anchors, crl = jpki_files
-    return make_settings(db_url, mqtt_broker.url, jpki_trust_anchors=anchors, jpki_crl=crl)
+    return make_settings(
+        role_url(db_url, "api"), mqtt_broker.url, jpki_trust_anchors=anchors, jpki_crl=crl
+    )
 
 
 @pytest.fixture(scope="module")
