@@ -407,3 +407,45 @@ def test_migrate_sets_role_passwords_from_the_environment_as_scram(url: str) -> 
             "SELECT count(*) FROM pg_authid WHERE rolname = 'mebuku_api' AND rolpassword IS NULL"
         ).fetchone()
         assert others == (1,)  # roles without a given password are left alone
+
+
+# --- deployment uses the roles ---------------------------------------------------------
+
+
+def test_compose_gives_each_service_its_own_role_and_grafana_no_superuser() -> None:
+    import yaml
+
+    from tests.conftest import REPO_ROOT
+
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    policy = roles.load_policy()
+    urls = {
+        name: svc.get("environment", {}).get("MEBUKU_DATABASE_URL")
+        for name, svc in compose["services"].items()
+    }
+    for name, url in urls.items():
+        if url is None or name == "migrate":  # migrate is the schema owner
+            continue
+        assert url.startswith(f"postgresql://mebuku_{name}:"), (name, url)
+        assert name in policy.roles
+    assert {"ingest", "mobility", "api"} <= {n for n, u in urls.items() if u}
+    grafana = compose["services"]["grafana"]["environment"]
+    assert grafana["MEBUKU_DB_USER"] == "mebuku_grafana"
+    assert "POSTGRES_PASSWORD" not in grafana["MEBUKU_DB_PASSWORD"]
+    example = (REPO_ROOT / "deploy" / "env.example").read_text()
+    migrate_env = compose["services"]["migrate"]["environment"]
+    for short in policy.roles:
+        assert f"{roles.password_env(short)}=" in example
+        assert roles.password_env(short) in migrate_env
+        assert hasattr(Settings(_env_file=None), f"db_{short}_password")
+
+
+def test_demo_starts_each_service_as_its_own_role() -> None:
+    from core.demo import service_db_url, services
+
+    owner = "postgresql://postgres@127.0.0.1:5432/mebuku"
+    got = {s.group: service_db_url(owner, s.group) for s in services(8000)}
+    assert got["ingest"] == "postgresql://mebuku_ingest@127.0.0.1:5432/mebuku"
+    assert got["mobility"] == "postgresql://mebuku_mobility@127.0.0.1:5432/mebuku"
+    assert got["api"] == "postgresql://mebuku_api@127.0.0.1:5432/mebuku"
+    assert got["simulate"] is None  # publishes to MQTT only
