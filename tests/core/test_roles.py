@@ -116,6 +116,22 @@ def test_a_new_table_without_a_decision_is_caught_and_denied(empty_db_url: str) 
         assert denied(api, "SELECT * FROM helper_added_later")
 
 
+def test_every_migrate_resets_hand_made_grants(empty_db_url: str) -> None:
+    migrator.migrate(empty_db_url, make_settings(empty_db_url))
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("GRANT UPDATE (role) ON api_keys TO mebuku_api")
+        conn.execute("GRANT DELETE ON fare_ledger TO mebuku_settle")
+        conn.execute("GRANT SELECT ON fare_eligibility_facts TO PUBLIC")
+    migrator.migrate(empty_db_url, make_settings(empty_db_url))  # nothing pending
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT has_column_privilege('mebuku_api', 'api_keys', 'role', 'UPDATE'),"
+            " has_table_privilege('mebuku_settle', 'fare_ledger', 'DELETE'),"
+            " has_table_privilege('mebuku_ingest', 'fare_eligibility_facts', 'SELECT')"
+        ).fetchone()
+        assert rows == (False, False, False)
+
+
 def test_policy_refuses_to_let_anyone_rewrite_append_only_tables() -> None:
     data = {
         "roles": {"api": "x"},
@@ -449,3 +465,31 @@ def test_demo_starts_each_service_as_its_own_role() -> None:
     assert got["mobility"] == "postgresql://mebuku_mobility@127.0.0.1:5432/mebuku"
     assert got["api"] == "postgresql://mebuku_api@127.0.0.1:5432/mebuku"
     assert got["simulate"] is None  # publishes to MQTT only
+
+
+def test_db_roles_command_sets_passwords_and_check_names_missing_decisions(
+    empty_db_url: str,
+) -> None:
+    from tests.core.test_cli_and_deploy import mebuku
+
+    env = {"MEBUKU_DATABASE_URL": empty_db_url}
+    assert mebuku("db", "migrate", env=env).returncode == 0
+    ok = mebuku("db", "roles", "--check", env=env)
+    assert ok.returncode == 0, ok.stderr
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        before = conn.execute(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = 'mebuku_settle'"
+        ).fetchone()
+    out = mebuku("db", "roles", env={**env, "MEBUKU_DB_SETTLE_PASSWORD": "settle-pw-123"})
+    assert out.returncode == 0, out.stderr
+    assert "mebuku_settle" in out.stdout and "set now" in out.stdout
+    assert "settle-pw-123" not in out.stdout + out.stderr
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        after = conn.execute(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = 'mebuku_settle'"
+        ).fetchone()
+        assert after is not None and after != before and after[0].startswith("SCRAM-SHA-256$")
+        conn.execute("CREATE TABLE forgotten (x int)")
+    missing = mebuku("db", "roles", "--check", env=env)
+    assert missing.returncode == 1
+    assert "public.forgotten" in missing.stderr
