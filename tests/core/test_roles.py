@@ -285,6 +285,10 @@ def test_api_does_its_job_but_cannot_rewrite_money_or_keys(as_role) -> None:
     assert denied(conn, "DELETE FROM fare_eligibility_facts")
     assert denied(conn, "UPDATE api_keys SET role = 'admin'")
     assert denied(conn, "DELETE FROM api_keys")
+    assert denied(
+        conn, "INSERT INTO api_keys (key_id, secret_sha256, role) VALUES ('x', 'y', 'admin')"
+    )
+    assert denied(conn, "UPDATE api_keys SET revoked_at = NULL")
     assert denied(conn, "UPDATE fare_ic_cards SET resident_id = 1")
     assert denied(conn, "UPDATE fare_residents SET resident_id = resident_id + 1000")
     assert denied(
