@@ -165,15 +165,16 @@ def _ensure_roles(conn: psycopg.Connection, policy: Policy) -> None:
         ).fetchone()
         if row is None:
             try:
-                conn.execute(
-                    sql.SQL(
-                        "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"
-                        " NOREPLICATION NOBYPASSRLS"
-                    ).format(sql.Identifier(name))
-                )
+                with conn.transaction():  # a savepoint: the race below must not abort apply
+                    conn.execute(
+                        sql.SQL(
+                            "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"
+                            " NOREPLICATION NOBYPASSRLS"
+                        ).format(sql.Identifier(name))
+                    )
                 log.info("created database role %s", name)
-            except psycopg.errors.DuplicateObject:  # another database migrated it just now
-                pass
+            except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+                pass  # roles are per server: another database's migrate created it just now
         elif row[0] or not row[1]:
             conn.execute(
                 sql.SQL(

@@ -497,3 +497,30 @@ def test_db_roles_command_sets_passwords_and_check_names_missing_decisions(
     missing = mebuku("db", "roles", "--check", env=env)
     assert missing.returncode == 1
     assert "public.forgotten" in missing.stderr
+
+
+def test_two_databases_on_a_new_server_migrate_at_once() -> None:
+    """Roles are per server: the first migrate of two databases at once must not fail on
+    the other's CREATE ROLE."""
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    from core.db import create_database
+    from core.embedded import EmbeddedPostgres, server_dir
+
+    root = server_dir("mebuku-roles-")
+    pg = EmbeddedPostgres(root)
+    try:
+        pg.start()
+        urls = []
+        for name in ("city_a", "city_b"):
+            create_database(pg.url(), name)
+            urls.append(pg.url(name))
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda u: migrator.migrate(u, make_settings(u)), urls))
+        for u in urls:
+            with psycopg.connect(roles.role_url(u, "grafana")) as conn:
+                conn.execute("SELECT count(*) FROM grafana.bus_telemetry")
+    finally:
+        pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
