@@ -39,7 +39,9 @@ def test_panels_have_sql_to_check() -> None:
 
 @pytest.mark.timescale
 def test_every_panel_query_runs_on_timescaledb(timescale_url: str) -> None:
-    migrator.migrate(timescale_url, make_settings(timescale_url))
+    # A real server may want passwords: give mebuku_grafana one through migrate.
+    password = "panel-test-grafana-pw"
+    migrator.migrate(timescale_url, make_settings(timescale_url, db_grafana_password=password))
     seed_all(timescale_url)
-    checked = check_all(role_url(timescale_url, "grafana"), timescaledb=True)
+    checked = check_all(role_url(timescale_url, "grafana", password), timescaledb=True)
     assert {q.id for q in panel_queries()} <= set(checked)
