@@ -84,6 +84,41 @@ def db_status() -> None:
     console.print(f"{pending} pending")
 
 
+@db_app.command("roles")
+def db_roles(
+    check: bool = typer.Option(
+        False, "--check", help="Only list relations with no grant decision; exit 1 if any."
+    ),
+) -> None:
+    """Create the service roles, re-apply core/roles/grants.toml and set the passwords
+    given in MEBUKU_DB_<ROLE>_PASSWORD (run as the schema owner; `db migrate` does it too)."""
+    import psycopg
+
+    from core import roles
+
+    s = get_settings()
+    policy = roles.load_policy()
+    with psycopg.connect(s.require_database_url(), autocommit=True) as conn:
+        if check:
+            missing = roles.uncovered(conn, policy)
+        else:
+            missing = roles.apply(conn, policy)
+            passwords = roles.passwords_from(s, policy)
+            roles.set_passwords(conn, passwords, policy)
+            table = Table("role", "password", "purpose")
+            for short, purpose in policy.roles.items():
+                table.add_row(
+                    policy.role(short),
+                    "set now" if short in passwords else f"unchanged ({roles.password_env(short)})",
+                    purpose,
+                )
+            Console().print(table)
+    for rel in missing:
+        console.print(f"[red]no grant decision for {rel}[/] (add it to core/roles/grants.toml)")
+    if missing:
+        raise typer.Exit(1)
+
+
 @db_app.command("maintain")
 def db_maintain() -> None:
     """Refresh rollups and expire old rows (plain PostgreSQL; TimescaleDB uses policies)."""

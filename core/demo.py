@@ -27,7 +27,7 @@ from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
-from core import migrator, timeseries
+from core import migrator, roles, timeseries
 from core.embedded import EmbeddedMosquitto, EmbeddedPostgres, free_port
 from core.logging import redact_url
 from core.settings import Settings
@@ -81,6 +81,20 @@ def services(api_port: int) -> list[Command]:
             f"HTTP API on http://127.0.0.1:{api_port}/docs",
         ),
     ]
+
+
+# The database role each service logs in as (core/roles/grants.toml); set-up steps and
+# administrative commands keep the owner's URL. The embedded server trusts localhost, so
+# the role name is enough; against a server of your own, MEBUKU_DB_<ROLE>_PASSWORD.
+SERVICE_DB_ROLES = {"ingest": "ingest", "mobility": "mobility", "api": "api"}
+
+
+def service_db_url(db_url: str, group: str) -> str | None:
+    """The database URL a supervised service gets; None: it needs no database."""
+    role = SERVICE_DB_ROLES.get(group)
+    if role is None:
+        return None
+    return roles.role_url(db_url, role, os.environ.get(roles.password_env(role)))
 
 
 def _available_groups() -> set[str]:
@@ -200,7 +214,10 @@ def run_demo(settings: Settings, api_port: int = 8000, maintain_every: float = 6
         for svc in services(api_port):
             if svc.group not in available:
                 continue
-            children[svc.group] = subprocess.Popen([*exe, *svc.argv], env=env)
+            svc_env = {k: v for k, v in env.items() if k != "MEBUKU_DATABASE_URL"}
+            if (svc_db := service_db_url(db_url, svc.group)) is not None:
+                svc_env["MEBUKU_DATABASE_URL"] = svc_db
+            children[svc.group] = subprocess.Popen([*exe, *svc.argv], env=svc_env)
             where.add_row(svc.what, f"pid {children[svc.group].pid}: mebuku {' '.join(svc.argv)}")
         if "operators" in available:
             for role, key in _demo_keys(state, exe, env).items():
@@ -209,6 +226,9 @@ def run_demo(settings: Settings, api_port: int = 8000, maintain_every: float = 6
         console.print(where)
         console.print("Press Ctrl-C to stop.")
 
+        maintain_url = roles.role_url(
+            db_url, "maintain", os.environ.get(roles.password_env("maintain"))
+        )
         next_maintenance = time.monotonic() + maintain_every
         while True:
             time.sleep(1)
@@ -218,7 +238,7 @@ def run_demo(settings: Settings, api_port: int = 8000, maintain_every: float = 6
                     del children[name]
             if time.monotonic() >= next_maintenance:
                 with contextlib.suppress(psycopg.Error):
-                    timeseries.maintain(db_url, run_settings)
+                    timeseries.maintain(maintain_url, run_settings)
                 next_maintenance = time.monotonic() + maintain_every
     except KeyboardInterrupt:
         console.print("stopping ...")

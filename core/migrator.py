@@ -20,6 +20,7 @@ from importlib.abc import Traversable
 
 import psycopg
 
+from core import roles
 from core.db import has_timescale, timescale_available
 from core.settings import Settings
 from core.timeseries import apply_policies
@@ -126,6 +127,9 @@ def migrate(
                 if on_apply:
                     on_apply(m)
             apply_policies(conn, settings, timescale=timescale)
+            if roles.PACKAGE in (packages if packages is not None else migration_packages()):
+                roles.apply(conn)
+                roles.set_passwords(conn, roles.passwords_from(settings))
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
     return applied_now

@@ -142,6 +142,17 @@ class Settings(BaseSettings):
         default=14, ge=1, le=3660, description="Days after pickup/tap-on a record is accepted"
     )
 
+    # Database roles (issue 11, item 1, core/roles/grants.toml): passwords that
+    # `mebuku db migrate` and `mebuku db roles` set for the service roles. Unset: the
+    # role's password is left as it is (none at first: fine for the embedded server,
+    # which trusts localhost). Each service logs in with its own MEBUKU_DATABASE_URL.
+    db_ingest_password: SecretStr | None = None
+    db_mobility_password: SecretStr | None = None
+    db_api_password: SecretStr | None = None
+    db_settle_password: SecretStr | None = None
+    db_maintain_password: SecretStr | None = None
+    db_grafana_password: SecretStr | None = None
+
     @field_validator("mqtt_url")
     @classmethod
     def _check_mqtt(cls, v: str | None) -> str | None:

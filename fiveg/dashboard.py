@@ -12,7 +12,7 @@ from typing import Any
 
 from core.grafana import dashboard, panel, query_variable, sql_target
 
-DEVICES = "SELECT device_id FROM fiveg_trial_devices WHERE trial_id = '${trial}'"
+DEVICES = "SELECT device_id FROM grafana.fiveg_trial_devices WHERE trial_id = '${trial}'"
 IN_TRIAL = f"$__timeFilter(ts) AND device_id IN ({DEVICES})"
 
 # Every target KPI of the selected trial over the time range, as one jsonb object.
@@ -33,10 +33,10 @@ SELECT jsonb_build_object(
   'jitter_ms_mean', avg(jitter_ms),
   'loss_pct_mean', avg(loss_pct),
   'reliability_pct', 100.0 * count(*) FILTER (WHERE rtt_ms <= (
-      SELECT latency_bound_ms FROM fiveg_trials WHERE trial_id = '${{trial}}'))
+      SELECT latency_bound_ms FROM grafana.fiveg_trials WHERE trial_id = '${{trial}}'))
       / nullif(count(rtt_ms), 0)
 ) AS k
-FROM fiveg_radio WHERE {IN_TRIAL}
+FROM grafana.fiveg_radio WHERE {IN_TRIAL}
 """
 
 SCORE = f"""
@@ -44,7 +44,7 @@ WITH s AS ({KPI_JSON})
 SELECT t.label || ' ' || t.op || ' ' || t.value || ' ' || t.unit AS metric,
        CASE WHEN t.op = '>=' THEN 100 * (s.k ->> t.kpi)::float8 / nullif(t.value, 0)
             ELSE 100 * t.value / nullif((s.k ->> t.kpi)::float8, 0) END AS "% of target"
-FROM fiveg_trial_targets t CROSS JOIN s
+FROM grafana.fiveg_trial_targets t CROSS JOIN s
 WHERE t.trial_id = '${{trial}}' AND NOT t.reference
 ORDER BY t.kpi
 """
@@ -58,7 +58,7 @@ SELECT t.label AS "KPI", t.op || ' ' || t.value || ' ' || t.unit AS "target",
             WHEN t.op = '<=' AND (s.k ->> t.kpi)::float8 <= t.value THEN 'PASS'
             ELSE 'FAIL' END || CASE WHEN t.reference THEN ' (ref.)' ELSE '' END AS "result",
        t.source AS "source"
-FROM fiveg_trial_targets t CROSS JOIN s
+FROM grafana.fiveg_trial_targets t CROSS JOIN s
 WHERE t.trial_id = '${{trial}}'
 ORDER BY t.reference, t.kpi
 """
@@ -67,7 +67,7 @@ COVERAGE_PCT = f"""
 SELECT 100.0 * count(DISTINCT time_bucket('5 minutes', ts)) * 300
        / greatest(extract(epoch FROM $__timeTo()::timestamptz - $__timeFrom()::timestamptz), 1)
        AS "data coverage"
-FROM fiveg_radio WHERE {IN_TRIAL}
+FROM grafana.fiveg_radio WHERE {IN_TRIAL}
 """
 
 THROUGHPUT = f"""
@@ -76,7 +76,7 @@ SELECT $__timeGroupAlias(ts, $__interval),
        avg(ul_mbps) AS "UL mean",
        percentile_cont(0.05) WITHIN GROUP (ORDER BY dl_mbps) AS "DL p5",
        avg(dl_mbps) AS "DL mean"
-FROM fiveg_radio WHERE {IN_TRIAL}
+FROM grafana.fiveg_radio WHERE {IN_TRIAL}
 GROUP BY 1 ORDER BY 1
 """
 
@@ -85,7 +85,7 @@ SELECT $__timeGroupAlias(ts, $__interval),
        percentile_cont(0.5) WITHIN GROUP (ORDER BY rtt_ms) AS "RTT p50",
        percentile_cont(0.95) WITHIN GROUP (ORDER BY rtt_ms) AS "RTT p95",
        percentile_cont(0.99) WITHIN GROUP (ORDER BY rtt_ms) AS "RTT p99"
-FROM fiveg_radio WHERE {IN_TRIAL}
+FROM grafana.fiveg_radio WHERE {IN_TRIAL}
 GROUP BY 1 ORDER BY 1
 """
 
@@ -98,7 +98,7 @@ SELECT (floor(lat / 0.00045) + 0.5) * 0.00045 AS latitude,
        CASE WHEN count(*) >= 10
             THEN percentile_cont(0.5) WITHIN GROUP (ORDER BY rsrp_dbm) END AS "median RSRP",
        percentile_cont(0.5) WITHIN GROUP (ORDER BY ul_mbps) AS "median UL"
-FROM fiveg_radio WHERE {IN_TRIAL} AND lat IS NOT NULL AND lon IS NOT NULL
+FROM grafana.fiveg_radio WHERE {IN_TRIAL} AND lat IS NOT NULL AND lon IS NOT NULL
 GROUP BY 1, 2
 """
 
@@ -109,7 +109,7 @@ SELECT 100.0 * count(*) FILTER (WHERE rsrp_dbm >= -80) / nullif(count(rsrp_dbm),
        100.0 * count(*) FILTER (WHERE rsrp_dbm >= -100 AND rsrp_dbm < -90)
              / nullif(count(rsrp_dbm), 0) AS "fair",
        100.0 * count(*) FILTER (WHERE rsrp_dbm < -100) / nullif(count(rsrp_dbm), 0) AS "poor"
-FROM fiveg_radio WHERE {IN_TRIAL}
+FROM grafana.fiveg_radio WHERE {IN_TRIAL}
 """
 
 THEMES = """
@@ -117,9 +117,9 @@ SELECT t.theme AS "theme", t.trial_id AS "trial", count(r.*) AS "samples",
        percentile_cont(0.05) WITHIN GROUP (ORDER BY r.ul_mbps) AS "UL p5 (Mbit/s)",
        percentile_cont(0.05) WITHIN GROUP (ORDER BY r.dl_mbps) AS "DL p5 (Mbit/s)",
        percentile_cont(0.95) WITHIN GROUP (ORDER BY r.rtt_ms) AS "RTT p95 (ms)"
-FROM fiveg_trials t
-JOIN fiveg_trial_devices d ON d.trial_id = t.trial_id
-JOIN fiveg_radio r ON r.device_id = d.device_id AND $__timeFilter(r.ts)
+FROM grafana.fiveg_trials t
+JOIN grafana.fiveg_trial_devices d ON d.trial_id = t.trial_id
+JOIN grafana.fiveg_radio r ON r.device_id = d.device_id AND $__timeFilter(r.ts)
      AND r.ts >= t.period_start AND r.ts < t.period_end
 GROUP BY 1, 2 ORDER BY 1, 2
 """
@@ -127,7 +127,7 @@ GROUP BY 1, 2 ORDER BY 1, 2
 SENSORS = f"""
 SELECT DISTINCT ON (device_id, name) device_id AS "sensor", name, ts AS "latest",
        coalesce(value::text, value_string, value_bool::text, value_data) AS "value", unit
-FROM fiveg_sensor WHERE {IN_TRIAL}
+FROM grafana.fiveg_sensor WHERE {IN_TRIAL}
 ORDER BY device_id, name, ts DESC
 """
 
@@ -137,7 +137,7 @@ PCT_THRESHOLDS: list[tuple[float | None, str]] = [(None, "red"), (100, "green")]
 def dashboards() -> list[tuple[str, dict[str, Any]]]:
     trial = query_variable(
         "trial",
-        "SELECT trial_id FROM fiveg_trials ORDER BY period_start DESC, trial_id",
+        "SELECT trial_id FROM grafana.fiveg_trials ORDER BY period_start DESC, trial_id",
         label="Trial",
         multi=False,
         include_all=False,

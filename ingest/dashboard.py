@@ -21,7 +21,7 @@ _STREAMS = (
 def _rows_per_minute() -> str:
     parts = [
         f"SELECT $__timeGroupAlias(received_at, '1m'), '{label}' AS metric, count(*) AS value "
-        f"FROM {table} WHERE $__timeFilter(ts) AND $__timeFilter(received_at) GROUP BY 1"
+        f"FROM grafana.{table} WHERE $__timeFilter(ts) AND $__timeFilter(received_at) GROUP BY 1"
         for table, label in _STREAMS
     ]
     return "SELECT * FROM (\n" + "\nUNION ALL\n".join(parts) + "\n) q ORDER BY 1, 2"
@@ -30,7 +30,7 @@ def _rows_per_minute() -> str:
 REJECTS_BY_REASON = """
 SELECT $__timeGroupAlias(received_at, '5m'), split_part(reason, ':', 1) AS metric,
        count(*) AS value
-FROM ingest_rejects
+FROM grafana.ingest_rejects
 WHERE $__timeFilter(received_at)
 GROUP BY 1, 2
 ORDER BY 1, 2
@@ -42,18 +42,18 @@ SELECT $__timeGroupAlias(received_at, '1m'),
            AS "p50",
        percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - ts))
            AS "p95"
-FROM bus_telemetry
+FROM grafana.bus_telemetry
 WHERE $__timeFilter(ts) AND $__timeFilter(received_at)
 GROUP BY 1
 ORDER BY 1
 """
 
 REJECT_SHARE = """
-SELECT (SELECT count(*) FROM ingest_rejects WHERE $__timeFilter(received_at))::float8
-       / greatest(1, (SELECT count(*) FROM bus_telemetry WHERE $__timeFilter(ts))
-                   + (SELECT count(*) FROM fiveg_radio WHERE $__timeFilter(ts))
-                   + (SELECT count(*) FROM bus_events WHERE $__timeFilter(ts))
-                   + (SELECT count(*) FROM ingest_rejects WHERE $__timeFilter(received_at)))
+SELECT (SELECT count(*) FROM grafana.ingest_rejects WHERE $__timeFilter(received_at))::float8
+       / greatest(1, (SELECT count(*) FROM grafana.bus_telemetry WHERE $__timeFilter(ts))
+                   + (SELECT count(*) FROM grafana.fiveg_radio WHERE $__timeFilter(ts))
+                   + (SELECT count(*) FROM grafana.bus_events WHERE $__timeFilter(ts))
+                   + (SELECT count(*) FROM grafana.ingest_rejects WHERE $__timeFilter(received_at)))
        AS "reject share"
 """
 
@@ -62,7 +62,7 @@ SELECT vehicle_id AS "vehicle",
        max(ts) AS "last report",
        extract(epoch FROM now() - max(ts)) AS "silent for (s)",
        count(*) AS "reports"
-FROM bus_telemetry
+FROM grafana.bus_telemetry
 WHERE $__timeFilter(ts)
 GROUP BY vehicle_id
 ORDER BY 3 DESC
@@ -71,7 +71,7 @@ ORDER BY 3 DESC
 LATEST_REJECTS = """
 SELECT received_at AS "time", topic, reason,
        left(convert_from(payload, 'UTF8'), 120) AS "payload (start)"
-FROM ingest_rejects
+FROM grafana.ingest_rejects
 WHERE $__timeFilter(received_at) AND octet_length(payload) > 0
   AND position('\\x00'::bytea IN payload) = 0
 ORDER BY received_at DESC

@@ -15,22 +15,22 @@ SELECT vs.vehicle_id, vs.lat AS latitude, vs.lon AS longitude,
        round((vs.delay_s / 60.0)::numeric, 1)::float8 AS "delay (min)",
        vs.status, vs.route_id, r.route_long_name AS route, vs.next_stop_id,
        round((vs.speed_mps * 3.6)::numeric, 1)::float8 AS "speed (km/h)", vs.mode, vs.ts
-FROM vehicle_state vs
-LEFT JOIN gtfs_routes r ON r.feed_version = gtfs_current_version() AND r.route_id = vs.route_id
+FROM grafana.vehicle_state vs
+LEFT JOIN grafana.gtfs_routes r ON r.route_id = vs.route_id
 WHERE vs.status <> 'offline' AND vs.ts > now() - interval '15 minutes'
 ORDER BY vs.vehicle_id
 """
 
 VEHICLES_BY_STATUS = """
 SELECT status, count(*)::float8 AS vehicles
-FROM vehicle_state
+FROM grafana.vehicle_state
 WHERE ts > now() - interval '1 day'
 GROUP BY status ORDER BY status
 """
 
 SPEED = """
 SELECT $__timeGroupAlias(ts, $__interval), vehicle_id AS metric, avg(speed_mps) * 3.6 AS speed
-FROM bus_telemetry
+FROM grafana.bus_telemetry
 WHERE $__timeFilter(ts)
 GROUP BY 1, 2 ORDER BY 1
 """
@@ -39,7 +39,7 @@ MODE_SHARE = """
 SELECT $__timeGroupAlias(ts, $__interval),
        100.0 * avg((mode = 'autonomous')::int) AS "autonomous %",
        100.0 * avg((mode = 'remote')::int) AS "remote %"
-FROM bus_telemetry
+FROM grafana.bus_telemetry
 WHERE $__timeFilter(ts) AND mode IS NOT NULL
 GROUP BY 1 ORDER BY 1
 """
@@ -47,8 +47,8 @@ GROUP BY 1 ORDER BY 1
 ON_TIME = """
 SELECT coalesce(r.route_long_name, d.route_id) AS route,
        100.0 * sum(d.on_time) / nullif(sum(d.departures), 0) AS "on time %"
-FROM mobility_route_daily d
-LEFT JOIN gtfs_routes r ON r.feed_version = gtfs_current_version() AND r.route_id = d.route_id
+FROM grafana.mobility_route_daily d
+LEFT JOIN grafana.gtfs_routes r ON r.route_id = d.route_id
 WHERE d.bucket >= time_bucket('1 day', $__timeFrom()::timestamptz, 'Asia/Tokyo')
   AND d.bucket < $__timeTo()::timestamptz AND d.departures > 0 AND d.route_id IN ($route)
 GROUP BY 1 ORDER BY 2
@@ -56,7 +56,7 @@ GROUP BY 1 ORDER BY 2
 
 DELAY = """
 SELECT $__timeGroupAlias(ts, $__interval), route_id AS metric, avg(delay_s) / 60.0 AS delay
-FROM vehicle_events
+FROM grafana.vehicle_events
 WHERE $__timeFilter(ts) AND type = 'departure' AND route_id IN ($route)
 GROUP BY 1, 2 ORDER BY 1
 """
@@ -65,7 +65,7 @@ HEADWAYS = """
 SELECT time, metric, headway FROM (
     SELECT ts AS time, route_id || ' ' || stop_id AS metric,
            extract(epoch FROM ts - lag(ts) OVER w) / 60.0 AS headway
-    FROM vehicle_events
+    FROM grafana.vehicle_events
     WHERE $__timeFilter(ts) AND type = 'departure' AND route_id IN ($route)
     WINDOW w AS (PARTITION BY route_id, direction_id, stop_id ORDER BY ts)
 ) h
@@ -76,8 +76,8 @@ ORDER BY time
 DWELL = """
 SELECT coalesce(s.stop_name, e.stop_id) AS stop, avg(e.dwell_s) AS "mean dwell",
        max(e.dwell_s) AS "max dwell", count(*)::float8 AS departures
-FROM vehicle_events e
-LEFT JOIN gtfs_stops s ON s.feed_version = gtfs_current_version() AND s.stop_id = e.stop_id
+FROM grafana.vehicle_events e
+LEFT JOIN grafana.gtfs_stops s ON s.stop_id = e.stop_id
 WHERE $__timeFilter(e.ts) AND e.type = 'departure' AND e.route_id IN ($route)
 GROUP BY 1 ORDER BY 2 DESC LIMIT 25
 """
@@ -86,7 +86,7 @@ AUTONOMY = """
 WITH t AS (
     SELECT mode, odometer_m - lag(odometer_m) OVER w AS dd,
            lag(mode) OVER w AS pmode, extract(epoch FROM ts - lag(ts) OVER w) AS dt
-    FROM bus_telemetry
+    FROM grafana.bus_telemetry
     WHERE $__timeFilter(ts) AND odometer_m IS NOT NULL
     WINDOW w AS (PARTITION BY vehicle_id ORDER BY ts)
 )
@@ -102,19 +102,19 @@ TAKEOVERS = """
 WITH km AS (
     SELECT greatest(coalesce(sum(dd), 0) / 1000.0, 0.001) AS km FROM (
         SELECT odometer_m - lag(odometer_m) OVER (PARTITION BY vehicle_id ORDER BY ts) AS dd
-        FROM bus_telemetry WHERE $__timeFilter(ts) AND odometer_m IS NOT NULL
+        FROM grafana.bus_telemetry WHERE $__timeFilter(ts) AND odometer_m IS NOT NULL
     ) d WHERE dd >= 0
 )
 SELECT coalesce(e.cause, 'unknown') AS cause, count(*)::float8 AS takeovers,
        100.0 * count(*) / km.km AS "per 100 km"
-FROM bus_events e, km
+FROM grafana.bus_events e, km
 WHERE $__timeFilter(e.ts) AND e.type = 'takeover'
 GROUP BY 1, km.km ORDER BY 2 DESC
 """
 
 INTERVENTIONS = """
 SELECT type, count(*)::float8 AS events
-FROM bus_events
+FROM grafana.bus_events
 WHERE $__timeFilter(ts) AND type IN ('takeover', 'obstacle_stop', 'remote_intervention')
 GROUP BY 1 ORDER BY 1
 """
@@ -122,14 +122,14 @@ GROUP BY 1 ORDER BY 1
 ALERTS = """
 SELECT ts AS time, vehicle_id, type, route_id, nullif(stop_id, '') AS stop_id,
        round(delay_s::numeric)::float8 AS delay_s, detail::text AS detail
-FROM vehicle_events
+FROM grafana.vehicle_events
 WHERE $__timeFilter(ts) AND type IN ('off_route', 'overspeed', 'offline', 'bunching')
 ORDER BY ts DESC LIMIT 200
 """
 
 ROUTES = """
 SELECT coalesce(route_long_name, route_id) AS __text, route_id AS __value
-FROM gtfs_routes WHERE feed_version = gtfs_current_version() ORDER BY route_id
+FROM grafana.gtfs_routes ORDER BY route_id
 """
 
 DELAY_COLOURS: list[tuple[float | None, str]] = [

@@ -60,13 +60,16 @@ def push(
     db_user: str = typer.Option(None, help="Preferably a read-only role."),
     api_url: str = typer.Option(None, help="The Mebuku API as Grafana reaches it."),
     sslmode: str = typer.Option("disable", help="disable, require, verify-ca, verify-full"),
+    city_team: list[str] = typer.Option(
+        [], help="Grafana team that may view the city folder (repeat); default: admins only."
+    ),
 ) -> None:
     """Create or update the data sources, folders and dashboards (safe to repeat).
 
     Secrets come from the environment only: MEBUKU_DB_PASSWORD and MEBUKU_GRAFANA_API_KEY
     (an API key with role council, from `mebuku operators create --role council`).
     """
-    from api.grafana.push import Connection
+    from api.grafana.push import Connection, GrafanaSetupError
     from api.grafana.push import push as do_push
 
     conn = Connection(
@@ -78,7 +81,11 @@ def push(
         api_key=_env("MEBUKU_GRAFANA_API_KEY"),
         db_sslmode=sslmode,
     )
-    report = do_push(_api(url, token), conn)
+    try:
+        report = do_push(_api(url, token), conn, city_teams=city_team)
+    except GrafanaSetupError as e:
+        console.print(f"[red]{e}[/]")
+        raise typer.Exit(1) from e
     for item in report.created:
         console.print(f"created {item}")
     for item in report.updated:

@@ -9,10 +9,10 @@ from core.grafana import API_DATASOURCE, dashboard, panel, query_variable, sql_t
 _MESSAGES = """
 SELECT $__timeGroupAlias(ts, $__interval), count(*)::float8 AS "messages"
 FROM (
-  SELECT ts FROM bus_telemetry WHERE $__timeFilter(ts)
-  UNION ALL SELECT ts FROM bus_events WHERE $__timeFilter(ts)
-  UNION ALL SELECT ts FROM fiveg_radio WHERE $__timeFilter(ts)
-  UNION ALL SELECT ts FROM fiveg_sensor WHERE $__timeFilter(ts)
+  SELECT ts FROM grafana.bus_telemetry WHERE $__timeFilter(ts)
+  UNION ALL SELECT ts FROM grafana.bus_events WHERE $__timeFilter(ts)
+  UNION ALL SELECT ts FROM grafana.fiveg_radio WHERE $__timeFilter(ts)
+  UNION ALL SELECT ts FROM grafana.fiveg_sensor WHERE $__timeFilter(ts)
 ) m
 GROUP BY 1
 ORDER BY 1
@@ -23,7 +23,7 @@ SELECT $__timeGroupAlias(ts, $__interval),
   percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - ts))
     AS "p95 lag",
   avg(extract(epoch FROM received_at - ts))::float8 AS "mean lag"
-FROM bus_telemetry
+FROM grafana.bus_telemetry
 WHERE $__timeFilter(ts) AND vehicle_id IN ($vehicle)
 GROUP BY 1
 ORDER BY 1
@@ -31,7 +31,7 @@ ORDER BY 1
 
 _PER_VEHICLE = """
 SELECT $__timeGroupAlias(ts, $__interval), vehicle_id AS metric, count(*)::float8 AS "messages"
-FROM bus_telemetry
+FROM grafana.bus_telemetry
 WHERE $__timeFilter(ts) AND vehicle_id IN ($vehicle)
 GROUP BY 1, 2
 ORDER BY 1
@@ -39,20 +39,20 @@ ORDER BY 1
 
 _REJECTS = """
 SELECT count(*)::float8 AS "rejected"
-FROM ingest_rejects
+FROM grafana.ingest_rejects
 WHERE $__timeFilter(received_at)
 """
 
 _REJECT_REASONS = """
 SELECT reason, topic, count(*) AS messages, max(received_at) AS last_seen
-FROM ingest_rejects
+FROM grafana.ingest_rejects
 WHERE $__timeFilter(received_at)
 GROUP BY reason, topic
 ORDER BY messages DESC
 LIMIT 50
 """
 
-_VEHICLES = "SELECT DISTINCT vehicle_id FROM bus_telemetry ORDER BY 1"
+_VEHICLES = "SELECT DISTINCT vehicle_id FROM grafana.bus_telemetry ORDER BY 1"
 
 
 def api_target(series: str, ref_id: str = "A") -> dict[str, Any]:

@@ -70,6 +70,28 @@ def folder_uid(folder: str) -> str:
     return f"mebuku-{folder}"
 
 
+# Folders closed to Grafana's default Viewer and Editor roles: only Grafana admins and
+# the teams named with `push --city-team` may open them. Grafana OSS cannot set folder
+# permissions from provisioning files, so `push` sets them through the HTTP API (and
+# resets hand-made changes on every run: the list here is the truth).
+RESTRICTED_FOLDERS = frozenset({"city"})
+VIEW = 1  # Grafana's permission level "View"
+
+
+class GrafanaSetupError(RuntimeError):
+    """Something push needs is missing in Grafana (e.g. a team named on the command line)."""
+
+
+def team_ids(api: Any, names: list[str]) -> list[int]:
+    ids = []
+    for name in names:
+        found = [t for t in api.teams.get_team_by_name(name) if t.get("name") == name]
+        if not found:
+            raise GrafanaSetupError(f"Grafana team {name!r} not found: create it first")
+        ids.append(int(found[0]["id"]))
+    return ids
+
+
 @dataclass
 class PushReport:
     created: list[str]
@@ -86,9 +108,13 @@ def _exists(getter: Any, uid: str) -> bool:
     return True
 
 
-def push(api: Any, conn: Connection) -> PushReport:
-    """``api`` is a ``grafana_client.GrafanaApi`` (untyped library, hence Any)."""
+def push(api: Any, conn: Connection, city_teams: list[str] | None = None) -> PushReport:
+    """``api`` is a ``grafana_client.GrafanaApi`` (untyped library, hence Any).
+
+    ``city_teams``: Grafana teams that may view the restricted folders (else admins only).
+    """
     report = PushReport([], [])
+    viewers = team_ids(api, city_teams or [])
     for ds in datasources(conn):
         if _exists(api.datasource.get_datasource_by_uid, ds["uid"]):
             api.datasource.update_datasource_by_uid(ds["uid"], ds)
@@ -105,6 +131,10 @@ def push(api: Any, conn: Connection) -> PushReport:
         else:
             api.folder.create_folder(folder, uid=uid)
             report.created.append(f"folder {uid}")
+        if folder in RESTRICTED_FOLDERS:
+            api.folder.update_folder_permissions(
+                uid, {"items": [{"teamId": t, "permission": VIEW} for t in viewers]}
+            )
     for folder, d in dashboards:
         existed = _exists(api.dashboard.get_dashboard, d["uid"])
         body = {k: v for k, v in d.items() if k not in ("id", "version")}

@@ -1,4 +1,9 @@
-"""The city's settlement and subsidy dashboard (folder ``city``)."""
+"""The city's settlement and subsidy dashboard (folder ``city``).
+
+Grafana reads as ``mebuku_grafana``, which sees only the aggregated ``grafana.fares_*``
+views (core/roles/migrations): no resident, card or ride record, so a viewer who edits a
+query still gets totals only. Ride-time panels work at the views' one-hour resolution.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ def dashboards() -> list[tuple[str, dict[str, Any]]]:
             "Owed to operators this month",
             [
                 sql_target(
-                    f"SELECT coalesce(sum(amount_yen), 0) AS yen FROM fare_ledger"
+                    f"SELECT coalesce(sum(amount_yen), 0) AS yen FROM grafana.fares_ledger_monthly"
                     f" WHERE period = {THIS_MONTH}",
                     "table",
                 )
@@ -31,8 +36,8 @@ def dashboards() -> list[tuple[str, dict[str, Any]]]:
             "Subsidised taxi rides (range)",
             [
                 sql_target(
-                    "SELECT count(*) AS rides FROM fare_ledger WHERE kind = 'mytaku'"
-                    " AND $__timeFilter(ride_at)",
+                    "SELECT coalesce(sum(lines), 0) AS rides FROM grafana.fares_ledger_hourly"
+                    " WHERE kind = 'mytaku' AND $__timeFilter(hour)",
                     "table",
                 )
             ],
@@ -43,8 +48,7 @@ def dashboards() -> list[tuple[str, dict[str, Any]]]:
             "Enrolled residents / active cards",
             [
                 sql_target(
-                    "SELECT (SELECT count(*) FROM fare_residents) AS residents,"
-                    " (SELECT count(*) FROM fare_ic_cards WHERE status = 'active') AS cards",
+                    "SELECT residents, active_cards AS cards FROM grafana.fares_enrolment",
                     "table",
                 )
             ],
@@ -55,8 +59,8 @@ def dashboards() -> list[tuple[str, dict[str, Any]]]:
             "Rides flagged for review (range)",
             [
                 sql_target(
-                    "SELECT count(*) AS flagged FROM fare_taxi_rides"
-                    " WHERE flags <> '{}' AND $__timeFilter(pickup_at)",
+                    "SELECT coalesce(sum(flagged), 0) AS flagged"
+                    " FROM grafana.fares_taxi_rides_hourly WHERE $__timeFilter(hour)",
                     "table",
                 )
             ],
@@ -68,11 +72,12 @@ def dashboards() -> list[tuple[str, dict[str, Any]]]:
             "Subsidy and discount yen",
             [
                 sql_target(
-                    "SELECT $__timeGroupAlias(ride_at, $__interval),"
+                    "SELECT $__timeGroupAlias(hour, $__interval),"
                     " coalesce(sum(amount_yen) FILTER (WHERE source = 'taxi'), 0) AS mytaku_yen,"
                     " coalesce(sum(amount_yen) FILTER (WHERE source = 'bus'), 0)"
                     " AS bus_discount_yen"
-                    " FROM fare_ledger WHERE $__timeFilter(ride_at) GROUP BY 1 ORDER BY 1"
+                    " FROM grafana.fares_ledger_hourly WHERE $__timeFilter(hour)"
+                    " GROUP BY 1 ORDER BY 1"
                 )
             ],
             grid=(0, 4, 16, 8),
@@ -83,8 +88,8 @@ def dashboards() -> list[tuple[str, dict[str, Any]]]:
             "Taxi riders by decision (range)",
             [
                 sql_target(
-                    "SELECT reason, count(*) AS riders FROM fare_taxi_riders"
-                    " WHERE $__timeFilter(pickup_at) GROUP BY 1 ORDER BY 2 DESC",
+                    "SELECT reason, sum(riders) AS riders FROM grafana.fares_taxi_decisions_hourly"
+                    " WHERE $__timeFilter(hour) GROUP BY 1 ORDER BY 2 DESC",
                     "table",
                 )
             ],
@@ -96,13 +101,14 @@ def dashboards() -> list[tuple[str, dict[str, Any]]]:
             "This month by operator",
             [
                 sql_target(
-                    "SELECT operator_id AS operator, count(*) AS lines,"
+                    "SELECT operator_id AS operator, sum(lines) AS lines,"
                     " coalesce(sum(amount_yen) FILTER (WHERE kind = 'mytaku'), 0) AS mytaku_yen,"
                     " coalesce(sum(amount_yen) FILTER (WHERE kind = 'bus_discount'), 0)"
                     " AS bus_discount_yen,"
                     " coalesce(sum(amount_yen) FILTER (WHERE kind = 'reversal'), 0)"
                     " AS reversal_yen,"
-                    f" sum(amount_yen) AS total_yen FROM fare_ledger WHERE period = {THIS_MONTH}"
+                    " sum(amount_yen) AS total_yen FROM grafana.fares_ledger_monthly"
+                    f" WHERE period = {THIS_MONTH}"
                     " GROUP BY 1 ORDER BY 1",
                     "table",
                 )

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from api.app import create_app
 from api.keys import create_api_key
 from core import sessions
+from core.roles import role_url
 from core.settings import Settings
 from core.web import Principal, ProblemError, Role, db_conn, ensure_own_operator, require_roles
 
@@ -95,6 +96,7 @@ def creds(db_url: str) -> Credentials:
         conn.execute(
             "CREATE TABLE IF NOT EXISTS test_echo_notes (owner text PRIMARY KEY, note text)"
         )
+        conn.execute("GRANT SELECT ON test_echo_notes TO mebuku_api")
         conn.execute(
             "INSERT INTO test_echo_notes VALUES (%s, 'route 11 fuel report'),"
             " (%s, 'confidential nippon-chuo roster'), (%s, 'resident A subsidy'),"
@@ -117,7 +119,9 @@ def creds(db_url: str) -> Credentials:
 
 
 @pytest.fixture(scope="module")
-def client(settings: Settings, creds: Credentials) -> Iterator[TestClient]:
-    app = create_app(settings, extra_routers=[echo_router()])
+def client(settings: Settings, creds: Credentials, db_url: str) -> Iterator[TestClient]:
+    # As deployed: the API logs in as mebuku_api (core/roles/grants.toml).
+    api = settings.model_copy(update={"database_url": role_url(db_url, "api")})
+    app = create_app(api, extra_routers=[echo_router()])
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 from api.app import create_app
 from api.plugins import import_optional
+from core.roles import role_url
 from core.settings import Settings
 from tests.api.conftest import Credentials, echo_router
 from tests.api.live import serve
@@ -68,7 +69,9 @@ def full_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) 
     if jpki is not None and "jpki_trust_anchors" in Settings.model_fields:
         anchors, crl = jpki.TestCA().write(tmp_path_factory.mktemp("jpki"))
         extra = {"jpki_trust_anchors": anchors, "jpki_crl": crl}
-    return make_settings(settings.database_url, settings.mqtt_url, **extra)
+    # As deployed: the API logs in as mebuku_api (core/roles/grants.toml).
+    api_url = role_url(settings.require_database_url(), "api")
+    return make_settings(api_url, settings.mqtt_url, **extra)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from pypdf import PdfReader
 
 from api.app import create_app
 from api.keys import create_api_key
+from core.roles import role_url
 from core.settings import Settings
 from core.web import Role
 from fiveg.trial import load_definition
@@ -35,7 +36,9 @@ def client(
         "admin": {"X-API-Key": create_api_key(db_url, Role.ADMIN)},
         "operator": {"X-API-Key": create_api_key(db_url, Role.OPERATOR, "gunma-chuo")},
     }
-    app = create_app(settings, domain_routers=("fiveg.http",))
+    # The API logs in as mebuku_api, as deployed (core/roles/grants.toml).
+    api = settings.model_copy(update={"database_url": role_url(db_url, "api")})
+    app = create_app(api, domain_routers=("fiveg.http",))
     with TestClient(app) as c:
         body = known_set.trial_definition()
         r = c.put("/v1/fiveg/trials/known-bus-trial", json=body, headers=keys["admin"])

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import psycopg
@@ -28,7 +29,10 @@ class FakeGrafana:
         self.datasources: dict[str, dict[str, Any]] = {}
         self.folders: dict[str, dict[str, Any]] = {}
         self.dashboards: dict[str, dict[str, Any]] = {}
+        self.folder_permissions: dict[str, list[dict[str, Any]]] = {}
+        self.teams: dict[str, int] = {}
         self.writes = 0
+        self.query: dict[str, list[str]] = {}
         self._next_id = 1
 
     def next_id(self) -> int:
@@ -42,6 +46,8 @@ class FakeGrafana:
             ("GET", r"/api/datasources/uid/([^/]+)", self.ds_get),
             ("PUT", r"/api/datasources/uid/([^/]+)", self.ds_put),
             ("POST", r"/api/datasources", self.ds_post),
+            ("POST", r"/api/folders/([^/]+)/permissions", self.folder_permissions_post),
+            ("GET", r"/api/teams/search", self.teams_search),
             ("GET", r"/api/folders/([^/]+)", self.folder_get),
             ("PUT", r"/api/folders/([^/]+)", self.folder_put),
             ("POST", r"/api/folders", self.folder_post),
@@ -119,6 +125,18 @@ class FakeGrafana:
         self.folders[uid]["title"] = body.get("title", self.folders[uid]["title"])
         return 200, self.folders[uid]
 
+    def folder_permissions_post(self, body: dict[str, Any], uid: str) -> tuple[int, Any]:
+        if uid not in self.folders:
+            return 404, {"message": "folder not found"}
+        # Grafana replaces the folder's whole list (Viewer/Editor defaults included).
+        self.folder_permissions[uid] = list(body["items"])
+        return 200, {"message": "Folder permissions updated"}
+
+    def teams_search(self, _: Any, *__: str) -> tuple[int, Any]:
+        name = self.query.get("name", [""])[0]
+        teams = [{"id": i, "name": n} for n, i in self.teams.items() if n == name]
+        return 200, {"teams": teams, "totalCount": len(teams), "perPage": 1000, "page": 1}
+
     def dash_get(self, _: Any, uid: str) -> tuple[int, Any]:
         if uid not in self.dashboards:
             return 404, {"message": "Dashboard not found"}
@@ -149,7 +167,9 @@ def running(fake: FakeGrafana) -> Iterator[str]:
                 return
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length)) if length else None
-            status, out = fake.handle(self.command, self.path.split("?")[0], body)
+            path, _, query = self.path.partition("?")
+            fake.query = parse_qs(query)
+            status, out = fake.handle(self.command, path, body)
             self._send(status, out)
 
         def _send(self, status: int, body: Any) -> None:

@@ -86,7 +86,7 @@ def test_push_is_idempotent_and_check_reports_health(
             "GRAFANA_TOKEN": "glsa_test",
             "MEBUKU_DB_HOST": f"{db['host']}:{db['port']}",
             "MEBUKU_DB_NAME": str(db["dbname"]),
-            "MEBUKU_DB_USER": str(db["user"]),
+            "MEBUKU_DB_USER": "mebuku_grafana",  # the role Grafana reads as
             "MEBUKU_DB_PASSWORD": str(db.get("password", "")),
             "MEBUKU_API_URL": api_url,
             "MEBUKU_GRAFANA_API_KEY": key,
@@ -100,6 +100,8 @@ def test_push_is_idempotent_and_check_reports_health(
         assert {u: d["meta"]["folderUid"] for u, d in fake.dashboards.items()} == {
             u: f"mebuku-{f}" for u, f in expected.items()
         }
+        # The city folder is closed to Grafana's default Viewer/Editor roles: admins only.
+        assert fake.folder_permissions == {"mebuku-city": []}
         snapshot = (dict(fake.datasources), {u: d["dashboard"] for u, d in fake.dashboards.items()})
 
         second = runner.invoke(grafana_cli, ["push"])
@@ -124,3 +126,31 @@ def test_push_is_idempotent_and_check_reports_health(
 
         monkeypatch.setenv("GRAFANA_TOKEN", "wrong")
         assert runner.invoke(grafana_cli, ["push"]).exit_code != 0
+
+
+def test_push_opens_the_city_folder_to_named_teams_only(
+    settings: Settings, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeGrafana(token="glsa_test")
+    fake.teams = {"city-finance": 7, "operators": 8}
+    db = conninfo_to_dict(db_url)
+    runner = CliRunner()
+    with running(fake) as grafana_url:
+        for name, value in {
+            "GRAFANA_URL": grafana_url,
+            "GRAFANA_TOKEN": "glsa_test",
+            "MEBUKU_DB_HOST": f"{db['host']}:{db['port']}",
+            "MEBUKU_DB_NAME": str(db["dbname"]),
+            "MEBUKU_DB_USER": "mebuku_grafana",
+            "MEBUKU_DB_PASSWORD": "",
+            "MEBUKU_API_URL": "http://127.0.0.1:9",
+            "MEBUKU_GRAFANA_API_KEY": "mbk_unused",
+        }.items():
+            monkeypatch.setenv(name, value)
+        ok = runner.invoke(grafana_cli, ["push", "--city-team", "city-finance"])
+        assert ok.exit_code == 0, ok.output
+        assert fake.folder_permissions == {"mebuku-city": [{"teamId": 7, "permission": 1}]}
+        missing = runner.invoke(grafana_cli, ["push", "--city-team", "city-finanse"])
+        assert missing.exit_code == 1
+        assert "team 'city-finanse' not found" in missing.output
+        assert fake.folder_permissions == {"mebuku-city": [{"teamId": 7, "permission": 1}]}

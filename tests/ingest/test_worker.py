@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from core.db import drop_database
+from core.roles import role_url
 from core.settings import Settings
 from ingest.rows import TELEMETRY, Reject, Rows
 from ingest.simulate.city import City, CityConfig
@@ -32,7 +33,8 @@ def own_db(pg_server, migrated_template):
 def worker_for(settings: Settings, **kw) -> IngestWorker:
     name = uuid.uuid4().hex[:8]
     cfg = WorkerConfig(
-        database_url=kw.pop("database_url", settings.require_database_url()),
+        # As deployed: the ingestor's own role (INSERT-only, core/roles/grants.toml).
+        database_url=kw.pop("database_url", role_url(settings.require_database_url(), "ingest")),
         mqtt=settings.mqtt,
         client_id=f"test-ingest-{name}",
         group=f"g{name}",

@@ -15,6 +15,7 @@ from google.transit import gtfs_realtime_pb2 as rt
 
 from api.app import create_app
 from api.keys import create_api_key
+from core.roles import role_url
 from core.settings import Settings
 from mobility.gtfs.importer import import_feed
 from mobility.vehicles.scenario import drive_trip
@@ -63,7 +64,8 @@ def live(db_url: str) -> dict[str, object]:
             "other": create_api_key(conn, "operator", "other-operator", "test"),
             "council": create_api_key(conn, "council", None, "test"),
         }
-    worker = StateWorker(db_url, config=WorkerConfig(batch=5000))
+    # Services log in as their own roles, as deployed (core/roles/grants.toml).
+    worker = StateWorker(role_url(db_url, "mobility"), config=WorkerConfig(batch=5000))
     try:
         while worker.run_once():
             pass
@@ -73,8 +75,9 @@ def live(db_url: str) -> dict[str, object]:
 
 
 @pytest.fixture(scope="module")
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+def client(settings: Settings, db_url: str) -> Iterator[TestClient]:
+    api = settings.model_copy(update={"database_url": role_url(db_url, "api")})
+    with TestClient(create_app(api), raise_server_exceptions=False) as c:
         yield c
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from core.roles import role_url
 from mobility.gtfs.importer import import_feed
 from mobility.vehicles.replay import copy_fixes
 from mobility.vehicles.scenario import Detour, Scenario, drive_trip
@@ -60,7 +61,7 @@ def test_worker_writes_state_and_events_matching_truth(loaded: tuple[str, Scenar
     url, sc = loaded
     last_ts = sc.fixes[-1].ts
     worker = StateWorker(
-        url,
+        role_url(url, "mobility"),
         TrackerConfig(off_route_after_s=20),
         WorkerConfig(batch=500),
         clock=lambda: last_ts + 1,
@@ -97,7 +98,7 @@ def test_restart_resumes_without_duplicate_events(loaded: tuple[str, Scenario]) 
         before = _events(conn)
     assert before  # the previous test ran the worker
     worker = StateWorker(
-        url,
+        role_url(url, "mobility"),
         TrackerConfig(off_route_after_s=20),
         WorkerConfig(batch=700),
         clock=lambda: sc.fixes[-1].ts + 1,
@@ -138,7 +139,7 @@ def test_late_committed_rows_are_picked_up(db_url: str, loaded: tuple[str, Scena
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.cursor().executemany(insert, rows("late-x", sc.fixes[:100], t0))
         worker = StateWorker(
-            db_url,
+            role_url(db_url, "mobility"),
             config=WorkerConfig(sweep_s=0, lookback=timedelta(seconds=2)),
             clock=lambda: sc.fixes[-1].ts,
         )
@@ -166,7 +167,7 @@ def test_late_committed_rows_are_picked_up(db_url: str, loaded: tuple[str, Scena
 
 def test_worker_switches_to_a_newly_imported_feed(loaded: tuple[str, Scenario]) -> None:
     url, _ = loaded
-    worker = StateWorker(url, config=WorkerConfig(reload_feed_s=0))
+    worker = StateWorker(role_url(url, "mobility"), config=WorkerConfig(reload_feed_s=0))
     try:
         before = worker.schedule.version
         import_feed(url, REAL_FEED, force=True)
@@ -185,7 +186,7 @@ def test_worker_starts_before_any_feed_is_imported(pg_server, migrated_template:
 
     name = new_database(pg_server, migrated_template)
     url = pg_server.url(name)
-    worker = StateWorker(url, config=WorkerConfig(reload_feed_s=0))
+    worker = StateWorker(role_url(url, "mobility"), config=WorkerConfig(reload_feed_s=0))
     try:
         assert worker.schedule.version is None and worker.run_once() == 0
         import_feed(url, REAL_FEED)
@@ -214,8 +215,10 @@ def test_max_fix_age_skips_fixes_stamped_long_before_they_arrived(
                 insert,
                 [vehicle, ts, fix.lat, fix.lon, fix.speed_mps, fix.trip_id, fix.route_id, arrived],
             )
-    bounded = StateWorker(db_url, config=WorkerConfig(max_fix_age=timedelta(hours=6)))
-    unbounded = StateWorker(db_url, config=WorkerConfig())
+    bounded = StateWorker(
+        role_url(db_url, "mobility"), config=WorkerConfig(max_fix_age=timedelta(hours=6))
+    )
+    unbounded = StateWorker(role_url(db_url, "mobility"), config=WorkerConfig())
     try:
         for w in (bounded, unbounded):
             w.key = (arrived - timedelta(seconds=1), "", arrived)

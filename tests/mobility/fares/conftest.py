@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.keys import create_api_key
 from core.embedded import EmbeddedMosquitto
+from core.roles import role_url
 from core.settings import Settings
 from tests.conftest import make_settings
 from tests.mobility.fares.jpki import Card, TestCA
@@ -47,9 +48,10 @@ RULES_WINDOW_DAYS = 3660
 def fares_settings(
     db_url: str, mqtt_broker: EmbeddedMosquitto, jpki_files: tuple[Path, Path]
 ) -> Settings:
+    """The API under test logs in as mebuku_api, as deployed (core/roles/grants.toml)."""
     anchors, crl = jpki_files
     return make_settings(
-        db_url,
+        role_url(db_url, "api"),
         mqtt_broker.url,
         jpki_trust_anchors=anchors,
         jpki_crl=crl,

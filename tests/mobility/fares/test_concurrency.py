@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.roles import role_url
 from mobility.fares import cards, ledger, residents
 from mobility.fares.policy import load_policies
 from mobility.fares.rules import JST, Fact
@@ -72,7 +73,9 @@ def taxi(record: str, when: datetime, idms: list[str], fare: int = 2000) -> ledg
 
 
 async def race(url: str, rides: list[ledger.TaxiRide]) -> list[ledger.TaxiOutcome]:
-    conns = [await psycopg.AsyncConnection.connect(url, autocommit=True) for _ in rides]
+    # As deployed: the API's own role (no UPDATE/DELETE on the ledger, core/roles).
+    api_url = role_url(url, "api")
+    conns = [await psycopg.AsyncConnection.connect(api_url, autocommit=True) for _ in rides]
     try:
         start = asyncio.Event()
 
