@@ -15,7 +15,7 @@ from mobility.fares.plausibility import expected_taxi_fare, fare_far_from_expect
 from mobility.fares.rules import JST
 from mobility.network import build_graph_from_shapes
 from tests.conftest import make_settings
-from tests.mobility.fares.conftest import OPERATOR, Keys
+from tests.mobility.fares.conftest import OPERATOR, RULES_WINDOW_DAYS, Keys
 
 STATION = (36.38373, 139.072877)  # (lat, lon) 前橋駅
 CHUO = (36.392176, 139.074485)  # 中央前橋駅前
@@ -29,7 +29,12 @@ def road_client(
     detour = [STATION, (36.3840, 139.1050), (36.3920, 139.1050), CHUO]
     path = tmp_path_factory.mktemp("roads") / "detour.graphml"
     ox.save_graphml(build_graph_from_shapes({"detour": detour}), path)
-    settings = make_settings(db_url, mqtt_broker.url, road_graph_path=path)
+    settings = make_settings(
+        db_url,
+        mqtt_broker.url,
+        road_graph_path=path,
+        fares_submission_window_days=RULES_WINDOW_DAYS,
+    )
     with TestClient(create_app(settings), raise_server_exceptions=False) as c:
         yield c
 
