@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from core import migrator, timeseries
+from core.db import TimescaleError
 from core.logging import setup_logging
 from core.settings import get_settings
 
@@ -41,9 +42,13 @@ def _root(
 def db_migrate() -> None:
     """Apply pending migrations (safe to run twice, or from two processes at once)."""
     s = get_settings()
-    applied = migrator.migrate(
-        s.require_database_url(), s, on_apply=lambda m: console.print(f"  applied {m.version}")
-    )
+    try:
+        applied = migrator.migrate(
+            s.require_database_url(), s, on_apply=lambda m: console.print(f"  applied {m.version}")
+        )
+    except TimescaleError as e:  # one line that names the fix, no traceback
+        console.print(str(e), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     console.print(f"[green]{len(applied)} migration(s) applied[/]" if applied else "up to date")
 
 
@@ -68,7 +73,11 @@ def db_status() -> None:
 def db_maintain() -> None:
     """Refresh rollups and expire old rows (plain PostgreSQL; TimescaleDB uses policies)."""
     s = get_settings()
-    report = timeseries.maintain(s.require_database_url(), s)
+    try:
+        report = timeseries.maintain(s.require_database_url(), s)
+    except TimescaleError as e:
+        console.print(str(e), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     console.print(
         f"refreshed {len(report.rollups_refreshed)} rollup(s); expired {report.rows_expired}"
     )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from core.db import has_timescale
+from core.db import timescale_in_use
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def maintain(url: str, settings: Settings) -> MaintenanceReport:
     refreshed: list[str] = []
     expired: dict[str, int] = {}
     with psycopg.connect(url, autocommit=True, application_name="mebuku-maintain") as conn:
-        timescale = has_timescale(conn)
+        timescale = timescale_in_use(conn)
         rollups = [
             (r[0], r[1])
             for r in conn.execute("SELECT name, end_offset::text FROM mebuku.rollups ORDER BY name")
