@@ -9,7 +9,9 @@ on demand (``mebuku db maintain``, run periodically by ``mebuku demo``).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
+from typing import Literal
 
 import psycopg
 from psycopg import sql
@@ -29,26 +31,70 @@ def _tables(conn: psycopg.Connection) -> list[tuple[str, str, str | None]]:
     ]
 
 
+_RETENTION = ("policy_retention",)
+# 2.18+ calls compression "columnstore"; the job's proc_name has stayed policy_compression.
+_COMPRESSION = ("policy_compression", "policy_columnstore")
+
+
+def _policy_after(conn: psycopg.Connection, table: str, procs: tuple[str, ...]) -> int | None:
+    """Whole days of the table's current policy of that kind (None: no policy); a policy
+    whose age is not whole days counts as -1, so it is always replaced."""
+    row = conn.execute(
+        "SELECT coalesce(config->>'drop_after', config->>'compress_after')::interval"
+        " FROM timescaledb_information.jobs"
+        " WHERE format('%%I.%%I', hypertable_schema, hypertable_name)::regclass = %s::regclass"
+        "   AND proc_name = ANY(%s)"
+        " ORDER BY job_id LIMIT 1",
+        [table, list(procs)],
+    ).fetchone()
+    if row is None:
+        return None
+    age = row[0]
+    return age.days if age is not None and age.seconds == age.microseconds == 0 else -1
+
+
+def _retrying(conn: psycopg.Connection, query: str, params: list[object]) -> None:
+    """Run one policy change in its own transaction, again when it deadlocks with the
+    policy's own background job (which locks the table, then waits for the job lock that
+    removing the policy takes)."""
+    for attempt in range(1, 6):
+        try:
+            with conn.transaction():
+                conn.execute(query, params)
+            return
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.LockNotAvailable):
+            if attempt == 5:
+                raise
+            log.info("policy change on a busy table, again (%d): %s", attempt, query)
+            time.sleep(0.2 * attempt)
+
+
+def _set_policy(
+    conn: psycopg.Connection, table: str, kind: Literal["retention", "compression"], days: int
+) -> None:
+    """Make the table's policy of that kind ``days`` (0: none); no change when it is."""
+    current = _policy_after(conn, table, _RETENTION if kind == "retention" else _COMPRESSION)
+    wanted = days if days > 0 else None
+    if current == wanted:
+        return
+    if current is not None:
+        _retrying(conn, f"SELECT remove_{kind}_policy(%s, if_exists => true)", [table])
+    if wanted is not None:
+        _retrying(conn, f"SELECT add_{kind}_policy(%s, make_interval(days => %s))", [table, wanted])
+
+
 def apply_policies(conn: psycopg.Connection, settings: Settings, *, timescale: bool) -> None:
-    """Set compression and retention policies (TimescaleDB only; idempotent)."""
+    """Set compression and retention policies (TimescaleDB only; idempotent).
+
+    Only policies that differ from the settings are replaced, so a migrate that changes
+    nothing does not touch the jobs (which may be running right then).
+    """
     if not timescale:
         return
     for table, _time_col, segment_by in _tables(conn):
-        with conn.transaction():
-            conn.execute("SELECT remove_retention_policy(%s, if_exists => true)", [table])
-            if settings.retention_days > 0:
-                conn.execute(
-                    "SELECT add_retention_policy(%s, make_interval(days => %s))",
-                    [table, settings.retention_days],
-                )
-            if segment_by is None:
-                continue
-            conn.execute("SELECT remove_compression_policy(%s, if_exists => true)", [table])
-            if settings.compress_after_days > 0:
-                conn.execute(
-                    "SELECT add_compression_policy(%s, make_interval(days => %s))",
-                    [table, settings.compress_after_days],
-                )
+        _set_policy(conn, table, "retention", settings.retention_days)
+        if segment_by is not None:
+            _set_policy(conn, table, "compression", settings.compress_after_days)
 
 
 @dataclass(frozen=True)
