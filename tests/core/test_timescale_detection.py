@@ -171,6 +171,18 @@ def server_root() -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
+def preloaded_as_plain_role(pg: EmbeddedPostgres) -> bool:
+    """What a role that may not read shared_preload_libraries is told."""
+    with psycopg.connect(pg.url(), autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS reader")
+        conn.execute("CREATE ROLE reader LOGIN")
+    with psycopg.connect(pg.url().replace(f"{pg.superuser}@", "reader@")) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SHOW shared_preload_libraries")
+        conn.rollback()
+        return timescale_state(conn).preloaded
+
+
 def test_installed_not_preloaded_migrates_plain_with_one_warning(
     ts_bindir: Path, server_root: Path, tmp_path: Path
 ) -> None:
@@ -182,6 +194,7 @@ def test_installed_not_preloaded_migrates_plain_with_one_warning(
         with psycopg.connect(url, autocommit=True) as conn:
             st = timescale_state(conn)
         assert (st.installed, st.preloaded, st.created) == (True, False, False)
+        assert not preloaded_as_plain_role(pg)
 
         r = mebuku(url, "on", "migrate", cwd=tmp_path)
         assert r.returncode == 2, r.stderr
@@ -211,6 +224,7 @@ def test_installed_not_preloaded_migrates_plain_with_one_warning(
         pg.stop()
         pg.preload_timescale = True
         pg.start()
+        assert preloaded_as_plain_role(pg)
         r = mebuku(url, "auto", "migrate", cwd=tmp_path)
         assert r.returncode == 0, r.stderr
         assert fix_lines(r.stderr) == []
