@@ -17,6 +17,7 @@ from rich.table import Table
 
 from core import migrator, timeseries
 from core.broker import app as broker_app
+from core.db import TimescaleError
 from core.logging import settings_secrets, setup_logging
 from core.settings import get_settings
 
@@ -61,9 +62,13 @@ def _settings_problem(e: ValidationError | SettingsError) -> str:
 def db_migrate() -> None:
     """Apply pending migrations (safe to run twice, or from two processes at once)."""
     s = get_settings()
-    applied = migrator.migrate(
-        s.require_database_url(), s, on_apply=lambda m: console.print(f"  applied {m.version}")
-    )
+    try:
+        applied = migrator.migrate(
+            s.require_database_url(), s, on_apply=lambda m: console.print(f"  applied {m.version}")
+        )
+    except TimescaleError as e:  # one line that names the fix, no traceback
+        console.print(str(e), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     console.print(f"[green]{len(applied)} migration(s) applied[/]" if applied else "up to date")
 
 
@@ -123,7 +128,11 @@ def db_roles(
 def db_maintain() -> None:
     """Refresh rollups and expire old rows (plain PostgreSQL; TimescaleDB uses policies)."""
     s = get_settings()
-    report = timeseries.maintain(s.require_database_url(), s)
+    try:
+        report = timeseries.maintain(s.require_database_url(), s)
+    except TimescaleError as e:
+        console.print(str(e), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     console.print(
         f"refreshed {len(report.rollups_refreshed)} rollup(s); expired {report.rows_expired}"
     )

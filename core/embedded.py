@@ -77,8 +77,18 @@ def _chown_tree(path: Path, uid: int | None, gid: int | None) -> None:
         os.chown(p, uid, gid)
 
 
-def find_pg_bindir() -> Path:
-    """The folder holding initdb and postgres (PATH, pg_config, Debian's layout)."""
+def find_pg_bindir(configured: Path | str | None = None) -> Path:
+    """The folder holding initdb and postgres: ``configured``, else ``MEBUKU_PG_BINDIR``,
+    else discovered (PATH, pg_config, Debian's layout)."""
+    chosen = configured or os.environ.get("MEBUKU_PG_BINDIR") or None
+    if chosen is not None:
+        path = Path(chosen)
+        if not ((path / "initdb").exists() and (path / "postgres").exists()):
+            raise EmbeddedServerError(
+                f"MEBUKU_PG_BINDIR={path} has no initdb and postgres: set it to a PostgreSQL "
+                "bin folder (e.g. /usr/lib/postgresql/15/bin) or unset it"
+            )
+        return path
     candidates: list[str] = []
     if (pg_config := shutil.which("pg_config")) is not None:
         with contextlib.suppress(subprocess.CalledProcessError, OSError):
@@ -93,6 +103,25 @@ def find_pg_bindir() -> Path:
         "PostgreSQL binaries not found: install PostgreSQL (apt-get install postgresql) "
         "or set MEBUKU_DATABASE_URL to an existing server"
     )
+
+
+def timescale_installed(bindir: Path) -> bool:
+    """True when the PostgreSQL in ``bindir`` has TimescaleDB installed: its pkglibdir holds
+    the loader library and its sharedir the control file (asked of its own pg_config)."""
+    pg_config = bindir / "pg_config"
+    if not pg_config.exists():
+        return False
+    try:
+        out = subprocess.check_output(
+            [str(pg_config), "--pkglibdir", "--sharedir"], text=True, timeout=10
+        ).split("\n")
+    except (subprocess.SubprocessError, OSError):
+        return False
+    if len(out) < 2:
+        return False
+    pkglibdir, sharedir = Path(out[0].strip()), Path(out[1].strip())
+    loader = any((pkglibdir / f"timescaledb{ext}").exists() for ext in (".so", ".dylib"))
+    return loader and (sharedir / "extension" / "timescaledb.control").exists()
 
 
 class _ChildServer:
@@ -144,14 +173,28 @@ class EmbeddedPostgres(_ChildServer):
 
     stop_signal = signal.SIGINT  # "fast" shutdown: clients are disconnected, data is kept
 
-    def __init__(self, root: Path, port: int | None = None, *, durable: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path,
+        port: int | None = None,
+        *,
+        durable: bool = False,
+        bindir: Path | None = None,
+        preload_timescale: bool | None = None,
+    ) -> None:
+        """``bindir``: PostgreSQL's bin folder (default: :func:`find_pg_bindir`).
+        ``preload_timescale``: None preloads TimescaleDB when it is installed for that
+        PostgreSQL, so `mebuku db migrate` takes the real TimescaleDB path there."""
         self.root = Path(root).absolute()
         self.data = self.root / "data"
         self.sockets = self.root / "run"
         self.log_file = self.root / "postgres.log"
         self.port = port or free_port()
         self.durable = durable
-        self.bindir = find_pg_bindir()
+        self.bindir = find_pg_bindir(bindir)
+        self.preload_timescale = (
+            timescale_installed(self.bindir) if preload_timescale is None else preload_timescale
+        )
         self.proc: subprocess.Popen[bytes] | None = None
         self.user, self.uid, self.gid = _run_as("postgres")
 
@@ -205,6 +248,13 @@ class EmbeddedPostgres(_ChildServer):
             "-c",
             "timezone=UTC",
         ]
+        if self.preload_timescale:
+            opts += [
+                "-c",
+                "shared_preload_libraries=timescaledb",
+                "-c",
+                "timescaledb.telemetry_level=off",
+            ]
         if not self.durable:
             opts += [
                 "-c",

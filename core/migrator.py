@@ -21,7 +21,7 @@ from importlib.abc import Traversable
 import psycopg
 
 from core import roles
-from core.db import has_timescale, timescale_available
+from core.db import PRELOAD_FIX, TimescalePath, decide_timescale, timescale_state
 from core.settings import Settings
 from core.timeseries import apply_policies
 
@@ -83,17 +83,21 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 
 
 def _ensure_timescale(conn: psycopg.Connection, settings: Settings) -> bool:
-    if settings.timescale == "off":
-        return has_timescale(conn)
-    if has_timescale(conn):
-        return True
-    if timescale_available(conn):
+    """Decide the storage path (see :func:`core.db.decide_timescale`) and act on it.
+
+    Raises :class:`core.db.TimescaleError` (one line naming the fix) when the setting
+    cannot be honoured.
+    """
+    state = timescale_state(conn)
+    path = decide_timescale(settings.timescale, state)
+    if path is TimescalePath.CREATE:
         conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         log.info("TimescaleDB extension created")
-        return True
-    if settings.timescale == "on":
-        raise RuntimeError("MEBUKU_TIMESCALE=on but the timescaledb extension is not available")
-    return False
+    elif path is TimescalePath.PLAIN_NOT_PRELOADED:
+        log.warning("%s; migrating for plain PostgreSQL instead", PRELOAD_FIX)
+    elif path is TimescalePath.PLAIN and state.installed and settings.timescale == "auto":
+        log.info("TimescaleDB is available, but this database was migrated without it")
+    return path in (TimescalePath.USE, TimescalePath.CREATE)
 
 
 def migrate(

@@ -72,6 +72,15 @@ class Settings(BaseSettings):
     # Local state (embedded servers, generated secrets) for `mebuku demo`.
     state_dir: Path = Field(default=Path(".mebuku"))
 
+    # Embedded PostgreSQL's binaries (issue 10 item 5, i10-timescale). Read from the
+    # environment by core.embedded.find_pg_bindir; TimescaleDB is preloaded when that
+    # PostgreSQL has it installed.
+    pg_bindir: Path | None = Field(
+        default=None,
+        description="bin folder of the PostgreSQL that `mebuku demo` and tests start; "
+        "none: discovered (PATH, pg_config, /usr/lib/postgresql/*/bin)",
+    )
+
     # Data.
     gtfs_path: Path | None = Field(default=None, description="GTFS-JP zip to import at demo start")
     road_graph_path: Path | None = Field(

@@ -13,12 +13,14 @@ TimescaleDB a scheduled job runs it too (migration 0005).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
+from typing import Literal
 
 import psycopg
 from psycopg import sql
 
-from core.db import has_timescale
+from core.db import timescale_in_use
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,11 +51,14 @@ def _schedule_reject_retention(conn: psycopg.Connection, settings: Settings) -> 
         return
     with conn.transaction():
         jobs = conn.execute(
-            "SELECT job_id FROM timescaledb_information.jobs "
+            "SELECT job_id, (config->>'keep_days')::integer FROM timescaledb_information.jobs "
             "WHERE proc_schema = 'mebuku' AND proc_name = %s",
             [REJECT_JOB],
         ).fetchall()
-        for (job_id,) in jobs:
+        wanted = settings.reject_retention_days
+        if [k for _, k in jobs] == ([wanted] if wanted > 0 else []):
+            return  # unchanged: leave the job alone (it may be running right now)
+        for job_id, _ in jobs:
             conn.execute("SELECT delete_job(%s)", [job_id])
         if settings.reject_retention_days > 0:
             conn.execute(
@@ -63,27 +68,71 @@ def _schedule_reject_retention(conn: psycopg.Connection, settings: Settings) -> 
             )
 
 
+_RETENTION = ("policy_retention",)
+# 2.18+ calls compression "columnstore"; the job's proc_name has stayed policy_compression.
+_COMPRESSION = ("policy_compression", "policy_columnstore")
+
+
+def _policy_after(conn: psycopg.Connection, table: str, procs: tuple[str, ...]) -> int | None:
+    """Whole days of the table's current policy of that kind (None: no policy); a policy
+    whose age is not whole days counts as -1, so it is always replaced."""
+    row = conn.execute(
+        "SELECT coalesce(config->>'drop_after', config->>'compress_after')::interval"
+        " FROM timescaledb_information.jobs"
+        " WHERE format('%%I.%%I', hypertable_schema, hypertable_name)::regclass = %s::regclass"
+        "   AND proc_name = ANY(%s)"
+        " ORDER BY job_id LIMIT 1",
+        [table, list(procs)],
+    ).fetchone()
+    if row is None:
+        return None
+    age = row[0]
+    return age.days if age is not None and age.seconds == age.microseconds == 0 else -1
+
+
+def _retrying(conn: psycopg.Connection, query: str, params: list[object]) -> None:
+    """Run one policy change in its own transaction, again when it deadlocks with the
+    policy's own background job (which locks the table, then waits for the job lock that
+    removing the policy takes)."""
+    for attempt in range(1, 6):
+        try:
+            with conn.transaction():
+                conn.execute(query, params)
+            return
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.LockNotAvailable):
+            if attempt == 5:
+                raise
+            log.info("policy change on a busy table, again (%d): %s", attempt, query)
+            time.sleep(0.2 * attempt)
+
+
+def _set_policy(
+    conn: psycopg.Connection, table: str, kind: Literal["retention", "compression"], days: int
+) -> None:
+    """Make the table's policy of that kind ``days`` (0: none); no change when it is."""
+    current = _policy_after(conn, table, _RETENTION if kind == "retention" else _COMPRESSION)
+    wanted = days if days > 0 else None
+    if current == wanted:
+        return
+    if current is not None:
+        _retrying(conn, f"SELECT remove_{kind}_policy(%s, if_exists => true)", [table])
+    if wanted is not None:
+        _retrying(conn, f"SELECT add_{kind}_policy(%s, make_interval(days => %s))", [table, wanted])
+
+
 def apply_policies(conn: psycopg.Connection, settings: Settings, *, timescale: bool) -> None:
-    """Set compression and retention policies (TimescaleDB only; idempotent)."""
+    """Set compression and retention policies (TimescaleDB only; idempotent).
+
+    Only policies that differ from the settings are replaced, so a migrate that changes
+    nothing does not touch the jobs (which may be running right then).
+    """
     if not timescale:
         return
     _schedule_reject_retention(conn, settings)
     for table, _time_col, segment_by in _tables(conn):
-        with conn.transaction():
-            conn.execute("SELECT remove_retention_policy(%s, if_exists => true)", [table])
-            if settings.retention_days > 0:
-                conn.execute(
-                    "SELECT add_retention_policy(%s, make_interval(days => %s))",
-                    [table, settings.retention_days],
-                )
-            if segment_by is None:
-                continue
-            conn.execute("SELECT remove_compression_policy(%s, if_exists => true)", [table])
-            if settings.compress_after_days > 0:
-                conn.execute(
-                    "SELECT add_compression_policy(%s, make_interval(days => %s))",
-                    [table, settings.compress_after_days],
-                )
+        _set_policy(conn, table, "retention", settings.retention_days)
+        if segment_by is not None:
+            _set_policy(conn, table, "compression", settings.compress_after_days)
 
 
 @dataclass(frozen=True)
@@ -109,7 +158,7 @@ def maintain(url: str, settings: Settings) -> MaintenanceReport:
     refreshed: list[str] = []
     expired: dict[str, int] = {}
     with psycopg.connect(url, autocommit=True, application_name="mebuku-maintain") as conn:
-        timescale = has_timescale(conn)
+        timescale = timescale_in_use(conn)
         rollups = [
             (r[0], r[1])
             for r in conn.execute("SELECT name, end_offset::text FROM mebuku.rollups ORDER BY name")

@@ -6,7 +6,8 @@
 - ``db_url``: a fresh, fully migrated database per test module (CREATE DATABASE ...
   TEMPLATE, which takes a few tens of milliseconds).
 - ``settings``: a Settings pointing at them, with a test pseudonym key.
-- ``timescale_url``: a TimescaleDB given by MEBUKU_TEST_TIMESCALE_URL, else the test skips.
+- ``timescale_url``: a TimescaleDB given by MEBUKU_TEST_TIMESCALE_URL, else ``pg_server``
+  when it preloads TimescaleDB, else the test skips.
 
 Recovery tests that must take a server down for a long time use their own instances
 (``EmbeddedPostgres`` / ``EmbeddedMosquitto`` in a ``core.embedded.server_dir()``) so
@@ -65,11 +66,15 @@ def make_settings(database_url: str | None, mqtt_url: str | None = None, **kw: o
 
 @pytest.fixture(scope="session")
 def migrated_template(pg_server: EmbeddedPostgres) -> str:
-    """Name of a database with every migration applied, to copy from."""
+    """Name of a database with every migration applied, to copy from.
+
+    Always the plain-PostgreSQL path, also when ``pg_server`` preloads TimescaleDB (its
+    PostgreSQL has it installed): the TimescaleDB path has its own tests (``timescale``).
+    """
     name = "mebuku_template"
     create_database(pg_server.url(), name)
     url = pg_server.url(name)
-    migrator.migrate(url, make_settings(url))
+    migrator.migrate(url, make_settings(url, timescale="off"))
     return name
 
 
@@ -109,18 +114,27 @@ def db(db_url: str) -> Iterator[psycopg.Connection]:
 
 
 @pytest.fixture(scope="session")
-def timescale_admin_url() -> str:
+def timescale_admin_url(request: pytest.FixtureRequest) -> str:
+    """MEBUKU_TEST_TIMESCALE_URL, else the session's own server when it preloads
+    TimescaleDB (its PostgreSQL, see MEBUKU_PG_BINDIR, has it installed)."""
     url = os.environ.get("MEBUKU_TEST_TIMESCALE_URL")
     if not url:
-        pytest.skip("MEBUKU_TEST_TIMESCALE_URL is not set: no TimescaleDB to test against")
+        pg: EmbeddedPostgres = request.getfixturevalue("pg_server")
+        if not pg.preload_timescale:
+            pytest.skip(
+                "no TimescaleDB to test against: set MEBUKU_TEST_TIMESCALE_URL, or "
+                f"MEBUKU_PG_BINDIR to a PostgreSQL with TimescaleDB installed ({pg.bindir} "
+                "has none)"
+            )
+        url = pg.url()
+    from core.db import PRELOAD_FIX, timescale_state
+
     with psycopg.connect(url, autocommit=True) as conn:
-        if (
-            conn.execute(
-                "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
-            ).fetchone()
-            is None
-        ):
-            pytest.fail(f"MEBUKU_TEST_TIMESCALE_URL={url} has no timescaledb extension")
+        state = timescale_state(conn)
+    if not state.installed:
+        pytest.fail(f"MEBUKU_TEST_TIMESCALE_URL={url} has no timescaledb extension")
+    if not state.preloaded:
+        pytest.fail(f"MEBUKU_TEST_TIMESCALE_URL={url}: {PRELOAD_FIX}")
     return url
 
 

@@ -51,15 +51,33 @@ def test_migrate_makes_hypertables_with_compression_and_retention(timescale_url:
             assert own == (0,)
 
 
+def _policy_jobs(url: str) -> dict[tuple[str, str], tuple[int, str]]:
+    """(table, proc) -> (job id, age) of every policy job on a hypertable."""
+    with psycopg.connect(url) as conn:
+        return {
+            (r[0], r[1]): (r[2], r[3])
+            for r in conn.execute(
+                "SELECT hypertable_name, proc_name, job_id,"
+                " coalesce(config->>'drop_after', config->>'compress_after')"
+                " FROM timescaledb_information.jobs WHERE hypertable_name IS NOT NULL"
+                " AND proc_name IN ('policy_retention', 'policy_compression')"
+            )
+        }
+
+
 def test_policies_follow_settings_on_rerun(timescale_url: str) -> None:
     migrator.migrate(timescale_url, make_settings(timescale_url, retention_days=90))
-    migrator.migrate(timescale_url, make_settings(timescale_url, retention_days=0))
-    with psycopg.connect(timescale_url) as conn:
-        jobs = conn.execute(
-            "SELECT count(*) FROM timescaledb_information.jobs "
-            "WHERE proc_name = 'policy_retention' AND hypertable_name = 'bus_telemetry'"
-        ).fetchone()
-    assert jobs == (0,)
+    first = _policy_jobs(timescale_url)
+    # Same settings: the jobs (which start running right away) are left alone.
+    migrator.migrate(timescale_url, make_settings(timescale_url, retention_days=90))
+    assert _policy_jobs(timescale_url) == first
+    migrator.migrate(
+        timescale_url, make_settings(timescale_url, retention_days=0, compress_after_days=10)
+    )
+    jobs = _policy_jobs(timescale_url)
+    assert ("bus_telemetry", "policy_retention") not in jobs
+    assert jobs[("bus_telemetry", "policy_compression")][1] == "10 days"
+    assert jobs[("fiveg_radio", "policy_compression")][1] == "10 days"
 
 
 @pytest.mark.parametrize(("width", "ts", "expected"), BUCKET_CASES)
