@@ -308,10 +308,14 @@ class AccessLogFilter(logging.Filter):
 
     A query string may carry personal data, so it is dropped; the path is normalised and
     percent-decoded before masking so that ``%31%32...`` or full-width digits are caught.
+    The client address is masked too: behind a trusted proxy it comes from
+    ``X-Forwarded-For``, which the client writes.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
-            record.args = (*args[:2], masked_path(args[2].split("?", 1)[0]), *args[3:])
+            client = mask(args[0]) if isinstance(args[0], str) else args[0]
+            path = masked_path(args[2].split("?", 1)[0])
+            record.args = (client, args[1], path, *args[3:])
         return True

@@ -69,6 +69,7 @@ BODY_TYPES = [
 LOGGED_HEADERS = ["User-Agent", "Referer", "X-Forwarded-For"]
 MAX_EXAMPLES = int(os.environ.get("MEBUKU_SCREEN_EXAMPLES", "2"))
 PLACEHOLDER = "__MEBUKU_NUMBER__"
+CLIENT_LOGGERS = ("httpx", "httpcore", "hpack")
 
 
 class Collect(logging.Handler):
@@ -77,7 +78,8 @@ class Collect(logging.Handler):
         self.lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
+        if not record.name.startswith(CLIENT_LOGGERS):  # the test's own HTTP client
+            self.lines.append(self.format(record))
 
 
 @contextmanager
