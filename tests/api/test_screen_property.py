@@ -339,7 +339,7 @@ def test_a_number_anywhere_is_refused_and_never_stored_or_logged(
         run_operation(sender, operation)
     sender.http.close()
     print(f"{operations} operations, {sender.sent} requests")
-    assert operations >= 20 and sender.sent > 20 * operations
+    assert operations >= 20 and sender.sent > 5 * operations
     assert not sender.failures, "\n".join(sender.failures[:40])
 
     # nothing stored: the scan first proves it can find a number, then finds none
