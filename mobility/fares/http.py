@@ -1,8 +1,9 @@
 """HTTP endpoints: My Number Card sign-in, residents' subsidy and cards, operators' ride and
 tap submissions and statements, city staff's eligibility facts and enrolment support.
 
-Every request (query, path and JSON body) is screened for Individual Numbers before it is
-validated, so a My Number is refused with a 422 and never reaches storage or logs.
+Every request is screened for Individual Numbers by the API's ASGI layer (``api/screen.py``)
+before routing; ``screen_request`` below repeats the check for these routes as a second
+line should the router ever be mounted without it.
 """
 
 from __future__ import annotations
