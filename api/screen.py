@@ -16,6 +16,7 @@ app. Responses are checked too: a header value with CR, LF or NUL is never sent 
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import json
 import logging
@@ -44,6 +45,7 @@ NOT_SCREENED_HEADERS = frozenset(
     {b"authorization", b"x-api-key", b"cookie", b"content-length", b"transfer-encoding"}
 )
 DECODE_ROUNDS = 3  # percent-decoding repeated, so %2531 is seen as 1
+THREAD_BODY_BYTES = 64 * 1024  # larger bodies are screened in a worker thread
 
 
 def _decoded(text: str, plus: bool = False) -> Iterable[str]:
@@ -122,7 +124,11 @@ def _text_views(body: bytes, charset: str | None) -> Iterable[str]:
         except (LookupError, ValueError):
             pass
     if b"\x00" in body or body[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        for enc in ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"):
+        encodings = ["utf-16"] if body[:2] in (b"\xff\xfe", b"\xfe\xff") else []
+        encodings = encodings or ["utf-16-le", "utf-16-be"]
+        if b"\x00\x00" in body:
+            encodings += ["utf-32-le", "utf-32-be"]
+        for enc in encodings:
             yield body.decode(enc, "replace")
         yield body.replace(b"\x00", b"").decode("latin-1")
 
@@ -221,7 +227,10 @@ class RequestScreen:
                 (v.decode("latin-1") for n, v in scope.get("headers", []) if n == b"content-type"),
                 "",
             )
-            where = screen_body(body, content_type)
+            if len(body) > THREAD_BODY_BYTES:  # keep the event loop serving small requests
+                where = await asyncio.to_thread(screen_body, body, content_type)
+            else:
+                where = screen_body(body, content_type)
         if where:
             log.info("request refused: Individual Number in %s", ", ".join(sorted(set(where))))
             await send_problem(

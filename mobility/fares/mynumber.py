@@ -38,7 +38,9 @@ _SEP_CLASS = "".join(
         | {"\u00a0", "\u3000", "\u30fc", "\uff70", "\u2212", "\ufe63", "\uff0d"}
     )
 )
-_CHAIN = re.compile(rf"[0-9]+(?:[{_SEP_CLASS}]{{1,3}}[0-9]+)*")
+# Whole chains holding 12 or more digits (digits with at most 3 separators between each
+# two), matched in C; possessive, so each match is maximal and nothing backtracks.
+_LONG_CHAIN = re.compile(rf"[0-9](?:[{_SEP_CLASS}]{{0,3}}+[0-9]){{11,}}+")
 _GROUP = re.compile(r"[0-9]+")
 # 12 digits, optionally grouped as 4-4-4 with spaces or hyphens, not part of a longer run.
 _RUN = re.compile(r"(?<![0-9])(\d{4})[ \-]?(\d{4})[ \-]?(\d{4})(?![0-9])")
@@ -47,7 +49,24 @@ _DIGITS = {
     for i in range(0x80, 0x20000)  # every decimal digit lies below U+20000
     if unicodedata.category(chr(i)) == "Nd"
 }
-_MAX_INTEGRAL = Decimal(10) ** 13
+
+
+def _char_class(codes: list[int]) -> str:
+    """A regex character class of these code points, as ranges (fast to match)."""
+    out: list[str] = []
+    start = prev = codes[0]
+    for c in [*codes[1:], -2]:
+        if c != prev + 1:
+            out.append(re.escape(chr(start)) + ("-" + re.escape(chr(prev)) if prev > start else ""))
+            start = c
+        prev = c
+    return "[" + "".join(out) + "]"
+
+
+_FORMAT_CODES = [i for i in range(0x80, 0x20000) if unicodedata.category(chr(i)) == "Cf"]
+_FORMAT_CHARS = re.compile(_char_class(_FORMAT_CODES) + "+")
+# Anything normalise() must rewrite after NFKC: invisible format characters, other digits.
+_NEEDS_REWRITE = re.compile(_char_class(sorted([*_FORMAT_CODES, *_DIGITS])))
 
 
 def check_digit(first11: str) -> int:
@@ -80,14 +99,15 @@ def normalise(text: str) -> str:
     text = unicodedata.normalize("NFKC", text)
     if text.isascii():
         return text
-    text = "".join(c for c in text if unicodedata.category(c) != "Cf")
-    return text.translate(_DIGITS)
+    if _NEEDS_REWRITE.search(text) is None:
+        return text
+    return _FORMAT_CHARS.sub("", text).translate(_DIGITS)
 
 
 def candidates(text: str) -> Iterator[str]:
     """12-digit candidates (see the module docstring) in already normalised text."""
-    for chain in _CHAIN.finditer(text):
-        groups = _GROUP.findall(chain.group())
+    for chain in _LONG_CHAIN.findall(text):
+        groups = _GROUP.findall(chain)
         if sum(map(len, groups)) == 12:
             yield "".join(groups)
             continue
@@ -118,7 +138,8 @@ def number_looks_like_my_number(value: int | float | Decimal) -> bool:
     if isinstance(value, int):
         return 10**11 <= abs(value) < 10**12 and is_valid_my_number(str(abs(value)))
     d = Decimal(value) if isinstance(value, float) else value
-    if not d.is_finite() or abs(d) >= _MAX_INTEGRAL or d != d.to_integral_value():
+    # adjusted() is the power of ten of the first digit: 11 for every 12-digit number
+    if not d.is_finite() or d.adjusted() != 11 or d != d.to_integral_value():
         return False
     return number_looks_like_my_number(int(d))
 
@@ -130,35 +151,53 @@ def mask(text: str) -> str:
     """
 
     def star(m: re.Match[str]) -> str:
-        s = m.group()
-        return re.sub(r"[0-9]", "*", s) if sum(c.isdigit() for c in s) >= 12 else s
+        return _GROUP.sub(lambda g: "*" * len(g.group()), m.group())
 
-    return _CHAIN.sub(star, normalise(text))
+    return _LONG_CHAIN.sub(star, normalise(text))
 
 
 def find_my_number_fields(value: Any, path: str = "") -> list[str]:
     """Paths (``riders[0].card``) of fields in a JSON-like value that hold one.
 
     Besides dicts and lists, a list of ``(key, value)`` pairs (json's
-    ``object_pairs_hook``) is walked as an object, so duplicate keys are all seen.
+    ``object_pairs_hook``) is walked as an object, so duplicate keys are all seen. Walked
+    without recursion (no depth limit to hit) and paths are only formatted for hits, so a
+    1 MiB array of numbers costs little.
     """
-    found: list[str] = []
-    if isinstance(value, str):
-        if looks_like_my_number(value):
-            found.append(path or "$")
-    elif isinstance(value, int | float | Decimal) and not isinstance(value, bool):
-        if number_looks_like_my_number(value):
-            found.append(path or "$")
-    elif isinstance(value, dict | _Pairs):
-        items = value.items() if isinstance(value, dict) else value
-        for k, v in items:
-            found.extend(find_my_number_fields(v, f"{path}.{k}" if path else str(k)))
-            if isinstance(k, str) and looks_like_my_number(k):
-                found.append(f"{path}.<key>" if path else "<key>")
-    elif isinstance(value, list | tuple):
-        for i, v in enumerate(value):
-            found.extend(find_my_number_fields(v, f"{path}[{i}]"))
-    return found
+    found: list[tuple[Any, ...]] = []
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(value, ())]
+    while stack:
+        v, where = stack.pop()
+        if isinstance(v, str):
+            if (len(v) >= 12 or not v.isascii()) and looks_like_my_number(v):
+                found.append(where)
+        elif isinstance(v, bool) or v is None:
+            continue
+        elif isinstance(v, int | float | Decimal):
+            if number_looks_like_my_number(v):
+                found.append(where)
+        elif isinstance(v, dict | _Pairs):
+            for k, item in v.items() if isinstance(v, dict) else v:
+                stack.append((item, (*where, str(k))))
+                if isinstance(k, str) and looks_like_my_number(k):
+                    found.append((*where, _KEY))
+        elif isinstance(v, list | tuple):
+            stack.extend((item, (*where, i)) for i, item in enumerate(v))
+    return sorted({_format_path(path, where) for where in found})
+
+
+_KEY = object()
+
+
+def _format_path(prefix: str, where: tuple[Any, ...]) -> str:
+    out = prefix
+    for part in where:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            name = "<key>" if part is _KEY else part
+            out += f".{name}" if out else name
+    return out or "$"
 
 
 class _Pairs(list[tuple[str, Any]]):
