@@ -157,18 +157,24 @@ async def _trust_store(request: Request, conn: AsyncConnection) -> TrustStore:
         if cached is not None and cached[0] == stamp:
             store: TrustStore = cached[1]
             return store
-        store = load_trust_store(s.jpki_trust_anchors, s.jpki_crl, s.jpki_allow_no_crl)
+        store = await asyncio.to_thread(
+            load_trust_store, s.jpki_trust_anchors, s.jpki_crl, s.jpki_allow_no_crl
+        )
     except (OSError, ValueError):
         log.warning("JPKI trust anchors or CRL cannot be read; card sign-in unavailable")
         raise _unavailable(
             "unreadable", "The trust anchors or the CRL cannot be read; check the files."
         ) from None
     key = _key(request)
-    revoked = frozenset(issuer_serial_hash(key, i, n) for i, n in revoked_serials(store))
+    revoked = await asyncio.to_thread(_revoked_set, key, store)  # a national CRL is large
     ended = await revoke_cert_sessions(conn, revoked & await live_cert_hashes(conn))
     request.app.state.fares_trust_store = (stamp, store, revoked)
     log.info("JPKI trust store loaded: %d revoked, %d sessions ended", len(revoked), ended)
     return store
+
+
+def _revoked_set(key: bytes, store: TrustStore) -> frozenset[bytes]:
+    return frozenset(issuer_serial_hash(key, i, n) for i, n in revoked_serials(store))
 
 
 def _revoked_hashes(request: Request) -> frozenset[bytes]:
