@@ -286,3 +286,14 @@ def test_statement_filename_is_the_parsed_month(client: TestClient, keys: Keys) 
     assert (
         r.headers["content-disposition"] == 'attachment; filename="statement-gunmachuo-2026-12.csv"'
     )
+
+
+def test_parse_month_is_a_full_match() -> None:
+    from datetime import date
+
+    from mobility.fares.settlement import parse_month
+
+    assert parse_month("2026-12") == date(2026, 12, 1)
+    for bad in ("2026-12\n", "2026-12\r\n", " 2026-12", "2026-13", "2026-1", "２０２６-12", ""):
+        with pytest.raises(ValueError):
+            parse_month(bad)
