@@ -83,7 +83,7 @@ class Collect(logging.Handler):
 
 
 @contextmanager
-def serve_with_access_log(app: FastAPI) -> Iterator[str]:
+def serve_with_access_log(app: FastAPI, collect: logging.Handler) -> Iterator[str]:
     """uvicorn as ``mebuku api`` runs it: access log on, through AccessLogFilter."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -91,6 +91,11 @@ def serve_with_access_log(app: FastAPI) -> Iterator[str]:
     access = logging.getLogger("uvicorn.access")
     flt = AccessLogFilter()
     access.addFilter(flt)
+    # another test's uvicorn may have applied uvicorn's own logging config, whose "uvicorn"
+    # logger does not propagate to the root: collect the access log at its own logger
+    saved = (access.propagate, access.disabled, access.level)
+    access.propagate, access.disabled = False, False
+    access.addHandler(collect)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, log_level="info")
     )
@@ -106,6 +111,9 @@ def serve_with_access_log(app: FastAPI) -> Iterator[str]:
         server.should_exit = True
         thread.join(10)
         access.removeFilter(flt)
+        access.removeHandler(collect)
+        access.propagate, access.disabled = saved[:2]
+        access.setLevel(saved[2])
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +141,7 @@ def live(
         anchors, crl = jpki.TestCA().write(tmp_path_factory.mktemp("jpki"))
         extra = {"jpki_trust_anchors": anchors, "jpki_crl": crl}
     full = make_settings(settings.database_url, settings.mqtt_url, **extra)
-    with serve_with_access_log(create_app(full)) as url:
+    with serve_with_access_log(create_app(full), logs) as url:
         yield url
 
 
