@@ -48,6 +48,7 @@ def spellings(n: str = N) -> list[str]:
         f"{a}ー{b}ー{c}",  # katakana prolonged sound mark, often typed as a dash
         "\u200b".join(n),  # zero-width spaces between digits
         " ".join(n),
+        n.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")),  # Arabic-Indic digits
     ]
 
 
