@@ -21,12 +21,13 @@ from starlette.routing import BaseRoute
 from api import health, problems
 from api.grafana_source import router as grafana_router
 from api.keys import resolve_api_key
-from api.middleware import BodySizeLimit, RequestMetrics
+from api.middleware import RequestMetrics
 from api.openapi import install_openapi
 from api.plugins import import_optional
 from api.routes import effective_routes, route_access
+from api.screen import RequestScreen
 from core.db import async_pool
-from core.sessions import resolve_session
+from core.sessions import lookup_session
 from core.settings import Settings
 from core.web import Principal, Role
 
@@ -90,11 +91,14 @@ async def authenticate(
         if api_key:
             return await resolve_api_key(conn, api_key)
         if token:
-            resident_id = await resolve_session(conn, token)
-            if resident_id is not None:
-                return Principal(
-                    role=Role.RESIDENT, subject=str(resident_id), resident_id=resident_id
-                )
+            live = await lookup_session(conn, token)
+            if live is not None:
+                # issue 11: domains may end a session at request time (a revoked card)
+                for check in getattr(request.app.state, "session_checks", ()):
+                    if not await check(request, conn, live):
+                        return None
+                rid = live.resident_id
+                return Principal(role=Role.RESIDENT, subject=str(rid), resident_id=rid)
     return None
 
 
@@ -135,16 +139,22 @@ def create_app(
 
     app.include_router(health.router)
     app.include_router(grafana_router)
+    app.state.session_checks = []
     for name in domain_routers:
         router = import_router(name)
         if router is not None:
             app.include_router(router)
+            # issue 11: a domain module may export session_check(request, conn, session)
+            check = getattr(import_optional(name), "session_check", None)
+            if check is not None:
+                app.state.session_checks.append(check)
     for router in extra_routers:
         app.include_router(router)
 
     problems.install(app)
     install_openapi(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    # issue 11: screens every byte for Individual Numbers and enforces the body size limit
+    app.add_middleware(RequestScreen, max_body_bytes=settings.api_max_body_bytes)
     if settings.api_cors_origins:
         app.add_middleware(
             CORSMiddleware,

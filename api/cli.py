@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from api.screen import AccessLogFilter
 from core.db import connect
 from core.settings import get_settings
 
@@ -18,14 +19,7 @@ operators_app = typer.Typer(
 )
 
 
-class DropQueryString(logging.Filter):
-    """Access-log lines keep the path only: a query string may carry personal data."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
-            record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
-        return True
+DropQueryString = AccessLogFilter  # the earlier name: drops the query, masks 12-digit runs
 
 
 def serve(
@@ -39,7 +33,7 @@ def serve(
 
     s = get_settings()
     app = create_app(s)
-    logging.getLogger("uvicorn.access").addFilter(DropQueryString())
+    logging.getLogger("uvicorn.access").addFilter(AccessLogFilter())
     uvicorn.run(
         app,
         host=host or s.api_host,

@@ -1,4 +1,4 @@
-"""ASGI middleware: request body size limit and Prometheus request metrics."""
+"""ASGI middleware: Prometheus request metrics (the body limit is in ``api.screen``)."""
 
 from __future__ import annotations
 
@@ -6,50 +6,9 @@ import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.routes import route_templates
-
-
-class BodySizeLimit:
-    """Refuse bodies over ``max_bytes`` with 413, by Content-Length or while streaming.
-
-    The 413 is raised as an HTTPException from inside the route, so the problem-details
-    handler renders it like every other error.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = self.max_bytes
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = 0
-                if declared > limit:
-                    scope["mebuku.body_too_large"] = declared
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            if "mebuku.body_too_large" in scope:
-                raise StarletteHTTPException(413, f"The limit is {limit} bytes.")
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise StarletteHTTPException(413, f"The limit is {limit} bytes.")
-            return message
-
-        await self.app(scope, limited_receive, send)
 
 
 class RequestMetrics:

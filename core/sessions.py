@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from psycopg import AsyncConnection
@@ -20,15 +22,30 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+@dataclass(frozen=True)
+class LiveSession:
+    """A live session: its resident and the keyed hash of the credential that opened it."""
+
+    resident_id: int
+    cert_hash: bytes | None
+
+
 async def issue_session(
-    conn: AsyncConnection, resident_id: int, ttl: timedelta = DEFAULT_TTL
+    conn: AsyncConnection,
+    resident_id: int,
+    ttl: timedelta = DEFAULT_TTL,
+    *,
+    cert_hash: bytes | None = None,
 ) -> tuple[str, datetime]:
-    """A new token for the resident and when it expires. Only its digest is stored."""
+    """A new token for the resident and when it expires. Only its digest is stored.
+
+    ``cert_hash`` (the card certificate's keyed hash) lets a revocation end the session.
+    """
     token = secrets.token_urlsafe(32)
     cur = await conn.execute(
-        "INSERT INTO auth_sessions (token_hash, resident_id, expires_at)"
-        " VALUES (%s, %s, now() + %s) RETURNING expires_at",
-        [_digest(token), resident_id, ttl],
+        "INSERT INTO auth_sessions (token_hash, resident_id, expires_at, cert_hash)"
+        " VALUES (%s, %s, now() + %s, %s) RETURNING expires_at",
+        [_digest(token), resident_id, ttl, cert_hash],
     )
     row = await cur.fetchone()
     assert row is not None
@@ -44,6 +61,38 @@ async def resolve_session(conn: AsyncConnection, token: str) -> int | None:
     )
     row = await cur.fetchone()
     return int(row[0]) if row else None
+
+
+async def lookup_session(conn: AsyncConnection, token: str) -> LiveSession | None:
+    """Like :func:`resolve_session`, with the credential hash for revocation checks."""
+    cur = await conn.execute(
+        "SELECT resident_id, cert_hash FROM auth_sessions WHERE token_hash = %s"
+        " AND revoked_at IS NULL AND expires_at > now()",
+        [_digest(token)],
+    )
+    row = await cur.fetchone()
+    return LiveSession(int(row[0]), bytes(row[1]) if row[1] is not None else None) if row else None
+
+
+async def live_cert_hashes(conn: AsyncConnection) -> set[bytes]:
+    """Credential hashes that have a live session (to match against a new CRL)."""
+    cur = await conn.execute(
+        "SELECT DISTINCT cert_hash FROM auth_sessions WHERE revoked_at IS NULL"
+        " AND cert_hash IS NOT NULL AND expires_at > now()"
+    )
+    return {bytes(r[0]) async for r in cur}
+
+
+async def revoke_cert_sessions(conn: AsyncConnection, cert_hashes: Collection[bytes]) -> int:
+    """End every session opened with one of these credentials (revoked certificates)."""
+    if not cert_hashes:
+        return 0
+    cur = await conn.execute(
+        "UPDATE auth_sessions SET revoked_at = now()"
+        " WHERE cert_hash = ANY(%s) AND revoked_at IS NULL",
+        [list(cert_hashes)],
+    )
+    return cur.rowcount
 
 
 async def revoke_session(conn: AsyncConnection, token: str) -> bool:

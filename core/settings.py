@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -161,6 +161,24 @@ class Settings(BaseSettings):
     db_settle_password: SecretStr | None = None
     db_maintain_password: SecretStr | None = None
     db_grafana_password: SecretStr | None = None
+
+    # issue 11 (i11-screen): card sign-in fails closed. A CRL is required unless this
+    # development-only switch is on; MEBUKU_ENVIRONMENT says where the platform runs.
+    environment: Literal["production", "development"] = Field(
+        default="production", description="development allows unsafe test switches"
+    )
+    jpki_allow_no_crl: bool = Field(
+        default=False,
+        description="development only: card sign-in without a CRL (no revocation check)",
+    )
+
+    @model_validator(mode="after")
+    def _check_dev_switches(self) -> Settings:
+        if self.jpki_allow_no_crl and self.environment != "development":
+            raise ValueError(
+                "MEBUKU_JPKI_ALLOW_NO_CRL=true is refused unless MEBUKU_ENVIRONMENT=development"
+            )
+        return self
 
     @field_validator("mqtt_url")
     @classmethod

@@ -1,14 +1,16 @@
 """HTTP endpoints: My Number Card sign-in, residents' subsidy and cards, operators' ride and
 tap submissions and statements, city staff's eligibility facts and enrolment support.
 
-Every request (query, path and JSON body) is screened for Individual Numbers before it is
-validated, so a My Number is refused with a 422 and never reaches storage or logs.
+Every request is screened for Individual Numbers by the API's ASGI layer (``api/screen.py``)
+before routing; ``screen_request`` below repeats the check for these routes as a second
+line should the router ever be mounted without it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import time
@@ -17,16 +19,24 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as PathParam
+from fastapi.security import HTTPAuthorizationCredentials
 from psycopg import AsyncConnection
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from core.sessions import issue_session
+from core.sessions import (
+    LiveSession,
+    issue_session,
+    live_cert_hashes,
+    revoke_cert_sessions,
+    revoke_session,
+)
 from core.settings import Settings, get_settings
 from core.web import (
     Principal,
     ProblemError,
     Role,
     auth_rate_limit,
+    bearer_scheme,
     db_conn,
     ensure_own_operator,
     public,
@@ -37,11 +47,15 @@ from mobility.fares import cards, ledger, residents, settlement
 from mobility.fares.guard import refuse_my_number, refuse_twelve_digit_ids
 from mobility.fares.identity import (
     CertificateError,
+    RevocationUnavailableError,
     TrustStore,
     certificate_hash,
+    check_store,
     decode_b64,
+    issuer_serial_hash,
     load_trust_store,
     parse_certificate,
+    revoked_serials,
     verify_certificate,
     verify_signin,
 )
@@ -148,23 +162,77 @@ def _conflict_problem(e: ledger.RecordConflictError) -> ProblemError:
     )
 
 
-def _trust_store(request: Request) -> TrustStore:
-    """Trust anchors and CRL from settings, reloaded when a file changes."""
+def _unavailable(reason: str, detail: str) -> ProblemError:
+    return ProblemError(
+        503, "identity-unavailable", "Card sign-in is unavailable", detail, reason=reason
+    )
+
+
+async def _trust_store(request: Request, conn: AsyncConnection) -> TrustStore:
+    """Trust anchors and CRL from settings, reloaded when a file changes.
+
+    A reload also ends at once every session whose certificate the new CRL revokes. Without
+    anchors, or when the files cannot be read, card sign-in answers 503.
+    """
     s = _settings(request)
     if s.jpki_trust_anchors is None:
-        raise ProblemError(
-            503,
-            "identity-unavailable",
-            "Card sign-in is not configured",
-            "Set MEBUKU_JPKI_TRUST_ANCHORS (and MEBUKU_JPKI_CRL).",
-        )
+        raise _unavailable("not-configured", "Set MEBUKU_JPKI_TRUST_ANCHORS and MEBUKU_JPKI_CRL.")
     paths = [s.jpki_trust_anchors, *([s.jpki_crl] if s.jpki_crl else [])]
-    stamp = tuple((str(p), p.stat().st_mtime_ns) for p in paths)
+    try:
+        stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
+        cached = getattr(request.app.state, "fares_trust_store", None)
+        if cached is not None and cached[0] == stamp:
+            store: TrustStore = cached[1]
+            return store
+        store = await asyncio.to_thread(
+            load_trust_store, s.jpki_trust_anchors, s.jpki_crl, s.jpki_allow_no_crl
+        )
+    except (OSError, ValueError):
+        log.warning("JPKI trust anchors or CRL cannot be read; card sign-in unavailable")
+        raise _unavailable(
+            "unreadable", "The trust anchors or the CRL cannot be read; check the files."
+        ) from None
+    key = _key(request)
+    revoked = await asyncio.to_thread(_revoked_set, key, store)  # a national CRL is large
+    ended = await revoke_cert_sessions(conn, revoked & await live_cert_hashes(conn))
+    request.app.state.fares_trust_store = (stamp, store, revoked)
+    log.info("JPKI trust store loaded: %d revoked, %d sessions ended", len(revoked), ended)
+    return store
+
+
+def _revoked_set(key: bytes, store: TrustStore) -> frozenset[bytes]:
+    return frozenset(issuer_serial_hash(key, i, n) for i, n in revoked_serials(store))
+
+
+def _revoked_hashes(request: Request) -> frozenset[bytes]:
     cached = getattr(request.app.state, "fares_trust_store", None)
-    if cached is None or cached[0] != stamp:
-        cached = (stamp, load_trust_store(s.jpki_trust_anchors, s.jpki_crl))
-        request.app.state.fares_trust_store = cached
-    store: TrustStore = cached[1]
+    return cached[2] if cached is not None else frozenset()
+
+
+async def session_check(request: Request, conn: AsyncConnection, session: LiveSession) -> bool:
+    """Called by the API for every resident request: False ends a revoked card's session.
+
+    Picks up a replaced CRL file first (which ends every matching session), so revocation
+    takes effect on the next request even when nobody signs in.
+    """
+    if session.cert_hash is None:
+        return True
+    with contextlib.suppress(ProblemError):  # keep the last loaded revocation list;
+        await _trust_store(request, conn)  # sign-in itself reports the problem
+    if session.cert_hash in _revoked_hashes(request):
+        await revoke_cert_sessions(conn, [session.cert_hash])
+        return False
+    return True
+
+
+async def _ready_store(request: Request, conn: AsyncConnection) -> TrustStore:
+    """The trust store when card sign-in can work at all (anchors and a current CRL)."""
+    store = await _trust_store(request, conn)
+    try:
+        check_store(store, datetime.now(UTC))
+    except RevocationUnavailableError as e:
+        log.warning("card sign-in unavailable: %s", e.slug)
+        raise _unavailable(e.slug, str(e)) from None
     return store
 
 
@@ -189,8 +257,10 @@ async def _road_distance(request: Request) -> ledger.DistanceLookup | None:
     return lookup
 
 
-def _cert_problem(e: CertificateError) -> ProblemError:
-    return ProblemError(401, f"certificate-{e.slug}", "Card sign-in refused", str(e))
+def _cert_problem(e: CertificateError, status: int = 401) -> ProblemError:
+    if isinstance(e, RevocationUnavailableError):
+        return _unavailable(e.slug, str(e))
+    return ProblemError(status, f"certificate-{e.slug}", "Card sign-in refused", str(e))
 
 
 # ---------------------------------------------------------------- identity
@@ -231,10 +301,16 @@ class Session(BaseModel):
 
 
 @router.post(
-    "/v1/auth/challenge", tags=["identity"], dependencies=PUBLIC_AUTH, response_model=Challenge
+    "/v1/auth/challenge",
+    tags=["identity"],
+    dependencies=PUBLIC_AUTH,
+    response_model=Challenge,
+    responses=problems(503),
 )
-async def auth_challenge(conn: Conn) -> Challenge:
-    """A single-use nonce (5 minutes) for the My Number Card to sign."""
+async def auth_challenge(request: Request, conn: Conn) -> Challenge:
+    """A single-use nonce (5 minutes) for the My Number Card to sign (503 while card
+    sign-in cannot work: no trust anchors, no CRL or a CRL past its nextUpdate)."""
+    await _ready_store(request, conn)
     nonce, expires = await residents.create_challenge(conn)
     return Challenge(nonce=base64.urlsafe_b64encode(nonce).decode().rstrip("="), expires_at=expires)
 
@@ -242,7 +318,7 @@ async def auth_challenge(conn: Conn) -> Challenge:
 async def _verified(
     request: Request, conn: AsyncConnection, nonce_b64: str, pairs: list[tuple[str, str]]
 ) -> list[Any]:
-    store = _trust_store(request)
+    store = await _ready_store(request, conn)
     try:
         nonce = decode_b64(nonce_b64, "nonce")
         if not await residents.consume_challenge(conn, nonce):
@@ -272,9 +348,22 @@ async def auth_session(body: SignIn, request: Request, conn: Conn) -> Session:
     rid, enrolled = await residents.sign_in_resident(
         conn, certificate_hash(_key(request), cert), cert.not_valid_after_utc
     )
-    token, expires = await issue_session(conn, rid)
+    token, expires = await issue_session(conn, rid, cert_hash=certificate_hash(_key(request), cert))
     log.info("resident %s signed in (enrolled=%s)", rid, enrolled)
     return Session(token=token, expires_at=expires, enrolled=enrolled)
+
+
+@router.post("/v1/auth/logout", tags=["identity"], status_code=204)
+async def auth_logout(
+    principal: Resident,
+    conn: Conn,
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
+) -> Response:
+    """Sign out: this session token stops working at once."""
+    if credentials is not None:
+        await revoke_session(conn, credentials.credentials)
+    log.info("resident %s signed out", _resident_id(principal))
+    return Response(status_code=204)
 
 
 @router.post(
@@ -914,7 +1003,9 @@ async def operator_statement(
     try:
         m = settlement.parse_month(month)
     except ValueError:
-        raise ProblemError(422, "bad-month", "Month must be YYYY-MM", month) from None
+        raise ProblemError(
+            422, "bad-month", "Month must be YYYY-MM", "Give the month as YYYY-MM, e.g. 2026-04."
+        ) from None
     body = await settlement.closed_statement_body(conn, operator_id, m, format)
     if body is None:
         body = settlement.render(await settlement.operator_statement(conn, operator_id, m), format)
@@ -923,7 +1014,10 @@ async def operator_statement(
             body,
             media_type="text/csv; charset=utf-8",
             headers={
-                "Content-Disposition": f'attachment; filename="statement-{operator_id}-{month}.csv"'
+                # built from the parsed month, never from the raw path text
+                "Content-Disposition": (
+                    f'attachment; filename="statement-{operator_id}-{m:%Y-%m}.csv"'
+                )
             },
         )
     return Response(body, media_type="application/json")
@@ -1040,11 +1134,12 @@ async def admin_find_resident(
     body: CertLookupIn, request: Request, principal: Admin, conn: Conn
 ) -> MeOut:
     """Enrolment support: which resident a card certificate belongs to (read at the counter)."""
+    store = await _ready_store(request, conn)
     try:
         cert = parse_certificate(body.certificate)
-        verify_certificate(_trust_store(request), cert, datetime.now(UTC))
+        verify_certificate(store, cert, datetime.now(UTC))
     except CertificateError as e:
-        raise ProblemError(422, f"certificate-{e.slug}", "Certificate refused", str(e)) from None
+        raise _cert_problem(e, 422) from None
     rid = await residents.resident_for_cert(conn, certificate_hash(_key(request), cert))
     if rid is None:
         raise ProblemError(404, "not-enrolled", "This card is not enrolled")
@@ -1066,11 +1161,12 @@ async def admin_link_certificate(
 ) -> dict[str, bool]:
     """Enrolment support: link a renewed certificate after checking the holder in person."""
     await _existing_resident(conn, resident_id)
+    store = await _ready_store(request, conn)
     try:
         cert = parse_certificate(body.certificate)
-        verify_certificate(_trust_store(request), cert, datetime.now(UTC))
+        verify_certificate(store, cert, datetime.now(UTC))
     except CertificateError as e:
-        raise ProblemError(422, f"certificate-{e.slug}", "Certificate refused", str(e)) from None
+        raise _cert_problem(e, 422) from None
     try:
         linked = await residents.link_certificate(
             conn,

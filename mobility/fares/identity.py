@@ -2,9 +2,12 @@
 
 The card signs the server's nonce (RSA PKCS#1 v1.5, SHA-256). The certificate must be
 issued directly by a configured trust anchor (the JPKI user-authentication CA issues card
-certificates itself), be within its validity period, allow digital signatures and not be
-on the configured CRL. The certificate carries no name or number; the platform keeps only a
-keyed hash of its issuer and serial.
+certificates itself), be within its validity period, carry a KeyUsage extension with
+digitalSignature and not be on the issuer's CRL. Revocation fails closed: without a CRL
+for the issuer (unless the development switch allows it), with a CRL past its nextUpdate or
+with a badly signed one, sign-in is unavailable (:class:`RevocationUnavailableError`, 503), not
+granted. The certificate carries no name or number; the platform keeps only a keyed hash
+of its issuer and serial.
 """
 
 from __future__ import annotations
@@ -33,13 +36,53 @@ class CertificateError(Exception):
         self.slug = slug
 
 
+class RevocationUnavailableError(CertificateError):
+    """Revocation cannot be checked (no, stale or bad CRL): the server's problem, 503."""
+
+
 @dataclass(frozen=True)
 class TrustStore:
     anchors: tuple[x509.Certificate, ...]
     crls: tuple[x509.CertificateRevocationList, ...] = ()
+    allow_no_crl: bool = False  # development only (MEBUKU_JPKI_ALLOW_NO_CRL)
 
 
-def load_trust_store(anchors: Path, crl: Path | None) -> TrustStore:
+def check_revocation_source(
+    store: TrustStore, issuer: x509.Certificate, now: datetime
+) -> list[x509.CertificateRevocationList]:
+    """The issuer's CRLs, each signed by it and current; else RevocationUnavailableError."""
+    crls = [c for c in store.crls if c.issuer == issuer.subject]
+    if not crls:
+        if store.allow_no_crl:
+            return []
+        raise RevocationUnavailableError("crl-missing", "no CRL is loaded for the card's CA")
+    for crl in crls:
+        if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
+            raise RevocationUnavailableError("crl-invalid", "the loaded CRL has a bad signature")
+        next_update = crl.next_update_utc
+        if next_update is None or next_update < now:
+            raise RevocationUnavailableError(
+                "crl-stale", "the loaded CRL is past its nextUpdate; load a fresh one"
+            )
+        if crl.last_update_utc > now:
+            raise RevocationUnavailableError("crl-invalid", "the loaded CRL is dated in the future")
+    return crls
+
+
+def check_store(store: TrustStore, now: datetime) -> None:
+    """Sign-in can work at all: anchors present, each with a current CRL (or the switch)."""
+    if not store.anchors:
+        raise RevocationUnavailableError("no-anchors", "no trust anchors are configured")
+    for anchor in store.anchors:
+        check_revocation_source(store, anchor, now)
+
+
+def revoked_serials(store: TrustStore) -> list[tuple[x509.Name, int]]:
+    """(issuer, serial) of every revoked certificate on the loaded CRLs."""
+    return [(crl.issuer, r.serial_number) for crl in store.crls for r in crl]
+
+
+def load_trust_store(anchors: Path, crl: Path | None, allow_no_crl: bool = False) -> TrustStore:
     roots = tuple(x509.load_pem_x509_certificates(anchors.read_bytes()))
     crls: tuple[x509.CertificateRevocationList, ...] = ()
     if crl is not None:
@@ -49,7 +92,7 @@ def load_trust_store(anchors: Path, crl: Path | None) -> TrustStore:
             if raw.lstrip().startswith(b"-----BEGIN")
             else (x509.load_der_x509_crl(raw),)
         )
-    return TrustStore(roots, crls)
+    return TrustStore(roots, crls, allow_no_crl)
 
 
 def parse_certificate(text: str) -> x509.Certificate:
@@ -91,15 +134,11 @@ def verify_certificate(store: TrustStore, cert: x509.Certificate, now: datetime)
         raise CertificateError("expired", "certificate is outside its validity period")
     try:
         ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-        if not ku.digital_signature:
-            raise CertificateError("bad-certificate", "certificate may not sign")
     except x509.ExtensionNotFound:
-        pass
-    for crl in store.crls:
-        if crl.issuer != issuer.subject:
-            continue
-        if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
-            raise CertificateError("crl-invalid", "configured CRL has a bad signature")
+        raise CertificateError("bad-certificate", "certificate has no KeyUsage") from None
+    if not ku.digital_signature:
+        raise CertificateError("bad-certificate", "certificate may not sign")
+    for crl in check_revocation_source(store, issuer, now):
         if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
             raise CertificateError("revoked", "certificate has been revoked")
 
@@ -114,4 +153,9 @@ def verify_signin(
 
 def certificate_hash(key: bytes, cert: x509.Certificate) -> bytes:
     """The resident link: a keyed hash of issuer and serial (never stored in the clear)."""
-    return keyed_hash(key, CERT_PURPOSE, f"{cert.issuer.rfc4514_string()}|{cert.serial_number:x}")
+    return issuer_serial_hash(key, cert.issuer, cert.serial_number)
+
+
+def issuer_serial_hash(key: bytes, issuer: x509.Name, serial: int) -> bytes:
+    """The same keyed hash from a CRL entry, so revoked certificates can be matched."""
+    return keyed_hash(key, CERT_PURPOSE, f"{issuer.rfc4514_string()}|{serial:x}")

@@ -21,10 +21,25 @@ async def create_challenge(conn: AsyncConnection) -> tuple[bytes, datetime]:
     )
     row = await cur.fetchone()
     assert row is not None
-    # Old challenges are useless; drop them now and then (cheap, indexed).
-    if nonce[0] == 0:
-        await conn.execute("DELETE FROM fare_auth_challenges WHERE expires_at < now() - '1 day'")
+    await purge_expired_challenges(conn)
     return nonce, row[0]
+
+
+PURGE_BATCH = 1000
+
+
+async def purge_expired_challenges(conn: AsyncConnection) -> int:
+    """Drop expired challenges (useless once expired) on every issue, a bounded batch each.
+
+    Runs every time, not by chance, so the table cannot grow without bound and a broken
+    query shows at once (it once compared a timestamp with an untyped literal: 500s).
+    """
+    cur = await conn.execute(
+        "DELETE FROM fare_auth_challenges WHERE nonce IN (SELECT nonce FROM"
+        " fare_auth_challenges WHERE expires_at < now() ORDER BY expires_at LIMIT %s)",
+        [PURGE_BATCH],
+    )
+    return cur.rowcount
 
 
 async def consume_challenge(conn: AsyncConnection, nonce: bytes) -> bool:

@@ -26,7 +26,7 @@ from typing import Any
 import psycopg
 from psycopg import AsyncConnection
 
-_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")  # fullmatch: "$" would allow a final \n
 
 HEADER = (
     "明細番号",
@@ -66,7 +66,7 @@ Line = tuple[int, str, str, str, str, str, int, str, int | None, str | None]
 
 
 def parse_month(text: str) -> date:
-    m = _MONTH.match(text)
+    m = _MONTH.fullmatch(text)
     if not m:
         raise ValueError("month must be YYYY-MM")
     return date(int(m.group(1)), int(m.group(2)), 1)
