@@ -7,22 +7,49 @@ imports a domain package.
 from __future__ import annotations
 
 import logging
+import sys
 from importlib import metadata
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from core import migrator, timeseries
 from core.logging import setup_logging
-from core.settings import get_settings
+from core.settings import ConfigError, get_settings, load_settings
 
 console = Console(stderr=True)
+log = logging.getLogger(__name__)
+CONFIG_ERROR_EXIT = 2
+
+
+def report_config_error(e: ConfigError) -> None:
+    """The problems, one plain line each, on stderr (no traceback, no markup)."""
+    for line in e.problems:
+        sys.stderr.write(f"mebuku: {line}\n")
+    sys.stderr.flush()
+
+
+class MebukuGroup(TyperGroup):
+    """The root group: a :class:`ConfigError` from any command, at any depth, becomes one
+    line per problem and exit status 2."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer.Context (typer vendors its own click)
+        try:
+            return super().invoke(ctx)
+        except ConfigError as e:
+            report_config_error(e)
+            raise typer.Exit(CONFIG_ERROR_EXIT) from None
+
+
 app = typer.Typer(
     name="mebuku",
     help="Maebashi's MaaS and local-5G data platform.",
     no_args_is_help=True,
     rich_markup_mode="rich",
+    cls=MebukuGroup,
 )
 db_app = typer.Typer(help="Database schema: migrate, status, maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -30,11 +57,20 @@ app.add_typer(db_app, name="db")
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     log_level: str = typer.Option(None, help="Override MEBUKU_LOG_LEVEL."),
     log_format: str = typer.Option(None, help="text or json (override MEBUKU_LOG_FORMAT)."),
 ) -> None:
-    s = get_settings()
+    try:
+        s = get_settings()  # every command starts by validating every setting
+    except ConfigError:
+        if not set(ctx.help_option_names) & set(sys.argv[1:]):
+            raise
+        setup_logging(log_level or "INFO", log_format or "text")  # --help still works
+        return
     setup_logging(log_level or s.log_level, log_format or s.log_format)
+    if s.demo_env_file is not None:
+        log.debug("connection settings not set: using the running demo's from %s", s.demo_env_file)
 
 
 @db_app.command("migrate")
@@ -76,16 +112,43 @@ def db_maintain() -> None:
 
 @app.command("demo")
 def demo(
-    api_port: int = typer.Option(8000, help="Port of the HTTP API."),
+    api_port: int = typer.Option(None, help="Port of the HTTP API (MEBUKU_API_PORT, 8000)."),
+    metrics_port: int = typer.Option(
+        None, help="Ingestor metrics port (MEBUKU_METRICS_PORT, 9108)."
+    ),
+    mobility_metrics_port: int = typer.Option(
+        None, help="Mobility worker metrics port (MEBUKU_MOBILITY_METRICS_PORT, 9109)."
+    ),
+    postgres_port: int = typer.Option(
+        None, help="Private PostgreSQL port (MEBUKU_DEMO_POSTGRES_PORT; default: kept per state)."
+    ),
+    mqtt_port: int = typer.Option(
+        None, help="Private Mosquitto port (MEBUKU_DEMO_MQTT_PORT; default: kept per state)."
+    ),
+    ready_timeout: float = typer.Option(
+        180, help="Seconds to wait for every service's health check."
+    ),
 ) -> None:
-    """Run the whole platform with simulated Maebashi traffic until Ctrl-C.
+    """Run the whole platform with simulated Maebashi traffic until Ctrl-C or SIGTERM.
 
     Starts a private PostgreSQL and Mosquitto under MEBUKU_STATE_DIR (default .mebuku/)
-    unless MEBUKU_DATABASE_URL / MEBUKU_MQTT_URL are set.
+    unless MEBUKU_DATABASE_URL / MEBUKU_MQTT_URL are set. A port that is not given and
+    whose usual number is taken is replaced by a free one (the log says so).
     """
     from core.demo import run_demo
 
-    run_demo(get_settings(), api_port=api_port)
+    # The demo's own settings never come from a running demo's state folder.
+    s = load_settings(demo_state=False)
+    given = {
+        "api_port": api_port,
+        "metrics_port": metrics_port,
+        "mobility_metrics_port": mobility_metrics_port,
+        "demo_postgres_port": postgres_port,
+        "demo_mqtt_port": mqtt_port,
+    }
+    s = s.model_copy(update={k: v for k, v in given.items() if v is not None})
+    fixed = {k for k, v in given.items() if v is not None} | set(s.model_fields_set)
+    raise typer.Exit(run_demo(s, fixed, ready_timeout=ready_timeout))
 
 
 def _load_plugins() -> None:
@@ -103,7 +166,11 @@ def _load_plugins() -> None:
 
 def main() -> None:
     _load_plugins()
-    app()
+    try:
+        app()
+    except ConfigError as e:  # raised outside a command (e.g. while loading plugins)
+        report_config_error(e)
+        raise SystemExit(CONFIG_ERROR_EXIT) from None
 
 
 if __name__ == "__main__":
