@@ -56,6 +56,7 @@ from core import migrator, timeseries
 from core.embedded import (
     EmbeddedMosquitto,
     EmbeddedPostgres,
+    EmbeddedServerError,
     free_port,
     pid_alive,
     pid_cmdline,
@@ -620,12 +621,17 @@ def run_demo(
             time.sleep(0.2)
     except _StopSignal as e:
         console.print(f"{e}: stopping ...")
+    except (EmbeddedServerError, subprocess.CalledProcessError, psycopg.OperationalError) as e:
+        status = 1  # a private server or the database would not start: say why, briefly
+        detail = getattr(e, "stderr", None) or b""
+        detail = detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
+        sys.stderr.write(f"mebuku demo: {type(e).__name__}: {e}\n{detail[-2000:]}")
     except DemoFailedError as e:
         status = 1
         console.print(f"[red]mebuku demo: {e}[/]")
         failing = [c for c in (sup.children if sup else []) if not c.healthy or c.failures]
-        for c in failing:
-            console.print(_tail_report(c), markup=False, highlight=False)
+        for c in failing:  # plain text: long lines stay whole
+            sys.stderr.write(_tail_report(c) + "\n")
     finally:
         stopping.append(0)  # from here on, signals are ignored until everything is down
         if sup is not None:
