@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -295,6 +296,23 @@ def _run_step(argv: list[str], env: dict[str, str], quiet: bool = False) -> tupl
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     return proc.returncode, out or ""
+
+
+def _step_fingerprint(step: Command, db_url: str) -> str | None:
+    """Identifies a set-up step's inputs: its command, the files it reads and the database
+    (cluster identity and name), so a step that ran on exactly these is not run again."""
+    h = hashlib.sha256(json.dumps([step.argv, step.env]).encode())
+    for arg in step.argv:
+        with contextlib.suppress(OSError):
+            st = Path(arg).stat()
+            h.update(f"{arg}:{st.st_size}:{st.st_mtime_ns}".encode())
+    with contextlib.suppress(psycopg.Error), psycopg.connect(db_url, connect_timeout=5) as conn:
+        row = conn.execute(
+            "SELECT system_identifier::text, current_database() FROM pg_control_system()"
+        ).fetchone()
+        h.update(repr(row).encode())
+        return h.hexdigest()
+    return None  # cannot tell which database this is: always run the step
 
 
 def _demo_keys(state: Path, exe: list[str], env: dict[str, str]) -> dict[str, str]:
@@ -578,10 +596,20 @@ def run_demo(
 
         available = _available_groups()
         exe = [sys.executable, "-m", "core.cli"]
+        done_file = state / "setup-done.json"
+        done: dict[str, str] = json.loads(done_file.read_text()) if done_file.exists() else {}
         for step in setup_steps(settings):
-            if step.group in available:
-                console.print(f"[bold]{step.what}[/] ...")
-                _run_step([*exe, *step.argv], {**env, **step.env})
+            if step.group not in available:
+                continue
+            key = _step_fingerprint(step, db_url)
+            if key is not None and done.get(step.group) == key:
+                console.print(f"{step.what}: done already")
+                continue
+            console.print(f"[bold]{step.what}[/] ...")
+            code, _ = _run_step([*exe, *step.argv], {**env, **step.env})
+            if code == 0 and key is not None:
+                done[step.group] = key
+                done_file.write_text(json.dumps(done))
         keys = _demo_keys(state, exe, env) if "operators" in available else {}
 
         sup = Supervisor(state, ports)
