@@ -112,18 +112,27 @@ def db_maintain() -> None:
 
 @app.command("demo")
 def demo(
-    api_port: int = typer.Option(None, help="Port of the HTTP API (MEBUKU_API_PORT, 8000)."),
+    api_port: int = typer.Option(None, min=1, max=65535, help="API port (MEBUKU_API_PORT, 8000)."),
     metrics_port: int = typer.Option(
-        None, help="Ingestor metrics port (MEBUKU_METRICS_PORT, 9108)."
+        None, min=1, max=65535, help="Ingestor metrics port (MEBUKU_METRICS_PORT, 9108)."
     ),
     mobility_metrics_port: int = typer.Option(
-        None, help="Mobility worker metrics port (MEBUKU_MOBILITY_METRICS_PORT, 9109)."
+        None,
+        min=1,
+        max=65535,
+        help="Mobility worker metrics port (MEBUKU_MOBILITY_METRICS_PORT, 9109).",
     ),
     postgres_port: int = typer.Option(
-        None, help="Private PostgreSQL port (MEBUKU_DEMO_POSTGRES_PORT; default: kept per state)."
+        None,
+        min=1,
+        max=65535,
+        help="Private PostgreSQL port (MEBUKU_DEMO_POSTGRES_PORT; default: kept).",
     ),
     mqtt_port: int = typer.Option(
-        None, help="Private Mosquitto port (MEBUKU_DEMO_MQTT_PORT; default: kept per state)."
+        None,
+        min=1,
+        max=65535,
+        help="Private Mosquitto port (MEBUKU_DEMO_MQTT_PORT; default: kept).",
     ),
     ready_timeout: float = typer.Option(
         180, help="Seconds to wait for every service's health check."
