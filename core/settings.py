@@ -208,7 +208,11 @@ class Settings(BaseSettings):
         """Check, before any work starts, that ``fields`` are set and that those of the
         path settings named in ``files`` that are set name readable files. Raises one
         :class:`ConfigError` listing every problem; returns self for chaining."""
-        problems = [f"{env_name(f)} {_MISSING[f]}" for f in fields if getattr(self, f) is None]
+        problems = [
+            f"{env_name(f)} {_MISSING.get(f, 'is not set')}"
+            for f in fields
+            if getattr(self, f) is None
+        ]
         for f in files:
             path: Path | None = getattr(self, f)
             if path is None:

@@ -190,3 +190,28 @@ def test_commands_find_a_running_demos_servers_in_its_state_folder(here: Path, d
     # A file others can read is not trusted (it could point anywhere).
     env_file.chmod(0o644)
     assert_config_error(mebuku("db", "status", cwd=here), NO_DB)
+
+
+def test_choose_ports_replaces_a_busy_usual_port_and_refuses_a_busy_set_one(
+    tmp_path: Path, held_port: int
+) -> None:
+    from core.demo import choose_ports
+    from core.settings import ConfigError, Settings
+
+    usual = Settings(_env_file=None, mobility_metrics_port=held_port)  # as if it were 9109
+    ports = choose_ports(usual, set(), tmp_path)
+    assert ports.mobility_metrics != held_port
+    assert ports.notes == (
+        f"port {held_port} (mobility_metrics) is in use: using {ports.mobility_metrics} "
+        "(MEBUKU_MOBILITY_METRICS_PORT)",
+    )
+    assert len({ports.api, ports.metrics, ports.mobility_metrics, ports.postgres, ports.mqtt}) == 5
+    # The private servers keep their ports per state folder.
+    again = choose_ports(Settings(_env_file=None), set(), tmp_path)
+    assert (again.postgres, again.mqtt) == (ports.postgres, ports.mqtt)
+    with pytest.raises(ConfigError) as e:
+        choose_ports(usual, {"mobility_metrics_port"}, tmp_path)
+    assert e.value.problems == [
+        f"MEBUKU_MOBILITY_METRICS_PORT / --mobility-metrics-port: port {held_port} is in use: "
+        "set another port or stop what listens there"
+    ]
