@@ -32,7 +32,7 @@ def serve(
     from api.app import create_app
 
     s = get_settings()
-    app = create_app(s)
+    app = create_app(s)  # checks every setting a route needs before anything listens
     logging.getLogger("uvicorn.access").addFilter(AccessLogFilter())
     uvicorn.run(
         app,

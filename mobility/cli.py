@@ -81,7 +81,9 @@ def gtfs_status() -> None:
 
 @app.command("worker")
 def worker(
-    metrics_port: int = typer.Option(9109, help="Prometheus port (0 disables)."),
+    metrics_port: int = typer.Option(
+        None, help="Prometheus port (default MEBUKU_MOBILITY_METRICS_PORT, 9109; 0 disables)."
+    ),
     poll_ms: int = typer.Option(100, help="Polling interval for new telemetry."),
     off_route_after_s: float = typer.Option(30, help="Seconds > 60 m off the shape to alert."),
     overspeed_kmh: float = typer.Option(50, help="Overspeed alert limit."),
@@ -101,9 +103,9 @@ def worker(
     from mobility.vehicles.tracker import TrackerConfig
     from mobility.vehicles.worker import StateWorker, WorkerConfig
 
-    s = get_settings()
+    s = get_settings().require("database_url")
     metrics = MobilityMetrics()
-    metrics.serve(metrics_port)
+    metrics.serve(s.mobility_metrics_port if metrics_port is None else metrics_port)
     w = StateWorker(
         s.require_database_url(),
         TrackerConfig(
