@@ -97,6 +97,25 @@ class Settings(BaseSettings):
         default=None, description="CRL (PEM or DER) of that CA; refreshed by replacing the file"
     )
 
+    # Ingest worker robustness (issue 10, task i10-worker): payload bound, poison
+    # budget, stall detection. The broker's max_packet_size follows the same payload bound.
+    ingest_max_payload_bytes: int = Field(
+        default=262_144,
+        ge=1024,
+        description="Largest MQTT payload ingested; larger ones are dead-lettered unparsed",
+    )
+    ingest_poison_retries: int = Field(
+        default=5,
+        ge=1,
+        description="Failed attempts of one batch, while the database answers, before "
+        "the batch is split to find and dead-letter the message that breaks it",
+    )
+    ingest_stall_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Messages waiting and nothing committed this long (database up) = stalled",
+    )
+
     @field_validator("mqtt_url")
     @classmethod
     def _check_mqtt(cls, v: str | None) -> str | None:
