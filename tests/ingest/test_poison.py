@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from core.db import drop_database
 from core.settings import Settings
 from ingest.parse import parse_message
-from ingest.rows import TABLES, TELEMETRY, Reject, Rows
+from ingest.rows import TABLES, TELEMETRY, Rows
 from ingest.simulate.publisher import Publisher
 from ingest.worker import Inbound, IngestWorker, WorkerConfig, parse_item
 from ingest.writer import Item, classify, clean_text, prepare, write_batch
