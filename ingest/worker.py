@@ -136,7 +136,8 @@ class IngestWorker:
         # thread waits for the writer, at most half a keepalive per message so pings go
         # out (ack() from the writer only queues the PUBACK: no lock is held against it).
         self._backlog_bytes = 0
-        self._backlog_cond = threading.Condition()
+        self._backlog_cond = threading.Condition(threading.Lock())
+        self._stream_counters: dict[str, Any] = {}  # labels() lookups cost on the hot path
         self._batch_first: float | None = None  # receipt time of the batch being written
         self._batch_len = 0
         self._started_at = time.time()
@@ -242,12 +243,16 @@ class IngestWorker:
             m = Inbound(topic, bytes(payload), msg.mid, msg.qos, time.time(), self._gen, size)
         self._reserve(len(m.payload))
         self.inbox.put(m)
-        self.metrics.messages.labels(_stream(topic)).inc()
+        stream = _stream(topic)
+        counter = self._stream_counters.get(stream)
+        if counter is None:
+            counter = self._stream_counters[stream] = self.metrics.messages.labels(stream)
+        counter.inc()
 
     def _reserve(self, n: int) -> None:
         """Count ``n`` backlog bytes; wait first while over budget (bounded, see __init__)."""
         with self._backlog_cond:
-            if self._backlog_bytes + n > self.cfg.max_backlog_bytes and self._backlog_bytes:
+            if self._backlog_bytes and self._backlog_bytes + n > self.cfg.max_backlog_bytes:
                 t0 = time.monotonic()
                 self._backlog_cond.wait_for(
                     lambda: (

@@ -142,3 +142,54 @@ def test_silent_worker_fails_readiness(settings: Settings, own_db: str):
         r = api.get("/readyz")
     assert r.status_code == 503
     assert r.json()["checks"]["ingest"].startswith("dead-worker silent: no heartbeat for")
+
+
+def test_backlog_byte_budget_holds_messages_at_the_broker(settings: Settings, own_db: str):
+    """Over the byte budget the worker stops taking messages (they wait at the broker);
+    when commits resume, every message is stored."""
+    seg = uuid.uuid4().hex[:8]
+    w = IngestWorker(
+        WorkerConfig(
+            database_url=own_db,
+            mqtt=settings.mqtt,
+            client_id=f"test-budget-{seg}",
+            group="",
+            topic_filter=f"maebashi/bus/{seg}/#",
+            session_expiry=60,
+            max_backlog_bytes=20_000,
+            keepalive=60,  # waits of up to 30 s per message while over budget
+        )
+    )
+    topic = f"maebashi/bus/{seg}/telemetry"
+
+    def payload(i: int) -> bytes:  # about 2 KB each
+        ts = datetime.now(UTC) - timedelta(minutes=30) + timedelta(seconds=i)
+        doc = {"ts": int(ts.timestamp() * 1000), "lat": 36.39, "lon": 139.06, "trip_id": "x" * 60}
+        return json.dumps({**doc, "route_id": "r" * 60}).encode().ljust(2000)
+
+    def stored() -> int:
+        with psycopg.connect(own_db, autocommit=True) as c:
+            row = c.execute(
+                "SELECT count(*) FROM bus_telemetry WHERE vehicle_id = %s", [seg]
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    w.start()
+    locker = psycopg.connect(own_db)
+    try:
+        assert w.subscribed.wait(10)
+        locker.execute("LOCK TABLE bus_telemetry IN ACCESS EXCLUSIVE MODE")
+        with Publisher(settings.mqtt) as pub:
+            for i in range(100):
+                pub.publish(topic, payload(i))
+        reg = w.metrics.registry
+        waited = "mebuku_ingest_backpressure_seconds_total"
+        assert wait_until(lambda: w.status().waiting >= 10, 20), w.status()
+        assert w._backlog_bytes <= 20_000 + 2000  # the budget, plus the one let in
+        assert w.status().waiting <= 11
+        locker.rollback()
+        assert wait_until(lambda: stored() == 100, 60), stored()
+        assert (reg.get_sample_value(waited) or 0) > 0
+    finally:
+        locker.close()
+        w.stop()
