@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.readiness import check_broker, check_database
+from api.readiness import check_broker, check_database, check_ingest
 from core.web import public
 
 JST = timezone(timedelta(hours=9), "Asia/Tokyo")
@@ -50,7 +50,7 @@ async def healthz() -> Health:
 
 @router.get(
     "/readyz",
-    summary="Database and MQTT broker are reachable",
+    summary="Database and MQTT broker are reachable; no ingest worker is stalled",
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "A dependency is unreachable"}},
 )
@@ -62,6 +62,9 @@ async def readyz(request: Request) -> JSONResponse:
         checks["broker"] = "not configured (MEBUKU_MQTT_URL)"
     else:
         checks["broker"] = await check_broker(settings.mqtt) or "ok"
+    # present once an ingest worker has reported: fails when one is stalled or silent
+    if (ingest := await check_ingest(request.app.state.pool)) is not None:
+        checks["ingest"] = ingest
     ready = all(v == "ok" for v in checks.values())
     warnings: dict[str, str] = {}
     if checks["database"] == "ok":

@@ -93,3 +93,36 @@ async def check_database(pool: AsyncConnectionPool, timeout: float = 2.0) -> str
     except Exception as e:  # any failure means "not ready", reported by type only
         return f"database unreachable: {type(e).__name__}"
     return None
+
+
+# A heartbeat older than its worker's stall window plus this is stale (slack for one slow
+# heartbeat write: 3 s connect timeout + 5 s statement timeout).
+HEARTBEAT_SLACK_S = 10.0
+
+
+async def check_ingest(pool: AsyncConnectionPool, timeout: float = 2.0) -> str | None:
+    """ "ok", or which ingest workers are stalled or silent; None when none reports.
+
+    Each worker writes a row to ``ingest_heartbeat`` every few seconds (``ingest/worker.py``)
+    and deletes it when it stops cleanly, so a row that says stalled, or that is older
+    than the worker's stall window, means ingestion is stuck or the worker died.
+    """
+    try:
+        async with asyncio.timeout(timeout), pool.connection(timeout=timeout) as conn:
+            cur = await conn.execute(
+                "SELECT worker_id, stalled, reason, stall_seconds,"
+                " extract(epoch FROM now() - updated_at)::float8"
+                " FROM ingest_heartbeat ORDER BY worker_id"
+            )
+            rows = await cur.fetchall()
+    except Exception as e:  # reported by type only, like the database check
+        return f"ingest heartbeat unreadable: {type(e).__name__}"
+    if not rows:
+        return None
+    problems = []
+    for worker, stalled, reason, stall_s, age in rows:
+        if stalled:
+            problems.append(f"{worker} stalled: {reason}")
+        elif age > stall_s + HEARTBEAT_SLACK_S:
+            problems.append(f"{worker} silent: no heartbeat for {age:.0f} s")
+    return "; ".join(problems) or "ok"

@@ -1,5 +1,11 @@
-"""Ingest benchmark: broker QoS 1 limit, raw COPY, naive ingestor, mebuku ingest x1/x2,
-and publish-to-commit latency at a steady rate. Prints a table.
+"""Ingest benchmark: one worker against the bare MQTT consumer limit, broker QoS 1 limit,
+raw COPY, naive ingestor, mebuku ingest x1/x2, and publish-to-commit latency at a steady
+rate. Prints a table.
+
+The first rows queue one backlog for two persistent sessions at once, then drain it with
+a bare paho consumer (QoS 1, no parsing, no database: the limit of one MQTT consumer on
+this machine) and with one `mebuku ingest`, and print the worker's share of that limit;
+zero loss is checked by counting the stored rows.
 
     .venv/bin/python bench/ingest_bench.py            # 60 s per throughput run
     .venv/bin/python bench/ingest_bench.py --quick    # 10 s per run
@@ -28,6 +34,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -233,7 +241,7 @@ def bench_naive(url: str, broker: EmbeddedMosquitto, seconds: float, procs: int)
 
 
 def start_workers(
-    url: str, broker: EmbeddedMosquitto, n: int, group: str
+    url: str, broker: EmbeddedMosquitto, n: int, group: str, settle: float = 3.0
 ) -> list[tuple[subprocess.Popen[bytes], int]]:
     out = []
     for k in range(n):
@@ -262,7 +270,7 @@ def start_workers(
             cwd=ROOT,
         )
         out.append((p, port))
-    time.sleep(3)
+    time.sleep(settle)
     return out
 
 
@@ -294,26 +302,97 @@ def bench_ingest(
     return during, drained, sent.value, total
 
 
-def bench_backlog(
-    url: str, broker: EmbeddedMosquitto, seconds: float, procs: int
-) -> tuple[float, int, int]:
-    """The ingestor's own speed: drain a backlog queued in its session while it was down.
+def make_session(port: int, client_id: str) -> None:
+    """Create a persistent QoS 1 session on maebashi/# and leave: the broker queues for it."""
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 3600
+    done = threading.Event()
+    c.on_subscribe = lambda *_a: done.set()
+    c.connect("127.0.0.1", port, clean_start=False, properties=props)
+    c.subscribe("maebashi/#", qos=1)
+    c.loop_start()
+    done.wait(10)
+    c.disconnect()
+    c.loop_stop()
 
-    Publishers are slower than the ingestor here, so this isolates the ingest side.
+
+def drain_bare(port: int, client_id: str, expect: int) -> tuple[float, int]:
+    """A bare paho consumer resumes its session and drains it at QoS 1 (acks after each
+    callback, no parsing, no database): the limit of one MQTT consumer here."""
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 3600
+    props.ReceiveMaximum = 10000  # what the worker asks for too
+    state = {"n": 0, "first": 0.0, "last": 0.0}
+    done = threading.Event()
+
+    def on_message(*_a: object) -> None:
+        state["n"] += 1
+        now = time.monotonic()
+        if state["n"] == 1:
+            state["first"] = now
+        state["last"] = now
+        if state["n"] >= expect:
+            done.set()
+
+    c.on_message = on_message
+    c.connect("127.0.0.1", port, clean_start=False, properties=props)
+    c.loop_start()
+    done.wait(600)
+    c.disconnect()
+    c.loop_stop()
+    n = int(state["n"])
+    return (n - 1) / max(state["last"] - state["first"], 1e-9), n
+
+
+def metric_value(port: int, name: str) -> float:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()
+    except OSError:
+        return 0.0
+    for line in text.decode().splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def bench_drain(
+    url: str, broker: EmbeddedMosquitto, seconds: float, procs: int
+) -> tuple[float, float, int, int, int]:
+    """The same queued backlog drained by a bare consumer, then by one `mebuku ingest`.
+
+    Both sessions exist before the flood, so the broker queues every message for each.
+    Rates run from the first to the last message (the worker: from its first to its
+    last committed batch, read from its acks counter), so process start-up is not in
+    them. Returns (bare msg/s, worker msg/s, sent, bare received, worker stored).
     """
-    ws = start_workers(url, broker, 1, "")  # creates the persistent session
-    stop_workers(ws)
+    make_session(broker.port, "bench-bare")
+    # the worker's own session (its client id and subscription), created up front so a
+    # slow worker start-up cannot miss the flood
+    make_session(broker.port, "bench-ingest-plain-0")
     ps, sent = flood(broker.port, procs, seconds)
     for p in ps:
         p.join()
-    t0 = time.monotonic()
-    ws = start_workers(url, broker, 1, "")
-    while stored(url) < sent.value and time.monotonic() - t0 < 300:
-        time.sleep(0.05)
+    bare_rate, bare_got = drain_bare(broker.port, "bench-bare", sent.value)
+    ws = start_workers(url, broker, 1, "", settle=0)
+    port = ws[0][1]
+    acks = "mebuku_ingest_acks_total"
+    t_first = n_first = t_last = 0.0
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        n = metric_value(port, acks)
+        now = time.monotonic()
+        if n > 0 and not t_first:
+            t_first, n_first = now, n
+        if n >= sent.value:
+            t_last = now
+            break
+        time.sleep(0.2)
     got = stored(url)
-    rate = got / (time.monotonic() - t0 - 3.0)  # start_workers sleeps 3 s before returning
     stop_workers(ws)
-    return rate, sent.value, got
+    worker_rate = (sent.value - n_first) / max(t_last - t_first, 1e-9) if t_last else 0.0
+    return bare_rate, worker_rate, sent.value, bare_got, got
 
 
 def histogram_quantiles(text: str, name: str, qs: tuple[float, ...]) -> list[float]:
@@ -389,12 +468,22 @@ def main() -> None:
 
         if not args.latency_only:
             url = fresh_db(pg, "bench_backlog")
-            rate, sent, got = bench_backlog(url, broker, seconds, args.publishers)
+            bare, worker, sent, bare_got, got = bench_drain(url, broker, seconds, args.publishers)
+            loss = "zero loss" if got == sent else f"LOST {sent - got}"
             results.append(
                 (
-                    "mebuku ingest, 1 worker, draining a queued backlog",
-                    f"{rate:,.0f} msg/s",
-                    f"{sent:,} queued while down, {got:,} stored",
+                    "bare paho consumer (QoS 1, no parsing, no database), draining a backlog",
+                    f"{bare:,.0f} msg/s",
+                    f"{sent:,} queued, {bare_got:,} received",
+                )
+            )
+            print(results[-1], flush=True)
+            results.append(
+                (
+                    "mebuku ingest, 1 worker, draining the same backlog",
+                    f"{worker:,.0f} msg/s",
+                    f"{sent:,} queued, {got:,} stored: {loss}; "
+                    f"**{worker / max(bare, 1):.0%} of the bare consumer**",
                 )
             )
             print(results[-1], flush=True)

@@ -276,6 +276,20 @@ class Settings(BaseSettings):
             check_database_url(v)
         return v
 
+    # Ingest worker robustness (issue 10, task i10-worker): payload bound, poison
+    # budget, stall detection (the payload bound is MEBUKU_INGEST_MAX_PAYLOAD_BYTES above).
+    ingest_poison_retries: int = Field(
+        default=5,
+        ge=1,
+        description="Failed attempts of one batch, while the database answers, before "
+        "the batch is split to find and dead-letter the message that breaks it",
+    )
+    ingest_stall_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Messages waiting and nothing committed this long (database up) = stalled",
+    )
+
     @field_validator("mqtt_url")
     @classmethod
     def _check_mqtt(cls, v: str | None) -> str | None:

@@ -10,6 +10,7 @@ from types import FrameType
 import typer
 
 from core.settings import get_settings
+from ingest.fields import Limits
 from ingest.worker import IngestWorker, WorkerConfig
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,10 @@ def ingest(
         10000,
         help="MQTT 5 Receive Maximum: unacknowledged messages the broker may send us.",
     ),
+    max_backlog_mb: int = typer.Option(
+        64,
+        help="Payload MiB held unacknowledged before the MQTT loop waits for the writer.",
+    ),
     metrics_port: int = typer.Option(
         None, help="Prometheus port (default MEBUKU_METRICS_PORT; 0 disables)."
     ),
@@ -52,6 +57,12 @@ def ingest(
         batch_wait=batch_wait_ms / 1000,
         receive_maximum=receive_maximum,
         metrics_port=s.metrics_port if metrics_port is None else metrics_port,
+        max_payload_bytes=s.ingest_max_payload_bytes,
+        max_backlog_bytes=max_backlog_mb * 1024 * 1024,
+        poison_retries=s.ingest_poison_retries,
+        stall_seconds=s.ingest_stall_seconds,
+        heartbeat_interval=min(5.0, s.ingest_stall_seconds / 3),
+        limits=Limits.from_settings(s),
     )
     worker = IngestWorker(cfg)
     stop = threading.Event()

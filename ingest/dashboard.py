@@ -78,6 +78,24 @@ ORDER BY received_at DESC
 LIMIT 50
 """
 
+# One row per ingest worker from its heartbeat (ingest/worker.py). Same rule as the API's
+# /readyz: stalled when the worker says so, silent when the heartbeat is older than its
+# stall window plus 10 s. Also the alert rule's query (grafana/provisioning/alerting).
+WORKERS = """
+SELECT worker_id AS "worker",
+       CASE WHEN stalled THEN 'STALLED'
+            WHEN now() - updated_at > make_interval(secs => stall_seconds + 10) THEN 'SILENT'
+            ELSE 'ok' END AS "state",
+       oldest_unacked_s AS "oldest unacked (s)",
+       waiting AS "waiting",
+       extract(epoch FROM now() - last_commit_at) AS "since last commit (s)",
+       extract(epoch FROM now() - updated_at) AS "heartbeat age (s)",
+       stall_seconds AS "stall window (s)",
+       reason
+FROM ingest_heartbeat
+ORDER BY 2 DESC, 1
+"""
+
 
 def ingest_health() -> dict[str, Any]:
     panels = [
@@ -129,13 +147,25 @@ def ingest_health() -> dict[str, Any]:
             [sql_target(LATEST_REJECTS, "table")],
             grid=(10, 16, 14, 9),
         ),
+        panel(
+            "table",
+            "Ingest workers: stall detection",
+            [sql_target(WORKERS, "table")],
+            grid=(0, 25, 24, 7),
+            unit="s",
+            thresholds=[(None, "green"), (60, "red")],
+            description="Each worker's heartbeat: STALLED = messages waiting and nothing "
+            "committed for the stall window (MEBUKU_INGEST_STALL_SECONDS) while the database "
+            "answers; SILENT = no heartbeat (the worker died). Alert rule: ingest/README.md.",
+        ),
     ]
     return dashboard(
         "mebuku-ingest-health",
         "Ingest health",
         panels,
         tags=["mebuku", "ingest", "operators"],
-        description="MQTT ingest: rows per minute, rejects by reason, lag, vehicle freshness.",
+        description="MQTT ingest: rows per minute, rejects by reason, lag, vehicle freshness, "
+        "stalled workers.",
         time_from="now-1h",
     )
 

@@ -1,8 +1,25 @@
-"""Prometheus metrics of one ingest worker (own registry, so several can share a process)."""
+"""Prometheus metrics of one ingest worker (own registry, so several can share a process),
+served with the worker's health endpoint on the metrics port."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+# (HTTP status, JSON body) of GET /healthz
+HealthCheck = Callable[[], tuple[int, dict[str, Any]]]
 
 LAG_BUCKETS = (
     0.005,
@@ -80,7 +97,74 @@ class IngestMetrics:
             "mebuku_ingest_mqtt_connected", "1 while connected to the broker", registry=r
         )
 
-    def serve(self, port: int) -> None:
-        """Expose /metrics on ``port`` (0: no endpoint)."""
-        if port:
-            start_http_server(port, registry=self.registry)
+        self.oldest_unacked = Gauge(
+            "mebuku_ingest_oldest_unacked_seconds",
+            "Age of the oldest message received and not yet acknowledged (0: none)",
+            registry=r,
+        )
+        self.since_commit = Gauge(
+            "mebuku_ingest_seconds_since_commit",
+            "Seconds since the last committed batch (or since start)",
+            registry=r,
+        )
+        self.waiting = Gauge(
+            "mebuku_ingest_waiting_messages",
+            "Messages received and not yet acknowledged (inbox and batch being written)",
+            registry=r,
+        )
+        self.backlog_bytes = Gauge(
+            "mebuku_ingest_backlog_bytes",
+            "Payload bytes held for messages not yet acknowledged",
+            registry=r,
+        )
+        self.stalled = Gauge(
+            "mebuku_ingest_stalled",
+            "1 while messages wait, nothing commits and the database answers",
+            registry=r,
+        )
+        self.poison_batches = Counter(
+            "mebuku_ingest_poison_batches",
+            "Batches split after failing repeatedly while the database answered",
+            registry=r,
+        )
+        self.backpressure_seconds = Counter(
+            "mebuku_ingest_backpressure_seconds",
+            "Time the MQTT loop waited because the backlog was over its byte budget",
+            registry=r,
+        )
+
+    def serve(self, port: int, health: HealthCheck | None = None) -> ThreadingHTTPServer | None:
+        """Expose /metrics and /healthz on ``port`` (0: no endpoint)."""
+        if not port:
+            return None
+        server = ThreadingHTTPServer(("", port), _handler(self.registry, health))
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, name="ingest-metrics", daemon=True).start()
+        return server
+
+
+def _handler(
+    registry: CollectorRegistry, health: HealthCheck | None
+) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/healthz":
+                status, body = health() if health else (200, {"status": "ok"})
+                self._send(status, "application/json", json.dumps(body).encode())
+            elif path in ("/metrics", "/"):
+                self._send(200, CONTENT_TYPE_LATEST, generate_latest(registry))
+            else:
+                self._send(404, "text/plain", b"not found: /metrics or /healthz\n")
+
+        def _send(self, status: int, ctype: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # health checks every few seconds would flood the log
+
+    return Handler
