@@ -54,7 +54,7 @@ def pg() -> Iterator[EmbeddedPostgres]:
 @pytest.fixture
 def broker() -> Iterator[EmbeddedMosquitto]:
     root = server_dir("mebuku-bounded-mqtt-")
-    b = EmbeddedMosquitto(root, extra_config=f"max_packet_size {4 * BIG}\n")
+    b = EmbeddedMosquitto(root, max_payload_bytes=4 * BIG)  # lets 10 MB packets through
     try:
         b.start()
         yield b
