@@ -92,7 +92,7 @@ SELECT worker_id AS "worker",
        extract(epoch FROM now() - updated_at) AS "heartbeat age (s)",
        stall_seconds AS "stall window (s)",
        reason
-FROM ingest_heartbeat
+FROM grafana.ingest_heartbeat
 ORDER BY 2 DESC, 1
 """
 
