@@ -190,7 +190,7 @@ def test_ingestor_logs_carry_no_secret(db_url: str, mqtt_broker: EmbeddedMosquit
     [
         ("MEBUKU_PSEUDONYM_KEY", "too-short-secret-value", "at least 32 characters"),
         ("MEBUKU_API_TRUSTED_PROXIES", '["caddy"]', "'caddy' is not an IP address or CIDR"),
-        ("MEBUKU_API_TRUSTED_PROXIES", "10.0.0.1", "list settings are JSON"),
+        ("MEBUKU_API_TRUSTED_PROXIES", "10.0.0.1", "a list setting is JSON"),
     ],
 )
 def test_an_invalid_setting_is_one_line_without_its_value(name: str, value: str, says: str) -> None:
