@@ -12,10 +12,9 @@ COPY ingest ingest
 COPY mobility mobility
 COPY fiveg fiveg
 COPY api api
-COPY data data
 COPY grafana grafana
-# Editable: the code reads data/ and fiveg/trials/ next to the packages.
-RUN pip install -e . && useradd --system --uid 10001 mebuku
+# Not editable: package data (core/data, fiveg/demo_trials, fare policies) ships in the wheel.
+RUN pip install . && useradd --system --uid 10001 mebuku
 USER mebuku
 ENTRYPOINT ["mebuku"]
 CMD ["--help"]

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from importlib import metadata
+from importlib import metadata, resources
 from pathlib import Path
 
 import psycopg
@@ -30,15 +30,16 @@ from rich.table import Table
 from core import migrator, roles, timeseries
 from core.embedded import EmbeddedMosquitto, EmbeddedPostgres, free_port
 from core.logging import redact_url
+from core.resources import default_gtfs
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_GTFS = REPO_ROOT / "data" / "gtfs" / "gunmachuo-gtfs-jp-20250401.zip"
+DEFAULT_GTFS = default_gtfs()
 # Trials whose sites and devices are the ones `mebuku simulate` publishes.
-DEMO_TRIALS = REPO_ROOT / "fiveg" / "demo_trials"
+# Found by package name (importlib.resources), not imported as code: core stays domain-free.
+DEMO_TRIALS = Path(str(resources.files("fiveg").joinpath("demo_trials")))
 
 
 @dataclass(frozen=True)
