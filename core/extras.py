@@ -30,5 +30,5 @@ def missing(extra: str, module: str) -> MissingExtraError:
     """The error for a module of ``extra`` that could not be imported."""
     return MissingExtraError(
         f"{EXTRAS[extra]} needs the optional dependencies of mebuku[{extra}] "
-        f"({module} is not installed): pip install 'mebuku[{extra}]'"
+        f"({module.split('.')[0]} is not installed): pip install 'mebuku[{extra}]'"
     )

@@ -157,7 +157,8 @@ def report(
     try:
         from fiveg.report import build_report
     except ModuleNotFoundError as e:  # one line naming the extra, not a traceback
-        err.print(str(missing("report", e.name or "fiveg.report")), markup=False)
+        msg = str(missing("report", e.name or "fiveg.report"))
+        err.print(msg, markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     k = _kpis(trial_id, source)  # type: ignore[arg-type]
     path = output or Path(f"fiveg-{trial_id}-report.pdf")
