@@ -14,7 +14,8 @@ COPY fiveg fiveg
 COPY api api
 COPY grafana grafana
 # Not editable: package data (core/data, fiveg/demo_trials, fare policies) ships in the wheel.
-RUN pip install . && useradd --system --uid 10001 mebuku
+# Extras: the council's PDF report and `mebuku grafana push`; add `road` for OSM road graphs.
+RUN pip install ".[report,grafana]" && useradd --system --uid 10001 mebuku
 USER mebuku
 ENTRYPOINT ["mebuku"]
 CMD ["--help"]

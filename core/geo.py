@@ -17,7 +17,6 @@ WGS84 = "EPSG:4326"
 PROJECTED_CRS = "EPSG:6677"
 
 _GEOD = Geod(ellps="WGS84")
-_local = threading.local()
 
 
 def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -38,30 +37,30 @@ def offset(lat: float, lon: float, bearing: float, metres: float) -> tuple[float
     return float(lat2), float(lon2)
 
 
-def _transformers() -> tuple[Transformer, Transformer]:
-    pair: tuple[Transformer, Transformer] | None = getattr(_local, "pair", None)
-    if pair is None:
-        pair = (
-            Transformer.from_crs(WGS84, PROJECTED_CRS, always_xy=True),
-            Transformer.from_crs(PROJECTED_CRS, WGS84, always_xy=True),
-        )
-        _local.pair = pair
-    return pair
+class _Grid(threading.local):
+    """This thread's transformers (created on first use in each thread)."""
+
+    def __init__(self) -> None:
+        self.to_grid = Transformer.from_crs(WGS84, PROJECTED_CRS, always_xy=True)
+        self.to_wgs = Transformer.from_crs(PROJECTED_CRS, WGS84, always_xy=True)
+
+
+_grid = _Grid()
 
 
 def project(lat: float, lon: float) -> tuple[float, float]:
     """(lat, lon) in WGS84 -> (x, y) metres in EPSG:6677."""
-    x, y = _transformers()[0].transform(lon, lat)
+    x, y = _grid.to_grid.transform(lon, lat)
     return float(x), float(y)
 
 
 def project_many(lats: Sequence[float], lons: Sequence[float]) -> tuple[list[float], list[float]]:
     """Many points at once (one pyproj call): (lats, lons) -> (xs, ys)."""
-    xs, ys = _transformers()[0].transform(list(lons), list(lats))
+    xs, ys = _grid.to_grid.transform(list(lons), list(lats))
     return list(map(float, xs)), list(map(float, ys))
 
 
 def unproject(x: float, y: float) -> tuple[float, float]:
     """(x, y) metres in EPSG:6677 -> (lat, lon)."""
-    lon, lat = _transformers()[1].transform(x, y)
+    lon, lat = _grid.to_wgs.transform(x, y)
     return float(lat), float(lon)
