@@ -1,9 +1,11 @@
 """Rendering the council's PDF takes CPU seconds; it runs in a worker thread, so the API
-keeps answering other requests meanwhile (a real uvicorn server, real database)."""
+keeps answering other requests meanwhile (a real uvicorn server, real database). Without the
+``report`` extra the report is a 503 problem naming it."""
 
 from __future__ import annotations
 
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -75,3 +77,18 @@ def test_healthz_stays_fast_while_reports_render(api: tuple[str, dict[str, str]]
     assert len(latencies) >= 5, (latencies, render_s)
     assert max(latencies) < render_s / 2, (max(latencies), render_s)
     assert statistics.median(latencies) < render_s / 10, (statistics.median(latencies), render_s)
+
+
+def test_without_the_report_extra_the_report_is_a_503_naming_it(
+    api: tuple[str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, council = api
+    monkeypatch.delitem(sys.modules, "fiveg.report", raising=False)
+    for name in ("matplotlib", "matplotlib.dates", "matplotlib.figure", "reportlab"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    r = httpx.get(f"{base}{REPORT}", headers=council, timeout=60)
+    assert r.status_code == 503
+    assert r.headers["content-type"].startswith("application/problem+json")
+    problem = r.json()
+    assert problem["type"].endswith("report-unavailable")
+    assert "pip install 'mebuku[report]'" in problem["detail"]
