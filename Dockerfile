@@ -12,10 +12,10 @@ COPY ingest ingest
 COPY mobility mobility
 COPY fiveg fiveg
 COPY api api
-COPY data data
 COPY grafana grafana
-# Editable: the code reads data/ and fiveg/trials/ next to the packages.
-RUN pip install -e . && useradd --system --uid 10001 mebuku
+# Not editable: package data (core/data, fiveg/demo_trials, fare policies) ships in the wheel.
+# Extras: the council's PDF report and `mebuku grafana push`; add `road` for OSM road graphs.
+RUN pip install ".[report,grafana]" && useradd --system --uid 10001 mebuku
 USER mebuku
 ENTRYPOINT ["mebuku"]
 CMD ["--help"]

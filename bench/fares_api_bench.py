@@ -29,13 +29,14 @@ import psycopg
 
 from core import migrator
 from core.embedded import ScratchDatabase, free_port
+from core.resources import default_gtfs
 from core.sessions import _digest
 from core.settings import Settings
 from mobility.fares import cards
 from mobility.gtfs.importer import import_feed
 
 KEY = "bench-pseudonym-key-not-secret-0123456789"
-FEED = Path(__file__).resolve().parents[1] / "data" / "gtfs" / "gunmachuo-gtfs-jp-20250401.zip"
+FEED = default_gtfs()
 BUS = {
     "kind": "bus",
     "operator_id": "gunmachuo",

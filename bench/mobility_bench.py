@@ -27,16 +27,17 @@ import psycopg
 
 from core import migrator
 from core.embedded import EmbeddedMosquitto, ScratchDatabase, server_dir
+from core.resources import default_gtfs
 from core.settings import Settings, parse_mqtt_url
 from mobility.gtfs.importer import import_feed
 from mobility.gtfs.parser import read_feed
-from mobility.vehicles.replay import copy_fixes
-from mobility.vehicles.scenario import drive_trip, merge
 from mobility.vehicles.schedule import Schedule, load_schedule, service_day_epoch
 from mobility.vehicles.tracker import Fix, Tracker
 from mobility.vehicles.worker import StateWorker, WorkerConfig
+from tests.support.replay import copy_fixes
+from tests.support.scenario import drive_trip, merge
 
-FEED = "data/gtfs/gunmachuo-gtfs-jp-20250401.zip"
+FEED = default_gtfs()
 DAY = date(2025, 6, 2)
 
 

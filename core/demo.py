@@ -43,7 +43,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
+from importlib import metadata, resources
 from pathlib import Path
 from types import FrameType
 from typing import IO
@@ -64,6 +64,7 @@ from core.embedded import (
     stop_pid,
 )
 from core.logging import redact_url
+from core.resources import default_gtfs
 from core.settings import (
     DEMO_ENV_FILE,
     ConfigError,
@@ -75,10 +76,10 @@ from core.settings import (
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_GTFS = REPO_ROOT / "data" / "gtfs" / "gunmachuo-gtfs-jp-20250401.zip"
+DEFAULT_GTFS = default_gtfs()
 # Trials whose sites and devices are the ones `mebuku simulate` publishes.
-DEMO_TRIALS = REPO_ROOT / "fiveg" / "demo_trials"
+# Found by package name (importlib.resources), not imported as code: core stays domain-free.
+DEMO_TRIALS = Path(str(resources.files("fiveg").joinpath("demo_trials")))
 
 STATE_FILE = "demo.json"
 MAX_FAILURES = 5  # exits of one child within FAILURE_WINDOW_S that stop the demo

@@ -15,11 +15,11 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from core.extras import missing
 from core.settings import get_settings
 from fiveg import store
 from fiveg.engine import TrialKpis, fit_bucket, measured_window, trial_kpis
 from fiveg.kpi import Scorecard
-from fiveg.report import build_report
 from fiveg.store import HIST_WIDTH, ROLLUP_WIDTH
 from fiveg.trial import load_definition
 
@@ -154,6 +154,12 @@ def report(
     """Write the council's PDF report for a trial."""
     if source not in ("raw", "rollup", "auto"):
         raise typer.BadParameter("source is raw, rollup or auto")
+    try:
+        from fiveg.report import build_report
+    except ModuleNotFoundError as e:  # one line naming the extra, not a traceback
+        msg = str(missing("report", e.name or "fiveg.report"))
+        err.print(msg, markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     k = _kpis(trial_id, source)  # type: ignore[arg-type]
     path = output or Path(f"fiveg-{trial_id}-report.pdf")
     path.write_bytes(build_report(k, datetime.now(UTC)))

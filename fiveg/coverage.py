@@ -12,23 +12,19 @@ import statistics
 from collections.abc import Iterable
 from typing import Any
 
-from pyproj import Transformer
-
+from core.geo import PROJECTED_CRS, project, unproject
 from fiveg.kpi import band_of
 
 CELL_M = 50.0
-GRID_CRS = "EPSG:6677"
+GRID_CRS = PROJECTED_CRS
 BAND_COLOURS = {"excellent": "#1a9850", "good": "#91cf60", "fair": "#fee08b", "poor": "#d73027"}
-
-_to_grid = Transformer.from_crs("EPSG:4326", GRID_CRS, always_xy=True)
-_to_wgs = Transformer.from_crs(GRID_CRS, "EPSG:4326", always_xy=True)
 
 Point = tuple[float, float, float | None, float | None, float | None]  # lat, lon, rsrp, dl, ul
 
 
 def cell_of(lat: float, lon: float, size: float = CELL_M) -> tuple[int, int]:
     """(column, row) of the cell holding this point: floor(easting / size), floor(northing)."""
-    x, y = _to_grid.transform(lon, lat)
+    x, y = project(lat, lon)
     return math.floor(x / size), math.floor(y / size)
 
 
@@ -47,7 +43,7 @@ def coverage_geojson(
     for (cx, cy), pts in sorted(cells.items()):
         x0, y0 = cx * size, cy * size
         ring = [(x0, y0), (x0 + size, y0), (x0 + size, y0 + size), (x0, y0 + size), (x0, y0)]
-        coords = [list(_to_wgs.transform(x, y)) for x, y in ring]
+        coords = [list(reversed(unproject(x, y))) for x, y in ring]
         rsrp = _median([p[2] for p in pts if p[2] is not None])
         enough = len(pts) >= min_samples
         band = band_of("rsrp_dbm", rsrp) if rsrp is not None else None

@@ -7,15 +7,16 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
+import anyio
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from psycopg import AsyncConnection
 
+from core.extras import missing
 from core.web import Principal, ProblemError, Role, db_conn, require_roles
 from fiveg import store
 from fiveg.coverage import coverage_geojson
 from fiveg.engine import KpiRequestError, TrialKpis, fit_bucket, measured_window, trial_kpis
 from fiveg.kpi import DEFAULT_MIN_COVERAGE_PCT
-from fiveg.report import build_report
 from fiveg.schemas import (
     CompareRow,
     KpisOut,
@@ -224,7 +225,13 @@ async def get_report(
 ) -> Response:
     trial = await _trial(conn, trial_id)
     k = await _kpis(conn, trial, start, end, bucket, source, _min_coverage(request))
-    pdf = build_report(k, datetime.now(UTC))
+    try:
+        from fiveg.report import build_report
+    except ModuleNotFoundError as e:  # the report extra is not installed
+        err = missing("report", e.name or "fiveg.report")
+        raise ProblemError(503, "report-unavailable", "Report unavailable", str(err)) from None
+    # Rendering takes CPU seconds: in a worker thread, so other requests keep being served.
+    pdf = await anyio.to_thread.run_sync(build_report, k, datetime.now(UTC))
     return Response(
         pdf,
         media_type="application/pdf",

@@ -13,11 +13,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.dates as mdates
-import matplotlib.pyplot as plt
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
@@ -93,17 +91,24 @@ def _num(ts: datetime) -> float:
     return float(mdates.date2num(ts))  # type: ignore[no-untyped-call]
 
 
-def _png(fig: Any, width_mm: float) -> Image:
+def _figure(width_in: float, height_in: float) -> tuple[Figure, Any]:
+    """A figure of matplotlib's object API (no pyplot global state), so reports can render
+    in parallel threads."""
+    fig = Figure(figsize=(width_in, height_in))
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots()
+
+
+def _png(fig: Figure, width_mm: float) -> Image:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=150, bbox_inches="tight")
-    plt.close(fig)
     buf.seek(0)
     w, h = fig.get_size_inches()
     return Image(buf, width=width_mm * mm, height=width_mm * mm * h / w)
 
 
 def _series_chart(k: TrialKpis, kpis: list[tuple[str, str]], title: str, unit: str) -> Image:
-    fig, ax = plt.subplots(figsize=(7.2, 2.6))
+    fig, ax = _figure(7.2, 2.6)
     xs = sorted(k.per_bucket)
     for kpi, label in kpis:
         ys = [k.per_bucket[b].values.get(kpi) for b in xs]
@@ -130,7 +135,7 @@ def _series_chart(k: TrialKpis, kpis: list[tuple[str, str]], title: str, unit: s
 
 
 def _bands_chart(k: TrialKpis) -> Image:
-    fig, ax = plt.subplots(figsize=(7.2, 2.0))
+    fig, ax = _figure(7.2, 2.0)
     palette = {"excellent": "#1a9850", "good": "#91cf60", "fair": "#fee08b", "poor": "#d73027"}
     metrics = list(k.overall.bands)
     left = [0.0] * len(metrics)

@@ -208,6 +208,7 @@ def road_distance(
     destination: str = typer.Argument(..., help="lat,lon"),
 ) -> None:
     """Drivable distance between two points (road graph from settings or the feed's shapes)."""
+    from core.extras import MissingExtraError
     from mobility.network import load_road_graph, road_distance_m
 
     def point(text: str) -> tuple[float, float]:
@@ -215,8 +216,12 @@ def road_distance(
         return lat, lon
 
     s = get_settings()
-    with psycopg.connect(s.require_database_url()) as conn:
-        graph = load_road_graph(s.road_graph_path, None if s.road_graph_path else conn)
+    try:
+        with psycopg.connect(s.require_database_url()) as conn:
+            graph = load_road_graph(s.road_graph_path, None if s.road_graph_path else conn)
+    except MissingExtraError as e:  # an OSM file without osmnx installed: one line
+        typer.echo(str(e), err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"{road_distance_m(graph, point(origin), point(destination)):.0f} m")
 
 

@@ -21,7 +21,8 @@ import numpy as np
 import psycopg
 from shapely import LineString, Point, STRtree
 
-from mobility.geo import project, project_many, unproject
+from core.extras import require
+from core.geo import project, project_many, unproject
 
 LatLon = tuple[float, float]
 _cache: dict[tuple[str, object], nx.MultiDiGraph] = {}
@@ -105,8 +106,7 @@ def load_road_graph(
         if key in _cache:
             return _cache[key]
     if path is not None:
-        import osmnx as ox
-
+        ox: Any = require("osmnx", "road")
         p = Path(path)
         if p.suffix.lower() == ".graphml":
             g = ox.load_graphml(p)

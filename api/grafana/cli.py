@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from api.grafana import build as build_mod
+from core.extras import MissingExtraError, require
 
 console = Console(stderr=True)
 app = typer.Typer(help="Grafana dashboards: build JSON, publish, check.", no_args_is_help=True)
@@ -43,6 +44,15 @@ def _env(name: str, allow_empty: bool = False) -> str:
     return value
 
 
+def _need_grafana_client() -> None:
+    """One line naming the ``grafana`` extra when grafana-client is not installed."""
+    try:
+        require("grafana_client", "grafana")
+    except MissingExtraError as e:
+        console.print(str(e), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
 def _api(url: str, token: str) -> Any:
     from grafana_client.api import GrafanaApi
 
@@ -69,6 +79,7 @@ def push(
     Secrets come from the environment only: MEBUKU_DB_PASSWORD and MEBUKU_GRAFANA_API_KEY
     (an API key with role council, from `mebuku operators create --role council`).
     """
+    _need_grafana_client()
     from api.grafana.push import Connection, GrafanaSetupError
     from api.grafana.push import push as do_push
 
@@ -98,6 +109,7 @@ def check(
     token: str = typer.Option(..., envvar="GRAFANA_TOKEN", help="Service account token."),
 ) -> None:
     """Ask Grafana to health-check each Mebuku data source (exit 1 if any fails)."""
+    _need_grafana_client()
     from api.grafana.push import check as do_check
 
     results = do_check(_api(url, token))

@@ -1,4 +1,4 @@
-"""Maebashi's city boundary from the town polygons in ``data/maebashi/towns.geojson``,
+"""Maebashi's city boundary from the town polygons in ``core/data/maebashi/towns.geojson``,
 so the simulator drives only routes that serve the city."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from shapely.geometry import shape
 from shapely.ops import unary_union
 from shapely.prepared import prep
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TOWNS = REPO_ROOT / "data" / "maebashi" / "towns.geojson"
+from core.resources import towns_geojson
+
+TOWNS = towns_geojson()
 
 
 def city_contains(path: Path = TOWNS) -> Callable[[float, float], bool]:

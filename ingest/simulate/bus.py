@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from core.geo import offset
 from ingest.simulate.feed import TripPlan
-from ingest.simulate.geo import offset
 from ingest.simulate.messages import SimMessage, dumps, rfc3339
 
 ACCEL = 1.0

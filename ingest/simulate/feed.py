@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from ingest.simulate.geo import Polyline, haversine_m
+from core.geo import distance_m
+from core.resources import default_gtfs
+from ingest.simulate.geo import Polyline
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_GTFS = REPO_ROOT / "data" / "gtfs" / "gunmachuo-gtfs-jp-20250401.zip"
+DEFAULT_GTFS = default_gtfs()
 MAEBASHI_STATION = "g035_01"
 CHUO_MAEBASHI = "m003_01"
 
@@ -296,11 +297,11 @@ class Feed:
         sa, sb = self.stops[a], self.stops[b]
         best: tuple[float, list[tuple[float, float]]] | None = None
         for pts in self.shapes.values():
-            ia = min(range(len(pts)), key=lambda i: haversine_m(*pts[i], sa.lat, sa.lon))
-            ib = min(range(len(pts)), key=lambda i: haversine_m(*pts[i], sb.lat, sb.lon))
+            ia = min(range(len(pts)), key=lambda i: distance_m(*pts[i], sa.lat, sa.lon))
+            ib = min(range(len(pts)), key=lambda i: distance_m(*pts[i], sb.lat, sb.lon))
             if ia >= ib:
                 continue
-            err = haversine_m(*pts[ia], sa.lat, sa.lon) + haversine_m(*pts[ib], sb.lat, sb.lon)
+            err = distance_m(*pts[ia], sa.lat, sa.lon) + distance_m(*pts[ib], sb.lat, sb.lon)
             if best is None or err < best[0]:
                 best = (err, pts[ia : ib + 1])
         seg = [(sa.lat, sa.lon), (sb.lat, sb.lon)]

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ingest.simulate.geo import haversine_m, offset
+from core.geo import distance_m, offset
 from ingest.simulate.messages import SimMessage, dumps, rfc3339
 
 
@@ -38,7 +38,7 @@ SITES: tuple[Site, ...] = (
 
 def radio_sample(site: Site, lat: float, lon: float, rng: random.Random) -> dict[str, object]:
     """One measurement of a phone at (lat, lon) served by ``site``'s gNB (band n79)."""
-    d = max(haversine_m(lat, lon, site.lat, site.lon), 10.0)
+    d = max(distance_m(lat, lon, site.lat, site.lon), 10.0)
     rsrp = -52.0 - 32.0 * math.log10(d / 10.0) + rng.gauss(0, 3)
     rsrp = min(max(rsrp, -140.0), -44.0)
     sinr = min(max(0.75 * (rsrp + 112.0) + rng.gauss(0, 2), -10.0), 35.0)
@@ -66,7 +66,7 @@ def radio_sample(site: Site, lat: float, lon: float, rng: random.Random) -> dict
 
 
 def nearest_site(lat: float, lon: float, sites: tuple[Site, ...] = SITES) -> Site:
-    return min(sites, key=lambda s: haversine_m(lat, lon, s.lat, s.lon))
+    return min(sites, key=lambda s: distance_m(lat, lon, s.lat, s.lon))
 
 
 def _radio(

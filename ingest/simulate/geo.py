@@ -1,4 +1,4 @@
-"""Small geodesy for the simulators: distances in metres and positions along polylines."""
+"""Positions along polylines for the simulators (distances from :mod:`core.geo`)."""
 
 from __future__ import annotations
 
@@ -7,30 +7,7 @@ import itertools
 import math
 from dataclasses import dataclass
 
-EARTH_RADIUS_M = 6_371_008.8
-
-
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(min(a, 1.0)))
-
-
-def bearing_deg(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dl = math.radians(lon2 - lon1)
-    x = math.sin(dl) * math.cos(p2)
-    y = math.cos(p1) * math.sin(p2) - math.sin(p1) * math.cos(p2) * math.cos(dl)
-    return math.degrees(math.atan2(x, y)) % 360.0
-
-
-def offset(lat: float, lon: float, bearing: float, metres: float) -> tuple[float, float]:
-    """The point ``metres`` away in direction ``bearing`` (flat-earth, fine below a few km)."""
-    b = math.radians(bearing)
-    dlat = metres * math.cos(b) / EARTH_RADIUS_M
-    dlon = metres * math.sin(b) / (EARTH_RADIUS_M * math.cos(math.radians(lat)))
-    return lat + math.degrees(dlat), lon + math.degrees(dlon)
+from core.geo import bearing_deg, distance_m
 
 
 @dataclass(frozen=True)
@@ -42,7 +19,7 @@ class Polyline:
     def of(cls, points: list[tuple[float, float]]) -> Polyline:
         cum = [0.0]
         for (a, b), (c, d) in itertools.pairwise(points):
-            cum.append(cum[-1] + haversine_m(a, b, c, d))
+            cum.append(cum[-1] + distance_m(a, b, c, d))
         return cls(tuple(points), tuple(cum))
 
     @property

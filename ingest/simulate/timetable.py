@@ -11,8 +11,8 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from core.geo import distance_m
 from ingest.simulate.feed import TripPlan
-from ingest.simulate.geo import haversine_m
 
 JST = timezone(timedelta(hours=9), "Asia/Tokyo")
 MIN_LAYOVER_S = 120
@@ -44,7 +44,7 @@ class Block:
 def _joins(prev: TripPlan, nxt: TripPlan) -> bool:
     a, b = prev.stops[-1].stop, nxt.stops[0].stop
     gap = nxt.start_s - prev.end_s
-    near = a.stop_id == b.stop_id or haversine_m(a.lat, a.lon, b.lat, b.lon) <= SAME_PLACE_M
+    near = a.stop_id == b.stop_id or distance_m(a.lat, a.lon, b.lat, b.lon) <= SAME_PLACE_M
     return near and MIN_LAYOVER_S <= gap <= MAX_LAYOVER_S
 
 

@@ -10,7 +10,9 @@ import shapely
 from shapely.geometry import Point, shape
 from shapely.geometry.base import BaseGeometry
 
-TOWNS = Path(__file__).resolve().parents[2] / "data" / "maebashi" / "towns.geojson"
+from core.resources import towns_geojson
+
+TOWNS = towns_geojson()
 
 
 @lru_cache(maxsize=1)

@@ -13,10 +13,10 @@ import base64
 import contextlib
 import json
 import logging
-import time
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
+from cachetools import TTLCache
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials
@@ -241,11 +241,17 @@ async def _road_distance(request: Request) -> ledger.DistanceLookup | None:
     path = _settings(request).road_graph_path
     if path is None:
         return None
+    from core.extras import MissingExtraError
     from mobility.network import NoRouteError, load_road_graph, road_distance_m
 
     graph = getattr(request.app.state, "fares_road_graph", None)
     if graph is None:
-        graph = await asyncio.to_thread(load_road_graph, path)
+        try:
+            graph = await asyncio.to_thread(load_road_graph, path)
+        except MissingExtraError as e:  # MEBUKU_ROAD_GRAPH_PATH set without mebuku[road]
+            raise ProblemError(
+                503, "road-graph-unavailable", "Road graph unavailable", str(e)
+            ) from None
         request.app.state.fares_road_graph = graph
 
     def lookup(lon1: float, lat1: float, lon2: float, lat2: float) -> float | None:
@@ -638,21 +644,22 @@ async def _fare_lookup(conn: AsyncConnection, route: str, origin: str, dest: str
 
 
 QUOTE_FARE_TTL_S = 300.0
-_quote_fares: dict[tuple[str, str, str], tuple[float, int | None]] = {}
+_MISS = object()
+# Bounded (least recently used out first) and expiring: cachetools' TTLCache.
+_quote_fares: TTLCache[tuple[str, str, str], int | None] = TTLCache(
+    maxsize=50_000, ttl=QUOTE_FARE_TTL_S
+)
 
 
 async def _quote_fare(conn: AsyncConnection, route: str, origin: str, dest: str) -> int | None:
     """Quotes reuse a fare for 5 minutes (timetable fares change only with a new feed);
     submissions always ask the current feed."""
     key = (route, origin, dest)
-    now = time.monotonic()
-    hit = _quote_fares.get(key)
-    if hit is not None and now - hit[0] < QUOTE_FARE_TTL_S:
-        return hit[1]
+    hit = _quote_fares.get(key, _MISS)
+    if hit is not _MISS:
+        return cast(int | None, hit)
     fare = await _fare_lookup(conn, route, origin, dest)
-    if len(_quote_fares) >= 50_000:
-        _quote_fares.clear()
-    _quote_fares[key] = (now, fare)
+    _quote_fares[key] = fare
     return fare
 
 

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+import anyio
 from psycopg import AsyncConnection
 
 from mobility.fares import cards, residents
@@ -212,8 +213,18 @@ async def _stored_taxi(
     return TaxiOutcome(ride.record_id, row[0], flags, riders, duplicate=True)
 
 
+async def _road_m(ride: TaxiRide, road_distance: DistanceLookup | None) -> float | None:
+    """The shortest road distance, computed in a worker thread: a path search on a city
+    graph takes milliseconds of CPU that would otherwise stall every other request."""
+    if road_distance is None:
+        return None
+    return await anyio.to_thread.run_sync(
+        road_distance, ride.pickup_lon, ride.pickup_lat, ride.dropoff_lon, ride.dropoff_lat
+    )
+
+
 def _taxi_checks(
-    ride: TaxiRide, day: date, book: PolicyBook, road_distance: DistanceLookup | None
+    ride: TaxiRide, day: date, book: PolicyBook, road_m: float | None
 ) -> tuple[MyTakuPolicy, list[str], bool, bool, bool]:
     """The policy in force and the ride-level rules: hours, city, plausibility flags."""
     policy = book.mytaku_at(day)
@@ -226,11 +237,7 @@ def _taxi_checks(
         flags.append("outside-hours")
     if not touches:
         flags.append("outside-city")
-    dist = (
-        road_distance(ride.pickup_lon, ride.pickup_lat, ride.dropoff_lon, ride.dropoff_lat)
-        if road_distance
-        else None
-    )
+    dist = road_m
     if dist is None:
         dist = DETOUR_FACTOR * great_circle_m(
             ride.pickup_lon, ride.pickup_lat, ride.dropoff_lon, ride.dropoff_lat
@@ -262,12 +269,13 @@ async def submit_taxi_ride(
     fy = fiscal_year(day)
     hashes = [cards.idm_hash(key, i) for i in ride.rider_idms]
     last4 = [cards.normalise_idm(i)[-4:] for i in ride.rider_idms]
+    road_m = await _road_m(ride, road_distance)  # before the transaction: no locks held
     async with conn.transaction():
         dup = await _stored_taxi(conn, ride, hashes, last4)
         if dup is not None:
             return dup
         _check_window(ride.pickup_at, (ride.dropoff_at,), now, window)
-        policy, flags, within, touches, plausible = _taxi_checks(ride, day, book, road_distance)
+        policy, flags, within, touches, plausible = _taxi_checks(ride, day, book, road_m)
         period = await open_period(conn, day)
         cur = await conn.execute(
             "SELECT 1 FROM fare_taxi_riders WHERE idm_hash = ANY(%s)"

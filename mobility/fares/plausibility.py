@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 
+from core import geo
+
 # Expected taxi fare for a road distance: a small-sized-car tariff of the Gunma area
 # (first 1.2 km 500 yen, then 100 yen per 270 m). Unconfirmed: a policy-like constant,
 # used only to flag meter fares far from it.
@@ -36,11 +38,8 @@ def fare_far_from_expected(meter_fare_yen: int, distance_m: float) -> bool:
 
 
 def great_circle_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
-    r = 6_371_008.8
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * r * math.asin(math.sqrt(a))
+    """Straight-line (geodesic) distance, in the (lon, lat) order of ride records."""
+    return geo.distance_m(lat1, lon1, lat2, lon2)
 
 
 # A MyTaku ride is a trip inside or out of Maebashi: a meter running for hours is a data

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from datetime import date, time
 from functools import lru_cache
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 
 @dataclass(frozen=True)
@@ -68,57 +70,142 @@ def _hhmm(s: str) -> time:
     return time(int(h), int(m))
 
 
-def parse_mytaku(d: dict[str, Any]) -> MyTakuPolicy:
-    sub, lim, hrs, el = d["subsidy"], d["limits"], d["hours"], d["eligibility"]
-    p = MyTakuPolicy(
-        version=d["version"],
-        effective_from=date.fromisoformat(d["effective_from"]),
-        alone_rate_percent=int(sub["alone_rate_percent"]),
-        alone_cap_yen=int(sub["alone_cap_yen"]),
-        shared_cap_yen=int(sub["shared_cap_yen"]),
-        shared_rate_percent=int(sub["shared_rate_percent"]),
-        rides_per_day=int(lim["rides_per_day"]),
-        rides_per_fiscal_year=int(lim["rides_per_fiscal_year"]),
-        hours_start=_hhmm(hrs["start"]),
-        hours_end=_hhmm(hrs["end"]),
-        min_age=int(el["min_age"]),
-        min_age_without_licence=int(el["min_age_without_licence"]),
-        licence_surrendered_or_lapsed=bool(el["licence_surrendered_or_lapsed"]),
-        conditions=frozenset(el["conditions"]),
-        sources=tuple(d.get("sources", ())),
-        max_active_cards=int(
-            d.get("cards", {}).get("max_active_per_resident", DEFAULT_MAX_ACTIVE_CARDS)
-        ),
+# The TOML files, validated: an unknown (misspelled) key is an error, never ignored.
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Percent = Annotated[int, Field(ge=0, le=100)]
+HhMm = Annotated[str, Field(pattern=r"^([01]?[0-9]|2[0-4]):[0-5][0-9]$")]
+
+
+class _Subsidy(_Strict):
+    alone_rate_percent: Percent
+    alone_cap_yen: int
+    shared_cap_yen: int
+    shared_rate_percent: Percent
+
+
+class _Limits(_Strict):
+    rides_per_day: int
+    rides_per_fiscal_year: int
+
+
+class _Hours(_Strict):
+    start: HhMm
+    end: HhMm
+
+
+class _Eligibility(_Strict):
+    min_age: int
+    min_age_without_licence: int
+    licence_surrendered_or_lapsed: bool
+    conditions: list[str]
+
+
+class _Cards(_Strict):
+    max_active_per_resident: int = Field(DEFAULT_MAX_ACTIVE_CARDS, ge=1, le=20)
+
+
+class MyTakuFile(_Strict):
+    """One ``scheme = "mytaku"`` policy file."""
+
+    scheme: Literal["mytaku"]
+    version: str = Field(min_length=1)
+    effective_from: date
+    sources: list[str] = []
+    subsidy: _Subsidy
+    limits: _Limits
+    hours: _Hours
+    eligibility: _Eligibility
+    cards: _Cards = _Cards()
+
+
+class _Discount(_Strict):
+    name: str
+    rate_percent: Percent
+    min_age: int
+    max_age: int | None = None
+
+
+class BusFile(_Strict):
+    """One ``scheme = "bus"`` policy file."""
+
+    scheme: Literal["bus"]
+    version: str = Field(min_length=1)
+    effective_from: date
+    sources: list[str] = []
+    participating_operators: list[str] = []
+    excluded_route_ids: list[str] = []
+    discounts: list[_Discount] = []
+
+
+_POLICY_FILE: TypeAdapter[MyTakuFile | BusFile] = TypeAdapter(
+    Annotated[MyTakuFile | BusFile, Field(discriminator="scheme")]
+)
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    """``limits.rides_per_day`` (without the scheme tag pydantic puts first)."""
+    if loc and loc[0] in ("mytaku", "bus"):
+        loc = loc[1:]
+    return ".".join(str(x) for x in loc) or "(file)"
+
+
+def validate_policy(d: dict[str, Any], name: str = "policy") -> MyTakuFile | BusFile:
+    """The validated document, or ValueError naming the file and each bad key."""
+    try:
+        return _POLICY_FILE.validate_python(d)
+    except ValidationError as e:
+        problems = "; ".join(f"{_key(err['loc'])}: {err['msg']}" for err in e.errors())
+        raise ValueError(f"{name}: {problems}") from None
+
+
+def _mytaku(f: MyTakuFile) -> MyTakuPolicy:
+    sub, lim, el = f.subsidy, f.limits, f.eligibility
+    return MyTakuPolicy(
+        version=f.version,
+        effective_from=f.effective_from,
+        alone_rate_percent=sub.alone_rate_percent,
+        alone_cap_yen=sub.alone_cap_yen,
+        shared_cap_yen=sub.shared_cap_yen,
+        shared_rate_percent=sub.shared_rate_percent,
+        rides_per_day=lim.rides_per_day,
+        rides_per_fiscal_year=lim.rides_per_fiscal_year,
+        hours_start=_hhmm(f.hours.start),
+        hours_end=_hhmm(f.hours.end),
+        min_age=el.min_age,
+        min_age_without_licence=el.min_age_without_licence,
+        licence_surrendered_or_lapsed=el.licence_surrendered_or_lapsed,
+        conditions=frozenset(el.conditions),
+        sources=tuple(f.sources),
+        max_active_cards=f.cards.max_active_per_resident,
     )
-    if not 1 <= p.max_active_cards <= 20:
-        raise ValueError(f"{p.version}: cards.max_active_per_resident must be 1..20")
-    for name in ("alone_rate_percent", "shared_rate_percent"):
-        if not 0 <= getattr(p, name) <= 100:
-            raise ValueError(f"{p.version}: {name} must be 0..100")
-    return p
+
+
+def _bus(f: BusFile) -> BusPolicy:
+    return BusPolicy(
+        version=f.version,
+        effective_from=f.effective_from,
+        participating_operators=frozenset(f.participating_operators),
+        excluded_route_ids=frozenset(f.excluded_route_ids),
+        discounts=tuple(
+            BusDiscount(x.name, x.rate_percent, x.min_age, x.max_age) for x in f.discounts
+        ),
+        sources=tuple(f.sources),
+    )
+
+
+def parse_mytaku(d: dict[str, Any]) -> MyTakuPolicy:
+    f = validate_policy({"scheme": "mytaku", **d}, str(d.get("version", "mytaku policy")))
+    assert isinstance(f, MyTakuFile)
+    return _mytaku(f)
 
 
 def parse_bus(d: dict[str, Any]) -> BusPolicy:
-    discounts = tuple(
-        BusDiscount(
-            name=x["name"],
-            rate_percent=int(x["rate_percent"]),
-            min_age=int(x["min_age"]),
-            max_age=int(x["max_age"]) if "max_age" in x else None,
-        )
-        for x in d.get("discounts", ())
-    )
-    for x in discounts:
-        if not 0 <= x.rate_percent <= 100:
-            raise ValueError(f"{d['version']}: rate_percent must be 0..100")
-    return BusPolicy(
-        version=d["version"],
-        effective_from=date.fromisoformat(d["effective_from"]),
-        participating_operators=frozenset(d.get("participating_operators", ())),
-        excluded_route_ids=frozenset(d.get("excluded_route_ids", ())),
-        discounts=discounts,
-        sources=tuple(d.get("sources", ())),
-    )
+    f = validate_policy({"scheme": "bus", **d}, str(d.get("version", "bus policy")))
+    assert isinstance(f, BusFile)
+    return _bus(f)
 
 
 @dataclass(frozen=True)
@@ -150,9 +237,14 @@ def _in_force(versions: tuple[P, ...], day: date, scheme: str) -> P:
     return best
 
 
-def book_from_dicts(docs: list[dict[str, Any]]) -> PolicyBook:
-    mytaku = tuple(parse_mytaku(d) for d in docs if d["scheme"] == "mytaku")
-    bus = tuple(parse_bus(d) for d in docs if d["scheme"] == "bus")
+def book_from_dicts(docs: list[dict[str, Any]], names: list[str] | None = None) -> PolicyBook:
+    """Validate every document (``names``: their file names, for errors) into one book."""
+    files = [
+        validate_policy(d, names[i] if names else str(d.get("version", f"policy {i + 1}")))
+        for i, d in enumerate(docs)
+    ]
+    mytaku = tuple(_mytaku(f) for f in files if isinstance(f, MyTakuFile))
+    bus = tuple(_bus(f) for f in files if isinstance(f, BusFile))
     versions = [p.version for p in mytaku] + [p.version for p in bus]
     if len(versions) != len(set(versions)):
         raise ValueError("duplicate policy versions")
@@ -163,9 +255,11 @@ def book_from_dicts(docs: list[dict[str, Any]]) -> PolicyBook:
 def load_policies() -> PolicyBook:
     """Every policy file shipped in ``mobility/fares/policies``."""
     folder = resources.files("mobility.fares") / "policies"
-    docs = [
-        tomllib.loads(f.read_text(encoding="utf-8"))
-        for f in sorted(folder.iterdir(), key=lambda f: f.name)
-        if f.name.endswith(".toml")
-    ]
-    return book_from_dicts(docs)
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".toml")), key=lambda f: f.name)
+    docs = []
+    for f in files:
+        try:
+            docs.append(tomllib.loads(f.read_text(encoding="utf-8")))
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{f.name}: {e}") from None
+    return book_from_dicts(docs, [f.name for f in files])

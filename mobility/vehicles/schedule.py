@@ -19,7 +19,7 @@ import psycopg
 from shapely import LineString, Point
 from shapely.ops import substring
 
-from mobility.geo import project, project_many
+from core.geo import project, project_many
 
 JST = timezone(timedelta(hours=9), "Asia/Tokyo")
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from shapely import Point
 from shapely.ops import substring
 
-from mobility.geo import project
+from core.geo import project
 from mobility.vehicles.schedule import Schedule, TripPlan, service_day_epoch
 
 Status = Literal["in_transit", "stopped_at", "off_route", "layover", "offline"]

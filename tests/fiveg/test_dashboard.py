@@ -10,9 +10,10 @@ import psycopg
 import pytest
 
 from api.grafana.build import validate
-from api.grafana.macros import QueryContext, Variable, expand
-from fiveg import dashboard, panel_seed, store
+from fiveg import dashboard, store
 from fiveg.engine import trial_kpis
+from tests.support.grafana_macros import QueryContext, Variable, expand
+from tests.support.seed import fiveg as panel_seed
 
 
 @pytest.fixture(scope="module")

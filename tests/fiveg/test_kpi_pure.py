@@ -14,7 +14,6 @@ from fiveg import histogram
 from fiveg.kpi import (
     Sample,
     bucket_start,
-    compute_stats,
     find_gaps,
     handovers,
     percentile_cont,
@@ -22,6 +21,7 @@ from fiveg.kpi import (
 )
 from fiveg.targets import Target, default_targets, merge_targets
 from tests.fiveg import known_set
+from tests.support.kpi_stats import compute_stats
 
 
 def _samples() -> list[Sample]:

@@ -17,11 +17,12 @@ from core.embedded import EmbeddedMosquitto
 from fiveg import engine, histogram, store
 from fiveg.coverage import cell_of, coverage_geojson
 from fiveg.engine import TrialKpis, trial_kpis
-from fiveg.kpi import Sample, Stats, bucket_start, compute_stats
+from fiveg.kpi import Sample, Stats, bucket_start
 from fiveg.store import StoredTrial
 from fiveg.trial import TrialDefinition
 from tests.fiveg import known_set
 from tests.fiveg.feed import ingestor, publish_and_wait
+from tests.support.kpi_stats import compute_stats
 
 T = TypeVar("T")
 SITE = f"fg-{uuid.uuid4().hex[:8]}"

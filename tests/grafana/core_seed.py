@@ -1,7 +1,7 @@
 """Recent rows in core's shared time-series tables, for panels that read them directly.
 
 Used by the panel test only when a table has no recent rows after the packages' own
-``panel_seed`` functions ran (the ingest package normally provides them).
+seed functions (tests/support/seed/) ran (the ingest seed normally provides them).
 """
 
 from __future__ import annotations

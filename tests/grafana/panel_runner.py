@@ -1,8 +1,8 @@
 """Run every SQL panel query and template variable of the generated dashboards.
 
-Expands each query as Grafana would (api.grafana.macros) for the dashboard's default time
-range, runs it read-only against a real database and checks the result has the shape the
-panel type needs. Shared by the plain-PostgreSQL and the TimescaleDB panel tests.
+Expands each query as Grafana would (tests/support/grafana_macros.py) for the dashboard's
+default time range, runs it read-only against a real database and checks the result has
+the shape the panel type needs. Shared by the plain-PostgreSQL and the TimescaleDB panel tests.
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ from typing import Any
 import psycopg
 
 from api.grafana.build import collect, iter_panels
-from api.grafana.macros import QueryContext, Variable, expand, panel_interval
 from api.plugins import import_optional
 from core.grafana import SQL_DATASOURCE
+from tests.support.grafana_macros import QueryContext, Variable, expand, panel_interval
 
 SEED_MODULES = (
-    "ingest.panel_seed",
-    "mobility.panel_seed",
-    "mobility.fares.panel_seed",
-    "fiveg.panel_seed",
+    "tests.support.seed.ingest",
+    "tests.support.seed.mobility",
+    "tests.support.seed.fares",
+    "tests.support.seed.fiveg",
 )
 NUMERIC_OIDS = {20, 21, 23, 26, 700, 701, 1700}
 TIME_OIDS = {1082, 1114, 1184} | NUMERIC_OIDS

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from api.grafana.macros import (
+from tests.support.grafana_macros import (
     MacroError,
     QueryContext,
     Variable,

@@ -1,6 +1,6 @@
 """Every SQL panel and variable of every generated dashboard runs on real, seeded data.
 
-Queries are expanded exactly as Grafana expands them (api.grafana.macros), both with
+Queries are expanded exactly as Grafana expands them (tests/support/grafana_macros.py), both with
 the data source's TimescaleDB option (time_bucket) and without it, and must return rows
 of the shape their panel type needs. Plain PostgreSQL always; TimescaleDB when
 MEBUKU_TEST_TIMESCALE_URL is set. Every query runs logged in as mebuku_grafana, the role

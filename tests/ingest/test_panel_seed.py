@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 
 from ingest.dashboard import dashboards
-from ingest.panel_seed import seed
+from tests.support.seed.ingest import seed
 
 
 def test_seed_gives_recent_rows_in_every_stream_and_can_run_twice(db_url: str):

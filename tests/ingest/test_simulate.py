@@ -14,6 +14,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from core.embedded import EmbeddedMosquitto
+from core.geo import distance_m
 from ingest.parse import parse_message
 from ingest.rows import Reject, Rows
 from ingest.simulate.bus import BusConfig, BusSimulator
@@ -21,7 +22,6 @@ from ingest.simulate.city import City, CityConfig
 from ingest.simulate.faults import Faults, inject
 from ingest.simulate.feed import CHUO_MAEBASHI, MAEBASHI_STATION, Feed, reversed_plan
 from ingest.simulate.fiveg import SITES, radio_sample
-from ingest.simulate.geo import haversine_m
 
 START = datetime(2026, 11, 24, 23, 0, tzinfo=UTC)  # 08:00 JST
 
@@ -53,7 +53,7 @@ def test_ground_truth_matches_the_telemetry():
         at = tele[v.arrived]
         assert at["speed_mps"] == 0 and at["door_open"] is True
         s = stops[v.stop_id]
-        assert haversine_m(at["lat"], at["lon"], s.lat, s.lon) < 80
+        assert distance_m(at["lat"], at["lon"], s.lat, s.lon) < 80
         if truth.visits[i + 1].arrived > v.departed + timedelta(seconds=1):
             leaving = tele[v.departed + timedelta(seconds=1)]
             assert leaving["door_open"] is False and leaving["speed_mps"] > 0
@@ -102,7 +102,7 @@ def test_radio_quality_falls_with_distance_from_the_gnb():
     rng = random.Random(1)
 
     def mean_rsrp(metres: float) -> float:
-        from ingest.simulate.geo import offset
+        from core.geo import offset
 
         lat, lon = offset(site.lat, site.lon, 45.0, metres)
         samples = [radio_sample(site, lat, lon, rng)["rsrp_dbm"] for _ in range(200)]

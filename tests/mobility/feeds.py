@@ -6,9 +6,9 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import REPO_ROOT
+from core.resources import default_gtfs
 
-REAL_FEED = REPO_ROOT / "data" / "gtfs" / "gunmachuo-gtfs-jp-20250401.zip"
+REAL_FEED = default_gtfs()
 
 
 def feed_files(path: Path = REAL_FEED) -> dict[str, bytes]:

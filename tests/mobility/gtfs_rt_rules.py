@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from google.transit import gtfs_realtime_pb2 as rt
 
-from ingest.simulate.geo import haversine_m
+from core.geo import distance_m
 
 _DATE = re.compile(r"\d{4}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])")
 MIN_POSIX = 1_000_000_000  # 2001: anything smaller is not seconds since 1970
@@ -49,10 +49,10 @@ def _near_polyline(lat: float, lon: float, pts: Sequence[tuple[float, float]]) -
     """Distance to the nearest vertex, with midpoints added (shapes here are dense)."""
     best = math.inf
     for i, (a, b) in enumerate(pts):
-        best = min(best, haversine_m(lat, lon, a, b))
+        best = min(best, distance_m(lat, lon, a, b))
         if i + 1 < len(pts):
             c, d = pts[i + 1]
-            best = min(best, haversine_m(lat, lon, (a + c) / 2, (b + d) / 2))
+            best = min(best, distance_m(lat, lon, (a + c) / 2, (b + d) / 2))
     return best
 
 

@@ -14,11 +14,11 @@ import pytest
 from mobility.analytics.adherence import dwell_by_stop, route_performance
 from mobility.analytics.autonomy import autonomy_kpis
 from mobility.gtfs.importer import import_feed
-from mobility.vehicles.scenario import Scenario, drive_trip
 from mobility.vehicles.schedule import Schedule, TripPlan, load_schedule, service_day_epoch
 from mobility.vehicles.worker import StateWorker, WorkerConfig
 from tests.mobility.feeds import REAL_FEED
 from tests.mobility.test_worker import insert_telemetry
+from tests.support.scenario import Scenario, drive_trip
 
 DAY = date(2025, 6, 2)
 ROUTE = "新前橋駅西口線_A"

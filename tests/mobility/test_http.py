@@ -18,7 +18,6 @@ from api.keys import create_api_key
 from core.roles import role_url
 from core.settings import Settings
 from mobility.gtfs.importer import import_feed
-from mobility.vehicles.scenario import drive_trip
 from mobility.vehicles.schedule import (
     JST,
     Schedule,
@@ -28,6 +27,7 @@ from mobility.vehicles.schedule import (
     service_day_epoch,
 )
 from mobility.vehicles.worker import StateWorker, WorkerConfig
+from tests.mobility.feeds import REAL_FEED
 from tests.mobility.gtfs_rt_rules import (
     StaticFeed,
     check_pair,
@@ -35,6 +35,7 @@ from tests.mobility.gtfs_rt_rules import (
     check_vehicle_positions,
 )
 from tests.mobility.test_worker import insert_telemetry
+from tests.support.scenario import drive_trip
 
 AGENCY = "7070001000969"
 
@@ -61,7 +62,7 @@ def _trip_running_now(conn: psycopg.Connection, schedule: Schedule, now: float) 
 
 @pytest.fixture(scope="module")
 def live(db_url: str) -> dict[str, object]:
-    import_feed(db_url, "data/gtfs/gunmachuo-gtfs-jp-20250401.zip")
+    import_feed(db_url, REAL_FEED)
     now = time.time()
     with psycopg.connect(db_url, autocommit=True) as conn:
         plan = _trip_running_now(conn, load_schedule(conn), now)

@@ -9,7 +9,7 @@ import networkx as nx
 import psycopg
 import pytest
 
-from mobility.geo import project
+from core.geo import project
 from mobility.gtfs.importer import import_feed
 from mobility.network import (
     NoRouteError,

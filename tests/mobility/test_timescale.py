@@ -11,12 +11,12 @@ import pytest
 from core import migrator
 from mobility.analytics.adherence import route_performance
 from mobility.gtfs.importer import import_feed
-from mobility.vehicles.scenario import drive_trip
 from mobility.vehicles.schedule import load_schedule, service_day_epoch
 from mobility.vehicles.worker import StateWorker
 from tests.conftest import make_settings
 from tests.mobility.feeds import REAL_FEED
 from tests.mobility.test_worker import insert_telemetry
+from tests.support.scenario import drive_trip
 
 pytestmark = pytest.mark.timescale
 DAY = date(2025, 6, 2)

@@ -9,10 +9,10 @@ from datetime import date
 import pytest
 
 from mobility.gtfs.parser import read_feed
-from mobility.vehicles.scenario import Detour, Scenario, drive_trip, merge
 from mobility.vehicles.schedule import Schedule, TripPlan, schedule_from_feed, service_day_epoch
 from mobility.vehicles.tracker import Event, Tracker, TrackerConfig
 from tests.mobility.feeds import REAL_FEED
+from tests.support.scenario import Detour, Scenario, drive_trip, merge
 
 DAY = date(2025, 6, 2)  # a Monday: service 平日 runs
 TRIP = "平日_06時45分_系統1072"  # 新前橋駅西口線_A, 17 stops, 7.3 km

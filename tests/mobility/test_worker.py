@@ -11,12 +11,12 @@ import pytest
 
 from core.roles import role_url
 from mobility.gtfs.importer import import_feed
-from mobility.vehicles.replay import copy_fixes
-from mobility.vehicles.scenario import Detour, Scenario, drive_trip
 from mobility.vehicles.schedule import load_schedule, service_day_epoch
 from mobility.vehicles.tracker import TrackerConfig
 from mobility.vehicles.worker import StateWorker, WorkerConfig
 from tests.mobility.feeds import REAL_FEED
+from tests.support.replay import copy_fixes
+from tests.support.scenario import Detour, Scenario, drive_trip
 
 DAY = date(2025, 6, 2)
 TRIP = "平日_06時45分_系統1072"

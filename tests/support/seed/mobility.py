@@ -10,14 +10,14 @@ from datetime import UTC, datetime
 
 import psycopg
 
+from core.resources import default_gtfs
 from mobility.gtfs.importer import import_feed
-from mobility.vehicles.replay import copy_fixes
-from mobility.vehicles.scenario import drive_trip
 from mobility.vehicles.schedule import load_schedule, local_date, service_day_epoch
 from mobility.vehicles.tracker import Fix, TrackerConfig
 from mobility.vehicles.worker import StateWorker, WorkerConfig
+from tests.support.replay import copy_fixes
+from tests.support.scenario import drive_trip
 
-FEED = "data/gtfs/gunmachuo-gtfs-jp-20250401.zip"
 ROUTES = ("スマーク線_A", "前橋高崎線_A")
 
 
@@ -27,9 +27,7 @@ def _mode_schedule(manual_s: int) -> Callable[[float], str]:
 
 
 def seed(url: str) -> None:
-    from pathlib import Path
-
-    feed = Path(__file__).resolve().parents[1] / FEED
+    feed = default_gtfs()
     import_feed(url, feed)
     now = time.time()
     with psycopg.connect(url, autocommit=True) as conn:

@@ -14,7 +14,7 @@ import psycopg
 from fiveg import store
 from fiveg.trial import TrialDefinition, load_definition
 
-TRIALS_DIR = Path(__file__).resolve().parent / "trials"
+TRIALS_DIR = Path(__file__).resolve().parents[3] / "fiveg" / "trials"
 
 
 def example_trials(now: datetime) -> list[TrialDefinition]:

@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from mobility.geo import unproject
+from core.geo import unproject
 from mobility.vehicles.schedule import TripPlan
 from mobility.vehicles.tracker import Fix
 
