@@ -131,6 +131,25 @@ FROM grafana.fiveg_sensor WHERE {IN_TRIAL}
 ORDER BY device_id, name, ts DESC
 """
 
+# Heartbeats (maebashi/5g/{site}/{device}/status, every minute): a device counts as
+# available in a 5-minute bucket when it reported "ok" at least once in it; a silent
+# device counts as unavailable.
+TRIAL_DEVICE_COUNT = "SELECT count(*) FROM grafana.fiveg_trial_devices WHERE trial_id = '${trial}'"
+AVAILABILITY = f"""
+SELECT $__timeGroupAlias(ts, '5m'),
+       100.0 * count(DISTINCT device_id) FILTER (WHERE status = 'ok')
+             / nullif(({TRIAL_DEVICE_COUNT}), 0) AS "devices available"
+FROM grafana.fiveg_device_status WHERE {IN_TRIAL}
+GROUP BY 1 ORDER BY 1
+"""
+
+DEVICE_STATUS = f"""
+SELECT DISTINCT ON (device_id) device_id AS "device", site_id AS "site", ts AS "last heartbeat",
+       status, battery_pct AS "battery (%)", firmware
+FROM grafana.fiveg_device_status WHERE {IN_TRIAL}
+ORDER BY device_id, ts DESC
+"""
+
 PCT_THRESHOLDS: list[tuple[float | None, str]] = [(None, "red"), (100, "green")]
 
 
@@ -228,6 +247,23 @@ def dashboards() -> list[tuple[str, dict[str, Any]]]:
             "Field sensors (SenML): latest",
             [sql_target(SENSORS, "table")],
             grid=(16, 30, 8, 8),
+        ),
+        panel(
+            "timeseries",
+            "Device availability (% of the trial's devices reporting ok)",
+            [sql_target(AVAILABILITY)],
+            grid=(0, 38, 16, 8),
+            unit="percent",
+            thresholds=[(None, "red"), (90, "orange"), (99, "green")],
+            description="From the devices' heartbeats (every minute): a device is available "
+            "in a 5-minute bucket when it reported ok at least once; silent devices count as "
+            "unavailable.",
+        ),
+        panel(
+            "table",
+            "Devices: latest heartbeat",
+            [sql_target(DEVICE_STATUS, "table")],
+            grid=(16, 38, 8, 8),
         ),
     ]
     return [

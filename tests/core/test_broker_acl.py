@@ -211,6 +211,7 @@ def test_generated_acl_lists_exactly_the_registered_topics(acl_text: str) -> Non
     assert campus.splitlines() == [
         "topic write maebashi/5g/campus/phone-campus-1/radio",
         "topic write maebashi/5g/campus/phone-campus-1/senml",
+        "topic write maebashi/5g/campus/phone-campus-1/status",  # heartbeats (issue 12)
     ]
     assert "user mebuku-ingest\ntopic read maebashi/#" in acl_text
 

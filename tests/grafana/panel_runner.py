@@ -16,15 +16,9 @@ import psycopg
 
 from api.grafana.build import collect, iter_panels
 from api.grafana.macros import QueryContext, Variable, expand, panel_interval
-from api.plugins import import_optional
+from core import plugins
 from core.grafana import SQL_DATASOURCE
 
-SEED_MODULES = (
-    "ingest.panel_seed",
-    "mobility.panel_seed",
-    "mobility.fares.panel_seed",
-    "fiveg.panel_seed",
-)
 NUMERIC_OIDS = {20, 21, 23, 26, 700, 701, 1700}
 TIME_OIDS = {1082, 1114, 1184} | NUMERIC_OIDS
 MIN_INTERVAL = timedelta(seconds=10)  # jsonData.timeInterval of the provisioned data source
@@ -46,15 +40,13 @@ class PanelQuery:
 
 
 def seed_all(url: str) -> list[str]:
-    """Run every present package's panel seed, in the documented order."""
+    """Run every ``mebuku.panel_seeds`` entry point, in name order (a broken one raises)."""
     from tests.grafana.core_seed import seed_core_tables
 
     ran = []
-    for name in SEED_MODULES:
-        mod = import_optional(name)
-        if mod is not None:
-            mod.seed(url)
-            ran.append(name)
+    for p in plugins.load("mebuku.panel_seeds"):
+        p.obj(url)
+        ran.append(p.module)
     seed_core_tables(url)
     return ran
 
