@@ -11,30 +11,31 @@ from __future__ import annotations
 from typing import Any
 
 from core.grafana import dashboard, panel, query_variable, sql_target
+from fiveg.targets import KPIS, KpiInfo
 
 DEVICES = "SELECT device_id FROM grafana.fiveg_trial_devices WHERE trial_id = '${trial}'"
 IN_TRIAL = f"$__timeFilter(ts) AND device_id IN ({DEVICES})"
 
-# Every target KPI of the selected trial over the time range, as one jsonb object.
+
+def _kpi_expr(name: str, k: KpiInfo) -> str:
+    """The SQL of one catalogue KPI over grafana.fiveg_radio (same definitions as the API)."""
+    if k.stat == "mean":
+        return f"avg({k.column})"
+    if k.stat == "percentile":
+        return f"percentile_cont({k.q:g}) WITHIN GROUP (ORDER BY {k.column})"
+    return (
+        f"100.0 * count(*) FILTER (WHERE {k.column} <= (\n"
+        "      SELECT latency_bound_ms FROM grafana.fiveg_trials WHERE trial_id = '${trial}'))\n"
+        f"      / nullif(count({k.column}), 0)"
+    )
+
+
+# Every KPI of the catalogue (fiveg.targets.KPIS) for the selected trial over the time
+# range, as one jsonb object.
+_KPI_PAIRS = ",\n".join(f"  '{name}', {_kpi_expr(name, k)}" for name, k in KPIS.items())
 KPI_JSON = f"""
 SELECT jsonb_build_object(
-  'dl_mbps_mean', avg(dl_mbps),
-  'dl_mbps_p5', percentile_cont(0.05) WITHIN GROUP (ORDER BY dl_mbps),
-  'dl_mbps_p50', percentile_cont(0.5) WITHIN GROUP (ORDER BY dl_mbps),
-  'dl_mbps_p95', percentile_cont(0.95) WITHIN GROUP (ORDER BY dl_mbps),
-  'ul_mbps_mean', avg(ul_mbps),
-  'ul_mbps_p5', percentile_cont(0.05) WITHIN GROUP (ORDER BY ul_mbps),
-  'ul_mbps_p50', percentile_cont(0.5) WITHIN GROUP (ORDER BY ul_mbps),
-  'ul_mbps_p95', percentile_cont(0.95) WITHIN GROUP (ORDER BY ul_mbps),
-  'rtt_ms_mean', avg(rtt_ms),
-  'rtt_ms_p50', percentile_cont(0.5) WITHIN GROUP (ORDER BY rtt_ms),
-  'rtt_ms_p95', percentile_cont(0.95) WITHIN GROUP (ORDER BY rtt_ms),
-  'rtt_ms_p99', percentile_cont(0.99) WITHIN GROUP (ORDER BY rtt_ms),
-  'jitter_ms_mean', avg(jitter_ms),
-  'loss_pct_mean', avg(loss_pct),
-  'reliability_pct', 100.0 * count(*) FILTER (WHERE rtt_ms <= (
-      SELECT latency_bound_ms FROM grafana.fiveg_trials WHERE trial_id = '${{trial}}'))
-      / nullif(count(rtt_ms), 0)
+{_KPI_PAIRS}
 ) AS k
 FROM grafana.fiveg_radio WHERE {IN_TRIAL}
 """
