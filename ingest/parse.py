@@ -14,7 +14,7 @@ from datetime import datetime
 
 from ingest.fields import DEFAULT_LIMITS, FieldError, Limits, text_problem
 from ingest.rows import Parsed, Reject, Rows
-from ingest.streams import ids_of, match
+from ingest.streams import match
 
 
 def _segment(kind: str, v: str) -> str:
@@ -32,11 +32,11 @@ def parse_message(
     ``limits`` come from settings (:meth:`Limits.from_settings`).
     """
     try:
-        levels = topic.split("/")
-        stream = match(levels)
-        if stream is None:
+        found = match(topic.split("/"))
+        if found is None:
             return _reject("unknown_topic", f"no parser for topic {topic[:120]!r}")
-        ids = [_segment(name, v) for name, v in ids_of(stream, levels)]
+        stream, id_levels = found
+        ids = [_segment(name, v) for name, v in id_levels]
         return Rows(stream.table, stream.parser(ids, payload, received_at, limits))
     except FieldError as e:
         return _reject(e.code, e.detail)

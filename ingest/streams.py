@@ -152,21 +152,33 @@ STREAMS: tuple[Stream, ...] = (
 # Every table the ingestor writes, in catalogue order (one table may serve several streams).
 TABLES: dict[str, TableSpec] = {s.table.name: s.table for s in STREAMS}
 
-# Topic levels -> (stream, positions of its ids); patterns differ in a literal level.
-_ROUTES: dict[tuple[int, tuple[tuple[int, str], ...]], Stream] = {
-    (len(s.levels), tuple((i, p) for i, p in enumerate(s.levels) if not p.startswith("{"))): s
-    for s in STREAMS
-}
+
+@dataclass(frozen=True)
+class _Route:
+    """A stream's pattern, precomputed for matching a topic split at "/"."""
+
+    stream: Stream
+    literal_at: tuple[int, ...]
+    literals: tuple[str, ...]
+    ids_at: tuple[tuple[str, int], ...]  # (placeholder name, level index)
 
 
-def match(levels: Sequence[str]) -> Stream | None:
-    """The stream whose pattern has these topic levels (ids not yet checked), or None."""
-    for (n, literals), stream in _ROUTES.items():
-        if n == len(levels) and all(levels[i] == p for i, p in literals):
-            return stream
+def _route(s: Stream) -> _Route:
+    lit = [(i, p) for i, p in enumerate(s.levels) if not p.startswith("{")]
+    ids = tuple((p[1:-1], i) for i, p in enumerate(s.levels) if p.startswith("{"))
+    return _Route(s, tuple(i for i, _ in lit), tuple(p for _, p in lit), ids)
+
+
+# Routes by number of topic levels; patterns of one length differ in a literal level.
+_ROUTES: dict[int, list[_Route]] = {}
+for _s in STREAMS:
+    _ROUTES.setdefault(len(_s.levels), []).append(_route(_s))
+
+
+def match(levels: Sequence[str]) -> tuple[Stream, list[tuple[str, str]]] | None:
+    """The stream whose pattern has these topic levels, with its (id name, value) pairs
+    (the ids are not checked here), or None."""
+    for r in _ROUTES.get(len(levels), ()):
+        if all(levels[i] == p for i, p in zip(r.literal_at, r.literals, strict=True)):
+            return r.stream, [(name, levels[i]) for name, i in r.ids_at]
     return None
-
-
-def ids_of(stream: Stream, levels: Sequence[str]) -> list[tuple[str, str]]:
-    """(placeholder name, value) for each id level of the topic."""
-    return [(p[1:-1], levels[i]) for i, p in enumerate(stream.levels) if p.startswith("{")]
