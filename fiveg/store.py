@@ -620,41 +620,42 @@ async def sensor_summaries(
 ) -> list[SensorSummary]:
     """Per SenML sensor (device, name): counts, latest value and gaps in [start, end)."""
     p = {"devices": devices, "start": start, "end": end, "width": width}
-    cur = await conn.execute(
-        """
-        SELECT DISTINCT ON (device_id, name) device_id, name, unit, ts,
-               coalesce(to_jsonb(value), to_jsonb(value_string), to_jsonb(value_bool),
-                        to_jsonb(value_data), to_jsonb(sum)),
-               count(*) OVER w, min(ts) OVER w
-        FROM fiveg_sensor
-        WHERE device_id = ANY(%(devices)s) AND ts >= %(start)s AND ts < %(end)s
-        WINDOW w AS (PARTITION BY device_id, name)
-        ORDER BY device_id, name, ts DESC
-        """,
-        p,
-    )
-    latest = await cur.fetchall()
-    cur = await conn.execute(
-        """
-        SELECT DISTINCT device_id, name, time_bucket(%(width)s, ts)
-        FROM fiveg_sensor
-        WHERE device_id = ANY(%(devices)s) AND ts >= %(start)s AND ts < %(end)s
-        """,
-        p,
-    )
-    buckets: dict[tuple[str, str], list[datetime]] = {}
-    for dev, name, b in await cur.fetchall():
-        buckets.setdefault((dev, name), []).append(b)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            """
+            SELECT DISTINCT ON (device_id, name) device_id, name, unit, ts,
+                   coalesce(to_jsonb(value), to_jsonb(value_string), to_jsonb(value_bool),
+                            to_jsonb(value_data), to_jsonb(sum)) AS latest_value,
+                   count(*) OVER w AS count, min(ts) OVER w AS first_ts
+            FROM fiveg_sensor
+            WHERE device_id = ANY(%(devices)s) AND ts >= %(start)s AND ts < %(end)s
+            WINDOW w AS (PARTITION BY device_id, name)
+            ORDER BY device_id, name, ts DESC
+            """,
+            p,
+        )
+        latest = await cur.fetchall()
+        await cur.execute(
+            """
+            SELECT DISTINCT device_id, name, time_bucket(%(width)s, ts) AS bucket
+            FROM fiveg_sensor
+            WHERE device_id = ANY(%(devices)s) AND ts >= %(start)s AND ts < %(end)s
+            """,
+            p,
+        )
+        buckets: dict[tuple[str, str], list[datetime]] = {}
+        for b in await cur.fetchall():
+            buckets.setdefault((b["device_id"], b["name"]), []).append(b["bucket"])
     return [
         SensorSummary(
-            dev,
-            name,
-            unit,
-            int(count),
-            first,
-            ts,
-            value,
-            find_gaps(buckets.get((dev, name), []), start, end, width),
+            r["device_id"],
+            r["name"],
+            r["unit"],
+            int(r["count"]),
+            r["first_ts"],
+            r["ts"],
+            r["latest_value"],
+            find_gaps(buckets.get((r["device_id"], r["name"]), []), start, end, width),
         )
-        for dev, name, unit, ts, value, count, first in latest
+        for r in latest
     ]
