@@ -23,12 +23,12 @@ import secrets
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import psycopg
 import typer
 
+from core import plugins
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -177,8 +177,8 @@ AccountSource = Callable[[psycopg.Connection], list[Account]]
 def registry_accounts(conn: psycopg.Connection) -> list[Account]:
     """Every device account the installed registries contribute (``mebuku.broker``)."""
     found: list[Account] = []
-    for ep in sorted(metadata.entry_points(group="mebuku.broker"), key=lambda e: e.name):
-        source: AccountSource = ep.load()
+    for p in plugins.load("mebuku.broker"):  # a registry that fails to import stops here
+        source: AccountSource = p.obj
         found += source(conn)
     return found
 
