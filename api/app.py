@@ -1,17 +1,20 @@
 """The API app factory: credentials, domain routers, default deny, errors, limits, metrics.
 
 ``create_app(settings)`` gives a FastAPI app whose lifespan opens the async connection
-pool. Domain routers come from :data:`DOMAIN_ROUTERS`; a module that does not exist yet is
-skipped, any other import error stops the app. Before serving, every route is checked:
+pool. Domain routers are declared in the ``mebuku.routers`` entry-point group
+(:data:`DOMAIN_ROUTERS`, core/plugins.py); a declared module that fails to import stops the
+app with a :class:`core.plugins.PluginError` naming it. Before serving, every route is checked:
 it must depend on ``core.web.require_roles`` or ``core.web.public``, or be one of the
 framework's documentation routes, else the app refuses to start.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from types import ModuleType
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -26,6 +29,7 @@ from api.openapi import install_openapi
 from api.plugins import import_optional
 from api.routes import effective_routes, route_access
 from api.screen import RequestScreen
+from core import plugins
 from core.db import async_pool
 from core.sessions import lookup_session
 from core.settings import Settings
@@ -34,7 +38,8 @@ from core.web import Principal, Role
 log = logging.getLogger(__name__)
 
 POOL_TIMEOUT_S = 5.0  # a request waits this long for a database connection, then 503
-DOMAIN_ROUTERS: tuple[str, ...] = ("mobility.http", "mobility.fares.http", "fiveg.http")
+# The modules of the mebuku.routers entry points (pyproject.toml), in mounting order.
+DOMAIN_ROUTERS: tuple[str, ...] = tuple(plugins.modules("mebuku.routers"))
 # Routes FastAPI adds itself; everything else must declare roles or public.
 PUBLIC_FRAMEWORK_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 
@@ -52,7 +57,8 @@ stable URI; validation errors list the fields in `errors`.
 
 
 def import_router(module: str) -> APIRouter | None:
-    """``module.router``, or None when the module does not exist (yet)."""
+    """``module.router``, or None when the module does not exist (for tools that may run
+    without a domain; :func:`create_app` uses :func:`load_router`, which never skips)."""
     mod = import_optional(module)
     if mod is None:
         return None
@@ -60,6 +66,20 @@ def import_router(module: str) -> APIRouter | None:
     if not isinstance(router, APIRouter):
         raise TypeError(f"{module}.router must be a fastapi.APIRouter")
     return router
+
+
+def load_router(module: str) -> tuple[APIRouter, ModuleType]:
+    """``module.router`` of a declared domain: any failure raises PluginError naming it."""
+    try:
+        mod = importlib.import_module(module)
+    except Exception as e:
+        raise plugins.PluginError(
+            f"mebuku.routers module {module!r} failed to load: {type(e).__name__}: {e}"
+        ) from e
+    router = getattr(mod, "router", None)
+    if not isinstance(router, APIRouter):
+        raise TypeError(f"{module}.router must be a fastapi.APIRouter")
+    return router, mod
 
 
 def undeclared_routes(routes: Iterable[BaseRoute]) -> list[str]:
@@ -145,13 +165,12 @@ def create_app(
     app.include_router(grafana_router)
     app.state.session_checks = []
     for name in domain_routers:
-        router = import_router(name)
-        if router is not None:
-            app.include_router(router)
-            # issue 11: a domain module may export session_check(request, conn, session)
-            check = getattr(import_optional(name), "session_check", None)
-            if check is not None:
-                app.state.session_checks.append(check)
+        router, mod = load_router(name)
+        app.include_router(router)
+        # issue 11: a domain module may export session_check(request, conn, session)
+        check = getattr(mod, "session_check", None)
+        if check is not None:
+            app.state.session_checks.append(check)
     for router in extra_routers:
         app.include_router(router)
 

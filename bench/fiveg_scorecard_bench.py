@@ -146,10 +146,10 @@ def profile(url: str, seconds: int) -> None:
     async def go() -> None:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             reads = [
-                (f"fiveg_{m}_hist_1h", store._ROLLUP_HIST, store._TAIL_HIST.format(metric=c))
+                (f"fiveg_{m}_hist_1h", store._rollup_hist, store._tail_hist(c))
                 for m, c in store._METRIC_COLUMN.items()
             ]
-            reads.append(("fiveg_radio_5m", store._ROLLUP_SUMS, store._TAIL_SUMS))
+            reads.append(("fiveg_radio_5m", store._rollup_sums, store._TAIL_SUMS))
             for name, rollup_sql, tail_sql in reads:
                 width = ROLLUP_WIDTH if name.endswith("5m") else HIST_WIDTH
                 t = time.perf_counter()

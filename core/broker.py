@@ -2,7 +2,7 @@
 
 A device's broker user name is its registry id. A bus may publish only
 ``maebashi/bus/{vehicle_id}/telemetry|event`` for its own vehicle id; a 5G device only
-``maebashi/5g/{site_id}/{device_id}/radio|senml`` for its own device id and the sites of
+``maebashi/5g/{site_id}/{device_id}/radio|senml|status`` for its own device id and the sites of
 the trials it is registered in. The ACL has no ``pattern`` lines, so nothing is granted
 that is not listed under an account, and Mosquitto denies the rest (a denied QoS 1 publish
 gets PUBACK 0x87 "not authorized" in MQTT 5; a denied QoS 0 publish is dropped and the
@@ -23,12 +23,12 @@ import secrets
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import psycopg
 import typer
 
+from core import plugins
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -63,11 +63,16 @@ def bus_account(vehicle_id: str, note: str = "") -> Account:
     )
 
 
+# The last topic level of each 5G stream (ingest/streams.py; core does not import ingest,
+# tests/ingest/test_streams.py checks the two agree).
+FIVEG_TOPIC_KINDS = ("radio", "senml", "status")
+
+
 def fiveg_account(device_id: str, site_ids: Iterable[str], note: str = "") -> Account:
     topics = [
         f"maebashi/5g/{site}/{device_id}/{kind}"
         for site in sorted(set(site_ids))
-        for kind in ("radio", "senml")
+        for kind in FIVEG_TOPIC_KINDS
     ]
     return Account(device_id, write=tuple(topics), note=note)
 
@@ -172,8 +177,8 @@ AccountSource = Callable[[psycopg.Connection], list[Account]]
 def registry_accounts(conn: psycopg.Connection) -> list[Account]:
     """Every device account the installed registries contribute (``mebuku.broker``)."""
     found: list[Account] = []
-    for ep in sorted(metadata.entry_points(group="mebuku.broker"), key=lambda e: e.name):
-        source: AccountSource = ep.load()
+    for p in plugins.load("mebuku.broker"):  # a registry that fails to import stops here
+        source: AccountSource = p.obj
         found += source(conn)
     return found
 

@@ -1,13 +1,15 @@
 """The ``mebuku`` command. Core owns the root and ``db``; packages add groups.
 
-Groups come from the ``mebuku.cli`` entry-point group (see pyproject.toml), so core never
-imports a domain package.
+Groups come from the ``mebuku.cli`` entry-point group (see pyproject.toml and
+core/plugins.py), so core never imports a domain package. A group that fails to import
+stops ``mebuku`` (exit 1) with its error and the entry point's module named.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from importlib import metadata
 from typing import Any
 
@@ -16,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from core import migrator, timeseries
+from core import migrator, plugins, timeseries
 from core.broker import app as broker_app
 from core.db import TimescaleError
 from core.logging import settings_secrets, setup_logging
@@ -207,20 +209,23 @@ def demo(
 
 
 def _load_plugins() -> None:
-    for ep in sorted(metadata.entry_points(group="mebuku.cli"), key=lambda e: e.name):
-        try:
-            sub = ep.load()
-        except ImportError as e:  # a package with a missing optional dependency
-            logging.getLogger(__name__).debug("CLI group %s unavailable: %s", ep.name, e)
-            continue
-        if isinstance(sub, typer.Typer):
-            app.add_typer(sub, name=ep.name)
+    """Add every declared CLI group; a group that fails to import raises PluginError."""
+    for p in plugins.load("mebuku.cli"):
+        if isinstance(p.obj, typer.Typer):
+            app.add_typer(p.obj, name=p.name)
         else:
-            app.command(ep.name)(sub)
+            app.command(p.name)(p.obj)
 
 
 def main() -> None:
-    _load_plugins()
+    try:
+        _load_plugins()
+    except plugins.PluginError as e:  # the cause's traceback, then one line naming it
+        cause = e.__cause__
+        if cause is not None:
+            traceback.print_exception(cause, file=sys.stderr)
+        console.print(f"[red]mebuku: {e}[/]", markup=True, highlight=False, soft_wrap=True)
+        raise SystemExit(1) from None
     try:
         app()
     except ConfigError as e:  # raised outside a command (e.g. while loading plugins)

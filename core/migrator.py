@@ -15,12 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import metadata, resources
+from importlib import resources
 from importlib.abc import Traversable
 
 import psycopg
 
-from core import roles
+from core import plugins, roles
 from core.db import PRELOAD_FIX, TimescalePath, decide_timescale, timescale_state
 from core.settings import Settings
 from core.timeseries import apply_policies
@@ -55,14 +55,18 @@ class MigrationState:
 
 def migration_packages() -> list[str]:
     """Packages with migrations, in the order they apply."""
-    eps = sorted(metadata.entry_points(group="mebuku.migrations"), key=lambda ep: ep.name)
-    return ["core", *(ep.value for ep in eps)]
+    return ["core", *plugins.modules("mebuku.migrations")]
 
 
 def discover(packages: list[str] | None = None) -> list[Migration]:
     found: list[Migration] = []
     for pkg in packages if packages is not None else migration_packages():
-        folder: Traversable = resources.files(pkg) / "migrations"
+        try:
+            folder: Traversable = resources.files(pkg) / "migrations"
+        except ImportError as e:  # a declared migration package that does not import
+            raise plugins.PluginError(
+                f"mebuku.migrations package {pkg!r} failed to load: {type(e).__name__}: {e}"
+            ) from e
         if not folder.is_dir():
             continue
         files = sorted(

@@ -11,30 +11,31 @@ from __future__ import annotations
 from typing import Any
 
 from core.grafana import dashboard, panel, query_variable, sql_target
+from fiveg.targets import KPIS, KpiInfo
 
 DEVICES = "SELECT device_id FROM grafana.fiveg_trial_devices WHERE trial_id = '${trial}'"
 IN_TRIAL = f"$__timeFilter(ts) AND device_id IN ({DEVICES})"
 
-# Every target KPI of the selected trial over the time range, as one jsonb object.
+
+def _kpi_expr(name: str, k: KpiInfo) -> str:
+    """The SQL of one catalogue KPI over grafana.fiveg_radio (same definitions as the API)."""
+    if k.stat == "mean":
+        return f"avg({k.column})"
+    if k.stat == "percentile":
+        return f"percentile_cont({k.q:g}) WITHIN GROUP (ORDER BY {k.column})"
+    return (
+        f"100.0 * count(*) FILTER (WHERE {k.column} <= (\n"
+        "      SELECT latency_bound_ms FROM grafana.fiveg_trials WHERE trial_id = '${trial}'))\n"
+        f"      / nullif(count({k.column}), 0)"
+    )
+
+
+# Every KPI of the catalogue (fiveg.targets.KPIS) for the selected trial over the time
+# range, as one jsonb object.
+_KPI_PAIRS = ",\n".join(f"  '{name}', {_kpi_expr(name, k)}" for name, k in KPIS.items())
 KPI_JSON = f"""
 SELECT jsonb_build_object(
-  'dl_mbps_mean', avg(dl_mbps),
-  'dl_mbps_p5', percentile_cont(0.05) WITHIN GROUP (ORDER BY dl_mbps),
-  'dl_mbps_p50', percentile_cont(0.5) WITHIN GROUP (ORDER BY dl_mbps),
-  'dl_mbps_p95', percentile_cont(0.95) WITHIN GROUP (ORDER BY dl_mbps),
-  'ul_mbps_mean', avg(ul_mbps),
-  'ul_mbps_p5', percentile_cont(0.05) WITHIN GROUP (ORDER BY ul_mbps),
-  'ul_mbps_p50', percentile_cont(0.5) WITHIN GROUP (ORDER BY ul_mbps),
-  'ul_mbps_p95', percentile_cont(0.95) WITHIN GROUP (ORDER BY ul_mbps),
-  'rtt_ms_mean', avg(rtt_ms),
-  'rtt_ms_p50', percentile_cont(0.5) WITHIN GROUP (ORDER BY rtt_ms),
-  'rtt_ms_p95', percentile_cont(0.95) WITHIN GROUP (ORDER BY rtt_ms),
-  'rtt_ms_p99', percentile_cont(0.99) WITHIN GROUP (ORDER BY rtt_ms),
-  'jitter_ms_mean', avg(jitter_ms),
-  'loss_pct_mean', avg(loss_pct),
-  'reliability_pct', 100.0 * count(*) FILTER (WHERE rtt_ms <= (
-      SELECT latency_bound_ms FROM grafana.fiveg_trials WHERE trial_id = '${{trial}}'))
-      / nullif(count(rtt_ms), 0)
+{_KPI_PAIRS}
 ) AS k
 FROM grafana.fiveg_radio WHERE {IN_TRIAL}
 """
@@ -129,6 +130,24 @@ SELECT DISTINCT ON (device_id, name) device_id AS "sensor", name, ts AS "latest"
        coalesce(value::text, value_string, value_bool::text, value_data) AS "value", unit
 FROM grafana.fiveg_sensor WHERE {IN_TRIAL}
 ORDER BY device_id, name, ts DESC
+"""
+
+# Heartbeats (maebashi/5g/{site}/{device}/status, about one a minute per device): the share
+# of heartbeats saying "ok" is the share of device-time the trial's devices were available.
+# A device that went silent sends nothing; the table below shows how long it has been.
+AVAILABILITY = f"""
+SELECT $__timeGroupAlias(ts, $__interval),
+       (100.0 * count(*) FILTER (WHERE status = 'ok') / count(*))::float8 AS "available"
+FROM grafana.fiveg_device_status WHERE {IN_TRIAL}
+GROUP BY 1 ORDER BY 1
+"""
+
+DEVICE_STATUS = f"""
+SELECT DISTINCT ON (device_id) device_id AS "device", site_id AS "site", ts AS "last heartbeat",
+       extract(epoch FROM now() - ts)::float8 AS "silent for (s)", status,
+       battery_pct AS "battery (%)", firmware
+FROM grafana.fiveg_device_status WHERE {IN_TRIAL}
+ORDER BY device_id, ts DESC
 """
 
 PCT_THRESHOLDS: list[tuple[float | None, str]] = [(None, "red"), (100, "green")]
@@ -228,6 +247,23 @@ def dashboards() -> list[tuple[str, dict[str, Any]]]:
             "Field sensors (SenML): latest",
             [sql_target(SENSORS, "table")],
             grid=(16, 30, 8, 8),
+        ),
+        panel(
+            "timeseries",
+            "Device availability (% of heartbeats reporting ok)",
+            [sql_target(AVAILABILITY)],
+            grid=(0, 38, 16, 8),
+            unit="percent",
+            thresholds=[(None, "red"), (90, "orange"), (99, "green")],
+            description="Share of the trial devices' heartbeats (about one a minute each) "
+            "that reported ok: degraded and fault count as unavailable. A silent device sends "
+            "nothing: see 'silent for' in the table.",
+        ),
+        panel(
+            "table",
+            "Devices: latest heartbeat",
+            [sql_target(DEVICE_STATUS, "table")],
+            grid=(16, 38, 8, 8),
         ),
     ]
     return [

@@ -15,31 +15,58 @@ THEMES: tuple[Theme, ...] = ("transport", "education", "emergency")
 Op = Literal[">=", "<="]
 
 
+Stat = Literal["mean", "percentile", "reliability"]
+
+
 @dataclass(frozen=True)
 class KpiInfo:
+    """One KPI: how it is shown and how it is computed from a ``fiveg_radio`` column."""
+
     label: str
     unit: str
     higher_is_better: bool
+    column: str  # the fiveg_radio column it is computed from
+    stat: Stat = "mean"
+    q: float | None = None  # the fraction, for percentiles (percentile_cont)
 
 
-# Every KPI a target may name. Percentiles are percentile_cont (linear interpolation).
+def _pct(label: str, unit: str, higher: bool, column: str, q: float) -> KpiInfo:
+    return KpiInfo(label, unit, higher, column, "percentile", q)
+
+
+# The KPI catalogue: every KPI a target may name, in report order. It drives the KPI SQL
+# (fiveg/store.py, the council dashboard), the targets and the report rows.
+# Percentiles are percentile_cont (linear interpolation).
 KPIS: dict[str, KpiInfo] = {
-    "dl_mbps_mean": KpiInfo("Downlink mean", "Mbit/s", True),
-    "dl_mbps_p5": KpiInfo("Downlink 5th percentile (user-experienced)", "Mbit/s", True),
-    "dl_mbps_p50": KpiInfo("Downlink median", "Mbit/s", True),
-    "dl_mbps_p95": KpiInfo("Downlink 95th percentile", "Mbit/s", True),
-    "ul_mbps_mean": KpiInfo("Uplink mean", "Mbit/s", True),
-    "ul_mbps_p5": KpiInfo("Uplink 5th percentile (user-experienced)", "Mbit/s", True),
-    "ul_mbps_p50": KpiInfo("Uplink median", "Mbit/s", True),
-    "ul_mbps_p95": KpiInfo("Uplink 95th percentile", "Mbit/s", True),
-    "rtt_ms_mean": KpiInfo("RTT mean", "ms", False),
-    "rtt_ms_p50": KpiInfo("RTT median", "ms", False),
-    "rtt_ms_p95": KpiInfo("RTT 95th percentile", "ms", False),
-    "rtt_ms_p99": KpiInfo("RTT 99th percentile", "ms", False),
-    "jitter_ms_mean": KpiInfo("Jitter mean", "ms", False),
-    "loss_pct_mean": KpiInfo("Packet loss mean", "%", False),
-    "reliability_pct": KpiInfo("Reliability (RTT within latency bound)", "%", True),
+    "dl_mbps_mean": KpiInfo("Downlink mean", "Mbit/s", True, "dl_mbps"),
+    "dl_mbps_p5": _pct(
+        "Downlink 5th percentile (user-experienced)", "Mbit/s", True, "dl_mbps", 0.05
+    ),
+    "dl_mbps_p50": _pct("Downlink median", "Mbit/s", True, "dl_mbps", 0.5),
+    "dl_mbps_p95": _pct("Downlink 95th percentile", "Mbit/s", True, "dl_mbps", 0.95),
+    "ul_mbps_mean": KpiInfo("Uplink mean", "Mbit/s", True, "ul_mbps"),
+    "ul_mbps_p5": _pct("Uplink 5th percentile (user-experienced)", "Mbit/s", True, "ul_mbps", 0.05),
+    "ul_mbps_p50": _pct("Uplink median", "Mbit/s", True, "ul_mbps", 0.5),
+    "ul_mbps_p95": _pct("Uplink 95th percentile", "Mbit/s", True, "ul_mbps", 0.95),
+    "rtt_ms_mean": KpiInfo("RTT mean", "ms", False, "rtt_ms"),
+    "rtt_ms_p50": _pct("RTT median", "ms", False, "rtt_ms", 0.5),
+    "rtt_ms_p95": _pct("RTT 95th percentile", "ms", False, "rtt_ms", 0.95),
+    "rtt_ms_p99": _pct("RTT 99th percentile", "ms", False, "rtt_ms", 0.99),
+    "jitter_ms_mean": KpiInfo("Jitter mean", "ms", False, "jitter_ms"),
+    "loss_pct_mean": KpiInfo("Packet loss mean", "%", False, "loss_pct"),
+    "reliability_pct": KpiInfo(
+        "Reliability (RTT within latency bound)", "%", True, "rtt_ms", "reliability"
+    ),
 }
+
+
+def percentiles_of(column: str) -> list[tuple[str, float]]:
+    """(KPI name, fraction) of every percentile KPI of ``column``, in catalogue order."""
+    return [
+        (name, k.q)
+        for name, k in KPIS.items()
+        if k.column == column and k.stat == "percentile" and k.q is not None
+    ]
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from core.grafana import dashboard, panel, sql_target
+from ingest.streams import STREAMS
 
-_STREAMS = (
-    ("bus_telemetry", "telemetry"),
-    ("bus_events", "events"),
-    ("fiveg_radio", "5G radio"),
-    ("fiveg_sensor", "SenML"),
-)
+# One series per stream of the catalogue (label, table).
+_STREAMS = tuple((s.table.name, s.name) for s in STREAMS)
 
 
 def _rows_per_minute() -> str:
@@ -48,14 +45,20 @@ GROUP BY 1
 ORDER BY 1
 """
 
-REJECT_SHARE = """
-SELECT (SELECT count(*) FROM grafana.ingest_rejects WHERE $__timeFilter(received_at))::float8
-       / greatest(1, (SELECT count(*) FROM grafana.bus_telemetry WHERE $__timeFilter(ts))
-                   + (SELECT count(*) FROM grafana.fiveg_radio WHERE $__timeFilter(ts))
-                   + (SELECT count(*) FROM grafana.bus_events WHERE $__timeFilter(ts))
-                   + (SELECT count(*) FROM grafana.ingest_rejects WHERE $__timeFilter(received_at)))
+
+def _reject_share() -> str:
+    """Dead letters over all messages: every stream's rows plus the dead letters."""
+    rejects = "(SELECT count(*) FROM grafana.ingest_rejects WHERE $__timeFilter(received_at))"
+    counts = [
+        f"(SELECT count(*) FROM grafana.{table} WHERE $__timeFilter(ts))" for table, _ in _STREAMS
+    ]
+    total = "\n                   + ".join([*counts, rejects])
+    return f"""
+SELECT {rejects}::float8
+       / greatest(1, {total})
        AS "reject share"
 """
+
 
 FRESHNESS = """
 SELECT vehicle_id AS "vehicle",
@@ -110,7 +113,7 @@ def ingest_health() -> dict[str, Any]:
         panel(
             "stat",
             "Reject share",
-            [sql_target(REJECT_SHARE, "table")],
+            [sql_target(_reject_share(), "table")],
             grid=(16, 0, 8, 8),
             unit="percentunit",
             thresholds=[(None, "green"), (0.01, "orange"), (0.05, "red")],

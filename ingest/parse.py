@@ -1,216 +1,26 @@
-"""Pure parsers: (topic, payload bytes, received_at, limits) -> Rows or Reject. No I/O.
+"""Route a message to its stream's parser: (topic, payload, received_at, limits) -> Rows or Reject.
 
 Every input gives an answer; nothing raises, so a malformed message can never stall
 the pipeline. Whatever a parser returns as rows, the database can store: strings are
 Unicode scalar values without NUL, numbers are finite and inside their column's range,
-times lie inside the window of :class:`ingest.fields.Limits`. Topic layout and payload
-rules: docs/schemas/*.json and ingest/README.md.
+times lie inside the window of :class:`ingest.fields.Limits`. The streams (topic, parser,
+table) are in :mod:`ingest.streams`; payload rules in docs/schemas/*.json and
+ingest/README.md.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
-from typing import Any
 
-from ingest import senml
-from ingest.fields import (
-    DEFAULT_LIMITS,
-    FieldError,
-    Limits,
-    boolean,
-    check_json,
-    check_text,
-    integer,
-    number,
-    text,
-    text_problem,
-    timestamp,
-)
-from ingest.rows import EVENTS, RADIO, SENSOR, TELEMETRY, Parsed, Reject, Rows
-
-MAX_PAYLOAD = DEFAULT_LIMITS.max_payload_bytes
-# Event details are stored as jsonb: keep them shallow (PostgreSQL and json.dumps recurse).
-MAX_DETAIL_DEPTH = 32
-MODES = frozenset({"autonomous", "manual", "remote"})
-CAUSES = frozenset({"parked_vehicle", "pedestrian", "signal", "right_turn", "obstacle", "other"})
-RADIO_METRICS: dict[str, tuple[float, float]] = {
-    # 3GPP TS 38.133 reporting ranges for SS-RSRP/RSRQ/SINR; physical limits otherwise.
-    "rsrp_dbm": (-156, -31),
-    "rsrq_db": (-43, 20),
-    "sinr_db": (-23, 40),
-    "dl_mbps": (0, 20_000),
-    "ul_mbps": (0, 10_000),
-    "rtt_ms": (0, 60_000),
-    "jitter_ms": (0, 60_000),
-    "loss_pct": (0, 100),
-}
-
-
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not JSON")
-
-
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # built once, not per message
-
-
-def _load(payload: bytes, limit: int, root: str = "") -> Any:
-    """Decode UTF-8 JSON; refuse strings PostgreSQL cannot store, naming the field.
-
-    Strict UTF-8 decoding refuses encoded surrogates, and the json module refuses raw
-    control characters in strings, so a lone surrogate or a NUL can only come from a
-    ``\\u`` escape: the whole document is walked only when the text holds one.
-    """
-    if len(payload) > limit:
-        raise FieldError("too_large", f"payload of {len(payload)} bytes exceeds {limit}")
-    try:
-        txt = payload.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise FieldError("bad_utf8", str(e)) from e
-    try:
-        doc = _DECODER.decode(txt)
-    except (ValueError, RecursionError) as e:
-        raise FieldError("bad_json", str(e)[:200]) from e
-    if "\\u" in txt:
-        check_json(doc, root)
-    return doc
-
-
-def _object(payload: bytes, limits: Limits) -> dict[str, Any]:
-    doc = _load(payload, limits.max_payload_bytes)
-    if not isinstance(doc, dict):
-        raise FieldError("not_object", "payload must be a JSON object")
-    return doc
+from ingest.fields import DEFAULT_LIMITS, FieldError, Limits, text_problem
+from ingest.rows import Parsed, Reject, Rows
+from ingest.streams import match
 
 
 def _segment(kind: str, v: str) -> str:
     if not v or len(v) > 64 or text_problem(v) is not None:
         raise FieldError("unknown_topic", f"{kind} must have 1..64 characters")
     return v
-
-
-def parse_telemetry(
-    vehicle_id: str, payload: bytes, received_at: datetime, limits: Limits = DEFAULT_LIMITS
-) -> Rows:
-    d = _object(payload, limits)
-    row = (
-        vehicle_id,
-        timestamp(d, limits.window(received_at)),
-        integer(d, "seq", 0, 2**63 - 1),
-        number(d, "lat", -90, 90, required=True),
-        number(d, "lon", -180, 180, required=True),
-        number(d, "speed_mps", 0, 100, real=True),
-        _heading(d),
-        number(d, "odometer_m", 0, 1e10),
-        text(d, "mode", choices=MODES),
-        boolean(d, "door_open"),
-        integer(d, "passengers", 0, 1000),
-        text(d, "trip_id"),
-        text(d, "route_id"),
-        number(d, "soc_pct", 0, 100, real=True),
-    )
-    return Rows(TELEMETRY, [row])
-
-
-# The largest 32-bit float below 360: heading_deg is a `real` with CHECK (< 360), and a
-# valid 359.99999 would round up to 360.0 there.
-HEADING_MAX_REAL = 359.9999694824219
-
-
-def _heading(d: dict[str, Any]) -> float | None:
-    h = number(d, "heading_deg", 0, 360, real=True)
-    if h == 360:
-        raise FieldError("out_of_range", "heading_deg must be below 360")
-    return None if h is None else min(h, HEADING_MAX_REAL)
-
-
-def parse_event(
-    vehicle_id: str, payload: bytes, received_at: datetime, limits: Limits = DEFAULT_LIMITS
-) -> Rows:
-    d = _object(payload, limits)
-    etype = text(d, "type", required=True)
-    assert etype is not None
-    if not etype.replace("_", "").isascii() or not etype.replace("_", "").isalnum():
-        raise FieldError("out_of_range", "type must be a snake_case word")
-    detail = d.get("detail")
-    if detail is not None and not isinstance(detail, dict):
-        raise FieldError("wrong_type", "detail must be an object")
-    detail_json = None
-    if detail is not None:
-        # jsonb refuses NUL, lone surrogates and non-finite numbers (1e400 decodes to inf).
-        check_json(detail, "detail", max_depth=MAX_DETAIL_DEPTH)
-        detail_json = json.dumps(detail, ensure_ascii=False, allow_nan=False)
-    row = (
-        vehicle_id,
-        timestamp(d, limits.window(received_at)),
-        etype,
-        text(d, "cause", choices=CAUSES),
-        detail_json,
-    )
-    return Rows(EVENTS, [row])
-
-
-def parse_radio(
-    site_id: str,
-    device_id: str,
-    payload: bytes,
-    received_at: datetime,
-    limits: Limits = DEFAULT_LIMITS,
-) -> Rows:
-    d = _object(payload, limits)
-    metrics = [number(d, k, lo, hi, real=True) for k, (lo, hi) in RADIO_METRICS.items()]
-    if all(m is None for m in metrics):
-        raise FieldError("missing_field", f"at least one of {', '.join(RADIO_METRICS)} is required")
-    row = (
-        site_id,
-        device_id,
-        timestamp(d, limits.window(received_at)),
-        *metrics,
-        _id_text(d, "cell_id"),
-        integer(d, "pci", 0, 1007),
-        text(d, "band"),
-        number(d, "lat", -90, 90),
-        number(d, "lon", -180, 180),
-    )
-    return Rows(RADIO, [row])
-
-
-def _id_text(d: dict[str, Any], key: str) -> str | None:
-    v = d.get(key)
-    if isinstance(v, int) and not isinstance(v, bool):  # cell ids are often sent as numbers
-        if not -(10**40) < v < 10**40:
-            raise FieldError("out_of_range", f"{key} has more than 40 digits")
-        return str(v)
-    return text(d, key)
-
-
-def parse_senml(
-    site_id: str,
-    device_id: str,
-    payload: bytes,
-    received_at: datetime,
-    limits: Limits = DEFAULT_LIMITS,
-) -> Rows:
-    pack = _load(payload, limits.max_payload_bytes, "senml")
-    records = senml.resolve(pack, received_at, limits.window(received_at))
-    rows = []
-    for r in records:
-        check_text("name", r.name)
-        rows.append(
-            (
-                site_id,
-                device_id,
-                r.name,
-                r.time,
-                r.unit,
-                r.value,
-                r.value_string,
-                r.value_bool,
-                r.value_data,
-                r.sum,
-            )
-        )
-    return Rows(SENSOR, rows)
 
 
 def parse_message(
@@ -222,20 +32,12 @@ def parse_message(
     ``limits`` come from settings (:meth:`Limits.from_settings`).
     """
     try:
-        parts = topic.split("/")
-        if len(parts) == 4 and parts[:2] == ["maebashi", "bus"]:
-            vehicle = _segment("vehicle_id", parts[2])
-            if parts[3] == "telemetry":
-                return parse_telemetry(vehicle, payload, received_at, limits)
-            if parts[3] == "event":
-                return parse_event(vehicle, payload, received_at, limits)
-        elif len(parts) == 5 and parts[:2] == ["maebashi", "5g"]:
-            site, device = _segment("site_id", parts[2]), _segment("device_id", parts[3])
-            if parts[4] == "radio":
-                return parse_radio(site, device, payload, received_at, limits)
-            if parts[4] == "senml":
-                return parse_senml(site, device, payload, received_at, limits)
-        return _reject("unknown_topic", f"no parser for topic {topic[:120]!r}")
+        found = match(topic.split("/"))
+        if found is None:
+            return _reject("unknown_topic", f"no parser for topic {topic[:120]!r}")
+        stream, id_levels = found
+        ids = [_segment(name, v) for name, v in id_levels]
+        return Rows(stream.table, stream.parser(ids, payload, received_at, limits))
     except FieldError as e:
         return _reject(e.code, e.detail)
     except RecursionError:

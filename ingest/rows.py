@@ -1,7 +1,9 @@
 """What a parsed message becomes: rows for one shared time-series table, or a reject.
 
-Rows are plain tuples in the column order of :data:`TABLES`, so the writer can COPY them
-without knowing which topic they came from.
+Rows are plain tuples in the column order of their :class:`TableSpec`, so the writer can
+COPY them without knowing which topic they came from. The tables themselves are declared
+once, in the stream catalogue (:mod:`ingest.streams`); ``TABLES`` and the table names
+below are read from there.
 """
 
 from __future__ import annotations
@@ -15,70 +17,6 @@ class TableSpec:
     name: str
     columns: tuple[str, ...]
     key: tuple[str, ...]
-
-
-TELEMETRY = TableSpec(
-    "bus_telemetry",
-    (
-        "vehicle_id",
-        "ts",
-        "seq",
-        "lat",
-        "lon",
-        "speed_mps",
-        "heading_deg",
-        "odometer_m",
-        "mode",
-        "door_open",
-        "passengers",
-        "trip_id",
-        "route_id",
-        "soc_pct",
-    ),
-    ("vehicle_id", "ts"),
-)
-EVENTS = TableSpec(
-    "bus_events", ("vehicle_id", "ts", "type", "cause", "detail"), ("vehicle_id", "ts", "type")
-)
-RADIO = TableSpec(
-    "fiveg_radio",
-    (
-        "site_id",
-        "device_id",
-        "ts",
-        "rsrp_dbm",
-        "rsrq_db",
-        "sinr_db",
-        "dl_mbps",
-        "ul_mbps",
-        "rtt_ms",
-        "jitter_ms",
-        "loss_pct",
-        "cell_id",
-        "pci",
-        "band",
-        "lat",
-        "lon",
-    ),
-    ("device_id", "ts"),
-)
-SENSOR = TableSpec(
-    "fiveg_sensor",
-    (
-        "site_id",
-        "device_id",
-        "name",
-        "ts",
-        "unit",
-        "value",
-        "value_string",
-        "value_bool",
-        "value_data",
-        "sum",
-    ),
-    ("device_id", "name", "ts"),
-)
-TABLES: dict[str, TableSpec] = {t.name: t for t in (TELEMETRY, EVENTS, RADIO, SENSOR)}
 
 
 @dataclass(frozen=True)
@@ -102,3 +40,15 @@ class Reject:
 
 
 Parsed = Rows | Reject
+
+
+_FROM_CATALOGUE = frozenset({"TABLES", "TELEMETRY", "EVENTS", "RADIO", "SENSOR", "STATUS"})
+
+
+def __getattr__(name: str) -> Any:
+    """``TABLES`` and the table specs, from the catalogue (which imports this module)."""
+    if name in _FROM_CATALOGUE:
+        from ingest import streams
+
+        return getattr(streams, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,30 +11,21 @@ import json
 from pathlib import Path
 from typing import Any
 
-from api.grafana import platform_dashboard
-from api.plugins import import_optional
+from core import plugins
 from core.grafana import SCHEMA_VERSION
 
-DASHBOARD_MODULES: tuple[str, ...] = (
-    "ingest.dashboard",
-    "mobility.dashboard",
-    "mobility.fares.dashboard",
-    "fiveg.dashboard",
-)
 FOLDERS = ("operators", "council", "city")
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "grafana" / "dashboards"
 
 Dashboard = dict[str, Any]
 
 
-def collect(modules: tuple[str, ...] = DASHBOARD_MODULES) -> list[tuple[str, Dashboard]]:
-    """(folder, dashboard) from every present package, then the platform's own."""
+def collect() -> list[tuple[str, Dashboard]]:
+    """(folder, dashboard) from every ``mebuku.dashboards`` entry point, in name order (the
+    platform's own last); one that fails to import raises PluginError naming it."""
     found: list[tuple[str, Dashboard]] = []
-    for name in modules:
-        mod = import_optional(name)
-        if mod is not None:
-            found.extend(mod.dashboards())
-    found.extend(platform_dashboard.dashboards())
+    for p in plugins.load("mebuku.dashboards"):
+        found.extend(p.obj())
     validate(found)
     return found
 

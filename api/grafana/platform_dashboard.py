@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from core.grafana import API_DATASOURCE, dashboard, panel, query_variable, sql_target
+from ingest.streams import TABLES
 
-_MESSAGES = """
+# Every table of the stream catalogue.
+_UNION = "\n  UNION ALL ".join(
+    f"SELECT ts FROM grafana.{t} WHERE $__timeFilter(ts)" for t in TABLES
+)
+_MESSAGES = f"""
 SELECT $__timeGroupAlias(ts, $__interval), count(*)::float8 AS "messages"
 FROM (
-  SELECT ts FROM grafana.bus_telemetry WHERE $__timeFilter(ts)
-  UNION ALL SELECT ts FROM grafana.bus_events WHERE $__timeFilter(ts)
-  UNION ALL SELECT ts FROM grafana.fiveg_radio WHERE $__timeFilter(ts)
-  UNION ALL SELECT ts FROM grafana.fiveg_sensor WHERE $__timeFilter(ts)
+  {_UNION}
 ) m
 GROUP BY 1
 ORDER BY 1
@@ -67,7 +69,7 @@ def dashboards() -> list[tuple[str, dict[str, Any]]]:
             [sql_target(_MESSAGES)],
             grid=(0, 0, 12, 8),
             unit="short",
-            description="Telemetry, events, radio and sensor messages stored per interval.",
+            description="Messages of every stream stored per interval.",
         ),
         panel(
             "timeseries",

@@ -8,12 +8,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from ingest.simulate.boundary import city_contains, city_routes
 from ingest.simulate.bus import BusConfig, BusSimulator
 from ingest.simulate.faults import Faults, inject
 from ingest.simulate.feed import DEFAULT_GTFS, Feed, TripPlan, reversed_plan
-from ingest.simulate.fiveg import SITES, fixed_phone, phone_on_bus, senml_sensor
+from ingest.simulate.fiveg import (
+    SENSOR_FIRMWARE,
+    SITES,
+    device_status,
+    fixed_phone,
+    phone_on_bus,
+    senml_sensor,
+)
 from ingest.simulate.messages import SimMessage
 from ingest.simulate.timetable import (
     JST,
@@ -36,6 +44,7 @@ class CityConfig:
     telemetry_period_s: float = 1.0
     radio_period_s: float = 5.0
     senml_period_s: float = 60.0
+    status_period_s: float = 60.0  # heartbeats of every 5G device (issue 12)
     off_route_per_trip: float = 0.1
     faults: Faults = field(default_factory=Faults)
     seed: int = 1
@@ -211,7 +220,37 @@ class City:
                 )
         return out
 
+    def heartbeats(self, until: datetime | None = None) -> list[Iterator[SimMessage]]:
+        """A status stream for every simulated 5G device. A phone riding a bus reports
+        under maebashi-station, the transport site where the buses start and end."""
+        cfg = self.cfg
+        out: list[Iterator[SimMessage]] = []
+
+        def beats(site_index: int, device: str, **kw: Any) -> None:
+            rng = random.Random(f"{cfg.seed}status{device}")
+            site = SITES[site_index]
+            out.append(
+                device_status(site, device, self.start, cfg.status_period_s, rng, until, **kw)
+            )
+
+        for b in self.buses:
+            for p in range(cfg.phones_per_bus):
+                beats(0, f"phone-{b.cfg.vehicle_id}-{p + 1}")
+        for i, s in enumerate(SITES):
+            for k in range(cfg.fixed_phones_per_site):
+                beats(i, f"phone-{s.site_id}-{k + 1}")
+            for k in range(cfg.sensors_per_site):
+                beats(i, f"wx-{s.site_id}-{k + 1}", firmware=SENSOR_FIRMWARE, battery=False)
+        return out
+
     def messages(self, until: datetime | None = None) -> Iterator[SimMessage]:
-        """Every stream merged by simulated time, with the configured faults."""
+        """Every stream merged by simulated time, with the configured faults.
+
+        Heartbeats join after fault injection, so adding them left the faults of the other
+        streams (which message is corrupted, held back or sent twice) as they were.
+        """
         merged = heapq.merge(*self.streams(until), key=lambda m: m.ts)
-        return inject(merged, self.cfg.faults, random.Random(self.cfg.seed + 7))
+        faulty = inject(merged, self.cfg.faults, random.Random(self.cfg.seed + 7))
+        if self.cfg.status_period_s <= 0:
+            return faulty
+        return heapq.merge(faulty, *self.heartbeats(until), key=lambda m: m.ts)

@@ -29,6 +29,9 @@ def simulate(
     sensors: int = typer.Option(1, help="SenML field sensors per site."),
     period: float = typer.Option(1.0, help="Seconds between telemetry reports per bus."),
     radio_period: float = typer.Option(5.0, help="Seconds between radio reports per phone."),
+    status_period: float = typer.Option(
+        60.0, min=0.0, help="Seconds between heartbeats per 5G device (0 = none)."
+    ),
     duration: float = typer.Option(0.0, help="Simulated seconds to run; 0 = until stopped."),
     speed: float = typer.Option(1.0, help="Time warp (1 = real time, 0 = as fast as possible)."),
     rate: float = typer.Option(0.0, help="Cap on messages per second (0 = no cap)."),
@@ -50,7 +53,8 @@ def simulate(
         False, help="Timetable mode: all routes, not only those serving Maebashi."
     ),
 ) -> None:
-    """Publish realistic simulated buses, 5G phones and SenML sensors over MQTT."""
+    """Publish realistic simulated buses, 5G phones and SenML sensors (with heartbeats)
+    over MQTT."""
     s = get_settings()
     t0 = datetime.fromisoformat(start) if start else datetime.now(UTC)
     if t0.tzinfo is None:
@@ -63,6 +67,7 @@ def simulate(
         sensors_per_site=sensors,
         telemetry_period_s=period,
         radio_period_s=radio_period,
+        status_period_s=status_period,
         off_route_per_trip=off_route,
         faults=Faults(duplicates, out_of_order, malformed),
         seed=seed,

@@ -39,6 +39,7 @@ def corrupt(m: SimMessage, rng: random.Random) -> SimMessage:
             doc["lat"] = 123.0 + rng.random()
             doc["rsrp_dbm"] = 10.0
             doc["type"] = 42
+            doc["status"] = 42  # device heartbeats
             doc["ts"] = doc.get("ts", 0)
         payload = json.dumps(doc).encode()
     return replace(m, topic=topic, payload=payload, valid=False)

@@ -144,3 +144,37 @@ def senml_sensor(
         pack.append({"n": "battery", "u": "%EL", "v": round(rng.uniform(60, 100), 1)})
         yield SimMessage(t, f"maebashi/5g/{site.site_id}/{device}/senml", dumps(pack), "senml")
         t += timedelta(seconds=every_s)
+
+
+PHONE_FIRMWARE = "MB5G-2.4.1"
+SENSOR_FIRMWARE = "wx-1.8.0"
+
+
+def device_status(
+    site: Site,
+    device: str,
+    start: datetime,
+    every_s: float,
+    rng: random.Random,
+    until: datetime | None = None,
+    *,
+    firmware: str = PHONE_FIRMWARE,
+    battery: bool = True,
+) -> Iterator[SimMessage]:
+    """Heartbeats of one device (``.../status``): mostly ok, now and then degraded or in
+    fault; the battery drains slowly and is recharged below 20 % (none when mains-powered)."""
+    charge = rng.uniform(50, 100)
+    t = start + timedelta(seconds=rng.uniform(0, every_s))
+    while until is None or t < until:
+        roll = rng.random()
+        body: dict[str, object] = {
+            "ts": rfc3339(t),
+            "status": "fault" if roll < 0.01 else "degraded" if roll < 0.04 else "ok",
+            "firmware": firmware,
+        }
+        if battery:
+            charge = 100.0 if charge < 20 else charge - rng.uniform(0, 0.5)
+            body["battery_pct"] = round(charge, 1)
+        topic = f"maebashi/5g/{site.site_id}/{device}/status"
+        yield SimMessage(t, topic, dumps(body), "status")
+        t += timedelta(seconds=every_s)

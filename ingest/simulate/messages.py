@@ -13,7 +13,7 @@ class SimMessage:
     ts: datetime
     topic: str
     payload: bytes
-    kind: str  # telemetry | event | radio | senml
+    kind: str  # telemetry | event | radio | senml | status
     valid: bool = True  # False when fault injection made it malformed
     duplicate: bool = False  # True for an injected second copy
 

@@ -33,6 +33,7 @@ from core.broker import (
 from core.embedded import EmbeddedMosquitto, server_dir
 from fiveg.store import save_trial
 from fiveg.trial import load_definition
+from ingest.streams import STREAMS, Stream
 from mobility.vehicles.registry import VehicleError, add_vehicle, retire_vehicle
 from tests.conftest import REPO_ROOT
 from tests.core.test_cli_and_deploy import mebuku
@@ -211,6 +212,7 @@ def test_generated_acl_lists_exactly_the_registered_topics(acl_text: str) -> Non
     assert campus.splitlines() == [
         "topic write maebashi/5g/campus/phone-campus-1/radio",
         "topic write maebashi/5g/campus/phone-campus-1/senml",
+        "topic write maebashi/5g/campus/phone-campus-1/status",  # heartbeats (issue 12)
     ]
     assert "user mebuku-ingest\ntopic read maebashi/#" in acl_text
 
@@ -346,3 +348,21 @@ def test_vehicle_registry_from_the_command_line(registries: str) -> None:
     assert "av-09" not in mebuku("broker", "acl", env=env).stdout
     bad = mebuku("mobility", "vehicles", "add", "av/#", "--operator", "x", env=env)
     assert bad.returncode == 1 and "one topic level" in bad.stderr
+
+
+@pytest.mark.parametrize("stream", STREAMS, ids=[s.topic.rsplit("/", 1)[1] for s in STREAMS])
+def test_every_catalogue_stream_is_open_to_its_own_device_only(
+    ingest: Device, connect, stream: Stream
+) -> None:
+    # The stream catalogue (ingest/streams.py) against the real broker: a new stream whose
+    # topic the ACL generator does not grant fails here.
+    own = {"vehicle_id": "av-01", "site_id": "campus", "device_id": "phone-campus-1"}
+    other = {"vehicle_id": "bus-7", "site_id": "campus", "device_id": "phone-campus-2"}
+    device = connect(own["vehicle_id"] if "vehicle_id" in stream.ids else own["device_id"])
+    ok = uuid.uuid4().hex.encode()
+    topic = stream.topic_for(**{k: own[k] for k in stream.ids})
+    assert not device.publish(topic, ok).is_failure
+    assert ingest.wait_for(topic, ok)
+    forged = stream.topic_for(**{k: other[k] for k in stream.ids})
+    rc = device.publish(forged, b"forged")
+    assert rc is not None and rc.value == NOT_AUTHORIZED, (forged, rc)

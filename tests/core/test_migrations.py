@@ -7,9 +7,10 @@ import threading
 import psycopg
 
 from core import migrator
+from ingest.streams import TABLES
 from tests.conftest import make_settings
 
-CORE_TABLES = {"bus_telemetry", "bus_events", "fiveg_radio", "fiveg_sensor", "ingest_rejects"}
+CORE_TABLES = {*TABLES, "ingest_rejects"}
 
 
 def _tables(url: str) -> set[str]:

@@ -46,11 +46,14 @@ def seed(url: str) -> None:
     rng = random.Random(5)
     radio = []
     sensor = []
+    status = []  # a heartbeat a minute per device, one in 40 degraded
     for d in trials:
         site = d.sites[0]
         for dev in d.devices:
             for i in range(360):
                 ts = now - timedelta(minutes=360 - i)
+                state = "degraded" if rng.random() < 0.025 else "ok"
+                status.append((site.site_id, dev.device_id, ts, state, 80.0, "MB5G-2.4.1"))
                 if dev.kind == "sensor":
                     sensor.append((site.site_id, dev.device_id, "cabin_temp", ts, "Cel",
                                    22 + math.sin(i / 30)))  # fmt: skip
@@ -76,4 +79,9 @@ def seed(url: str) -> None:
             "INSERT INTO fiveg_sensor (site_id, device_id, name, ts, unit, value)"
             " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
             sensor,
+        )
+        cur.executemany(
+            "INSERT INTO fiveg_device_status (site_id, device_id, ts, status, battery_pct,"
+            " firmware) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            status,
         )

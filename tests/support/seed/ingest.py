@@ -1,4 +1,4 @@
-"""Recent simulated rows of all four streams plus some rejects, for the Grafana panel test.
+"""Recent simulated rows of every stream plus some rejects, for the Grafana panel test.
 
 Written with the ingest writer itself (COPY into staging + INSERT ... ON CONFLICT), so
 seeding twice within a minute changes nothing.
@@ -13,6 +13,7 @@ import psycopg
 from ingest.parse import parse_message
 from ingest.simulate.city import City, CityConfig
 from ingest.simulate.faults import Faults
+from ingest.streams import TABLES
 from ingest.writer import Item, prepare, write_batch
 
 
@@ -28,7 +29,7 @@ def seed(url: str, minutes: int = 6) -> None:
         prepare(conn)
         write_batch(conn, items)
         # As if committed 0.2-0.8 s after each reading (the writer stamps the seed time).
-        for table in ("bus_telemetry", "bus_events", "fiveg_radio", "fiveg_sensor"):
+        for table in TABLES:
             conn.execute(
                 f"UPDATE {table} SET received_at = ts + (0.2 + random() * 0.6) * interval '1 s' "
                 "WHERE ts >= %s AND received_at > ts + interval '2 s'",

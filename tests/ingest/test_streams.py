@@ -1,0 +1,148 @@
+"""Contract tests over the stream catalogue (ingest/streams.py), one battery per stream.
+
+A new catalogue entry is covered here with no new test code: its JSON Schema and its
+parser agree (examples pass both; generic violations derived from the schema fail
+both), its table in the database has the catalogue's columns and key, the broker lets a
+device publish it, and the ingest dashboard charts its rows once the simulator's
+messages went through the parser and the writer. The series API has its own battery in
+tests/api/test_stream_series.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from api.grafana.macros import QueryContext, expand, panel_interval
+from core.broker import bus_account, fiveg_account
+from core.roles import role_url
+from ingest.dashboard import ingest_health
+from ingest.parse import parse_message
+from ingest.rows import Reject, Rows
+from ingest.streams import STREAMS, Stream
+from tests.grafana.panel_runner import MAX_DATA_POINTS, MIN_INTERVAL, run, seed_all, time_range
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
+NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+IDS = {"vehicle_id": "av-01", "site_id": "campus", "device_id": "phone-campus-1"}
+
+
+def _topic(stream: Stream) -> str:
+    return stream.topic_for(**{k: IDS[k] for k in stream.ids})
+
+
+def _schema(stream: Stream) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((SCHEMAS / stream.schema).read_text())
+    return doc
+
+
+def _violations(schema: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """Payloads the schema refuses, made from its first example by breaking one rule."""
+    ex = schema["examples"][0]
+    if schema.get("type") != "object":
+        return
+    for key in schema.get("required", []):
+        yield f"without {key}", {k: v for k, v in ex.items() if k != key}
+    for key, prop in schema["properties"].items():
+        if "maximum" in prop:
+            yield f"{key} above maximum", {**ex, key: prop["maximum"] + 1}
+        if "minimum" in prop:
+            yield f"{key} below minimum", {**ex, key: prop["minimum"] - 1}
+        if "enum" in prop:
+            yield f"{key} not in enum", {**ex, key: f"not-{prop['enum'][0]}"}
+        if prop.get("type") == "string":
+            yield f"{key} not a string", {**ex, key: 12}
+            if "maxLength" in prop:
+                yield f"{key} too long", {**ex, key: "x" * (prop["maxLength"] + 1)}
+        if prop.get("type") == "number":
+            yield f"{key} not a number", {**ex, key: "12"}
+
+
+def _ids(streams: tuple[Stream, ...]) -> list[str]:
+    return [s.table.name + ":" + s.topic.rsplit("/", 1)[1] for s in streams]
+
+
+every_stream = pytest.mark.parametrize("stream", STREAMS, ids=_ids(STREAMS))
+
+
+@every_stream
+def test_schema_and_parser_agree(stream: Stream) -> None:
+    jsonschema_rs = pytest.importorskip("jsonschema_rs")
+    schema = _schema(stream)
+    assert schema["title"] == stream.topic
+    validator = jsonschema_rs.Draft202012Validator(schema)
+    assert schema["examples"], f"{stream.schema} needs examples"
+    for ex in schema["examples"]:
+        validator.validate(ex)
+        parsed = parse_message(_topic(stream), json.dumps(ex).encode(), NOW)
+        assert isinstance(parsed, Rows), parsed
+        assert parsed.table == stream.table
+        assert all(len(r) == len(stream.table.columns) for r in parsed.rows)
+    for why, bad in _violations(schema):
+        assert not validator.is_valid(bad), f"schema accepts a payload {why}"
+        parsed = parse_message(_topic(stream), json.dumps(bad).encode(), NOW)
+        assert isinstance(parsed, Reject), f"parser accepts a payload {why}: {parsed}"
+
+
+def test_every_schema_file_belongs_to_a_stream() -> None:
+    assert sorted(p.name for p in SCHEMAS.glob("*.json")) == sorted(s.schema for s in STREAMS)
+
+
+@every_stream
+def test_table_has_the_catalogue_columns_and_key(stream: Stream, db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        columns = [
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position",
+                [stream.table.name],
+            )
+        ]
+        key = {
+            r[0]
+            for r in conn.execute(
+                "SELECT a.attname FROM pg_index i"
+                " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
+                " WHERE i.indrelid = %s::regclass AND i.indisprimary",
+                [stream.table.name],
+            )
+        }
+    assert columns == [*stream.table.columns, "received_at"]
+    assert key == set(stream.table.key)
+
+
+@every_stream
+def test_a_device_may_publish_its_stream(stream: Stream) -> None:
+    topic = _topic(stream)
+    if "vehicle_id" in stream.ids:
+        account = bus_account(IDS["vehicle_id"])
+    else:
+        account = fiveg_account(IDS["device_id"], [IDS["site_id"]])
+    assert topic in account.write
+
+
+@pytest.fixture(scope="module")
+def seeded_db(db_url: str) -> str:
+    seed_all(db_url)
+    return db_url
+
+
+@every_stream
+def test_stream_is_charted_on_the_ingest_dashboard(stream: Stream, seeded_db: str) -> None:
+    # The simulator's messages went through parse_message and the writer (ingest's panel
+    # seed); the panel, run as Grafana's role, must show this stream's rows.
+    d = ingest_health()
+    target = next(p for p in d["panels"] if p["title"] == "Rows stored per minute")["targets"][0]
+    start, end = time_range(d, datetime.now(UTC))
+    ctx = QueryContext(start, end, panel_interval(start, end, MAX_DATA_POINTS, MIN_INTERVAL), False)
+    with psycopg.connect(role_url(seeded_db, "grafana")) as conn:
+        desc, rows = run(conn, expand(target["rawSql"], ctx))
+    metric = [c.name for c in desc].index("metric")
+    assert stream.name in {r[metric] for r in rows}
