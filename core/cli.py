@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
-from importlib import metadata
 from typing import Any
 
 import typer

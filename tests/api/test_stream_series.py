@@ -14,9 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg import sql
 
-from ingest.panel_seed import seed
 from ingest.streams import STREAMS, Stream
 from tests.api.conftest import Credentials
+from tests.support.seed.ingest import seed
 
 
 @pytest.fixture(scope="module")

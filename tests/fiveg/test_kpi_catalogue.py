@@ -19,13 +19,13 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 
-from api.grafana.macros import QueryContext, Variable, expand
 from fiveg import histogram, store
 from fiveg.dashboard import KPI_JSON
 from fiveg.kpi import Stats
 from fiveg.targets import KPIS, KpiInfo
 from fiveg.trial import TrialDefinition
 from tests.fiveg import known_set
+from tests.support.grafana_macros import QueryContext, Variable, expand
 
 T = TypeVar("T")
 BOUND = 50.0  # the transport theme's latency bound (the known trial gives none)

@@ -7,6 +7,7 @@ the shape the panel type needs. Shared by the plain-PostgreSQL and the Timescale
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,6 @@ from typing import Any
 import psycopg
 
 from api.grafana.build import collect, iter_panels
-import importlib
 from core.grafana import SQL_DATASOURCE
 from tests.support.grafana_macros import QueryContext, Variable, expand, panel_interval
 

@@ -19,7 +19,6 @@ from typing import Any
 import psycopg
 import pytest
 
-from api.grafana.macros import QueryContext, expand, panel_interval
 from core.broker import bus_account, fiveg_account
 from core.roles import role_url
 from ingest.dashboard import ingest_health
@@ -27,6 +26,7 @@ from ingest.parse import parse_message
 from ingest.rows import Reject, Rows
 from ingest.streams import STREAMS, Stream
 from tests.grafana.panel_runner import MAX_DATA_POINTS, MIN_INTERVAL, run, seed_all, time_range
+from tests.support.grafana_macros import QueryContext, expand, panel_interval
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
