@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from psycopg import AsyncConnection
 
+from core.i18n import negotiate
 from core.web import Principal, ProblemError, Role, db_conn, require_roles
 from fiveg import store
 from fiveg.coverage import coverage_geojson
@@ -221,14 +222,35 @@ async def get_report(
     end: Annotated[datetime | None, Query(alias="to")] = None,
     bucket: BucketQ = None,
     source: SourceQ = "auto",
+    lang: Annotated[
+        Literal["ja", "en"] | None,
+        Query(description="Report language; default: Accept-Language, else Japanese"),
+    ] = None,
 ) -> Response:
+    """The council's PDF for [from, to) (default: the elapsed trial period), in Japanese
+    unless ``lang`` or Accept-Language asks for English."""
     trial = await _trial(conn, trial_id)
     k = await _kpis(conn, trial, start, end, bucket, source, _min_coverage(request))
-    pdf = build_report(k, datetime.now(UTC))
+    pts = await store.coverage_points(conn, trial.devices, k.start, k.end)
+    others = []  # the summary's verdict per theme: the other trials, same window if given
+    for t in await store.list_trials(conn, None):
+        if t.definition.trial_id != trial_id:
+            try:
+                others.append(
+                    await _kpis(conn, t, start, end, None, "auto", _min_coverage(request))
+                )
+            except ProblemError:
+                continue  # a window outside that trial: its row says no data
+    chosen = lang or negotiate(request.headers.get("accept-language"))
+    pdf = build_report(k, datetime.now(UTC), chosen, coverage_geojson(pts), others)
     return Response(
         pdf,
         media_type="application/pdf",
-        headers={"Content-Disposition": f'inline; filename="fiveg-{trial_id}-report.pdf"'},
+        headers={
+            "Content-Disposition": f'inline; filename="fiveg-{trial_id}-report.pdf"',
+            "Content-Language": chosen,
+            "Vary": "Accept-Language",
+        },
     )
 
 
