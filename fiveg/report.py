@@ -596,14 +596,14 @@ def _deciding(k: TrialKpis, w: Words) -> list[str]:
                 kpi=w.kpi(r.target.kpi),
                 measured=fmt(r.measured, r.target.info.unit),
                 goal=w.goal(r.target),
-                result=w.met(r.passed),
+                result=w.met(r.passed) if r.measured is not None else w("no measurement"),
             )
         )
     lines.append(
         w("Data coverage {pct} ({have} of {total} five-minute intervals; {need} needed)").format(
             pct=f"{card.data_coverage_pct:.1f} %",
-            have=card.buckets_with_data,
-            total=card.buckets_total,
+            have=f"{card.buckets_with_data:,}",
+            total=f"{card.buckets_total:,}",
             need=f"{card.min_coverage_pct:g} %",
         )
     )
@@ -737,7 +737,7 @@ def _scorecard(k: TrialKpis, w: Words) -> tuple[list[Any], list[str]]:
         measured = results[0].measured
         if own:
             goal = f"{w.goal(own.target)} {ref(own.target)}"
-            result = w.met(own.passed)
+            result = w.met(own.passed) if own.measured is not None else "–"
             avail = "–" if own.availability_pct is None else f"{own.availability_pct:.1f} %"
             colour = GREEN if own.passed else RED
         else:
@@ -851,8 +851,11 @@ def _details(k: TrialKpis, w: Words) -> list[Any]:
         ),
     ):
         krows.append([_p(f"{label} ({unit})"), *[fmt(v.get(x)) if x else "–" for x in keys]])
-    story.append(_table(krows, [40, 22, 30, 22, 30, 30]))
-    story.append(Spacer(1, 2 * mm))
+    if k.overall.n == 0:
+        story.append(_p(w("No data has arrived for this period yet."), "body"))
+    else:
+        story.append(_table(krows, [40, 22, 30, 22, 30, 30]))
+        story.append(Spacer(1, 2 * mm))
     m = k.mobility
     line = w(
         "Jitter mean {jitter} · packet loss mean {loss} · reliability {rel} of round "
@@ -863,11 +866,12 @@ def _details(k: TrialKpis, w: Words) -> list[Any]:
         rel=fmt(v.get("reliability_pct"), "%"),
         bound=f"{d.bound_ms:g}",
     )
-    if m:
+    if m and m.device_hours:
         line += w(" · handovers {n} ({rate} per device-hour)").format(
             n=m.handovers, rate=fmt(m.per_device_hour)
         )
-    story.append(_p(line, "body"))
+    if k.overall.n:
+        story.append(_p(line, "body"))
     goals = [r.target for r in card.results if not r.target.reference]
     if k.per_device and goals:
         story.append(_p(w("Targets per device (e.g. per bus)"), "h2"))
