@@ -188,7 +188,7 @@ def report(
     """Write the council's PDF report for a trial."""
     if source not in ("raw", "rollup", "auto"):
         raise typer.BadParameter("source is raw, rollup or auto")
-    chosen = as_lang(lang) if lang else process_lang()
+    chosen = as_lang(lang) if lang else (get_settings().lang or process_lang())
     if chosen is None:
         raise typer.BadParameter("lang is ja or en")
     lo, hi = _when(start, "--from"), _when(end, "--to")
