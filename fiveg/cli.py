@@ -19,7 +19,14 @@ from core.i18n import as_lang, process_lang
 from core.settings import get_settings
 from fiveg import store
 from fiveg.coverage import coverage_geojson
-from fiveg.engine import KpiRequestError, TrialKpis, fit_bucket, measured_window, trial_kpis
+from fiveg.engine import (
+    KpiRequestError,
+    TrialKpis,
+    fit_bucket,
+    measured_window,
+    trial_kpis,
+    zoom_to_data,
+)
 from fiveg.kpi import Scorecard
 from fiveg.report import build_report
 from fiveg.store import HIST_WIDTH, ROLLUP_WIDTH
@@ -211,7 +218,8 @@ def report(
                     others.append(await _trial_kpis(conn, o, "auto", lo, hi))
                 except KpiRequestError:
                     continue
-        return build_report(k, datetime.now(UTC), chosen, coverage_geojson(pts), others)
+        series = await zoom_to_data(conn, t, k, get_settings().fiveg_min_coverage_pct)
+        return build_report(k, datetime.now(UTC), chosen, coverage_geojson(pts), others, series)
 
     path = output or Path(f"fiveg-{trial_id}-report.pdf")
     path.write_bytes(_run(go))

@@ -14,7 +14,14 @@ from core.i18n import negotiate
 from core.web import Principal, ProblemError, Role, db_conn, require_roles
 from fiveg import store
 from fiveg.coverage import coverage_geojson
-from fiveg.engine import KpiRequestError, TrialKpis, fit_bucket, measured_window, trial_kpis
+from fiveg.engine import (
+    KpiRequestError,
+    TrialKpis,
+    fit_bucket,
+    measured_window,
+    trial_kpis,
+    zoom_to_data,
+)
 from fiveg.kpi import DEFAULT_MIN_COVERAGE_PCT
 from fiveg.report import build_report
 from fiveg.schemas import (
@@ -242,7 +249,8 @@ async def get_report(
             except ProblemError:
                 continue  # a window outside that trial: its row says no data
     chosen = lang or negotiate(request.headers.get("accept-language"))
-    pdf = build_report(k, datetime.now(UTC), chosen, coverage_geojson(pts), others)
+    series = await zoom_to_data(conn, trial, k, _min_coverage(request))
+    pdf = build_report(k, datetime.now(UTC), chosen, coverage_geojson(pts), others, series)
     return Response(
         pdf,
         media_type="application/pdf",

@@ -943,15 +943,19 @@ def build_report(
     lang: Lang = "ja",
     coverage: dict[str, Any] | None = None,
     others: Sequence[TrialKpis] = (),
+    series: TrialKpis | None = None,
 ) -> bytes:
     """The trial report as PDF bytes, in ``lang``.
 
     ``coverage`` is the API's coverage GeoJSON for the same period (the map page);
-    ``others`` are other trials' results for the summary's verdict per theme.
+    ``others`` are other trials' results for the summary's verdict per theme; ``series``
+    is the same trial over the part of the period with data in finer buckets, for the
+    charts (:func:`fiveg.engine.zoom_to_data`).
     """
     w = Words(lang)
     d = k.trial.definition
-    window = data_window(k)
+    zoom = series or k
+    window = data_window(zoom)
     story: list[Any] = _summary(k, w, others)
     story.append(PageBreak())
     card_story, _citations = _scorecard(k, w)
@@ -962,7 +966,7 @@ def build_report(
         story.append(_p(w("Measurements over time"), "h2"))
         story.append(
             _series_chart(
-                k,
+                zoom,
                 w,
                 [
                     ("ul_mbps_p5", w("Uplink 5th percentile")),
@@ -976,7 +980,7 @@ def build_report(
         )
         story.append(
             _series_chart(
-                k,
+                zoom,
                 w,
                 [("rtt_ms_p50", w("Median")), ("rtt_ms_p95", w("95th percentile"))],
                 w("Round-trip delay per interval"),

@@ -304,3 +304,10 @@ def test_long_trial_with_little_data_is_insufficient_not_pass_or_fail(
     assert window["scorecard"]["verdict"] == "fail"  # the measured hour itself is judged
     cmp = c.get("/v1/fiveg/compare?trial=long-trial", headers=keys["council"]).json()
     assert [x["verdict"] for x in cmp] == ["insufficient-data"]
+    # The report's charts zoom to the hour with data instead of a sliver of a month.
+    r = c.get("/v1/fiveg/trials/long-trial/report", headers=keys["council"])
+    assert r.status_code == 200, r.text
+    _look(r.content, "long")
+    pages = _pdf_text(r.content)
+    assert "総合判定：判定不能（データ不足）" in pages[0]
+    assert "グラフはデータのある 2026-11-20 09:00 ～ 2026-11-20 10:00（日本時間）" in pages[2]
