@@ -31,6 +31,24 @@ def test_every_user_visible_string_has_a_japanese_entry(path: str) -> None:
     assert missing == [], f"no Japanese entry in core/locale/ja for: {missing}"
 
 
+def test_every_problem_title_has_a_japanese_entry() -> None:
+    """RFC 9457 titles are chosen by Accept-Language (Japanese by default)."""
+    from api.problems import STATUS_SLUGS
+
+    with i18n.po_path("ja").open("rb") as f:
+        ja = read_po(f, locale="ja")
+    titles = {title for _slug, title in STATUS_SLUGS.values()} | {"HTTP error"}
+    for pkg in ("api", "core", "fiveg", "ingest", "mobility"):
+        for path in sorted((REPO / pkg).rglob("*.py")):
+            found = extract_from_file(
+                "python", path, keywords={"ProblemError": (3,)}, comment_tags=()
+            )
+            titles |= {m[1] for m in found if isinstance(m[1], str)}
+    assert len(titles) > 20
+    missing = sorted(t for t in titles if not (ja.get(t) and ja[t].string))
+    assert missing == [], f"problem titles with no Japanese entry: {missing}"
+
+
 def test_placeholders_survive_translation() -> None:
     """A translation that drops or renames {placeholders} would break .format()."""
     import string

@@ -78,6 +78,9 @@ def test_registry_and_bad_input(client: tuple[TestClient, dict[str, dict[str, st
     assert r.status_code == 422 and r.json()["type"].endswith("trial-id-mismatch")
     r = c.get("/v1/fiveg/trials/nope/kpis", headers=keys["council"])
     assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["title"] == "見つかりません" and r.headers["content-language"] == "ja"
+    r = c.get("/v1/fiveg/trials/nope/kpis", headers={**keys["council"], "Accept-Language": "en"})
+    assert r.json()["title"] == "Not found" and r.json()["type"].endswith("/not-found")
     r = c.get("/v1/fiveg/trials/known-bus-trial/kpis?bucket=5 minutes", headers=keys["council"])
     assert r.status_code == 422 and r.json()["type"].endswith("bad-bucket")
     r = c.get("/v1/fiveg/trials/known-bus-trial/kpis?from=2026-11-20T01:00:00Z"
