@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import matplotlib
 import matplotlib.dates as mdates
 import numpy as np
 import shapely
-from matplotlib import font_manager, rc_context
+from matplotlib import font_manager
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
@@ -97,6 +98,11 @@ def _chart_font() -> str | None:
 
 JP = _register_font()
 CHART_FONT = _chart_font()
+# Set once at import, not per chart: rc_context swaps global state and is not thread-safe
+# (the API renders reports in worker threads). Only the report draws with matplotlib.
+matplotlib.rcParams["axes.unicode_minus"] = False
+if CHART_FONT:
+    matplotlib.rcParams["font.family"] = [CHART_FONT, "DejaVu Sans"]
 TOKYO = ZoneInfo("Asia/Tokyo")
 GREEN = colors.HexColor("#1a7f37")
 RED = colors.HexColor("#c62828")
@@ -286,23 +292,14 @@ class Words:
 def _png(fig: Figure, width_mm: float) -> Image:
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    with rc_context(_rc()):
-        fig.savefig(buf, format="png", dpi=150, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=150, bbox_inches="tight")
     buf.seek(0)
     w, h = fig.get_size_inches()
     return Image(buf, width=width_mm * mm, height=width_mm * mm * h / w)
 
 
-def _rc() -> Any:  # matplotlib types rc keys as literals
-    rc: dict[str, Any] = {"axes.unicode_minus": False}
-    if CHART_FONT:
-        rc["font.family"] = [CHART_FONT, "DejaVu Sans"]
-    return rc
-
-
 def _figure(w: float, h: float) -> Figure:
-    with rc_context(_rc()):
-        return Figure(figsize=(w, h))
+    return Figure(figsize=(w, h))
 
 
 def data_window(k: TrialKpis) -> tuple[datetime, datetime] | None:
@@ -324,74 +321,72 @@ def _series_chart(
     while b < hi:  # every bucket of the window, so lines break at gaps
         xs.append(b)
         b += k.bucket
-    with rc_context(_rc()):
-        fig = _figure(7.2, 2.6)
-        ax = fig.subplots()
-        for kpi, label in kpis:
-            ys = [k.per_bucket[x].values.get(kpi) if x in k.per_bucket else None for x in xs]
-            ax.plot(
-                [_num(x) for x in xs],
-                [math.nan if y is None else y for y in ys],
-                marker=".",
-                label=label,
+    fig = _figure(7.2, 2.6)
+    ax = fig.subplots()
+    for kpi, label in kpis:
+        ys = [k.per_bucket[x].values.get(kpi) if x in k.per_bucket else None for x in xs]
+        ax.plot(
+            [_num(x) for x in xs],
+            [math.nan if y is None else y for y in ys],
+            marker=".",
+            label=label,
+        )
+    shown = {kp for kp, _label in kpis}
+    for r in k.scorecard.results:
+        if r.target.kpi in shown and not r.target.reference:
+            ax.axhline(
+                r.target.value,
+                color="#c62828",
+                linestyle="--",
+                linewidth=1,
+                label=w("Target: {goal}").format(goal=w.goal(r.target)),
             )
-        shown = {kp for kp, _label in kpis}
-        for r in k.scorecard.results:
-            if r.target.kpi in shown and not r.target.reference:
-                ax.axhline(
-                    r.target.value,
-                    color="#c62828",
-                    linestyle="--",
-                    linewidth=1,
-                    label=w("Target: {goal}").format(goal=w.goal(r.target)),
-                )
-        gap_label: str | None = w("No data")
-        for g in k.scorecard.gaps:
-            if g.end <= lo or g.start >= hi:
-                continue
-            ax.axvspan(
-                _num(max(g.start, lo)),
-                _num(min(g.end, hi)),
-                color="#bbbbbb",
-                alpha=0.4,
-                linewidth=0,
-                label=gap_label,
-            )
-            gap_label = None
-        ax.set_xlim(_num(lo), _num(hi))
-        ax.set_title(title, fontsize=10)
-        ax.set_ylabel(unit)
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        pattern = "%m/%d %H:%M" if hi - lo <= timedelta(days=3) else "%Y/%m/%d"
-        ax.xaxis.set_major_locator(mdates.AutoDateLocator(tz=TOKYO, minticks=3, maxticks=7))  # type: ignore[no-untyped-call]
-        ax.xaxis.set_major_formatter(mdates.DateFormatter(pattern, tz=TOKYO))  # type: ignore[no-untyped-call]
-        ax.set_xlabel(w("Time (JST)"))
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    gap_label: str | None = w("No data")
+    for g in k.scorecard.gaps:
+        if g.end <= lo or g.start >= hi:
+            continue
+        ax.axvspan(
+            _num(max(g.start, lo)),
+            _num(min(g.end, hi)),
+            color="#bbbbbb",
+            alpha=0.4,
+            linewidth=0,
+            label=gap_label,
+        )
+        gap_label = None
+    ax.set_xlim(_num(lo), _num(hi))
+    ax.set_title(title, fontsize=10)
+    ax.set_ylabel(unit)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    pattern = "%m/%d %H:%M" if hi - lo <= timedelta(days=3) else "%Y/%m/%d"
+    ax.xaxis.set_major_locator(mdates.AutoDateLocator(tz=TOKYO, minticks=3, maxticks=7))  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_formatter(mdates.DateFormatter(pattern, tz=TOKYO))  # type: ignore[no-untyped-call]
+    ax.set_xlabel(w("Time (JST)"))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _png(fig, 170)
 
 
 def _bands_chart(k: TrialKpis, w: Words) -> Image:
     palette = BAND_COLOURS
     metrics = [m for m in RADIO_LABELS if m in k.overall.bands]
-    with rc_context(_rc()):
-        fig = _figure(7.2, 2.2)
-        ax = fig.subplots()
-        names = [w(RADIO_LABELS[m]) for m in metrics]
-        left = [0.0] * len(metrics)
-        for band in BAND_NAMES:
-            shares = []
-            for m in metrics:
-                c = k.overall.bands[m]
-                total = sum(c.values())
-                shares.append(100.0 * c.get(band, 0) / total if total else 0.0)
-            ax.barh(names, shares, left=left, color=palette[band], label=w(BAND_LABELS[band]))
-            left = [a + b for a, b in zip(left, shares, strict=True)]
-        ax.invert_yaxis()
-        ax.set_xlim(0, 100)
-        ax.set_xlabel(w("Share of samples (%)"))
-        ax.set_title(w("Radio quality bands"), fontsize=10)
-        ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.3))
+    fig = _figure(7.2, 2.2)
+    ax = fig.subplots()
+    names = [w(RADIO_LABELS[m]) for m in metrics]
+    left = [0.0] * len(metrics)
+    for band in BAND_NAMES:
+        shares = []
+        for m in metrics:
+            c = k.overall.bands[m]
+            total = sum(c.values())
+            shares.append(100.0 * c.get(band, 0) / total if total else 0.0)
+        ax.barh(names, shares, left=left, color=palette[band], label=w(BAND_LABELS[band]))
+        left = [a + b for a, b in zip(left, shares, strict=True)]
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel(w("Share of samples (%)"))
+    ax.set_title(w("Radio quality bands"), fontsize=10)
+    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.3))
     return _png(fig, 170)
 
 
@@ -460,94 +455,93 @@ def _coverage_map(k: TrialKpis, w: Words, coverage: dict[str, Any]) -> Image | N
     lon0, lat0 = to_wgs.transform(x0, y0)
     lon1, lat1 = to_wgs.transform(x1, y1)
     view = box(min(lon0, lon1), min(lat0, lat1), max(lon0, lon1), max(lat0, lat1))
-    with rc_context(_rc()):
-        fig = _figure(6.4, 6.4)
-        ax = fig.subplots()
-        ax.set_facecolor("#fbfbf8")
-        for geom, name in _towns():
-            if not geom.intersects(view):
-                continue
-            g = _project(geom)
-            for poly in getattr(g, "geoms", [g]):
-                bx, by = poly.exterior.xy
-                ax.plot(bx, by, color="#8c959f", linewidth=0.6, zorder=1)
-            p = g.representative_point()
-            if name and x0 < p.x < x1 and y0 < p.y < y1:
-                ax.text(
-                    p.x,
-                    p.y,
-                    name,
-                    fontsize=6.5,
-                    color="#57606a",
-                    ha="center",
-                    va="center",
-                    zorder=2,
-                )
-        for cx0, cy0, size, props in cells:
-            fill = props.get("fill") if props.get("sufficient") else None
-            ax.add_patch(
-                Rectangle(
-                    (cx0, cy0),
-                    size,
-                    size,
-                    facecolor=fill or "#ffffff",
-                    edgecolor="#333333" if fill else "#8c959f",
-                    hatch=None if fill else "////",
-                    linewidth=0.5,
-                    alpha=0.9,
-                    zorder=3,
-                )
+    fig = _figure(6.4, 6.4)
+    ax = fig.subplots()
+    ax.set_facecolor("#fbfbf8")
+    for geom, name in _towns():
+        if not geom.intersects(view):
+            continue
+        g = _project(geom)
+        for poly in getattr(g, "geoms", [g]):
+            bx, by = poly.exterior.xy
+            ax.plot(bx, by, color="#8c959f", linewidth=0.6, zorder=1)
+        p = g.representative_point()
+        if name and x0 < p.x < x1 and y0 < p.y < y1:
+            ax.text(
+                p.x,
+                p.y,
+                name,
+                fontsize=6.5,
+                color="#57606a",
+                ha="center",
+                va="center",
+                zorder=2,
             )
-        if gnbs:
-            ax.scatter(
-                [g[0] for g in gnbs],
-                [g[1] for g in gnbs],
-                marker="^",
-                s=28,
-                color="#0969da",
-                edgecolor="white",
-                linewidth=0.6,
-                zorder=4,
+    for cx0, cy0, size, props in cells:
+        fill = props.get("fill") if props.get("sufficient") else None
+        ax.add_patch(
+            Rectangle(
+                (cx0, cy0),
+                size,
+                size,
+                facecolor=fill or "#ffffff",
+                edgecolor="#333333" if fill else "#8c959f",
+                hatch=None if fill else "////",
+                linewidth=0.5,
+                alpha=0.9,
+                zorder=3,
             )
-        for site in d.sites:
-            sx, sy = _TO_GRID.transform(site.lon, site.lat)
-            if x0 < sx < x1 and y0 < sy < y1:
-                ax.annotate(
-                    site.name,
-                    (sx, sy),
-                    xytext=(6, -10),
-                    textcoords="offset points",
-                    fontsize=8,
-                    color="#0550ae",
-                    fontweight="bold",
-                    zorder=5,
-                )
-        bar = 500.0 if side > 1500 else 200.0  # scale bar, bottom left
-        bx0, by0 = x0 + side * 0.05, y0 + side * 0.05
-        ax.plot([bx0, bx0 + bar], [by0, by0], color="black", linewidth=2, zorder=5)
-        ax.text(bx0 + bar / 2, by0 + side * 0.015, f"{bar:g} m", ha="center", fontsize=7, zorder=5)
-        ax.text(x1 - side * 0.04, y1 - side * 0.06, w("N ↑"), ha="center", fontsize=9, zorder=5)
-        ax.set_xlim(x0, x1)
-        ax.set_ylim(y0, y1)
-        ax.set_aspect("equal")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        handles: list[Any] = [
-            Patch(
-                facecolor=BAND_COLOURS[b],
-                edgecolor="#333333",
-                label=w("RSRP {band}").format(band=w(BAND_LABELS[b])),
-            )
-            for b in BAND_NAMES
-        ]
-        handles.append(
-            Patch(facecolor="white", edgecolor="#8c959f", hatch="////", label=w("Too few samples"))
         )
-        if gnbs:
-            handles.append(
-                ax.scatter([], [], marker="^", s=28, color="#0969da", label=w("Base station"))
+    if gnbs:
+        ax.scatter(
+            [g[0] for g in gnbs],
+            [g[1] for g in gnbs],
+            marker="^",
+            s=28,
+            color="#0969da",
+            edgecolor="white",
+            linewidth=0.6,
+            zorder=4,
+        )
+    for site in d.sites:
+        sx, sy = _TO_GRID.transform(site.lon, site.lat)
+        if x0 < sx < x1 and y0 < sy < y1:
+            ax.annotate(
+                site.name,
+                (sx, sy),
+                xytext=(6, -10),
+                textcoords="offset points",
+                fontsize=8,
+                color="#0550ae",
+                fontweight="bold",
+                zorder=5,
             )
-        ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    bar = 500.0 if side > 1500 else 200.0  # scale bar, bottom left
+    bx0, by0 = x0 + side * 0.05, y0 + side * 0.05
+    ax.plot([bx0, bx0 + bar], [by0, by0], color="black", linewidth=2, zorder=5)
+    ax.text(bx0 + bar / 2, by0 + side * 0.015, f"{bar:g} m", ha="center", fontsize=7, zorder=5)
+    ax.text(x1 - side * 0.04, y1 - side * 0.06, w("N ↑"), ha="center", fontsize=9, zorder=5)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    handles: list[Any] = [
+        Patch(
+            facecolor=BAND_COLOURS[b],
+            edgecolor="#333333",
+            label=w("RSRP {band}").format(band=w(BAND_LABELS[b])),
+        )
+        for b in BAND_NAMES
+    ]
+    handles.append(
+        Patch(facecolor="white", edgecolor="#8c959f", hatch="////", label=w("Too few samples"))
+    )
+    if gnbs:
+        handles.append(
+            ax.scatter([], [], marker="^", s=28, color="#0969da", label=w("Base station"))
+        )
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _png(fig, 150)
 
 
