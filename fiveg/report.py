@@ -101,6 +101,7 @@ CHART_FONT = _chart_font()
 # Set once at import, not per chart: rc_context swaps global state and is not thread-safe
 # (the API renders reports in worker threads). Only the report draws with matplotlib.
 matplotlib.rcParams["axes.unicode_minus"] = False
+matplotlib.rcParams["text.parse_math"] = False  # a "$" in a site name is text, not TeX
 if CHART_FONT:
     matplotlib.rcParams["font.family"] = [CHART_FONT, "DejaVu Sans"]
 TOKYO = ZoneInfo("Asia/Tokyo")

@@ -314,3 +314,21 @@ def test_long_trial_with_little_data_is_insufficient_not_pass_or_fail(
     pages = _pdf_text(r.content)
     assert "総合判定：判定不能（データ不足）" in pages[0]
     assert "グラフはデータのある 2026-11-20 09:00 ～ 2026-11-20 10:00（日本時間）" in pages[2]
+
+
+def test_report_survives_hostile_names(
+    client: tuple[TestClient, dict[str, dict[str, str]]],
+) -> None:
+    """Names are data: markup, TeX dollars and ampersands are printed, never interpreted."""
+    c, keys = client
+    body = known_set.trial_definition("hostile-trial")
+    body["title"] = "<b>試験</b> & $x^"
+    body["sites"][0]["name"] = "駅 $\\frac{1}$ <i>"
+    body["devices"][0]["label"] = "バス & <font> 1号車 $"
+    assert (
+        c.put("/v1/fiveg/trials/hostile-trial", json=body, headers=keys["admin"]).status_code == 200
+    )
+    r = c.get("/v1/fiveg/trials/hostile-trial/report", headers=keys["council"])
+    assert r.status_code == 200, r.text
+    pages = _pdf_text(r.content)
+    assert "<b>試験</b> & $x^" in pages[0] and "バス & <font> 1号車 $" in pages[1]
