@@ -324,11 +324,16 @@ def test_report_survives_hostile_names(
     body = known_set.trial_definition("hostile-trial")
     body["title"] = "<b>試験</b> & $x^"
     body["sites"][0]["name"] = "駅 $\\frac{1}$ <i>"
-    body["devices"][0]["label"] = "バス & <font> 1号車 $"
+    body["devices"][0]["label"] = (
+        "バス & <font> 1号車 $ 前橋駅〜中央前橋駅 シャトル 遠隔監視用 車載通信機"
+    )
     assert (
         c.put("/v1/fiveg/trials/hostile-trial", json=body, headers=keys["admin"]).status_code == 200
     )
     r = c.get("/v1/fiveg/trials/hostile-trial/report", headers=keys["council"])
     assert r.status_code == 200, r.text
     pages = _pdf_text(r.content)
+    _look(r.content, "hostile")
     assert "<b>試験</b> & $x^" in pages[0] and "バス & <font> 1号車 $" in pages[1]
+    # The long name wraps inside its cell (looked at: /tmp/fiveg-report-pages/hostile-5.png).
+    assert "車載通信機 bus-01 300 80.0 ms 不合格" in pages[4]  # label, id below, then numbers
