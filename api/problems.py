@@ -18,6 +18,7 @@ from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.i18n import gettext, negotiate
 from core.web import PROBLEM_BASE, ProblemError
 
 log = logging.getLogger(__name__)
@@ -90,15 +91,19 @@ def problem_response(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
+    # The title (and a detail the catalogue knows) in the client's language, Japanese by
+    # default (issue 14); ``type``, ``status`` and machine fields never change.
+    lang = negotiate(request.headers.get("accept-language"))
     body: dict[str, Any] = {
         "type": PROBLEM_BASE + slug,
-        "title": title,
+        "title": gettext(title, lang),
         "status": status,
         "instance": request.url.path,
     }
     if detail is not None:
-        body["detail"] = detail
+        body["detail"] = gettext(detail, lang) if detail else detail
     body.update(extra)
+    headers = {**(headers or {}), "Content-Language": lang, "Vary": "Accept-Language"}
     return JSONResponse(body, status_code=status, headers=headers, media_type=MEDIA_TYPE)
 
 

@@ -209,6 +209,12 @@ class Settings(BaseSettings):
         description="Below this data coverage a trial's verdict is 'insufficient data'",
     )
 
+    # #14 languages (i14-report): the CLI's and reports' language when not asked per call.
+    lang: Literal["ja", "en"] | None = Field(
+        default=None,
+        description="ja or en; default: the locale (LC_ALL, LC_MESSAGES, LANG), else ja",
+    )
+
     # #10 ingest limits (issue 10, i10-input: what the ingestor accepts, reject retention).
     ingest_max_payload_bytes: int = Field(
         default=262144,

@@ -16,9 +16,18 @@ from rich.console import Console
 from rich.table import Table
 
 from core.extras import missing
+from core.i18n import as_lang, process_lang
 from core.settings import get_settings
 from fiveg import store
-from fiveg.engine import TrialKpis, fit_bucket, measured_window, trial_kpis
+from fiveg.coverage import coverage_geojson
+from fiveg.engine import (
+    KpiRequestError,
+    TrialKpis,
+    fit_bucket,
+    measured_window,
+    trial_kpis,
+    zoom_to_data,
+)
 from fiveg.kpi import Scorecard
 from fiveg.store import HIST_WIDTH, ROLLUP_WIDTH
 from fiveg.trial import load_definition
@@ -39,24 +48,49 @@ def _run(fn: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
     return asyncio.run(go())
 
 
+async def _trial_kpis(
+    conn: psycopg.AsyncConnection,
+    t: store.StoredTrial,
+    source: Literal["raw", "rollup", "auto"],
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> TrialKpis:
+    bucket = HIST_WIDTH if source == "rollup" else ROLLUP_WIDTH
+    if source != "rollup":
+        bucket = max(ROLLUP_WIDTH, fit_bucket(*measured_window(t, start, end)))
+    return await trial_kpis(
+        conn,
+        t,
+        start,
+        end,
+        bucket=bucket,
+        source=source,
+        min_coverage_pct=get_settings().fiveg_min_coverage_pct,
+    )
+
+
 def _kpis(trial_id: str, source: Literal["raw", "rollup", "auto"]) -> TrialKpis:
     async def go(conn: psycopg.AsyncConnection) -> TrialKpis:
         t = await store.get_trial(conn, trial_id)
         if t is None:
             err.print(f"[red]no trial {trial_id!r}[/]")
             raise typer.Exit(1)
-        bucket = HIST_WIDTH if source == "rollup" else ROLLUP_WIDTH
-        if source != "rollup":
-            bucket = max(ROLLUP_WIDTH, fit_bucket(*measured_window(t, None, None)))
-        return await trial_kpis(
-            conn,
-            t,
-            bucket=bucket,
-            source=source,
-            min_coverage_pct=get_settings().fiveg_min_coverage_pct,
-        )
+        return await _trial_kpis(conn, t, source)
 
     return _run(go)
+
+
+def _when(text: str | None, name: str) -> datetime | None:
+    """An ISO 8601 time with its UTC offset (a bare date or time is refused, not guessed)."""
+    if text is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise typer.BadParameter(f"{name}: not an ISO 8601 time: {text!r}") from e
+    if ts.tzinfo is None:
+        raise typer.BadParameter(f"{name} needs a UTC offset, e.g. 2026-11-20T09:00+09:00")
+    return ts
 
 
 def _print_scorecard(card: Scorecard) -> None:
@@ -150,6 +184,13 @@ def report(
     trial_id: str,
     output: Path = typer.Option(None, "-o", help="PDF path (default fiveg-TRIAL-report.pdf)"),
     source: str = typer.Option("auto", help="raw (exact), rollup (fast) or auto"),
+    start: str = typer.Option(
+        None, "--from", help="Start, ISO 8601 with offset (default: trial start)"
+    ),
+    end: str = typer.Option(
+        None, "--to", help="End, ISO 8601 with offset (default: now or trial end)"
+    ),
+    lang: str = typer.Option(None, help="ja or en (default: MEBUKU_LANG, the locale, else ja)"),
 ) -> None:
     """Write the council's PDF report for a trial."""
     if source not in ("raw", "rollup", "auto"):
@@ -160,10 +201,35 @@ def report(
         msg = str(missing("report", e.name or "fiveg.report"))
         err.print(msg, markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    k = _kpis(trial_id, source)  # type: ignore[arg-type]
+    chosen = as_lang(lang) if lang else (get_settings().lang or process_lang())
+    if chosen is None:
+        raise typer.BadParameter("lang is ja or en")
+    lo, hi = _when(start, "--from"), _when(end, "--to")
+
+    async def go(conn: psycopg.AsyncConnection) -> bytes:
+        t = await store.get_trial(conn, trial_id)
+        if t is None:
+            err.print(f"[red]no trial {trial_id!r}[/]")
+            raise typer.Exit(1)
+        try:
+            k = await _trial_kpis(conn, t, source, lo, hi)  # type: ignore[arg-type]
+        except KpiRequestError as e:
+            err.print(f"[red]{e}[/]")
+            raise typer.Exit(2) from e
+        pts = await store.coverage_points(conn, t.devices, k.start, k.end)
+        others = []
+        for o in await store.list_trials(conn, None):
+            if o.definition.trial_id != trial_id:
+                try:
+                    others.append(await _trial_kpis(conn, o, "auto", lo, hi))
+                except KpiRequestError:
+                    continue
+        series = await zoom_to_data(conn, t, k, get_settings().fiveg_min_coverage_pct)
+        return build_report(k, datetime.now(UTC), chosen, coverage_geojson(pts), others, series)
+
     path = output or Path(f"fiveg-{trial_id}-report.pdf")
-    path.write_bytes(build_report(k, datetime.now(UTC)))
-    err.print(f"wrote {path} ({'PASS' if k.scorecard.passed else 'FAIL'})")
+    path.write_bytes(_run(go))
+    err.print(f"wrote {path}")
 
 
 @app.command("compare")

@@ -131,3 +131,25 @@ async def trial_kpis(
     return TrialKpis(
         trial, start, end, bucket, source, overall, per_bucket, per_device, mobility, card
     )
+
+
+async def zoom_to_data(
+    conn: AsyncConnection,
+    trial: StoredTrial,
+    k: TrialKpis,
+    min_coverage_pct: float = DEFAULT_MIN_COVERAGE_PCT,
+    max_buckets: int = 300,
+) -> TrialKpis:
+    """``k`` again over only the part of its window that has data, in buckets that fit
+    that part, for charts: a long period with a day of data is otherwise a sliver at one
+    edge. Unchanged when the data fill most of the window or came from rollups."""
+    have = [b for b, st in k.per_bucket.items() if st.n > 0]
+    if not have or k.source != "raw":
+        return k
+    lo, hi = max(min(have), k.start), min(max(have) + k.bucket, k.end)
+    if (hi - lo) * 2 > k.end - k.start:
+        return k
+    bucket = max(ROLLUP_WIDTH, fit_bucket(lo, hi, max_buckets))
+    if bucket >= k.bucket:
+        return k
+    return await trial_kpis(conn, trial, lo, hi, bucket, "raw", min_coverage_pct)

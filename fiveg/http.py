@@ -12,10 +12,18 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from psycopg import AsyncConnection
 
 from core.extras import missing
+from core.i18n import negotiate
 from core.web import Principal, ProblemError, Role, db_conn, require_roles
 from fiveg import store
 from fiveg.coverage import coverage_geojson
-from fiveg.engine import KpiRequestError, TrialKpis, fit_bucket, measured_window, trial_kpis
+from fiveg.engine import (
+    KpiRequestError,
+    TrialKpis,
+    fit_bucket,
+    measured_window,
+    trial_kpis,
+    zoom_to_data,
+)
 from fiveg.kpi import DEFAULT_MIN_COVERAGE_PCT
 from fiveg.schemas import (
     CompareRow,
@@ -222,7 +230,13 @@ async def get_report(
     end: Annotated[datetime | None, Query(alias="to")] = None,
     bucket: BucketQ = None,
     source: SourceQ = "auto",
+    lang: Annotated[
+        Literal["ja", "en"] | None,
+        Query(description="Report language; default: Accept-Language, else Japanese"),
+    ] = None,
 ) -> Response:
+    """The council's PDF for [from, to) (default: the elapsed trial period), in Japanese
+    unless ``lang`` or Accept-Language asks for English."""
     trial = await _trial(conn, trial_id)
     k = await _kpis(conn, trial, start, end, bucket, source, _min_coverage(request))
     try:
@@ -230,12 +244,30 @@ async def get_report(
     except ModuleNotFoundError as e:  # the report extra is not installed
         err = missing("report", e.name or "fiveg.report")
         raise ProblemError(503, "report-unavailable", "Report unavailable", str(err)) from None
+    pts = await store.coverage_points(conn, trial.devices, k.start, k.end)
+    others = []  # the summary's verdict per theme: the other trials, same window if given
+    for t in await store.list_trials(conn, None):
+        if t.definition.trial_id != trial_id:
+            try:
+                others.append(
+                    await _kpis(conn, t, start, end, None, "auto", _min_coverage(request))
+                )
+            except ProblemError:
+                continue  # a window outside that trial: its row says no data
+    chosen = lang or negotiate(request.headers.get("accept-language"))
+    series = await zoom_to_data(conn, trial, k, _min_coverage(request))
     # Rendering takes CPU seconds: in a worker thread, so other requests keep being served.
-    pdf = await anyio.to_thread.run_sync(build_report, k, datetime.now(UTC))
+    pdf = await anyio.to_thread.run_sync(
+        build_report, k, datetime.now(UTC), chosen, coverage_geojson(pts), others, series
+    )
     return Response(
         pdf,
         media_type="application/pdf",
-        headers={"Content-Disposition": f'inline; filename="fiveg-{trial_id}-report.pdf"'},
+        headers={
+            "Content-Disposition": f'inline; filename="fiveg-{trial_id}-report.pdf"',
+            "Content-Language": chosen,
+            "Vary": "Accept-Language",
+        },
     )
 
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pypdf import PdfReader
+
 from tests.conftest import REPO_ROOT, TEST_PSEUDONYM_KEY
 from tests.fiveg import known_set
 
@@ -40,6 +42,17 @@ def test_load_trials_kpis_and_report(db_url: str, tmp_path: Path) -> None:
     rep = mebuku(db_url, "report", "known-bus-trial", "-o", str(pdf))
     assert rep.returncode == 0, rep.stderr
     assert pdf.read_bytes().startswith(b"%PDF-")
+    # The period and the language, as the API has them (from/to, lang).
+    half = (known_set.START + (known_set.END - known_set.START) / 2).isoformat()
+    rep = mebuku(db_url, "report", "known-bus-trial", "-o", str(pdf), "--lang", "en",
+                 "--from", known_set.START.isoformat(), "--to", half)  # fmt: skip
+    assert rep.returncode == 0, rep.stderr
+    first = PdfReader(pdf).pages[0].extract_text()
+    assert "Overall verdict: Fail" in first and "360 samples from 2 devices" in first
+    bad = mebuku(db_url, "report", "known-bus-trial", "--from", "yesterday")
+    assert bad.returncode == 2 and "ISO 8601" in bad.stderr and "Traceback" not in bad.stderr
+    bad = mebuku(db_url, "report", "known-bus-trial", "--from", half, "--to", half)
+    assert bad.returncode == 2 and "'to' must be after 'from'" in bad.stderr
 
 
 def test_invalid_definition_is_a_clear_error(db_url: str, tmp_path: Path) -> None:

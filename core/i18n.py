@@ -1,0 +1,109 @@
+"""The message catalogue: Japanese first, English second, one gettext domain (``mebuku``).
+
+Catalogues are the ``.po`` files under ``core/locale/{ja,en}/LC_MESSAGES/``; message ids
+are English, so the English catalogue only needs entries where the wording differs. The
+``.po`` files are compiled in memory with Babel on first use (no binary ``.mo`` in the
+repository). The caller always names the language: a request's ``Accept-Language``
+(:func:`negotiate`) or the process locale (:func:`process_lang`), never a global switch.
+Domain terms follow ``docs/glossary.md``.
+"""
+
+from __future__ import annotations
+
+import gettext as _gettext
+import io
+import os
+import re
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+
+Lang = Literal["ja", "en"]
+LANGS: tuple[Lang, ...] = ("ja", "en")
+DEFAULT_LANG: Lang = "ja"
+DOMAIN = "mebuku"
+LOCALE_DIR = Path(__file__).resolve().parent / "locale"
+
+
+def po_path(lang: Lang) -> Path:
+    return LOCALE_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
+
+
+@cache
+def translator(lang: Lang) -> _gettext.NullTranslations:
+    """The compiled catalogue of ``lang`` (fuzzy and empty entries fall back to the id)."""
+    path = po_path(lang)
+    if not path.is_file():
+        return _gettext.NullTranslations()
+    with path.open("rb") as f:
+        catalog = read_po(f, locale=lang, domain=DOMAIN)
+    buf = io.BytesIO()
+    write_mo(buf, catalog, use_fuzzy=False)
+    buf.seek(0)
+    return _gettext.GNUTranslations(buf)
+
+
+def gettext(message: str, lang: Lang = DEFAULT_LANG) -> str:
+    """``message`` in ``lang``."""
+    return translator(lang).gettext(message)
+
+
+_ = gettext
+
+
+def gettext_for(lang: Lang) -> Callable[[str], str]:
+    """A one-argument ``_`` bound to ``lang``, for modules that render a whole document."""
+    return translator(lang).gettext
+
+
+def N_(message: str) -> str:  # noqa: N802 - the gettext convention for "mark, do not translate"
+    """Mark a string for extraction where it is defined; translate it where it is shown."""
+    return message
+
+
+def as_lang(tag: str | None) -> Lang | None:
+    """``ja``/``en`` for a language tag or locale name (``ja-JP``, ``en_US.UTF-8``), else None."""
+    if not tag:
+        return None
+    primary = re.split(r"[-_.@]", tag.strip().lower(), maxsplit=1)[0]
+    return primary if primary in LANGS else None
+
+
+def negotiate(accept_language: str | None, default: Lang = DEFAULT_LANG) -> Lang:
+    """The best of our languages for an ``Accept-Language`` header (RFC 9110 q-values)."""
+    best: tuple[float, int, Lang] | None = None
+    for i, part in enumerate((accept_language or "").split(",")):
+        tag, _sep, params = part.partition(";")
+        lang = as_lang(tag)
+        if lang is None:
+            continue
+        q = 1.0
+        m = re.search(r"q\s*=\s*([^;\s]*)", params)
+        if m:
+            try:
+                q = float(m.group(1))
+            except ValueError:
+                q = 0.0  # a q we cannot read is no preference
+            if not 0.0 <= q <= 1.0 or q != q:
+                q = 0.0
+        if q <= 0:
+            continue
+        if best is None or (q, -i) > (best[0], best[1]):
+            best = (q, -i, lang)
+    return best[2] if best else default
+
+
+def process_lang(environ: dict[str, str] | None = None) -> Lang:
+    """The CLI's language: ``MEBUKU_LANG``, then the locale (LC_ALL, LC_MESSAGES, LANG),
+    then Japanese. ``C``/``POSIX`` locales say nothing about the reader, so they do not
+    switch to English."""
+    env = os.environ if environ is None else environ
+    for name in ("MEBUKU_LANG", "LC_ALL", "LC_MESSAGES", "LANG"):
+        lang = as_lang(env.get(name))
+        if lang is not None:
+            return lang
+    return DEFAULT_LANG

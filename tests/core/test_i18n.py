@@ -1,0 +1,98 @@
+"""The message catalogue: language choice, and a Japanese entry for every report string."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from babel.messages.extract import extract_from_file
+from babel.messages.pofile import read_po
+
+from core import i18n
+
+REPO = Path(__file__).resolve().parents[2]
+# Modules whose user-visible strings must all be in the Japanese catalogue.
+TRANSLATED = ("fiveg/report.py",)
+KEYWORDS = {"_": None, "N_": None, "gettext": None, "w": None}
+
+
+def _msgids(path: str) -> set[str]:
+    found = extract_from_file("python", REPO / path, keywords=KEYWORDS, comment_tags=())
+    return {m[1] for m in found if isinstance(m[1], str)}
+
+
+@pytest.mark.parametrize("path", TRANSLATED)
+def test_every_user_visible_string_has_a_japanese_entry(path: str) -> None:
+    with i18n.po_path("ja").open("rb") as f:
+        ja = read_po(f, locale="ja")
+    ids = _msgids(path)
+    assert len(ids) > 50  # the extraction sees the report's strings at all
+    missing = sorted(m for m in ids if not (ja.get(m) and ja[m].string and not ja[m].fuzzy))
+    assert missing == [], f"no Japanese entry in core/locale/ja for: {missing}"
+
+
+def test_every_problem_title_has_a_japanese_entry() -> None:
+    """RFC 9457 titles are chosen by Accept-Language (Japanese by default)."""
+    from api.problems import STATUS_SLUGS
+
+    with i18n.po_path("ja").open("rb") as f:
+        ja = read_po(f, locale="ja")
+    titles = {title for _slug, title in STATUS_SLUGS.values()} | {"HTTP error"}
+    for pkg in ("api", "core", "fiveg", "ingest", "mobility"):
+        for path in sorted((REPO / pkg).rglob("*.py")):
+            found = extract_from_file(
+                "python", path, keywords={"ProblemError": (3,)}, comment_tags=()
+            )
+            titles |= {m[1] for m in found if isinstance(m[1], str)}
+    assert len(titles) > 20
+    missing = sorted(t for t in titles if not (ja.get(t) and ja[t].string))
+    assert missing == [], f"problem titles with no Japanese entry: {missing}"
+
+
+def test_placeholders_survive_translation() -> None:
+    """A translation that drops or renames {placeholders} would break .format()."""
+    import string
+
+    with i18n.po_path("ja").open("rb") as f:
+        ja = read_po(f, locale="ja")
+    for m in ja:
+        if not m.id or not m.string:
+            continue
+        fields = {f[1] for f in string.Formatter().parse(str(m.id)) if f[1]}
+        got = {f[1] for f in string.Formatter().parse(str(m.string)) if f[1]}
+        assert fields == got, m.id
+
+
+def test_translator_is_japanese_first() -> None:
+    assert i18n.gettext("Pass") == "合格"
+    assert i18n.gettext("Pass", "en") == "Pass"
+    assert i18n.gettext_for("ja")("Fail") == "不合格"
+    assert i18n.gettext("a string nobody translated") == "a string nobody translated"
+
+
+@pytest.mark.parametrize(
+    ("header", "lang"),
+    [
+        (None, "ja"),
+        ("", "ja"),
+        ("en", "en"),
+        ("en-US,en;q=0.9", "en"),
+        ("ja-JP,ja;q=0.9,en;q=0.8", "ja"),
+        ("en;q=0.5, ja;q=0.8", "ja"),
+        ("fr-FR, en;q=0.3", "en"),
+        ("fr, de", "ja"),
+        ("en;q=0, ja;q=0.1", "ja"),
+        ("en;q=bogus", "ja"),
+        ("*", "ja"),
+    ],
+)
+def test_accept_language(header: str | None, lang: str) -> None:
+    assert i18n.negotiate(header) == lang
+
+
+def test_process_language() -> None:
+    assert i18n.process_lang({}) == "ja"
+    assert i18n.process_lang({"LANG": "C.UTF-8"}) == "ja"
+    assert i18n.process_lang({"LANG": "en_US.UTF-8"}) == "en"
+    assert i18n.process_lang({"LANG": "en_US.UTF-8", "MEBUKU_LANG": "ja"}) == "ja"
+    assert i18n.process_lang({"LC_ALL": "ja_JP.UTF-8", "LANG": "en_US.UTF-8"}) == "ja"
