@@ -3,7 +3,7 @@
 Page 1 is a one-page summary (verdict per theme and the numbers that decide it); then the
 scorecard with each target once and its source cited as a publication, the set-up, charts
 clipped to the period with data, a coverage map of the API's 50 m EPSG:6677 cells over
-Maebashi's town boundaries (``data/maebashi/towns.geojson``, no internet tiles), and the
+Maebashi's town boundaries (``core/data/maebashi/towns.geojson``, no internet tiles), and the
 details. Every label comes from the message catalogue (:mod:`core.i18n`, ids in English,
 Japanese in ``core/locale/ja``); numbers come from :class:`fiveg.engine.TrialKpis`
 unchanged, so the report says exactly what the API says. Charts use matplotlib's object
@@ -55,6 +55,7 @@ from shapely.geometry import box, shape
 from shapely.geometry.base import BaseGeometry
 
 from core.i18n import N_, Lang, gettext_for
+from core.resources import towns_geojson
 from fiveg import histogram
 from fiveg.coverage import BAND_COLOURS, CELL_M, GRID_CRS
 from fiveg.engine import TrialKpis
@@ -75,7 +76,7 @@ CHART_FONT_FILES = (
     "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
     "/usr/share/fonts/opentype/noto/NotoSansCJKjp-Regular.otf",
 )
-TOWNS = Path(__file__).resolve().parents[1] / "data" / "maebashi" / "towns.geojson"
+TOWNS = towns_geojson()
 
 
 def _register_font() -> str:
