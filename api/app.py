@@ -109,6 +109,10 @@ def create_app(
     extra_routers: Iterable[APIRouter] = (),
 ) -> FastAPI:
     """The API. ``extra_routers`` lets tests mount their own routers (checked the same)."""
+    # Everything a route needs, checked before the API listens (one line per problem).
+    settings.require(
+        "database_url", "pseudonym_key", files=("jpki_trust_anchors", "jpki_crl", "road_graph_path")
+    )
     database_url = settings.require_database_url()
 
     @asynccontextmanager

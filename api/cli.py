@@ -7,9 +7,9 @@ import sys
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from api.screen import AccessLogFilter
+from core import tables
 from core.db import connect
 from core.settings import get_settings
 
@@ -32,7 +32,7 @@ def serve(
     from api.app import create_app
 
     s = get_settings()
-    app = create_app(s)
+    app = create_app(s)  # checks every setting a route needs before anything listens
     logging.getLogger("uvicorn.access").addFilter(AccessLogFilter())
     uvicorn.run(
         app,
@@ -58,8 +58,16 @@ def create(
     except ValueError as e:
         console.print(f"[red]{e}[/]")
         raise typer.Exit(2) from None
-    console.print("New API key (shown once; send it as the X-API-Key header):")
-    print(key)  # stdout, so scripts can capture it
+    from core.operators import canonical_operator_id, registry
+
+    whose = f"role {role}"
+    if operator_id:
+        op = registry().get(operator_id)
+        whose += f", operator {canonical_operator_id(operator_id)}"
+        whose += f" ({op.legal_name})" if op else " (not in core/operators.toml)"
+    # stderr: what the key is for; stdout: the key alone on its line, never wrapped
+    sys.stderr.write(f"New API key for {whose} (shown once; send it as X-API-Key):\n")
+    print(key)
 
 
 @operators_app.command("list")
@@ -71,7 +79,7 @@ def list_keys(
 
     with connect(get_settings().require_database_url(), autocommit=True) as conn:
         keys = list_api_keys(conn, include_revoked=all_)
-    table = Table("key id", "role", "operator", "label", "created", "last used", "revoked")
+    table = tables.table("key id", "role", "operator", "label", "created", "last used", "revoked")
 
     def when(t: object) -> str:
         return t.isoformat(timespec="seconds") if hasattr(t, "isoformat") else ""
@@ -94,7 +102,7 @@ def list_keys(
         return
     for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    tables.console().print(table)
 
 
 @operators_app.command("revoke")

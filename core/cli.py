@@ -7,26 +7,50 @@ imports a domain package.
 from __future__ import annotations
 
 import logging
+import sys
 from importlib import metadata
+from typing import Any
 
 import typer
-from pydantic import ValidationError
-from pydantic_settings import SettingsError
 from rich.console import Console
-from rich.table import Table
+from typer.core import TyperGroup
 
-from core import migrator, timeseries
+from core import migrator, tables, timeseries
 from core.broker import app as broker_app
 from core.db import TimescaleError
 from core.logging import settings_secrets, setup_logging
-from core.settings import get_settings
+from core.settings import ConfigError, get_settings, load_settings
 
 console = Console(stderr=True)
+log = logging.getLogger(__name__)
+CONFIG_ERROR_EXIT = 2
+
+
+def report_config_error(e: ConfigError) -> None:
+    """The problems, one plain line each, on stderr (no traceback, no markup)."""
+    for line in e.problems:
+        sys.stderr.write(f"mebuku: {line}\n")
+    sys.stderr.flush()
+
+
+class MebukuGroup(TyperGroup):
+    """The root group: a :class:`ConfigError` from any command, at any depth, becomes one
+    line per problem and exit status 2."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer.Context (typer vendors its own click)
+        try:
+            return super().invoke(ctx)
+        except ConfigError as e:
+            report_config_error(e)
+            raise typer.Exit(CONFIG_ERROR_EXIT) from None
+
+
 app = typer.Typer(
     name="mebuku",
     help="Maebashi's MaaS and local-5G data platform.",
     no_args_is_help=True,
     rich_markup_mode="rich",
+    cls=MebukuGroup,
 )
 db_app = typer.Typer(help="Database schema: migrate, status, maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -35,27 +59,20 @@ app.add_typer(broker_app, name="broker")
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     log_level: str = typer.Option(None, help="Override MEBUKU_LOG_LEVEL."),
     log_format: str = typer.Option(None, help="text or json (override MEBUKU_LOG_FORMAT)."),
 ) -> None:
     try:
-        s = get_settings()
-    except (ValidationError, SettingsError) as e:  # one clear line, not a traceback
-        console.print(
-            f"[red]invalid setting:[/] {_settings_problem(e)}", highlight=False, soft_wrap=True
-        )
-        raise typer.Exit(2) from None
+        s = get_settings()  # every command starts by validating every setting
+    except ConfigError:
+        if not set(ctx.help_option_names) & set(sys.argv[1:]):
+            raise
+        setup_logging(log_level or "INFO", log_format or "text")  # --help still works
+        return
     setup_logging(log_level or s.log_level, log_format or s.log_format, settings_secrets(s))
-
-
-def _settings_problem(e: ValidationError | SettingsError) -> str:
-    if isinstance(e, SettingsError):  # e.g. a list setting that is not JSON
-        return f'{e} (list settings are JSON, e.g. ["10.0.0.1"])'
-    return "; ".join(
-        f"MEBUKU_{'_'.join(map(str, err['loc'])).upper()}: "
-        + err["msg"].removeprefix("Value error, ")
-        for err in e.errors()
-    )
+    if s.demo_env_file is not None:
+        log.debug("connection settings not set: using the running demo's from %s", s.demo_env_file)
 
 
 @db_app.command("migrate")
@@ -76,7 +93,7 @@ def db_migrate() -> None:
 def db_status() -> None:
     """List applied and pending migrations."""
     s = get_settings()
-    table = Table("migration", "applied at", "note")
+    table = tables.table("migration", "applied at", "note")
     pending = 0
     for st in migrator.status(s.require_database_url()):
         pending += st.applied_at is None
@@ -85,7 +102,7 @@ def db_status() -> None:
             st.applied_at.isoformat(timespec="seconds") if st.applied_at else "[yellow]pending[/]",
             "[red]file changed since applied[/]" if st.checksum_changed else "",
         )
-    Console().print(table)
+    tables.console().print(table)
     console.print(f"{pending} pending")
 
 
@@ -110,14 +127,14 @@ def db_roles(
             missing = roles.apply(conn, policy)
             passwords = roles.passwords_from(s, policy)
             roles.set_passwords(conn, passwords, policy)
-            table = Table("role", "password", "purpose")
+            table = tables.table("role", "password", "purpose")
             for short, purpose in policy.roles.items():
                 table.add_row(
                     policy.role(short),
                     "set now" if short in passwords else f"unchanged ({roles.password_env(short)})",
                     purpose,
                 )
-            Console().print(table)
+            tables.console().print(table)
     for rel in missing:
         console.print(f"[red]no grant decision for {rel}[/] (add it to core/roles/grants.toml)")
     if missing:
@@ -140,16 +157,52 @@ def db_maintain() -> None:
 
 @app.command("demo")
 def demo(
-    api_port: int = typer.Option(8000, help="Port of the HTTP API."),
+    api_port: int = typer.Option(None, min=1, max=65535, help="API port (MEBUKU_API_PORT, 8000)."),
+    metrics_port: int = typer.Option(
+        None, min=1, max=65535, help="Ingestor metrics port (MEBUKU_METRICS_PORT, 9108)."
+    ),
+    mobility_metrics_port: int = typer.Option(
+        None,
+        min=1,
+        max=65535,
+        help="Mobility worker metrics port (MEBUKU_MOBILITY_METRICS_PORT, 9109).",
+    ),
+    postgres_port: int = typer.Option(
+        None,
+        min=1,
+        max=65535,
+        help="Private PostgreSQL port (MEBUKU_DEMO_POSTGRES_PORT; default: kept).",
+    ),
+    mqtt_port: int = typer.Option(
+        None,
+        min=1,
+        max=65535,
+        help="Private Mosquitto port (MEBUKU_DEMO_MQTT_PORT; default: kept).",
+    ),
+    ready_timeout: float = typer.Option(
+        180, help="Seconds to wait for every service's health check."
+    ),
 ) -> None:
-    """Run the whole platform with simulated Maebashi traffic until Ctrl-C.
+    """Run the whole platform with simulated Maebashi traffic until Ctrl-C or SIGTERM.
 
     Starts a private PostgreSQL and Mosquitto under MEBUKU_STATE_DIR (default .mebuku/)
-    unless MEBUKU_DATABASE_URL / MEBUKU_MQTT_URL are set.
+    unless MEBUKU_DATABASE_URL / MEBUKU_MQTT_URL are set. A port that is not given and
+    whose usual number is taken is replaced by a free one (the log says so).
     """
     from core.demo import run_demo
 
-    run_demo(get_settings(), api_port=api_port)
+    # The demo's own settings never come from a running demo's state folder.
+    s = load_settings(demo_state=False)
+    given = {
+        "api_port": api_port,
+        "metrics_port": metrics_port,
+        "mobility_metrics_port": mobility_metrics_port,
+        "demo_postgres_port": postgres_port,
+        "demo_mqtt_port": mqtt_port,
+    }
+    s = s.model_copy(update={k: v for k, v in given.items() if v is not None})
+    fixed = {k for k, v in given.items() if v is not None} | set(s.model_fields_set)
+    raise typer.Exit(run_demo(s, fixed, ready_timeout=ready_timeout))
 
 
 def _load_plugins() -> None:
@@ -167,7 +220,11 @@ def _load_plugins() -> None:
 
 def main() -> None:
     _load_plugins()
-    app()
+    try:
+        app()
+    except ConfigError as e:  # raised outside a command (e.g. while loading plugins)
+        report_config_error(e)
+        raise SystemExit(CONFIG_ERROR_EXIT) from None
 
 
 if __name__ == "__main__":

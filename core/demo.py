@@ -1,36 +1,75 @@
-"""`mebuku demo`: the whole platform on one machine with embedded defaults.
+"""`mebuku demo`: the whole platform on one machine with embedded defaults, supervised.
 
 Starts a private PostgreSQL and Mosquitto under the state folder when no
 ``MEBUKU_DATABASE_URL`` / ``MEBUKU_MQTT_URL`` is configured, generates a pseudonym key
-once, migrates, runs the one-shot set-up steps (GTFS import) and then supervises the
-services (ingestor, mobility worker, simulator, API) as child ``mebuku`` processes until
-Ctrl-C. Core starts them by command name only, so it imports no domain package.
+once, migrates, runs the one-shot set-up steps (GTFS import, demo trials, API keys) and
+then supervises the services (ingestor, mobility worker, simulator, API) as child
+``mebuku`` processes. Core starts them by command name only, so it imports no domain
+package.
+
+The demo and its children are one unit:
+
+- every port can be set; a port that is not set and whose usual number is taken is
+  replaced by a free one (the log says so);
+- each child runs in its own process group and is restarted with backoff when it exits;
+  when it keeps failing (:data:`MAX_FAILURES` exits within :data:`FAILURE_WINDOW_S`) the
+  demo stops and prints the child's last log lines;
+- SIGTERM, SIGHUP and SIGINT stop every child, then the broker, then the database;
+- servers and children left running by a previous demo that was killed are stopped
+  before anything starts;
+- the "what runs where" table is printed only once every service answers its health
+  check.
+
+While it runs, ``demo.json`` in the state folder holds the pids, ports and readiness, and
+``demo.env`` (mode 0600) the URLs and key other ``mebuku`` commands use.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
+from types import FrameType
+from typing import IO
 
 import psycopg
 from psycopg import sql
 from rich.console import Console
-from rich.table import Table
 
-from core import migrator, roles, timeseries
-from core.embedded import EmbeddedMosquitto, EmbeddedPostgres, free_port
+from core import migrator, roles, tables, timeseries
+from core.embedded import (
+    EmbeddedMosquitto,
+    EmbeddedPostgres,
+    EmbeddedServerError,
+    free_port,
+    pid_alive,
+    pid_cmdline,
+    stop_pid,
+)
 from core.logging import redact_url
-from core.settings import Settings
+from core.settings import (
+    DEMO_ENV_FILE,
+    ConfigError,
+    Settings,
+    env_name,
+    write_demo_env,
+)
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
@@ -40,20 +79,83 @@ DEFAULT_GTFS = REPO_ROOT / "data" / "gtfs" / "gunmachuo-gtfs-jp-20250401.zip"
 # Trials whose sites and devices are the ones `mebuku simulate` publishes.
 DEMO_TRIALS = REPO_ROOT / "fiveg" / "demo_trials"
 
+STATE_FILE = "demo.json"
+MAX_FAILURES = 5  # exits of one child within FAILURE_WINDOW_S that stop the demo
+FAILURE_WINDOW_S = 60.0
+BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)  # wait before the 1st, 2nd, ... restart in a row
+STOP_TIMEOUT_S = 20.0  # SIGTERM, then SIGKILL of the child's process group
+TAIL_LINES = 20
+
 
 @dataclass(frozen=True)
 class Command:
     """A `mebuku` command the demo runs: a one-shot set-up step or a supervised service.
-    Skipped when its CLI group is absent."""
+    Skipped when its CLI group is absent. ``env`` is added to the child's environment
+    (e.g. another database user); ``health`` is the URL that answers 200 when it is up
+    (None: running is enough)."""
 
     group: str
     argv: list[str]
     what: str
+    env: dict[str, str] = field(default_factory=dict)
+    health: str | None = None
+    once: bool = True  # False: run at every start (cheap and idempotent, e.g. a CRL refresh)
+    key: str = ""  # what set-up-done.json records it under (default: its group)
 
 
-def setup_steps(settings: Settings) -> list[Command]:
+@dataclass(frozen=True)
+class DemoPorts:
+    """Every port the demo uses. ``notes`` says which usual ports were taken."""
+
+    api: int
+    metrics: int
+    mobility_metrics: int
+    postgres: int
+    mqtt: int
+    notes: tuple[str, ...] = ()
+
+
+DEV_CA = "dev-ca"  # the demo's test card authority, under the state folder
+DEV = {"MEBUKU_ENVIRONMENT": "development"}
+
+
+def dev_card_env(settings: Settings, state: Path) -> dict[str, str]:
+    """Card sign-in for the demo (issue 13): its test CA and CRL, unless trust anchors are
+    configured. Development only, which the demo is."""
+    if settings.jpki_trust_anchors is not None:
+        return {}
+    ca = (state / DEV_CA).absolute()
+    return {
+        **DEV,
+        "MEBUKU_JPKI_TRUST_ANCHORS": str(ca / "ca.crt"),
+        "MEBUKU_JPKI_CRL": str(ca / "crl.pem"),
+    }
+
+
+def setup_steps(settings: Settings, state: Path | None = None) -> list[Command]:
     gtfs = settings.gtfs_path or DEFAULT_GTFS
     trials = [str(p) for p in sorted(DEMO_TRIALS.glob("*.toml"))]
+    dev: list[Command] = []
+    if state is not None and settings.jpki_trust_anchors is None:
+        ca = str((state / DEV_CA).absolute())
+        dev = [
+            # Every start: creates the test CA once, re-signs a CRL close to its nextUpdate.
+            Command(
+                "dev",
+                ["dev", "card", "init", "--dir", ca],
+                "test card authority",
+                DEV,
+                once=False,
+                key="dev card",
+            ),
+            Command(
+                "dev",
+                ["dev", "seed", "--dir", ca],
+                "seed demo residents, IC cards and a month of rides",
+                DEV,
+                key="dev seed",
+            ),
+        ]
     return [
         Command("gtfs", ["gtfs", "import", str(gtfs)], f"import GTFS-JP feed {gtfs.name}"),
         # The demo trials start now and last four hours, so KPIs cover only what the
@@ -63,22 +165,34 @@ def setup_steps(settings: Settings) -> list[Command]:
             ["fiveg", "load-trial", "--starting-now", "--hours", "4", *trials],
             "register the demo 5G trials (starting now, 4 hours)",
         ),
+        *dev,
     ]
 
 
-def services(api_port: int) -> list[Command]:
+def services(ports: DemoPorts) -> list[Command]:
+    """The supervised services, in start order (stopped in reverse)."""
+    local = "http://127.0.0.1"
     return [
         # One worker on a plain subscription (the default): Mosquitto 2.0 does not keep
         # shared subscriptions across its restarts (ingest/README.md, "Broker findings").
         Command(
-            "ingest", ["ingest", "--client-id", "mebuku-ingest-demo"], "MQTT -> database ingestor"
+            "ingest",
+            ["ingest", "--client-id", "mebuku-ingest-demo", "--metrics-port", str(ports.metrics)],
+            "MQTT -> database ingestor",
+            health=f"{local}:{ports.metrics}/metrics",
         ),
-        Command("mobility", ["mobility", "worker"], "live vehicle state and stop events"),
+        Command(
+            "mobility",
+            ["mobility", "worker", "--metrics-port", str(ports.mobility_metrics)],
+            "live vehicle state and stop events",
+            health=f"{local}:{ports.mobility_metrics}/metrics",
+        ),
         Command("simulate", ["simulate"], "simulated Maebashi buses, phones and sensors"),
         Command(
             "api",
-            ["api", "--host", "127.0.0.1", "--port", str(api_port)],
-            f"HTTP API on http://127.0.0.1:{api_port}/docs",
+            ["api", "--host", "127.0.0.1", "--port", str(ports.api)],
+            f"HTTP API on {local}:{ports.api}/docs",
+            health=f"{local}:{ports.api}/readyz",
         ),
     ]
 
@@ -108,14 +222,68 @@ def _available_groups() -> set[str]:
     return available
 
 
-def _ports(state: Path) -> dict[str, int]:
-    """Ports chosen once per state folder, so a restarted demo finds its data again."""
+# --- ports -----------------------------------------------------------------------------
+
+
+def port_free(port: int) -> bool:
+    """True when a server could listen on ``port`` (any address) now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))  # noqa: S104 (a probe: any listener conflicts)
+        except OSError:
+            return False
+    return True
+
+
+# Setting field, CLI option, default (None: kept per state folder in ports.json).
+_PORTS: dict[str, tuple[str, str, int | None]] = {
+    "api": ("api_port", "--api-port", 8000),
+    "metrics": ("metrics_port", "--metrics-port", 9108),
+    "mobility_metrics": ("mobility_metrics_port", "--mobility-metrics-port", 9109),
+    "postgres": ("demo_postgres_port", "--postgres-port", None),
+    "mqtt": ("demo_mqtt_port", "--mqtt-port", None),
+}
+
+
+def choose_ports(settings: Settings, fixed: set[str], state: Path) -> DemoPorts:
+    """Each port: as set (it must be free), else the usual one, else a free one.
+
+    The private servers' usual ports are chosen once per state folder (``ports.json``), so
+    a restarted demo finds its data again. ``fixed`` names the settings given explicitly.
+    """
     f = state / "ports.json"
-    if f.exists():
-        return dict(json.loads(f.read_text()))
-    ports = {"postgres": free_port(), "mqtt": free_port()}
-    f.write_text(json.dumps(ports))
-    return ports
+    kept: dict[str, int] = json.loads(f.read_text()) if f.exists() else {}
+    chosen: dict[str, int] = {}
+    notes: list[str] = []
+    problems: list[str] = []
+    for name, (setting, option, default) in _PORTS.items():
+        value: int | None = getattr(settings, setting)
+        if setting in fixed and value is not None:
+            if not port_free(value):
+                problems.append(
+                    f"{env_name(setting)} / {option}: port {value} is in use: "
+                    "set another port or stop what listens there"
+                )
+            chosen[name] = value
+            continue
+        usual = kept.get(name) if default is None else (value or default)
+        if usual is not None and usual not in chosen.values() and port_free(usual):
+            chosen[name] = usual
+            continue
+        port = free_port()
+        while port in chosen.values():
+            port = free_port()
+        if usual is not None:
+            notes.append(f"port {usual} ({name}) is in use: using {port} ({env_name(setting)})")
+        chosen[name] = port
+    if problems:
+        raise ConfigError(problems)
+    f.write_text(json.dumps({"postgres": chosen["postgres"], "mqtt": chosen["mqtt"]}))
+    return DemoPorts(**chosen, notes=tuple(notes))
+
+
+# --- state, secrets, seed --------------------------------------------------------------
 
 
 def _pseudonym_key(settings: Settings, state: Path) -> str:
@@ -129,29 +297,25 @@ def _pseudonym_key(settings: Settings, state: Path) -> str:
 
 
 # API keys the demo creates once per state folder, so a new operator can try every role.
+# Operator ids are those of the operators registry (core/operators.toml).
 DEMO_KEYS = (
-    ("operator", "7070001000969"),  # agency_id of Gunma Chuo Bus in the bundled feed
+    ("operator", "gunmachuo"),  # Gunma Chuo Bus (agency 7070001000969 in the bundled feed)
+    ("operator", "demo-taxi"),  # the demo's MyTaku taxi company
     ("council", None),
     ("admin", None),
 )
+KEYS_FILE = "api-keys.json"
 
 
-def _demo_keys(state: Path, exe: list[str], env: dict[str, str]) -> dict[str, str]:
-    """Keys per role, created through `mebuku operators create` on the first run only."""
-    f = state / "api-keys.json"
-    if f.exists():
-        return dict(json.loads(f.read_text()))
-    keys: dict[str, str] = {}
-    for role, operator_id in DEMO_KEYS:
-        argv = [*exe, "operators", "create", "--role", role, "--label", "mebuku demo"]
-        if operator_id:
-            argv += ["--operator-id", operator_id]
-        out = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-        if out.returncode == 0 and out.stdout.strip():
-            keys[role] = out.stdout.strip().splitlines()[-1]
-    f.touch(mode=0o600)
-    f.write_text(json.dumps(keys))
-    return keys
+@dataclass(frozen=True)
+class DemoKey:
+    role: str
+    operator_id: str | None
+    key: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.role} {self.operator_id}" if self.operator_id else self.role
 
 
 def _ensure_database(admin_url: str, dbname: str) -> None:
@@ -161,19 +325,363 @@ def _ensure_database(admin_url: str, dbname: str) -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
 
 
-def run_demo(settings: Settings, api_port: int = 8000, maintain_every: float = 60.0) -> None:
+class _StopSignal(Exception):  # noqa: N818 (a signal, not an error)
+    """Raised in the main thread by the first SIGTERM, SIGHUP or SIGINT."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _in_own_group() -> None:
+    """Child set-up (after fork): die with the demo, even when it is SIGKILLed."""
+    with contextlib.suppress(Exception):
+        _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _load_prctl() -> Callable[[int, int], int]:
+    import ctypes
+
+    try:
+        fn: Callable[[int, int], int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return lambda _a, _b: 0
+    return fn
+
+
+_PRCTL = _load_prctl()
+
+
+def _run_step(argv: list[str], env: dict[str, str], quiet: bool = False) -> tuple[int, str]:
+    """A one-shot child in its own process group; killed with the demo."""
+    proc = subprocess.Popen(
+        argv,
+        env=env,
+        stdout=subprocess.PIPE if quiet else None,
+        stderr=subprocess.STDOUT if quiet else None,
+        start_new_session=True,
+        preexec_fn=_in_own_group,  # only a prctl call
+        text=True,
+    )
+    try:
+        out, _ = proc.communicate()
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode, out or ""
+
+
+def _step_fingerprint(step: Command, db_url: str) -> str | None:
+    """Identifies a set-up step's inputs: its command, the files it reads and the database
+    (cluster identity and name), so a step that ran on exactly these is not run again."""
+    h = hashlib.sha256(json.dumps([step.argv, step.env]).encode())
+    for arg in step.argv:
+        with contextlib.suppress(OSError):
+            st = Path(arg).stat()
+            h.update(f"{arg}:{st.st_size}:{st.st_mtime_ns}".encode())
+    with contextlib.suppress(psycopg.Error), psycopg.connect(db_url, connect_timeout=5) as conn:
+        row = conn.execute(
+            "SELECT system_identifier::text, current_database() FROM pg_control_system()"
+        ).fetchone()
+        h.update(repr(row).encode())
+        return h.hexdigest()
+    return None  # cannot tell which database this is: always run the step
+
+
+def read_demo_keys(f: Path) -> list[DemoKey]:
+    """The keys in ``api-keys.json`` (a JSON list of {role, operator_id, key})."""
+    try:
+        doc = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(doc, list):  # an older demo's {role: key}: made again
+        return []
+    return [DemoKey(d["role"], d.get("operator_id"), d["key"]) for d in doc]
+
+
+def _demo_keys(state: Path, exe: list[str], env: dict[str, str]) -> list[DemoKey]:
+    """Keys per role and operator, created through `mebuku operators create` once per state
+    folder and kept in ``api-keys.json``, readable by its owner only (mode 0600)."""
+    f = state / KEYS_FILE
+    keys = read_demo_keys(f)
+    have = {(k.role, k.operator_id) for k in keys}
+    made = False
+    for role, operator_id in DEMO_KEYS:
+        if (role, operator_id) in have:
+            continue
+        argv = [*exe, "operators", "create", "--role", role, "--label", "mebuku demo"]
+        if operator_id:
+            argv += ["--operator-id", operator_id]
+        code, out = _run_step(argv, env, quiet=True)
+        if code == 0 and out.strip():
+            keys.append(DemoKey(role, operator_id, out.strip().splitlines()[-1]))
+            made = True
+    if made or not f.exists():
+        tmp = f.with_name(f.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump([k.__dict__ for k in keys], fh, indent=1)
+        tmp.replace(f)
+    f.chmod(0o600)
+    return keys
+
+
+def _resident_token(state: Path, exe: list[str], env: dict[str, str], api_port: int) -> str | None:
+    """Sign in as the demo's resident-01 through the API (the real card sign-in, with the
+    test card authority): a session token to try the resident endpoints with at once."""
+    argv = ["dev", "card", "login", "resident-01", "--dir", str((state / DEV_CA).absolute())]
+    argv += ["--api", f"http://127.0.0.1:{api_port}"]
+    code, out = _run_step([*exe, *argv], env, quiet=True)
+    lines = out.strip().splitlines()
+    if code != 0 or not lines:
+        log.warning("resident sign-in for the demo failed: %s", out.strip()[-500:])
+        return None
+    return lines[-1].strip()
+
+
+def print_keys(keys: list[DemoKey], out: IO[str]) -> None:
+    """Each key whole on its own line under the role and operator it belongs to (plain
+    text: nothing wraps it, so it can be copied or cut out with a script)."""
+    for k in keys:
+        out.write(f"API key ({k.label}), send as X-API-Key:\n{k.key}\n")
+    out.flush()
+
+
+# --- supervised children -----------------------------------------------------------------
+
+
+class Child:
+    """One supervised service: its process group, the tail of its output, its failures."""
+
+    def __init__(self, cmd: Command, argv: list[str], env: dict[str, str]) -> None:
+        self.cmd, self.argv, self.env = cmd, argv, env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.failures: collections.deque[float] = collections.deque()
+        self.restart_at: float | None = None
+        self.healthy = False
+
+    @property
+    def name(self) -> str:
+        return self.cmd.group
+
+    def start(self) -> None:
+        self.healthy = False
+        self.restart_at = None
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_in_own_group,  # only a prctl call
+        )
+        assert self.proc.stdout is not None
+        threading.Thread(
+            target=self._forward, args=(self.proc.stdout,), name=f"log-{self.name}", daemon=True
+        ).start()
+
+    def _forward(self, stream: IO[bytes]) -> None:
+        """Copy the child's output to ours, prefixed with its name; keep the last lines."""
+        for raw in iter(stream.readline, b""):
+            line = raw.decode(errors="replace").rstrip("\n")
+            self.tail.append(line)
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.write(f"{self.name:>8} | {line}\n")
+                sys.stderr.flush()
+        stream.close()
+
+    def exited(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def signal(self, sig: signal.Signals) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+
+    def wait_stopped(self, deadline: float) -> None:
+        """Wait for the child; SIGKILL its whole group after ``deadline``."""
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in time: killing it", self.name)
+        with contextlib.suppress(ProcessLookupError):  # anything it left in its group
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def check_health(self) -> bool:
+        if self.exited() is not None or self.proc is None:
+            return False
+        if self.cmd.health is None:
+            return True
+        try:
+            with urllib.request.urlopen(self.cmd.health, timeout=2) as r:  # noqa: S310
+                return bool(r.status == 200)
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+
+
+class DemoFailedError(Exception):
+    """A service kept failing or never became healthy; the message says which."""
+
+
+class Supervisor:
+    """Runs the children, restarts them with backoff, writes the state file."""
+
+    def __init__(self, state: Path, ports: DemoPorts) -> None:
+        self.state, self.ports = state, ports
+        self.children: list[Child] = []
+        self.ready = False
+
+    def write_state(self, **extra: object) -> None:
+        data = {
+            "pid": os.getpid(),
+            "ready": self.ready,
+            "ports": {k: v for k, v in asdict(self.ports).items() if k != "notes"},
+            "children": {c.name: c.proc.pid for c in self.children if c.proc is not None},
+            **extra,
+        }
+        tmp = self.state / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(self.state / STATE_FILE)
+
+    def start(self, child: Child) -> None:
+        self.children.append(child)
+        child.start()
+
+    def tick(self) -> None:
+        """Notice exits, schedule and perform restarts; raise when one keeps failing."""
+        now = time.monotonic()
+        changed = False
+        for c in self.children:
+            if c.restart_at is not None:
+                if now >= c.restart_at:
+                    log.info("restarting %s", c.name)
+                    c.start()
+                    changed = True
+                continue
+            code = c.exited()
+            if code is None:
+                continue
+            c.healthy = False
+            c.failures.append(now)
+            while c.failures and c.failures[0] < now - FAILURE_WINDOW_S:
+                c.failures.popleft()
+            if len(c.failures) >= MAX_FAILURES:
+                raise DemoFailedError(
+                    f"{c.name} keeps failing ({len(c.failures)} exits within "
+                    f"{FAILURE_WINDOW_S:.0f} s, last status {code})",
+                )
+            wait = BACKOFF_S[min(len(c.failures), len(BACKOFF_S)) - 1]
+            log.warning("%s exited with status %s: restarting in %.1f s", c.name, code, wait)
+            c.restart_at = now + wait
+        if changed:
+            self.write_state()
+
+    def check_health(self) -> list[Child]:
+        """The children that do not answer their health check yet."""
+        for c in self.children:
+            if not c.healthy:
+                c.healthy = c.check_health()
+        return [c for c in self.children if not c.healthy]
+
+    def stop(self) -> None:
+        """SIGTERM every child's group (last started first), then wait; SIGKILL stragglers."""
+        for c in reversed(self.children):
+            c.restart_at = None
+            c.signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for c in reversed(self.children):
+            c.wait_stopped(deadline)
+
+
+def _tail_report(child: Child) -> str:
+    lines = list(child.tail) or ["(no output)"]
+    return f"last output of {child.name}:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+# --- leftovers of a previous run ---------------------------------------------------------
+
+
+def stop_leftovers(state: Path) -> None:
+    """Refuse to run next to a live demo on the same state folder; stop the children and
+    private servers a killed one left behind."""
+    f = state / STATE_FILE
+    previous: dict[str, object] = {}
+    with contextlib.suppress(OSError, ValueError):
+        previous = dict(json.loads(f.read_text()))
+    pid = previous.get("pid")
+    live = isinstance(pid, int) and pid != os.getpid() and pid_alive(pid)
+    if live and "demo" in pid_cmdline(pid):  # type: ignore[arg-type]
+        raise ConfigError(
+            [
+                f"another `mebuku demo` (pid {pid}) runs on state folder {state}: stop it "
+                f"first, or set {env_name('state_dir')} to another folder"
+            ]
+        )
+    children = previous.get("children")
+    for name, cpid in children.items() if isinstance(children, dict) else []:
+        if isinstance(cpid, int) and pid_alive(cpid) and "core.cli" in pid_cmdline(cpid):
+            log.warning("stopping %s (pid %s) left running by a previous demo", name, cpid)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(cpid, signal.SIGTERM)
+            stop_pid(cpid, signal.SIGTERM, STOP_TIMEOUT_S)
+    if (state / "postgres" / "data" / "PG_VERSION").exists():
+        left = EmbeddedPostgres(state / "postgres", durable=True).stop_leftover()
+        if left is not None:
+            log.warning("stopped PostgreSQL (pid %s) left running by a previous demo", left)
+    if (state / "mosquitto" / "mosquitto.conf").exists():
+        with contextlib.suppress(Exception):  # no mosquitto binary: nothing to stop
+            left = EmbeddedMosquitto(state / "mosquitto").stop_leftover()
+            if left is not None:
+                log.warning("stopped Mosquitto (pid %s) left running by a previous demo", left)
+    f.unlink(missing_ok=True)
+    (state / DEMO_ENV_FILE).unlink(missing_ok=True)
+
+
+# --- the demo ----------------------------------------------------------------------------
+
+
+def run_demo(
+    settings: Settings,
+    fixed: set[str] = frozenset(),  # type: ignore[assignment]
+    *,
+    ready_timeout: float = 180.0,
+    maintain_every: float = 60.0,
+) -> int:
+    """Run until a stop signal (exit status 0) or until a service keeps failing or never
+    becomes healthy (1). ``fixed`` names the port settings given explicitly."""
     state = settings.state_dir.absolute()
     state.mkdir(parents=True, exist_ok=True)
-    ports = _ports(state)
+    stopping: list[int] = []
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        if not stopping:  # later signals wait for the orderly stop already under way
+            stopping.append(signum)
+            raise _StopSignal(signum)
+
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
     pg: EmbeddedPostgres | None = None
     broker: EmbeddedMosquitto | None = None
-    children: dict[str, subprocess.Popen[bytes]] = {}
-    where = Table("what", "where", title="Mebuku demo")
-    where.columns[1].overflow = "fold"
+    sup: Supervisor | None = None
+    status = 0
     try:
+        stop_leftovers(state)
+        ports = choose_ports(settings, fixed, state)
+        for note in ports.notes:
+            log.warning("%s", note)
+        where = tables.table("what", "where", title="Mebuku demo")
+        where.columns[1].overflow = "fold"
+
         db_url = settings.database_url
         if db_url is None:
-            pg = EmbeddedPostgres(state / "postgres", ports["postgres"], durable=True)
+            pg = EmbeddedPostgres(state / "postgres", ports.postgres, durable=True)
             pg.start()
             _ensure_database(pg.url(), "mebuku")
             db_url = pg.url("mebuku")
@@ -184,7 +692,7 @@ def run_demo(settings: Settings, api_port: int = 8000, maintain_every: float = 6
         if mqtt_url is None:
             broker = EmbeddedMosquitto(
                 state / "mosquitto",
-                ports["mqtt"],
+                ports.mqtt,
                 max_payload_bytes=settings.ingest_max_payload_bytes,  # #10 ingest limits
             )
             broker.start()
@@ -193,65 +701,114 @@ def run_demo(settings: Settings, api_port: int = 8000, maintain_every: float = 6
         else:
             where.add_row("MQTT broker", redact_url(mqtt_url))
 
-        env = dict(os.environ)
-        env.update(
-            MEBUKU_DATABASE_URL=db_url,
-            MEBUKU_MQTT_URL=mqtt_url,
-            MEBUKU_PSEUDONYM_KEY=_pseudonym_key(settings, state),
-        )
+        connection = {
+            "MEBUKU_DATABASE_URL": db_url,
+            "MEBUKU_MQTT_URL": mqtt_url,
+            "MEBUKU_PSEUDONYM_KEY": _pseudonym_key(settings, state),
+        }
+        env = {**os.environ, **connection, "MEBUKU_STATE_DIR": str(state)}
         run_settings = settings.model_copy(update={"database_url": db_url, "mqtt_url": mqtt_url})
         applied = migrator.migrate(db_url, run_settings)
         console.print(
             f"migrations: {len(applied)} applied" if applied else "migrations: up to date"
         )
+        # Other `mebuku` commands find the private servers from here while the demo runs.
+        write_demo_env(state / DEMO_ENV_FILE, connection)
 
         available = _available_groups()
         exe = [sys.executable, "-m", "core.cli"]
-        for step in setup_steps(settings):
-            if step.group in available:
-                console.print(f"[bold]{step.what}[/] ...")
-                subprocess.run([*exe, *step.argv], env=env, check=False)
-        for svc in services(api_port):
-            if svc.group not in available:
+        done_file = state / "setup-done.json"
+        done: dict[str, str] = json.loads(done_file.read_text()) if done_file.exists() else {}
+        for step in setup_steps(settings, state):
+            if step.group not in available:
                 continue
-            svc_env = {k: v for k, v in env.items() if k != "MEBUKU_DATABASE_URL"}
-            if (svc_db := service_db_url(db_url, svc.group)) is not None:
-                svc_env["MEBUKU_DATABASE_URL"] = svc_db
-            children[svc.group] = subprocess.Popen([*exe, *svc.argv], env=svc_env)
-            where.add_row(svc.what, f"pid {children[svc.group].pid}: mebuku {' '.join(svc.argv)}")
-        if "operators" in available:
-            for role, key in _demo_keys(state, exe, env).items():
-                where.add_row(f"API key ({role})", f"X-API-Key: {key}")
-        where.add_row("state folder", str(state))
-        console.print(where)
-        console.print("Press Ctrl-C to stop.")
+            key = _step_fingerprint(step, db_url) if step.once else None
+            if key is not None and done.get(step.key or step.group) == key:
+                console.print(f"{step.what}: done already")
+                continue
+            console.print(f"[bold]{step.what}[/] ...")
+            code, _ = _run_step([*exe, *step.argv], {**env, **step.env})
+            if code == 0 and key is not None:
+                done[step.key or step.group] = key
+                done_file.write_text(json.dumps(done))
+        dev_ca = "dev" in available and settings.jpki_trust_anchors is None
+        env.update(dev_card_env(settings, state) if dev_ca else {})
+        keys = _demo_keys(state, exe, env) if "operators" in available else []
 
+        sup = Supervisor(state, ports)
+        for svc in services(ports):
+            if svc.group in available:
+                svc_env = {k: v for k, v in env.items() if k != "MEBUKU_DATABASE_URL"}
+                if (svc_db := service_db_url(db_url, svc.group)) is not None:
+                    svc_env["MEBUKU_DATABASE_URL"] = svc_db  # its own database role
+                sup.start(Child(svc, [*exe, *svc.argv], {**svc_env, **svc.env}))
+        sup.write_state()
+
+        ready_by = time.monotonic() + ready_timeout
         maintain_url = roles.role_url(
             db_url, "maintain", os.environ.get(roles.password_env("maintain"))
         )
         next_maintenance = time.monotonic() + maintain_every
         while True:
-            time.sleep(1)
-            for name, proc in list(children.items()):
-                if proc.poll() is not None:
-                    log.warning("%s exited with %s", name, proc.returncode)
-                    del children[name]
+            sup.tick()
+            if not sup.ready:
+                waiting = sup.check_health()
+                if not waiting:
+                    sup.ready = True
+                    sup.write_state()
+                    for c in sup.children:
+                        assert c.proc is not None
+                        where.add_row(c.cmd.what, f"mebuku {' '.join(c.cmd.argv)}")
+                        if c.cmd.health:
+                            where.add_row("", f"health: {c.cmd.health}")
+                    if keys:
+                        where.add_row("API keys", f"below; kept in {state / KEYS_FILE} (0600)")
+                    token = _resident_token(state, exe, env, ports.api) if dev_ca else None
+                    if token:
+                        where.add_row("resident session", "below (test card resident-01, 78)")
+                    where.add_row("state folder", str(state))
+                    tables.console(stderr=True).print(where)
+                    print_keys(keys, sys.stderr)
+                    if token:
+                        sys.stderr.write(
+                            "Resident session token (resident-01), send as "
+                            f"Authorization: Bearer:\n{token}\ncurl -H 'Authorization: "
+                            f"Bearer {token}' http://127.0.0.1:{ports.api}/v1/me/subsidy\n"
+                        )
+                    console.print("Press Ctrl-C to stop.")
+                elif time.monotonic() > ready_by:
+                    raise DemoFailedError(
+                        f"no answer from {', '.join(c.name for c in waiting)} within "
+                        f"{ready_timeout:.0f} s"
+                    )
             if time.monotonic() >= next_maintenance:
                 with contextlib.suppress(psycopg.Error):
                     timeseries.maintain(maintain_url, run_settings)
                 next_maintenance = time.monotonic() + maintain_every
-    except KeyboardInterrupt:
-        console.print("stopping ...")
+            time.sleep(0.2)
+    except _StopSignal as e:
+        console.print(f"{e}: stopping ...")
+    except (EmbeddedServerError, subprocess.CalledProcessError, psycopg.OperationalError) as e:
+        status = 1  # a private server or the database would not start: say why, briefly
+        detail = getattr(e, "stderr", None) or b""
+        detail = detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
+        sys.stderr.write(f"mebuku demo: {type(e).__name__}: {e}\n{detail[-2000:]}")
+    except DemoFailedError as e:
+        status = 1
+        console.print(f"[red]mebuku demo: {e}[/]")
+        failing = [c for c in (sup.children if sup else []) if not c.healthy or c.failures]
+        for c in failing:  # plain text: long lines stay whole
+            sys.stderr.write(_tail_report(c) + "\n")
     finally:
-        for proc in children.values():
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-        for proc in children.values():
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stopping.append(0)  # from here on, signals are ignored until everything is down
+        if sup is not None:
+            sup.stop()
+        (state / DEMO_ENV_FILE).unlink(missing_ok=True)
         if broker:
             broker.stop()
         if pg:
             pg.stop()
+        (state / STATE_FILE).unlink(missing_ok=True)
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    return status

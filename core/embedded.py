@@ -25,6 +25,55 @@ from typing import Self
 
 log = logging.getLogger(__name__)
 
+# Issue 10 (test hygiene): every server started in this process, so a test session can
+# check at its end that none is left running (see live_servers()).
+_STARTED_PROCS: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+
+def live_servers() -> list[tuple[str, int]]:
+    """(description, pid) of every server this process started that still runs."""
+    return [(what, p.pid) for what, p in _STARTED_PROCS if p.poll() is None]
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[0] != "Z"
+    return True
+
+
+def pid_cmdline(pid: int) -> str:
+    """The command line of ``pid`` ("" when it is gone or unreadable)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace")
+
+
+def stop_pid(pid: int, sig: signal.Signals, timeout: float = 30) -> bool:
+    """Signal a process that is not our child and wait until it is gone (SIGKILL after
+    ``timeout``). True when it was running."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+        time.sleep(0.05)
+    return True
+
 
 class EmbeddedServerError(RuntimeError):
     pass
@@ -133,6 +182,16 @@ class _ChildServer:
 
     def start(self) -> None:
         raise NotImplementedError
+
+    def _started(self, what: str) -> None:
+        """Register the new process; called right after Popen."""
+        assert self.proc is not None
+        _STARTED_PROCS.append((what, self.proc))
+
+    def _abandon(self) -> None:
+        """Start failed after the process was created: do not leave it running."""
+        with contextlib.suppress(Exception):
+            self.kill()
 
     def stop(self, timeout: float = 30) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -274,8 +333,32 @@ class EmbeddedPostgres(_ChildServer):
             user=self.user,
             start_new_session=True,
         )
-        _wait_port(self.port, timeout, self.proc, self.log_file)
-        self._wait_accepting(timeout)
+        self._started(f"PostgreSQL on port {self.port} ({self.data})")
+        try:
+            _wait_port(self.port, timeout, self.proc, self.log_file)
+            self._wait_accepting(timeout)
+        except BaseException:
+            self._abandon()
+            raise
+
+    @property
+    def leftover_pid(self) -> int | None:
+        """The pid of a postmaster left running on this data folder by another process
+        (e.g. a demo that was killed), from ``postmaster.pid``."""
+        try:
+            pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        if self.proc is not None and pid == self.proc.pid:
+            return None
+        return pid if pid_alive(pid) and "postgres" in pid_cmdline(pid) else None
+
+    def stop_leftover(self, timeout: float = 30) -> int | None:
+        """Stop (fast shutdown) a postmaster another process left on this data folder."""
+        pid = self.leftover_pid
+        if pid is not None:
+            stop_pid(pid, signal.SIGINT, timeout)
+        return pid
 
     def _wait_accepting(self, timeout: float) -> None:
         import psycopg
@@ -391,7 +474,30 @@ class EmbeddedMosquitto(_ChildServer):
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        _wait_port(self.port, timeout, self.proc, self.log_file)
+        self._started(f"Mosquitto on port {self.port} ({self.root})")
+        self.pid_file.write_text(f"{self.proc.pid}\n")
+        try:
+            _wait_port(self.port, timeout, self.proc, self.log_file)
+        except BaseException:
+            self._abandon()
+            raise
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "mosquitto.pid"
+
+    def stop_leftover(self, timeout: float = 30) -> int | None:
+        """Stop a broker another process left running on this folder (its pid file)."""
+        try:
+            pid = int(self.pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        if self.proc is not None and pid == self.proc.pid:
+            return None
+        if not (pid_alive(pid) and str(self.conf) in pid_cmdline(pid)):
+            return None
+        stop_pid(pid, signal.SIGTERM, timeout)
+        return pid
 
 
 class ScratchDatabase:

@@ -1,20 +1,69 @@
 """The one settings object. Every key, secret and address comes from the environment.
 
 Variables use the prefix ``MEBUKU_`` (for example ``MEBUKU_DATABASE_URL``); a ``.env`` file
-in the working directory is read too. Nothing here has a secret default: the pseudonym key
-must be given (``mebuku demo`` generates one into its private state folder).
+in the working directory is read too. An empty variable counts as unset. Nothing here has a
+secret default: the pseudonym key must be given (``mebuku demo`` generates one into its
+private state folder).
+
+Misconfiguration is a :class:`ConfigError`: one line per problem naming the variable to
+set. Commands declare what they need with :meth:`Settings.require`; the ``mebuku`` root
+turns the error into those lines and exit status 2 (no traceback). When the database, the
+broker or the key is not set, :func:`get_settings` takes them from the env file a running
+``mebuku demo`` writes into its state folder (:data:`DEMO_ENV_FILE`).
 """
 
 from __future__ import annotations
 
+import os
+import re
+import stat
+from collections.abc import Iterable
 from functools import lru_cache
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+ENV_PREFIX = "MEBUKU_"
+# Written by a running `mebuku demo` (mode 0600) so other commands find its private servers.
+DEMO_ENV_FILE = "demo.env"
+DEMO_ENV_FIELDS = ("database_url", "mqtt_url", "pseudonym_key")
+# Values never echoed in an error line (they may hold passwords).
+_SECRET_FIELDS = frozenset({"database_url", "mqtt_url", "pseudonym_key"})
+
+
+class ConfigError(RuntimeError):
+    """Settings that cannot work: one line per problem, each naming what to set."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+def env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+# What to set, per required setting (the line printed when it is missing).
+_MISSING = {
+    "database_url": "is not set: set it to a PostgreSQL URL such as "
+    "postgresql://user@host:5432/mebuku (or run `mebuku demo`)",
+    "mqtt_url": "is not set: set it to the broker's address such as mqtt://host:1883 "
+    "(or run `mebuku demo`)",
+    "pseudonym_key": "is not set: set it to a secret of at least 32 characters "
+    "(or run `mebuku demo`)",
+}
 
 
 class MqttAddress(BaseModel):
@@ -28,25 +77,51 @@ class MqttAddress(BaseModel):
 
 
 def parse_mqtt_url(url: str) -> MqttAddress:
+    """Parse a broker address; errors never repeat the URL (it may hold a password)."""
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise ValueError(f"MQTT URL must start with mqtt:// or mqtts://, got {url!r}")
+        raise ValueError("must start with mqtt:// or mqtts:// (e.g. mqtt://host:1883)")
     if not parts.hostname:
-        raise ValueError(f"MQTT URL has no host: {url!r}")
+        raise ValueError("has no host (e.g. mqtt://host:1883)")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("has an invalid port (e.g. mqtt://host:1883)") from None
     tls = parts.scheme in ("mqtts", "ssl")
     return MqttAddress(
         host=parts.hostname,
-        port=parts.port or (8883 if tls else 1883),
+        port=port or (8883 if tls else 1883),
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
         tls=tls,
     )
 
 
+def check_database_url(url: str) -> None:
+    """A libpq URL (postgresql://...) or key=value string that libpq can parse."""
+    from psycopg import conninfo
+
+    example = "(e.g. postgresql://user@host:5432/mebuku)"
+    if "://" in url and not url.startswith(("postgresql://", "postgres://")):
+        raise ValueError(f"must start with postgresql:// {example}")
+    if "://" not in url and "=" not in url:
+        raise ValueError(f"must be a PostgreSQL URL {example}")
+    try:
+        conninfo.conninfo_to_dict(url)
+    except Exception:  # psycopg.ProgrammingError; its text may echo the URL
+        raise ValueError(f"is not a valid PostgreSQL URL {example}") from None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="MEBUKU_", env_file=".env", extra="ignore", frozen=True
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        env_ignore_empty=True,  # an empty variable counts as unset
     )
+    # Set by load_settings() when values came from a running demo's state folder.
+    _demo_env: Path | None = PrivateAttr(default=None)
 
     # Connections. None means "not configured": `mebuku demo` then starts private servers.
     database_url: str | None = Field(
@@ -89,7 +164,7 @@ class Settings(BaseSettings):
 
     # Services.
     api_host: str = "127.0.0.1"
-    api_port: int = 8000
+    api_port: int = Field(default=8000, ge=1, le=65535)
     api_cors_origins: list[str] = Field(
         default_factory=list,
         description="Browser origins allowed by CORS, JSON list; empty (default): CORS off",
@@ -97,7 +172,9 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Largest request body the API accepts"
     )
-    metrics_port: int = Field(default=9108, description="Prometheus port of the ingest worker")
+    metrics_port: int = Field(
+        default=9108, ge=0, le=65535, description="Prometheus port of the ingest worker"
+    )
 
     # Identity (mobility.fares): JPKI user-authentication trust anchors and revocation list.
     jpki_trust_anchors: Path | None = Field(
@@ -180,6 +257,25 @@ class Settings(BaseSettings):
             )
         return self
 
+    # Issue 10 (supervised demo): every port the demo uses can be set. The demo takes a
+    # free port instead when the usual one is busy and the variable is not set.
+    mobility_metrics_port: int = Field(
+        default=9109, ge=0, le=65535, description="Prometheus port of the mobility worker"
+    )
+    demo_postgres_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Port of the demo's private PostgreSQL"
+    )
+    demo_mqtt_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Port of the demo's private Mosquitto"
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_database_url(v)
+        return v
+
     @field_validator("mqtt_url")
     @classmethod
     def _check_mqtt(cls, v: str | None) -> str | None:
@@ -191,30 +287,123 @@ class Settings(BaseSettings):
     @classmethod
     def _check_key(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None and len(v.get_secret_value()) < 32:
-            raise ValueError("MEBUKU_PSEUDONYM_KEY must be at least 32 characters")
+            raise ValueError("must be at least 32 characters")
         return v
 
     @property
+    def demo_env_file(self) -> Path | None:
+        """The running demo's env file these settings were completed from, if any."""
+        return self._demo_env
+
+    def require(self, *fields: str, files: Iterable[str] = ()) -> Settings:
+        """Check, before any work starts, that ``fields`` are set and that those of the
+        path settings named in ``files`` that are set name readable files. Raises one
+        :class:`ConfigError` listing every problem; returns self for chaining."""
+        problems = [
+            f"{env_name(f)} {_MISSING.get(f, 'is not set')}"
+            for f in fields
+            if getattr(self, f) is None
+        ]
+        for f in files:
+            path: Path | None = getattr(self, f)
+            if path is None:
+                continue
+            if not path.is_file():
+                why = "is not a file" if path.exists() else "does not exist"
+                problems.append(f"{env_name(f)}: {path} {why}: set it to a readable file")
+            elif not os.access(path, os.R_OK):
+                problems.append(f"{env_name(f)}: {path} cannot be read: set it to a readable file")
+        if problems:
+            raise ConfigError(problems)
+        return self
+
+    @property
     def mqtt(self) -> MqttAddress:
-        if self.mqtt_url is None:
-            raise RuntimeError("MEBUKU_MQTT_URL is not set (or run `mebuku demo`)")
+        self.require("mqtt_url")
+        assert self.mqtt_url is not None
         return parse_mqtt_url(self.mqtt_url)
 
     def require_database_url(self) -> str:
-        if self.database_url is None:
-            raise RuntimeError(
-                "MEBUKU_DATABASE_URL is not set (e.g. postgresql://user@host:5432/mebuku), "
-                "or run `mebuku demo` to start a private database"
-            )
+        self.require("database_url")
+        assert self.database_url is not None
         return self.database_url
 
     def require_pseudonym_key(self) -> bytes:
-        if self.pseudonym_key is None:
-            raise RuntimeError("MEBUKU_PSEUDONYM_KEY is not set (a secret of >= 32 characters)")
+        self.require("pseudonym_key")
+        assert self.pseudonym_key is not None
         return self.pseudonym_key.get_secret_value().encode()
+
+
+def _problems(e: ValidationError | SettingsError) -> list[str]:
+    """One line per invalid variable, without echoing secrets."""
+    if isinstance(e, SettingsError):  # e.g. a list setting that is not valid JSON
+        m = re.search(r'field "(\w+)"', str(e))
+        name = env_name(m.group(1)) if m else "a MEBUKU_ variable"
+        return [f'{name}: cannot be parsed: a list setting is JSON, e.g. ["a", "b"]']
+    lines = []
+    for err in e.errors():
+        field = str(err["loc"][0]) if err["loc"] else ""
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        shown = "" if field in _SECRET_FIELDS else f" (got {err.get('input')!r})"
+        lines.append(f"{env_name(field)}: {msg}{shown}" if field else msg)
+    return lines
+
+
+def load_settings(*, demo_state: bool = True) -> Settings:
+    """Settings from the environment (and ``.env``), validated; a :class:`ConfigError`
+    when a value is invalid. With ``demo_state``, the connection settings left unset are
+    taken from a running demo's env file in the state folder."""
+    try:
+        s = Settings()
+    except (ValidationError, SettingsError) as e:
+        raise ConfigError(_problems(e)) from None
+    if not demo_state or all(getattr(s, f) is not None for f in DEMO_ENV_FIELDS):
+        return s
+    path = (s.state_dir / DEMO_ENV_FILE).absolute()
+    values = read_demo_env(path)
+    fill = {f: values.get(env_name(f)) for f in DEMO_ENV_FIELDS if getattr(s, f) is None}
+    fill = {f: v for f, v in fill.items() if v}
+    if not fill:
+        return s
+    try:
+        filled = Settings(**fill)  # type: ignore[arg-type]
+    except (ValidationError, SettingsError) as e:
+        raise ConfigError([f"{path}: {p}" for p in _problems(e)]) from None
+    filled._demo_env = path
+    return filled
+
+
+def read_demo_env(path: Path) -> dict[str, str]:
+    """``KEY=value`` lines of the demo's env file; empty unless the file is ours and
+    private (someone else's file could point us at their servers)."""
+    try:
+        st = path.stat()
+        if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
+            return {}
+        text = path.read_text()
+    except OSError:
+        return {}
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.startswith(ENV_PREFIX):
+            values[key.strip()] = value.strip()
+    return values
+
+
+def write_demo_env(path: Path, values: dict[str, str]) -> None:
+    """Write the demo's env file, readable by its owner only (it holds the key)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("# written by a running `mebuku demo`; removed when it stops\n")
+        fh.writelines(f"{k}={v}\n" for k, v in values.items())
+    tmp.replace(path)
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once from the environment."""
-    return Settings()
+    """The process-wide settings: the environment, then a running demo's state folder for
+    the connection settings left unset."""
+    return load_settings()

@@ -41,7 +41,7 @@ def ingest(
     ),
 ) -> None:
     """Ingest MQTT telemetry and 5G measurements into the database (zero loss)."""
-    s = get_settings()
+    s = get_settings().require("database_url", "mqtt_url")
     cfg = WorkerConfig(
         database_url=s.require_database_url(),
         mqtt=s.mqtt,

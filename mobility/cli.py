@@ -13,8 +13,8 @@ from types import FrameType
 import psycopg
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from core import tables
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def gtfs_status() -> None:
     from mobility.gtfs.importer import JST
 
     s = get_settings()
-    table = Table("version", "current", "source", "imported at", "valid", "stop_times")
+    table = tables.table("version", "current", "source", "imported at", "valid", "stop_times")
     with psycopg.connect(s.require_database_url()) as conn:
         span = current_feed_span(conn)
         for r in conn.execute(
@@ -72,7 +72,7 @@ def gtfs_status() -> None:
                 f"{r[4]} .. {r[5]}",
                 r[6] or "0",
             )
-    Console().print(table)
+    tables.console().print(table)
     if span is None:
         console.print("[yellow]warning:[/] no GTFS feed imported")
     elif note := expiry_warning(*span, datetime.now(JST).date()):
@@ -81,7 +81,9 @@ def gtfs_status() -> None:
 
 @app.command("worker")
 def worker(
-    metrics_port: int = typer.Option(9109, help="Prometheus port (0 disables)."),
+    metrics_port: int = typer.Option(
+        None, help="Prometheus port (default MEBUKU_MOBILITY_METRICS_PORT, 9109; 0 disables)."
+    ),
     poll_ms: int = typer.Option(100, help="Polling interval for new telemetry."),
     off_route_after_s: float = typer.Option(30, help="Seconds > 60 m off the shape to alert."),
     overspeed_kmh: float = typer.Option(50, help="Overspeed alert limit."),
@@ -101,9 +103,9 @@ def worker(
     from mobility.vehicles.tracker import TrackerConfig
     from mobility.vehicles.worker import StateWorker, WorkerConfig
 
-    s = get_settings()
+    s = get_settings().require("database_url")
     metrics = MobilityMetrics()
-    metrics.serve(metrics_port)
+    metrics.serve(s.mobility_metrics_port if metrics_port is None else metrics_port)
     w = StateWorker(
         s.require_database_url(),
         TrackerConfig(
@@ -144,7 +146,7 @@ def performance(
     s = get_settings()
     with psycopg.connect(s.require_database_url()) as conn:
         rows = route_performance(conn, date.fromisoformat(day), early_s=early_s, late_s=late_s)
-    t = Table(
+    t = tables.table(
         "route",
         "departures",
         "on time",
@@ -165,7 +167,7 @@ def performance(
             f"{r.headway_cv or 0:.2f}",
             f"{r.trips_run}/{r.trips_scheduled}",
         )
-    Console().print(t)
+    tables.console().print(t)
 
 
 @app.command("autonomy")
@@ -176,7 +178,7 @@ def autonomy(day: str = typer.Argument(..., help="Day YYYY-MM-DD (Asia/Tokyo)"))
     s = get_settings()
     with psycopg.connect(s.require_database_url()) as conn:
         rows = autonomy_kpis(conn, date.fromisoformat(day))
-    t = Table(
+    t = tables.table(
         "vehicle",
         "km",
         "auto dist",
@@ -197,7 +199,7 @@ def autonomy(day: str = typer.Argument(..., help="Day YYYY-MM-DD (Asia/Tokyo)"))
             str(k.obstacle_stops),
             str(k.remote_interventions),
         )
-    Console().print(t)
+    tables.console().print(t)
 
 
 @app.command("road-distance")
@@ -264,7 +266,7 @@ def vehicles_list(all_: bool = typer.Option(False, "--all", help="Include retire
     s = get_settings()
     with psycopg.connect(s.require_database_url(), autocommit=True) as conn:
         rows = list_vehicles(conn, include_retired=all_)
-    t = Table("vehicle", "operator", "label", "registered", "retired")
+    t = tables.table("vehicle", "operator", "label", "registered", "retired")
     for v in rows:
         t.add_row(
             v.vehicle_id,
@@ -273,4 +275,4 @@ def vehicles_list(all_: bool = typer.Option(False, "--all", help="Include retire
             v.registered_at.isoformat(timespec="seconds"),
             v.retired_at.isoformat(timespec="seconds") if v.retired_at else "",
         )
-    Console().print(t)
+    tables.console().print(t)

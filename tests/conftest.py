@@ -12,12 +12,19 @@
 Recovery tests that must take a server down for a long time use their own instances
 (``EmbeddedPostgres`` / ``EmbeddedMosquitto`` in a ``core.embedded.server_dir()``) so
 other tests are not disturbed.
+
+Every fixture that starts a server stops it in a ``finally`` (so also when its own set-up
+fails after the start). At the end of the session (of each xdist worker) a check fails the
+run when a server this process started is still running, and stops it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +34,7 @@ import pytest
 
 from core import migrator
 from core.db import create_database, drop_database
-from core.embedded import EmbeddedMosquitto, EmbeddedPostgres, server_dir
+from core.embedded import EmbeddedMosquitto, EmbeddedPostgres, live_servers, server_dir
 from core.settings import Settings
 
 TEST_PSEUDONYM_KEY = "test-pseudonym-key-not-secret-0123456789abcdef"
@@ -38,20 +45,50 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def pg_server() -> Iterator[EmbeddedPostgres]:
     root = server_dir("mebuku-pg-")
     pg = EmbeddedPostgres(root)
-    pg.start()
-    yield pg
-    pg.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    try:
+        pg.start()
+        yield pg
+    finally:
+        pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def mqtt_broker() -> Iterator[EmbeddedMosquitto]:
     root = server_dir("mebuku-mqtt-")
     broker = EmbeddedMosquitto(root)
-    broker.start()
-    yield broker
-    broker.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _stop_leaked_servers() -> list[str]:
+    """Kill the servers this process started that still run; describe them."""
+    leaked = live_servers()
+    for _what, pid in leaked:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    return [f"{what} (pid {pid})" for what, pid in leaked]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """After the last test's teardown (session fixtures included) of this process (each
+    xdist worker has its own), fail that teardown if a server it started still runs."""
+    result = yield
+    if nextitem is None and (leaked := _stop_leaked_servers()):
+        pytest.fail("servers left running by the tests (now killed): " + "; ".join(leaked))
+    return result
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Backstop when the run stopped early (-x, Ctrl-C): still fail on a leaked server."""
+    if leaked := _stop_leaked_servers():
+        sys.stderr.write("servers left running by the tests (now killed): " + "; ".join(leaked))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def make_settings(database_url: str | None, mqtt_url: str | None = None, **kw: object) -> Settings:

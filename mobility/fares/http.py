@@ -23,6 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from psycopg import AsyncConnection
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core.operators import canonical_operator_id
 from core.sessions import (
     LiveSession,
     issue_session,
@@ -590,9 +591,9 @@ class QuoteIn(BaseModel):
                 {
                     "kind": "bus",
                     "operator_id": "gunmachuo",
-                    "route_id": "R1",
-                    "origin_stop_id": "g035_01",
-                    "destination_stop_id": "m003_01",
+                    "route_id": "新前橋駅西口線_A",
+                    "origin_stop_id": "g033_01",
+                    "destination_stop_id": "m003_02",
                 },
             ]
         }
@@ -701,7 +702,11 @@ async def fares_quote(body: QuoteIn, principal: Resident, conn: Conn) -> QuoteOu
     facts = (await residents.facts_of(conn, [rid]))[rid]
     birth = residents.birth_date_of(facts)
     bd = bus_discount(
-        bpol, body.operator_id, body.route_id, fare, age_on(birth, day) if birth else None
+        bpol,
+        canonical_operator_id(body.operator_id),
+        body.route_id,
+        fare,
+        age_on(birth, day) if birth else None,
     )
     return QuoteOut(
         kind="bus",
@@ -789,9 +794,13 @@ class TaxiRideOut(BaseModel):
     duplicate: bool = Field(description="True: this record id was already submitted")
 
 
-def _operator_scope(principal: Principal, operator_id: str) -> None:
+def _operator_scope(principal: Principal, operator_id: str) -> str:
+    """The canonical operator id (an alias such as the corporate number resolves to it),
+    after checking that an operator key acts for its own operator only."""
     refuse_twelve_digit_ids(operator_id=operator_id)
-    ensure_own_operator(principal, operator_id)
+    canonical = canonical_operator_id(operator_id)
+    ensure_own_operator(principal, canonical)
+    return canonical
 
 
 def _visible_flags(principal: Principal, flags: list[str]) -> list[str]:
@@ -818,7 +827,7 @@ async def submit_taxi_ride(
     decision, a different record under the same id is a 409. Records are accepted within
     the submission window (MEBUKU_FARES_SUBMISSION_WINDOW_DAYS after pickup, nothing in the
     future); others get 422 ``outside-submission-window``."""
-    _operator_scope(principal, operator_id)
+    operator_id = _operator_scope(principal, operator_id)
     refuse_twelve_digit_ids(record_id=body.record_id, vehicle_id=body.vehicle_id)
     ride = ledger.TaxiRide(
         operator_id,
@@ -918,7 +927,7 @@ async def submit_bus_tap(
     conn: Conn,
 ) -> BusTapOut:
     """Fare from the GTFS zones and the resident discount for one IC tap-on/tap-off."""
-    _operator_scope(principal, operator_id)
+    operator_id = _operator_scope(principal, operator_id)
     refuse_twelve_digit_ids(record_id=body.record_id)
     tap = ledger.BusTap(
         operator_id,
@@ -980,7 +989,7 @@ async def reverse_record(
     conn: Conn,
 ) -> dict[str, list[int]]:
     """Cancel a record's ledger entries with reversal entries (the ledger is never edited)."""
-    _operator_scope(principal, operator_id)
+    operator_id = _operator_scope(principal, operator_id)
     ids = await ledger.reverse_record(conn, operator_id, source, record_id, body.note)
     return {"reversal_entry_ids": ids}
 
@@ -999,7 +1008,7 @@ async def operator_statement(
 ) -> Response:
     """The monthly statement (YYYY-MM): JSON, or CSV for Excel (UTF-8 BOM, CRLF). A closed
     month serves the stored bytes exactly as issued (SHA-256 verified)."""
-    _operator_scope(principal, operator_id)
+    operator_id = _operator_scope(principal, operator_id)
     try:
         m = settlement.parse_month(month)
     except ValueError:

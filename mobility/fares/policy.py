@@ -14,6 +14,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, TypeVar
 
+from core.operators import canonical_operator_id
+
 
 @dataclass(frozen=True)
 class MyTakuPolicy:
@@ -114,7 +116,10 @@ def parse_bus(d: dict[str, Any]) -> BusPolicy:
     return BusPolicy(
         version=d["version"],
         effective_from=date.fromisoformat(d["effective_from"]),
-        participating_operators=frozenset(d.get("participating_operators", ())),
+        # Aliases (corporate number, GTFS agency id) name the same operator.
+        participating_operators=frozenset(
+            canonical_operator_id(str(o)) for o in d.get("participating_operators", ())
+        ),
         excluded_route_ids=frozenset(d.get("excluded_route_ids", ())),
         discounts=discounts,
         sources=tuple(d.get("sources", ())),

@@ -17,8 +17,8 @@ from core.embedded import EmbeddedMosquitto, EmbeddedPostgres, server_dir
 
 def test_postgres_keeps_committed_data_across_kill_and_restart() -> None:
     root = server_dir()
+    pg = EmbeddedPostgres(root, durable=True)
     try:
-        pg = EmbeddedPostgres(root, durable=True)
         pg.start()
         with psycopg.connect(pg.url(), autocommit=True) as conn:
             conn.execute("CREATE TABLE kept (v int)")
@@ -31,8 +31,8 @@ def test_postgres_keeps_committed_data_across_kill_and_restart() -> None:
         port = pg.port
         pg.restart()
         assert pg.port == port and pg.running
-        pg.stop()
     finally:
+        pg.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -46,12 +46,14 @@ pytestmark = pytest.mark.slow
 def pg() -> Iterator[EmbeddedPostgres]:
     root = server_dir("mebuku-ingest-pg-")
     server = EmbeddedPostgres(root)
-    server.start()
-    create_database(server.url(), "tmpl")
-    migrator.migrate(server.url("tmpl"), make_settings(server.url("tmpl")))
-    yield server
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    try:  # stopped also when the set-up after start() fails
+        server.start()
+        create_database(server.url(), "tmpl")
+        migrator.migrate(server.url("tmpl"), make_settings(server.url("tmpl")))
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -65,10 +67,12 @@ def db(pg: EmbeddedPostgres) -> str:
 def broker() -> Iterator[EmbeddedMosquitto]:
     root = server_dir("mebuku-ingest-mqtt-")
     b = EmbeddedMosquitto(root)
-    b.start()
-    yield b
-    b.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    try:
+        b.start()
+        yield b
+    finally:
+        b.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 class Ingestor:
