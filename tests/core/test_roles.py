@@ -468,10 +468,11 @@ def test_compose_gives_each_service_its_own_role_and_grafana_no_superuser() -> N
 
 
 def test_demo_starts_each_service_as_its_own_role() -> None:
-    from core.demo import service_db_url, services
+    from core.demo import DemoPorts, service_db_url, services
 
     owner = "postgresql://postgres@127.0.0.1:5432/mebuku"
-    got = {s.group: service_db_url(owner, s.group) for s in services(8000)}
+    ports = DemoPorts(8000, 9108, 9109, 5432, 1883)
+    got = {s.group: service_db_url(owner, s.group) for s in services(ports)}
     assert got["ingest"] == "postgresql://mebuku_ingest@127.0.0.1:5432/mebuku"
     assert got["mobility"] == "postgresql://mebuku_mobility@127.0.0.1:5432/mebuku"
     assert got["api"] == "postgresql://mebuku_api@127.0.0.1:5432/mebuku"
