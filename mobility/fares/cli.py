@@ -72,6 +72,10 @@ def settle(
         raise typer.BadParameter(str(e), param_hint="--month") from None
     if close and operator:
         raise typer.BadParameter("a month is closed for every operator", param_hint="--operator")
+    if operator:  # a corporate number or GTFS agency id names the same operator
+        from core.operators import canonical_operator_id
+
+        operator = canonical_operator_id(operator)
     started = time.perf_counter()
     rows: list[tuple[str, bytes, bytes, tuple[str, ...]]] = []
     try:

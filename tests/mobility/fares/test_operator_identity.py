@@ -5,6 +5,7 @@ examples use real ids of the bundled feed and succeed."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -37,9 +38,9 @@ def senior(client: TestClient, ca: TestCA, keys: Keys, db_url: str) -> str:
     return token
 
 
-def _bus_example() -> dict[str, object]:
-    examples = QuoteIn.model_config["json_schema_extra"]["examples"]  # type: ignore[index]
-    return next(dict(e) for e in examples if e["kind"] == "bus")
+def _bus_example() -> dict[str, Any]:
+    extra: Any = QuoteIn.model_config.get("json_schema_extra")
+    return next(dict(e) for e in extra["examples"] if e["kind"] == "bus")
 
 
 def test_quote_is_senior_for_the_operator_id_and_its_corporate_number(
