@@ -3,6 +3,7 @@ fails (and cleans up) when a server it started is still running at its end."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -35,7 +36,9 @@ from core.embedded import EmbeddedMosquitto, server_dir
 
 
 def test_leaks_a_broker():
-    broker = EmbeddedMosquitto(server_dir("mebuku-leak-"))
+    root = server_dir("mebuku-leak-")
+    Path("leaked.root").write_text(str(root))
+    broker = EmbeddedMosquitto(root)
     broker.start()
     Path("leaked.pid").write_text(str(broker.proc.pid))
 
@@ -52,14 +55,19 @@ def test_the_session_fails_when_a_server_is_left_running(tmp_path: Path, xdist: 
     )
     (tmp_path / "test_leaky.py").write_text(LEAKY_TEST)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *xdist, "test_leaky.py"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=120,
-    )
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *xdist]
+    try:
+        out = subprocess.run(
+            [*argv, "test_leaky.py"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            timeout=120,
+        )
+    finally:
+        with contextlib.suppress(OSError):
+            shutil.rmtree((tmp_path / "leaked.root").read_text(), ignore_errors=True)
     report = out.stdout + out.stderr
     assert out.returncode == 1, report
     assert "servers left running by the tests (now killed): Mosquitto on port" in report
