@@ -116,7 +116,14 @@ Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 PUBLIC_AUTH = [Depends(public), Depends(auth_rate_limit)]
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$"
 TEXT_PATTERN = r"^[^\x00-\x1f]*$"  # printable text: no NUL or control characters
-OperatorId = Annotated[str, PathParam(pattern=ID_PATTERN)]
+OperatorId = Annotated[
+    str,
+    PathParam(
+        pattern=ID_PATTERN,
+        description="Operator id of core/operators.toml, or its corporate number",
+        examples=["gunmachuo"],
+    ),
+]
 RecordId = Annotated[str, PathParam(pattern=ID_PATTERN)]
 RowId = Annotated[int, PathParam(ge=1, le=2**62)]
 EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
@@ -880,10 +887,11 @@ async def submit_taxi_ride(
 
 
 class BusTapIn(BaseModel):
-    record_id: str = Field(pattern=ID_PATTERN, examples=["B-20261120-0001"])
-    route_id: str = Field(max_length=200, pattern=TEXT_PATTERN)
-    origin_stop_id: str = Field(max_length=200, pattern=TEXT_PATTERN, examples=["g035_01"])
-    destination_stop_id: str = Field(max_length=200, pattern=TEXT_PATTERN, examples=["m003_01"])
+    record_id: str = Field(pattern=ID_PATTERN, examples=["B-2026-000123"])
+    # Ids of the bundled feed (群馬中央バス 新前橋駅西口線: 表町 -> 中央前橋駅前, 100 yen).
+    route_id: str = Field(max_length=200, pattern=TEXT_PATTERN, examples=["新前橋駅西口線_A"])
+    origin_stop_id: str = Field(max_length=200, pattern=TEXT_PATTERN, examples=["g033_01"])
+    destination_stop_id: str = Field(max_length=200, pattern=TEXT_PATTERN, examples=["m003_02"])
     tap_on_at: datetime
     tap_off_at: datetime
     card: str = Field(description="IDm, 16 hex digits", examples=["012E4CD8A1B20A1F"])

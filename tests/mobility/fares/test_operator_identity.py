@@ -101,3 +101,26 @@ def test_a_tap_under_the_corporate_number_gets_the_discount_and_one_statement(
                 line["record_id"] == "ID-1" and line["kind"] == "bus_discount"
                 for line in doc["lines"]
             ), month
+
+
+def test_the_bus_tap_example_ids_are_a_ride_of_the_bundled_feed(
+    client: TestClient, senior: str, keys: Keys
+) -> None:
+    """The BusTapIn example's route and stops (from /openapi.json) price a real ride; the
+    example's times are replaced by now (a fixed date would leave the submission window)."""
+    props = client.get("/openapi.json").json()["components"]["schemas"]["BusTapIn"]["properties"]
+    on = datetime.now(UTC) - timedelta(minutes=30)
+    tap = {
+        "record_id": props["record_id"]["examples"][0],
+        "route_id": props["route_id"]["examples"][0],
+        "origin_stop_id": props["origin_stop_id"]["examples"][0],
+        "destination_stop_id": props["destination_stop_id"]["examples"][0],
+        "tap_on_at": on.isoformat(),
+        "tap_off_at": (on + timedelta(minutes=10)).isoformat(),
+        "card": SENIOR_IDM,
+    }
+    r = client.post(
+        "/v1/operators/gunmachuo/bus-taps", json=tap, headers={"X-API-Key": keys.operator}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["fare_yen"] == 100 and r.json()["discount_yen"] == 10
