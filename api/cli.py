@@ -51,20 +51,25 @@ def create(
 ) -> None:
     """Create an API key and print it once (only its digest is stored)."""
     from api.keys import create_api_key
+    from core.operators import registry
 
+    op = registry().get(operator_id) if operator_id else None
+    if operator_id and op is None:  # one identity per operator: no key for a stray name
+        known = ", ".join(o.id for o in registry().operators)
+        sys.stderr.write(
+            f"mebuku: operator {operator_id!r} is not in core/operators.toml: add it there "
+            f"first, or use its id or corporate number ({known})\n"
+        )
+        raise typer.Exit(2)
     try:
         with connect(get_settings().require_database_url(), autocommit=True) as conn:
             key = create_api_key(conn, role, operator_id=operator_id, label=label)
     except ValueError as e:
         console.print(f"[red]{e}[/]")
         raise typer.Exit(2) from None
-    from core.operators import canonical_operator_id, registry
-
     whose = f"role {role}"
-    if operator_id:
-        op = registry().get(operator_id)
-        whose += f", operator {canonical_operator_id(operator_id)}"
-        whose += f" ({op.legal_name})" if op else " (not in core/operators.toml)"
+    if op is not None:
+        whose += f", operator {op.id} ({op.legal_name})"
     # stderr: what the key is for; stdout: the key alone on its line, never wrapped
     sys.stderr.write(f"New API key for {whose} (shown once; send it as X-API-Key):\n")
     print(key)
