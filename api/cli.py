@@ -7,9 +7,9 @@ import sys
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from api.screen import AccessLogFilter
+from core import tables
 from core.db import connect
 from core.settings import get_settings
 
@@ -51,15 +51,28 @@ def create(
 ) -> None:
     """Create an API key and print it once (only its digest is stored)."""
     from api.keys import create_api_key
+    from core.operators import registry
 
+    op = registry().get(operator_id) if operator_id else None
+    if operator_id and op is None:  # one identity per operator: no key for a stray name
+        known = ", ".join(o.id for o in registry().operators)
+        sys.stderr.write(
+            f"mebuku: operator {operator_id!r} is not in core/operators.toml: add it there "
+            f"first, or use its id or corporate number ({known})\n"
+        )
+        raise typer.Exit(2)
     try:
         with connect(get_settings().require_database_url(), autocommit=True) as conn:
             key = create_api_key(conn, role, operator_id=operator_id, label=label)
     except ValueError as e:
         console.print(f"[red]{e}[/]")
         raise typer.Exit(2) from None
-    console.print("New API key (shown once; send it as the X-API-Key header):")
-    print(key)  # stdout, so scripts can capture it
+    whose = f"role {role}"
+    if op is not None:
+        whose += f", operator {op.id} ({op.legal_name})"
+    # stderr: what the key is for; stdout: the key alone on its line, never wrapped
+    sys.stderr.write(f"New API key for {whose} (shown once; send it as X-API-Key):\n")
+    print(key)
 
 
 @operators_app.command("list")
@@ -71,7 +84,7 @@ def list_keys(
 
     with connect(get_settings().require_database_url(), autocommit=True) as conn:
         keys = list_api_keys(conn, include_revoked=all_)
-    table = Table("key id", "role", "operator", "label", "created", "last used", "revoked")
+    table = tables.table("key id", "role", "operator", "label", "created", "last used", "revoked")
 
     def when(t: object) -> str:
         return t.isoformat(timespec="seconds") if hasattr(t, "isoformat") else ""
@@ -94,7 +107,7 @@ def list_keys(
         return
     for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    tables.console().print(table)
 
 
 @operators_app.command("revoke")

@@ -19,6 +19,7 @@ from datetime import datetime
 import psycopg
 from psycopg import AsyncConnection
 
+from core.operators import canonical_operator_id
 from core.web import Principal, Role
 
 KEY_PREFIX = "mbk_"
@@ -73,6 +74,8 @@ def create_api_key(
 ) -> str:
     """Create a key and return it in full (it cannot be read back later)."""
     r = check_scope(role, operator_id)
+    if operator_id is not None:  # one identity per operator: store its canonical id
+        operator_id = canonical_operator_id(operator_id)
     key_id, key = new_key()
     params = [key_id, digest(key), r.value, operator_id, label]
     insert = (
@@ -127,4 +130,6 @@ async def resolve_api_key(conn: AsyncConnection, key: str) -> Principal | None:
     if row is None:
         return None
     key_id, role, operator_id = row
+    if operator_id is not None:  # keys made before the registry may hold an alias
+        operator_id = canonical_operator_id(operator_id)
     return Principal(role=Role(role), subject=operator_id or key_id, operator_id=operator_id)

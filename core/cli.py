@@ -14,10 +14,9 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from typer.core import TyperGroup
 
-from core import migrator, plugins, timeseries
+from core import migrator, plugins, tables, timeseries
 from core.broker import app as broker_app
 from core.db import TimescaleError
 from core.logging import settings_secrets, setup_logging
@@ -95,7 +94,7 @@ def db_migrate() -> None:
 def db_status() -> None:
     """List applied and pending migrations."""
     s = get_settings()
-    table = Table("migration", "applied at", "note")
+    table = tables.table("migration", "applied at", "note")
     pending = 0
     for st in migrator.status(s.require_database_url()):
         pending += st.applied_at is None
@@ -104,7 +103,7 @@ def db_status() -> None:
             st.applied_at.isoformat(timespec="seconds") if st.applied_at else "[yellow]pending[/]",
             "[red]file changed since applied[/]" if st.checksum_changed else "",
         )
-    Console().print(table)
+    tables.console().print(table)
     console.print(f"{pending} pending")
 
 
@@ -129,14 +128,14 @@ def db_roles(
             missing = roles.apply(conn, policy)
             passwords = roles.passwords_from(s, policy)
             roles.set_passwords(conn, passwords, policy)
-            table = Table("role", "password", "purpose")
+            table = tables.table("role", "password", "purpose")
             for short, purpose in policy.roles.items():
                 table.add_row(
                     policy.role(short),
                     "set now" if short in passwords else f"unchanged ({roles.password_env(short)})",
                     purpose,
                 )
-            Console().print(table)
+            tables.console().print(table)
     for rel in missing:
         console.print(f"[red]no grant decision for {rel}[/] (add it to core/roles/grants.toml)")
     if missing:

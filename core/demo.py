@@ -51,9 +51,8 @@ from typing import IO
 import psycopg
 from psycopg import sql
 from rich.console import Console
-from rich.table import Table
 
-from core import migrator, roles, timeseries
+from core import migrator, roles, tables, timeseries
 from core.embedded import (
     EmbeddedMosquitto,
     EmbeddedPostgres,
@@ -101,6 +100,8 @@ class Command:
     what: str
     env: dict[str, str] = field(default_factory=dict)
     health: str | None = None
+    once: bool = True  # False: run at every start (cheap and idempotent, e.g. a CRL refresh)
+    key: str = ""  # what set-up-done.json records it under (default: its group)
 
 
 @dataclass(frozen=True)
@@ -115,9 +116,47 @@ class DemoPorts:
     notes: tuple[str, ...] = ()
 
 
-def setup_steps(settings: Settings) -> list[Command]:
+DEV_CA = "dev-ca"  # the demo's test card authority, under the state folder
+DEV = {"MEBUKU_ENVIRONMENT": "development"}
+
+
+def dev_card_env(settings: Settings, state: Path) -> dict[str, str]:
+    """Card sign-in for the demo (issue 13): its test CA and CRL, unless trust anchors are
+    configured. Development only, which the demo is."""
+    if settings.jpki_trust_anchors is not None:
+        return {}
+    ca = (state / DEV_CA).absolute()
+    return {
+        **DEV,
+        "MEBUKU_JPKI_TRUST_ANCHORS": str(ca / "ca.crt"),
+        "MEBUKU_JPKI_CRL": str(ca / "crl.pem"),
+    }
+
+
+def setup_steps(settings: Settings, state: Path | None = None) -> list[Command]:
     gtfs = settings.gtfs_path or DEFAULT_GTFS
     trials = [str(p) for p in sorted(DEMO_TRIALS.glob("*.toml"))]
+    dev: list[Command] = []
+    if state is not None and settings.jpki_trust_anchors is None:
+        ca = str((state / DEV_CA).absolute())
+        dev = [
+            # Every start: creates the test CA once, re-signs a CRL close to its nextUpdate.
+            Command(
+                "dev",
+                ["dev", "card", "init", "--dir", ca],
+                "test card authority",
+                DEV,
+                once=False,
+                key="dev card",
+            ),
+            Command(
+                "dev",
+                ["dev", "seed", "--dir", ca],
+                "seed demo residents, IC cards and a month of rides",
+                DEV,
+                key="dev seed",
+            ),
+        ]
     return [
         Command("gtfs", ["gtfs", "import", str(gtfs)], f"import GTFS-JP feed {gtfs.name}"),
         # The demo trials start now and last four hours, so KPIs cover only what the
@@ -127,6 +166,7 @@ def setup_steps(settings: Settings) -> list[Command]:
             ["fiveg", "load-trial", "--starting-now", "--hours", "4", *trials],
             "register the demo 5G trials (starting now, 4 hours)",
         ),
+        *dev,
     ]
 
 
@@ -266,11 +306,25 @@ def _pseudonym_key(settings: Settings, state: Path) -> str:
 
 
 # API keys the demo creates once per state folder, so a new operator can try every role.
+# Operator ids are those of the operators registry (core/operators.toml).
 DEMO_KEYS = (
-    ("operator", "7070001000969"),  # agency_id of Gunma Chuo Bus in the bundled feed
+    ("operator", "gunmachuo"),  # Gunma Chuo Bus (agency 7070001000969 in the bundled feed)
+    ("operator", "demo-taxi"),  # the demo's MyTaku taxi company
     ("council", None),
     ("admin", None),
 )
+KEYS_FILE = "api-keys.json"
+
+
+@dataclass(frozen=True)
+class DemoKey:
+    role: str
+    operator_id: str | None
+    key: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.role} {self.operator_id}" if self.operator_id else self.role
 
 
 def _ensure_database(admin_url: str, dbname: str) -> None:
@@ -345,22 +399,64 @@ def _step_fingerprint(step: Command, db_url: str) -> str | None:
     return None  # cannot tell which database this is: always run the step
 
 
-def _demo_keys(state: Path, exe: list[str], env: dict[str, str]) -> dict[str, str]:
-    """Keys per role, created through `mebuku operators create` on the first run only."""
-    f = state / "api-keys.json"
-    if f.exists():
-        return dict(json.loads(f.read_text()))
-    keys: dict[str, str] = {}
+def read_demo_keys(f: Path) -> list[DemoKey]:
+    """The keys in ``api-keys.json`` (a JSON list of {role, operator_id, key})."""
+    try:
+        doc = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(doc, list):  # an older demo's {role: key}: made again
+        return []
+    return [DemoKey(d["role"], d.get("operator_id"), d["key"]) for d in doc]
+
+
+def _demo_keys(state: Path, exe: list[str], env: dict[str, str]) -> list[DemoKey]:
+    """Keys per role and operator, created through `mebuku operators create` once per state
+    folder and kept in ``api-keys.json``, readable by its owner only (mode 0600)."""
+    f = state / KEYS_FILE
+    keys = read_demo_keys(f)
+    have = {(k.role, k.operator_id) for k in keys}
+    made = False
     for role, operator_id in DEMO_KEYS:
+        if (role, operator_id) in have:
+            continue
         argv = [*exe, "operators", "create", "--role", role, "--label", "mebuku demo"]
         if operator_id:
             argv += ["--operator-id", operator_id]
         code, out = _run_step(argv, env, quiet=True)
         if code == 0 and out.strip():
-            keys[role] = out.strip().splitlines()[-1]
-    f.touch(mode=0o600)
-    f.write_text(json.dumps(keys))
+            keys.append(DemoKey(role, operator_id, out.strip().splitlines()[-1]))
+            made = True
+    if made or not f.exists():
+        tmp = f.with_name(f.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump([k.__dict__ for k in keys], fh, indent=1)
+        tmp.replace(f)
+    f.chmod(0o600)
     return keys
+
+
+def _resident_token(state: Path, exe: list[str], env: dict[str, str], api_port: int) -> str | None:
+    """Sign in as the demo's resident-01 through the API (the real card sign-in, with the
+    test card authority): a session token to try the resident endpoints with at once."""
+    argv = ["dev", "card", "login", "resident-01", "--dir", str((state / DEV_CA).absolute())]
+    argv += ["--api", f"http://127.0.0.1:{api_port}"]
+    code, out = _run_step([*exe, *argv], env, quiet=True)
+    lines = out.strip().splitlines()
+    if code != 0 or not lines:
+        log.warning("resident sign-in for the demo failed: %s", out.strip()[-500:])
+        return None
+    return lines[-1].strip()
+
+
+def print_keys(keys: list[DemoKey], out: IO[str]) -> None:
+    """Each key whole on its own line under the role and operator it belongs to (plain
+    text: nothing wraps it, so it can be copied or cut out with a script)."""
+    for k in keys:
+        out.write(f"API key ({k.label}), send as X-API-Key:\n{k.key}\n")
+    out.flush()
 
 
 # --- supervised children -----------------------------------------------------------------
@@ -589,7 +685,7 @@ def run_demo(
         ports = choose_ports(settings, fixed, state)
         for note in ports.notes:
             log.warning("%s", note)
-        where = Table("what", "where", title="Mebuku demo")
+        where = tables.table("what", "where", title="Mebuku demo")
         where.columns[1].overflow = "fold"
 
         db_url = settings.database_url
@@ -634,19 +730,21 @@ def run_demo(
         exe = [sys.executable, "-m", "core.cli"]
         done_file = state / "setup-done.json"
         done: dict[str, str] = json.loads(done_file.read_text()) if done_file.exists() else {}
-        for step in setup_steps(settings):
+        for step in setup_steps(settings, state):
             if step.group not in available:
                 continue
-            key = _step_fingerprint(step, db_url)
-            if key is not None and done.get(step.group) == key:
+            key = _step_fingerprint(step, db_url) if step.once else None
+            if key is not None and done.get(step.key or step.group) == key:
                 console.print(f"{step.what}: done already")
                 continue
             console.print(f"[bold]{step.what}[/] ...")
             code, _ = _run_step([*exe, *step.argv], {**env, **step.env})
             if code == 0 and key is not None:
-                done[step.group] = key
+                done[step.key or step.group] = key
                 done_file.write_text(json.dumps(done))
-        keys = _demo_keys(state, exe, env) if "operators" in available else {}
+        dev_ca = "dev" in available and settings.jpki_trust_anchors is None
+        env.update(dev_card_env(settings, state) if dev_ca else {})
+        keys = _demo_keys(state, exe, env) if "operators" in available else []
 
         sup = Supervisor(state, ports)
         for svc in services(ports):
@@ -671,10 +769,20 @@ def run_demo(
                         where.add_row(c.cmd.what, f"mebuku {' '.join(c.cmd.argv)}")
                         if c.cmd.health:
                             where.add_row("", f"health: {c.cmd.health}")
-                    for role, key in keys.items():
-                        where.add_row(f"API key ({role})", f"X-API-Key: {key}")
+                    if keys:
+                        where.add_row("API keys", f"below; kept in {state / KEYS_FILE} (0600)")
+                    token = _resident_token(state, exe, env, ports.api) if dev_ca else None
+                    if token:
+                        where.add_row("resident session", "below (test card resident-01, 78)")
                     where.add_row("state folder", str(state))
-                    console.print(where)
+                    tables.console(stderr=True).print(where)
+                    print_keys(keys, sys.stderr)
+                    if token:
+                        sys.stderr.write(
+                            "Resident session token (resident-01), send as "
+                            f"Authorization: Bearer:\n{token}\ncurl -H 'Authorization: "
+                            f"Bearer {token}' http://127.0.0.1:{ports.api}/v1/me/subsidy\n"
+                        )
                     console.print("Press Ctrl-C to stop.")
                 elif time.monotonic() > ready_by:
                     raise DemoFailedError(

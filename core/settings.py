@@ -365,7 +365,7 @@ def _problems(e: ValidationError | SettingsError) -> list[str]:
         field = str(err["loc"][0]) if err["loc"] else ""
         msg = str(err["msg"]).removeprefix("Value error, ")
         shown = "" if field in _SECRET_FIELDS else f" (got {err.get('input')!r})"
-        lines.append(f"{env_name(field)}: {msg}{shown}")
+        lines.append(f"{env_name(field)}: {msg}{shown}" if field else msg)
     return lines
 
 

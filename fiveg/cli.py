@@ -13,8 +13,8 @@ import psycopg
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.table import Table
 
+from core import tables
 from core.extras import missing
 from core.i18n import as_lang, process_lang
 from core.settings import get_settings
@@ -34,7 +34,7 @@ from fiveg.trial import load_definition
 
 T = TypeVar("T")
 app = typer.Typer(help="Local-5G trials: registry, KPIs, reports.", no_args_is_help=True)
-out = Console()
+out = tables.console()
 err = Console(stderr=True)
 
 
@@ -94,7 +94,7 @@ def _when(text: str | None, name: str) -> datetime | None:
 
 
 def _print_scorecard(card: Scorecard) -> None:
-    table = Table("KPI", "target", "measured", "result", "availability")
+    table = tables.table("KPI", "target", "measured", "result", "availability")
     for r in card.results:
         t = r.target
         res = ("[green]PASS[/]" if r.passed else "[red]FAIL[/]") + (
@@ -152,7 +152,7 @@ def load_trial(
 @app.command("list")
 def list_trials(theme: str = typer.Option(None, help="transport, education or emergency")) -> None:
     """List registered trials."""
-    table = Table("trial", "theme", "period", "devices", "title")
+    table = tables.table("trial", "theme", "period", "devices", "title")
     for t in _run(lambda c: store.list_trials(c, theme)):
         d = t.definition
         table.add_row(d.trial_id, d.theme, f"{d.period_start:%Y-%m-%d} – {d.period_end:%Y-%m-%d}",

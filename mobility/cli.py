@@ -13,8 +13,8 @@ from types import FrameType
 import psycopg
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from core import tables
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def gtfs_status() -> None:
     from mobility.gtfs.importer import JST
 
     s = get_settings()
-    table = Table("version", "current", "source", "imported at", "valid", "stop_times")
+    table = tables.table("version", "current", "source", "imported at", "valid", "stop_times")
     with psycopg.connect(s.require_database_url()) as conn:
         span = current_feed_span(conn)
         for r in conn.execute(
@@ -72,7 +72,7 @@ def gtfs_status() -> None:
                 f"{r[4]} .. {r[5]}",
                 r[6] or "0",
             )
-    Console().print(table)
+    tables.console().print(table)
     if span is None:
         console.print("[yellow]warning:[/] no GTFS feed imported")
     elif note := expiry_warning(*span, datetime.now(JST).date()):
@@ -146,7 +146,7 @@ def performance(
     s = get_settings()
     with psycopg.connect(s.require_database_url()) as conn:
         rows = route_performance(conn, date.fromisoformat(day), early_s=early_s, late_s=late_s)
-    t = Table(
+    t = tables.table(
         "route",
         "departures",
         "on time",
@@ -167,7 +167,7 @@ def performance(
             f"{r.headway_cv or 0:.2f}",
             f"{r.trips_run}/{r.trips_scheduled}",
         )
-    Console().print(t)
+    tables.console().print(t)
 
 
 @app.command("autonomy")
@@ -178,7 +178,7 @@ def autonomy(day: str = typer.Argument(..., help="Day YYYY-MM-DD (Asia/Tokyo)"))
     s = get_settings()
     with psycopg.connect(s.require_database_url()) as conn:
         rows = autonomy_kpis(conn, date.fromisoformat(day))
-    t = Table(
+    t = tables.table(
         "vehicle",
         "km",
         "auto dist",
@@ -199,7 +199,7 @@ def autonomy(day: str = typer.Argument(..., help="Day YYYY-MM-DD (Asia/Tokyo)"))
             str(k.obstacle_stops),
             str(k.remote_interventions),
         )
-    Console().print(t)
+    tables.console().print(t)
 
 
 @app.command("road-distance")
@@ -271,7 +271,7 @@ def vehicles_list(all_: bool = typer.Option(False, "--all", help="Include retire
     s = get_settings()
     with psycopg.connect(s.require_database_url(), autocommit=True) as conn:
         rows = list_vehicles(conn, include_retired=all_)
-    t = Table("vehicle", "operator", "label", "registered", "retired")
+    t = tables.table("vehicle", "operator", "label", "registered", "retired")
     for v in rows:
         t.add_row(
             v.vehicle_id,
@@ -280,4 +280,4 @@ def vehicles_list(all_: bool = typer.Option(False, "--all", help="Include retire
             v.registered_at.isoformat(timespec="seconds"),
             v.retired_at.isoformat(timespec="seconds") if v.retired_at else "",
         )
-    Console().print(t)
+    tables.console().print(t)

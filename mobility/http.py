@@ -11,6 +11,7 @@ from google.protobuf.json_format import MessageToDict
 from psycopg import AsyncConnection
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.operators import canonical_operator_id, feed_agency_id
 from core.web import Principal, ProblemError, Role, db_conn, ensure_own_operator, public
 from core.web import require_roles as _require_roles
 from mobility.analytics.adherence import route_performance_async
@@ -242,17 +243,22 @@ class RoutePerformanceOut(BaseModel):
 
 Staff = Annotated[Principal, Depends(staff)]
 Conn = Annotated[AsyncConnection, Depends(db_conn)]
-OperatorId = Annotated[str, Path(max_length=200, description="The GTFS agency_id")]
+OperatorId = Annotated[
+    str, Path(max_length=200, description="Operator id, corporate number or GTFS agency_id")
+]
 VehicleId = Annotated[str, Path(max_length=200)]
 FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2100, 12, 31)
 
 
-def _own(principal: Principal, operator_id: str, *ids: str) -> None:
-    """Scope check; identifiers PostgreSQL could not store (NUL) cannot exist either."""
-    ensure_own_operator(principal, operator_id)
+def _own(principal: Principal, operator_id: str, *ids: str) -> str:
+    """Scope check; identifiers PostgreSQL could not store (NUL) cannot exist either.
+    Returns the GTFS agency id the live data is kept under: the operator id and its
+    corporate number (core/operators.toml) name the same operator."""
     for value in (operator_id, *ids):
         if "\x00" in value:
             raise ProblemError(404, "not-found", "Not found", "No such identifier.")
+    ensure_own_operator(principal, canonical_operator_id(operator_id))
+    return feed_agency_id(operator_id)
 
 
 @router.get("/v1/operators/{operator_id}/vehicles", response_model=list[VehicleOut])
@@ -260,7 +266,7 @@ async def operator_vehicles(
     operator_id: OperatorId, principal: Staff, conn: Conn
 ) -> list[VehicleOut]:
     """Every vehicle last matched to one of this operator's routes, with its live state."""
-    _own(principal, operator_id)
+    operator_id = _own(principal, operator_id)
     cur = await conn.execute(
         "SELECT vehicle_id, ts, lat, lon, speed_mps, mode, status, trip_id, route_id,"
         " next_stop_id, delay_s, dist_along_m, offset_m FROM vehicle_state"
@@ -314,7 +320,7 @@ async def vehicle_track(
     end: Annotated[datetime, Query(description="RFC 3339, exclusive; at most 24 h after start")],
 ) -> list[TrackPoint]:
     """The positions one vehicle reported in a time range, in time order."""
-    _own(principal, operator_id, vehicle_id)
+    operator_id = _own(principal, operator_id, vehicle_id)
     _range(start, end, MAX_TRACK)
     await _own_vehicle(conn, operator_id, vehicle_id)
     cur = await conn.execute(
@@ -345,7 +351,7 @@ async def operator_events(
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> list[EventOut]:
     """Detected events (stop arrivals/departures, off-route, overspeed, offline, bunching)."""
-    _own(principal, operator_id, *([vehicle_id] if vehicle_id else []))
+    operator_id = _own(principal, operator_id, *([vehicle_id] if vehicle_id else []))
     _range(start, end, None)
     cur = await conn.execute(
         "SELECT vehicle_id, ts, type, trip_id, route_id, nullif(stop_id, ''), stop_sequence,"
@@ -383,7 +389,7 @@ async def operator_route_performance(
     late_s: Annotated[float, Query(ge=0, le=7200, description="On time if not later")] = 300,
 ) -> list[RoutePerformanceOut]:
     """Per route: on-time departures, delay (mean, p90), headway regularity, dwell, trips."""
-    _own(principal, operator_id)
+    operator_id = _own(principal, operator_id)
     if not FIRST_DAY <= day <= LAST_DAY:
         raise ProblemError(
             422, "invalid-day", "Invalid day", f"Give a day {FIRST_DAY}..{LAST_DAY}."

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from core import tables
 from core.db import connect
 from core.settings import get_settings
 from mobility.fares import settlement
@@ -25,7 +25,7 @@ app = typer.Typer(help="Fares and subsidies: policies and administration.", no_a
 def policies() -> None:
     """List the policy versions shipped with this release and when each takes effect."""
     book = load_policies()
-    table = Table("scheme", "version", "effective from", "key values")
+    table = tables.table("scheme", "version", "effective from", "key values")
     for p in book.mytaku:
         table.add_row(
             "mytaku",
@@ -44,7 +44,7 @@ def policies() -> None:
                 f"{d.name} {d.min_age}-{d.max_age or ''}: {d.rate_percent}%" for d in b.discounts
             ),
         )
-    Console().print(table)
+    tables.console().print(table)
 
 
 TOTAL_KEYS = ("lines", "mytaku_yen", "bus_discount_yen", "reversal_yen", "total_yen")
@@ -72,6 +72,10 @@ def settle(
         raise typer.BadParameter(str(e), param_hint="--month") from None
     if close and operator:
         raise typer.BadParameter("a month is closed for every operator", param_hint="--operator")
+    if operator:  # a corporate number or GTFS agency id names the same operator
+        from core.operators import canonical_operator_id
+
+        operator = canonical_operator_id(operator)
     started = time.perf_counter()
     rows: list[tuple[str, bytes, bytes, tuple[str, ...]]] = []
     try:
@@ -99,13 +103,15 @@ def settle(
         console.print(f"[red]{e}[/red]")
         raise typer.Exit(1) from None
     out.mkdir(parents=True, exist_ok=True)
-    table = Table("operator", "lines", "mytaku yen", "bus discount yen", "reversals", "total yen")
+    table = tables.table(
+        "operator", "lines", "mytaku yen", "bus discount yen", "reversals", "total yen"
+    )
     for op, csv_bytes, json_bytes, cells in rows:
         stem = out / f"statement-{op}-{month}"
         stem.with_suffix(".csv").write_bytes(csv_bytes)
         stem.with_suffix(".json").write_bytes(json_bytes)
         table.add_row(op, *cells)
-    Console().print(table)
+    tables.console().print(table)
     state = "closed: stored statements, SHA-256 verified" if stored is not None else "open"
     console.print(
         f"{len(rows)} statement(s) for {month} in {out}/"

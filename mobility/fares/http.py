@@ -23,6 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from psycopg import AsyncConnection
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core.operators import canonical_operator_id
 from core.sessions import (
     LiveSession,
     issue_session,
@@ -115,7 +116,14 @@ Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 PUBLIC_AUTH = [Depends(public), Depends(auth_rate_limit)]
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$"
 TEXT_PATTERN = r"^[^\x00-\x1f]*$"  # printable text: no NUL or control characters
-OperatorId = Annotated[str, PathParam(pattern=ID_PATTERN)]
+OperatorId = Annotated[
+    str,
+    PathParam(
+        pattern=ID_PATTERN,
+        description="Operator id of core/operators.toml, or its corporate number",
+        examples=["gunmachuo"],
+    ),
+]
 RecordId = Annotated[str, PathParam(pattern=ID_PATTERN)]
 RowId = Annotated[int, PathParam(ge=1, le=2**62)]
 EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
@@ -596,9 +604,9 @@ class QuoteIn(BaseModel):
                 {
                     "kind": "bus",
                     "operator_id": "gunmachuo",
-                    "route_id": "R1",
-                    "origin_stop_id": "g035_01",
-                    "destination_stop_id": "m003_01",
+                    "route_id": "新前橋駅西口線_A",
+                    "origin_stop_id": "g033_01",
+                    "destination_stop_id": "m003_02",
                 },
             ]
         }
@@ -708,7 +716,11 @@ async def fares_quote(body: QuoteIn, principal: Resident, conn: Conn) -> QuoteOu
     facts = (await residents.facts_of(conn, [rid]))[rid]
     birth = residents.birth_date_of(facts)
     bd = bus_discount(
-        bpol, body.operator_id, body.route_id, fare, age_on(birth, day) if birth else None
+        bpol,
+        canonical_operator_id(body.operator_id),
+        body.route_id,
+        fare,
+        age_on(birth, day) if birth else None,
     )
     return QuoteOut(
         kind="bus",
@@ -796,9 +808,13 @@ class TaxiRideOut(BaseModel):
     duplicate: bool = Field(description="True: this record id was already submitted")
 
 
-def _operator_scope(principal: Principal, operator_id: str) -> None:
+def _operator_scope(principal: Principal, operator_id: str) -> str:
+    """The canonical operator id (an alias such as the corporate number resolves to it),
+    after checking that an operator key acts for its own operator only."""
     refuse_twelve_digit_ids(operator_id=operator_id)
-    ensure_own_operator(principal, operator_id)
+    canonical = canonical_operator_id(operator_id)
+    ensure_own_operator(principal, canonical)
+    return canonical
 
 
 def _visible_flags(principal: Principal, flags: list[str]) -> list[str]:
@@ -825,7 +841,7 @@ async def submit_taxi_ride(
     decision, a different record under the same id is a 409. Records are accepted within
     the submission window (MEBUKU_FARES_SUBMISSION_WINDOW_DAYS after pickup, nothing in the
     future); others get 422 ``outside-submission-window``."""
-    _operator_scope(principal, operator_id)
+    operator_id = _operator_scope(principal, operator_id)
     refuse_twelve_digit_ids(record_id=body.record_id, vehicle_id=body.vehicle_id)
     ride = ledger.TaxiRide(
         operator_id,
@@ -878,10 +894,11 @@ async def submit_taxi_ride(
 
 
 class BusTapIn(BaseModel):
-    record_id: str = Field(pattern=ID_PATTERN, examples=["B-20261120-0001"])
-    route_id: str = Field(max_length=200, pattern=TEXT_PATTERN)
-    origin_stop_id: str = Field(max_length=200, pattern=TEXT_PATTERN, examples=["g035_01"])
-    destination_stop_id: str = Field(max_length=200, pattern=TEXT_PATTERN, examples=["m003_01"])
+    record_id: str = Field(pattern=ID_PATTERN, examples=["B-2026-000123"])
+    # Ids of the bundled feed (群馬中央バス 新前橋駅西口線: 表町 -> 中央前橋駅前, 100 yen).
+    route_id: str = Field(max_length=200, pattern=TEXT_PATTERN, examples=["新前橋駅西口線_A"])
+    origin_stop_id: str = Field(max_length=200, pattern=TEXT_PATTERN, examples=["g033_01"])
+    destination_stop_id: str = Field(max_length=200, pattern=TEXT_PATTERN, examples=["m003_02"])
     tap_on_at: datetime
     tap_off_at: datetime
     card: str = Field(description="IDm, 16 hex digits", examples=["012E4CD8A1B20A1F"])
@@ -925,7 +942,7 @@ async def submit_bus_tap(
     conn: Conn,
 ) -> BusTapOut:
     """Fare from the GTFS zones and the resident discount for one IC tap-on/tap-off."""
-    _operator_scope(principal, operator_id)
+    operator_id = _operator_scope(principal, operator_id)
     refuse_twelve_digit_ids(record_id=body.record_id)
     tap = ledger.BusTap(
         operator_id,
@@ -987,7 +1004,7 @@ async def reverse_record(
     conn: Conn,
 ) -> dict[str, list[int]]:
     """Cancel a record's ledger entries with reversal entries (the ledger is never edited)."""
-    _operator_scope(principal, operator_id)
+    operator_id = _operator_scope(principal, operator_id)
     ids = await ledger.reverse_record(conn, operator_id, source, record_id, body.note)
     return {"reversal_entry_ids": ids}
 
@@ -1006,7 +1023,7 @@ async def operator_statement(
 ) -> Response:
     """The monthly statement (YYYY-MM): JSON, or CSV for Excel (UTF-8 BOM, CRLF). A closed
     month serves the stored bytes exactly as issued (SHA-256 verified)."""
-    _operator_scope(principal, operator_id)
+    operator_id = _operator_scope(principal, operator_id)
     try:
         m = settlement.parse_month(month)
     except ValueError:

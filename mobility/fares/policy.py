@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from core.operators import canonical_operator_id
+
 
 @dataclass(frozen=True)
 class MyTakuPolicy:
@@ -187,7 +189,10 @@ def _bus(f: BusFile) -> BusPolicy:
     return BusPolicy(
         version=f.version,
         effective_from=f.effective_from,
-        participating_operators=frozenset(f.participating_operators),
+        # Aliases (corporate number, GTFS agency id) name the same operator.
+        participating_operators=frozenset(
+            canonical_operator_id(str(o)) for o in f.participating_operators
+        ),
         excluded_route_ids=frozenset(f.excluded_route_ids),
         discounts=tuple(
             BusDiscount(x.name, x.rate_percent, x.min_age, x.max_age) for x in f.discounts

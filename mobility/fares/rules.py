@@ -13,6 +13,7 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from core.operators import canonical_operator_id
 from mobility.fares.policy import BusPolicy, MyTakuPolicy
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -242,7 +243,7 @@ def bus_discount(
         raise ValueError("fare must be >= 0")
     if (
         age is None
-        or operator_id not in p.participating_operators
+        or canonical_operator_id(operator_id) not in p.participating_operators
         or route_id in p.excluded_route_ids
     ):
         return BusDecision(fare_yen, 0, None)

@@ -67,13 +67,13 @@ def cli(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., 
 
 
 def test_operators_create_list_revoke(cli: Callable[..., Result]) -> None:
-    made = cli("create", "--role", "operator", "--operator-id", "maebus")
+    made = cli("create", "--role", "operator", "--operator-id", "7070001000969")
     assert made.exit_code == 0, made.output
     key = made.stdout.strip().splitlines()[-1]
     assert key.startswith("mbk_")
     key_id = key.split("_")[1]
     listed = cli("list")
-    assert f"{key_id}\toperator\tmaebus" in listed.stdout
+    assert f"{key_id}\toperator\tgunmachuo" in listed.stdout  # the alias resolved
     assert key not in listed.output  # shown once only
     assert cli("revoke", key_id).exit_code == 0
     assert key_id not in cli("list").stdout
@@ -81,6 +81,8 @@ def test_operators_create_list_revoke(cli: Callable[..., Result]) -> None:
     assert cli("revoke", key_id).exit_code == 1
     bad = cli("create", "--role", "operator")
     assert bad.exit_code == 2 and "operator id" in bad.output
+    stray = cli("create", "--role", "operator", "--operator-id", "gunma-chuo")
+    assert stray.exit_code == 2 and "'gunma-chuo' is not in core/operators.toml" in stray.output
 
 
 def test_mebuku_api_serves(db_url: str, settings) -> None:
