@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from core.db import drop_database
 from core.settings import Settings
+from ingest.fields import Limits
 from ingest.parse import parse_message
 from ingest.rows import TABLES, TELEMETRY, Rows
 from ingest.simulate.publisher import Publisher
@@ -344,8 +345,8 @@ def test_worker_isolates_a_row_that_bypasses_the_parser(
 
     real = worker_module.parse_item
 
-    def leaky(m: Inbound, max_payload: int = 262_144) -> Item:
-        it = real(m, max_payload)
+    def leaky(m: Inbound, max_payload: int = 262_144, limits: Limits | None = None) -> Item:
+        it = real(m, max_payload, limits)
         if b"LEAK" in m.payload and isinstance(it.parsed, Rows):
             row = list(it.parsed.rows[0])
             row[TELEMETRY.columns.index("trip_id")] = "\ud800"
