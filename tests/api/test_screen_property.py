@@ -42,6 +42,7 @@ from core.settings import Settings
 from mobility.fares.mynumber import check_digit, is_valid_my_number, looks_like_my_number
 from tests.api.conftest import Credentials
 from tests.conftest import make_settings
+from tests.support.privacy import stored_values
 
 N = "31415926535"
 N += str(check_digit(N))  # synthetic, valid check digit, built at run time
@@ -298,25 +299,10 @@ def _get(value: Any, path: tuple[Any, ...]) -> Any:
 def scan_database(conn: psycopg.Connection) -> list[str]:
     """Columns (text-like and bytea, every table) holding a valid-looking My Number."""
     found: list[str] = []
-    cols = conn.execute(
-        "SELECT c.table_schema, c.table_name, c.column_name, c.data_type"
-        " FROM information_schema.columns c"
-        " JOIN information_schema.tables t USING (table_schema, table_name)"
-        " WHERE t.table_type = 'BASE TABLE'"
-        " AND c.table_schema NOT IN ('pg_catalog', 'information_schema')"
-        # SHA-256 checksums of the repository's migration files, not data anyone sent
-        " AND c.table_name <> 'schema_migrations'"
-        " AND c.data_type IN ('text', 'character varying', 'bytea', 'jsonb', 'json',"
-        " 'ARRAY', 'character')"
-    ).fetchall()
-    assert len(cols) > 20
-    for schema, table, col, dtype in cols:
-        expr = f'"{col}"' if dtype == "bytea" else f'"{col}"::text'
-        q = f'SELECT {expr} FROM "{schema}"."{table}" WHERE "{col}" IS NOT NULL'
-        for (value,) in conn.execute(q):
-            text = bytes(value).decode("latin-1") if dtype == "bytea" else value
-            if looks_like_my_number(text):
-                found.append(f"{table}.{col}")
+    for where, value in stored_values(conn):
+        text = value.decode("latin-1") if isinstance(value, bytes) else value
+        if looks_like_my_number(text):
+            found.append(where)
     return found
 
 

@@ -20,6 +20,7 @@ from mobility.fares.mynumber import check_digit, is_valid_my_number
 from mobility.fares.rules import JST, fiscal_year
 from tests.mobility.fares.conftest import OPERATOR, Keys, bearer, sign_in
 from tests.mobility.fares.jpki import TestCA
+from tests.support.privacy import stored_values
 
 STATION = {"lon": 139.072877, "lat": 36.38373}  # 前橋駅
 CHUO = {"lon": 139.074485, "lat": 36.392176}  # 中央前橋駅前
@@ -345,27 +346,11 @@ TWELVE = re.compile(rb"(?<![0-9])[0-9]{12}(?![0-9])")
 def scan_database(conn: psycopg.Connection) -> list[str]:
     """Columns (text-like and bytea, every table) holding a valid-looking My Number."""
     found: list[str] = []
-    cols = conn.execute(
-        "SELECT c.table_schema, c.table_name, c.column_name, c.data_type"
-        " FROM information_schema.columns c"
-        " JOIN information_schema.tables t USING (table_schema, table_name)"
-        " WHERE t.table_type = 'BASE TABLE'"
-        " AND c.table_schema NOT IN ('pg_catalog', 'information_schema')"
-        # SHA-256 checksums of the repository's migration files, not data anyone sent
-        " AND c.table_name <> 'schema_migrations'"
-        " AND c.data_type IN ('text', 'character varying', 'bytea', 'jsonb', 'json',"
-        " 'ARRAY', 'character')"
-    ).fetchall()
-    assert len(cols) > 20
-    for schema, table, col, dtype in cols:
-        # bytea as its raw bytes (digits stored as ASCII), everything else as text
-        expr = f'"{col}"' if dtype == "bytea" else f'"{col}"::text'
-        q = f'SELECT {expr} FROM "{schema}"."{table}" WHERE "{col}" IS NOT NULL'
-        for (value,) in conn.execute(q):
-            raw = bytes(value) if dtype == "bytea" else value.encode()
-            for m in TWELVE.finditer(raw):
-                if is_valid_my_number(m.group().decode()):
-                    found.append(f"{table}.{col}")
+    for where, value in stored_values(conn):
+        raw = value if isinstance(value, bytes) else value.encode()
+        for m in TWELVE.finditer(raw):
+            if is_valid_my_number(m.group().decode()):
+                found.append(where)
     return found
 
 
