@@ -30,19 +30,18 @@ def expiry_warning(
     return None
 
 
+_SPAN = "SELECT feed_start_date, feed_end_date FROM gtfs_feed_versions WHERE is_current"
+
+
 def current_feed_span(conn: psycopg.Connection) -> tuple[date | None, date | None] | None:
     """(start, end) of the current feed version; None when no feed is imported."""
-    row = conn.execute(
-        "SELECT feed_start_date, feed_end_date FROM gtfs_feed_versions WHERE is_current"
-    ).fetchone()
+    row = conn.execute(_SPAN).fetchone()
     return (row[0], row[1]) if row else None
 
 
 async def current_feed_warning(conn: psycopg.AsyncConnection, today: date) -> str | None:
     """The expiry warning of the current feed, for readiness probes."""
-    cur = await conn.execute(
-        "SELECT feed_start_date, feed_end_date FROM gtfs_feed_versions WHERE is_current"
-    )
+    cur = await conn.execute(_SPAN)
     row = await cur.fetchone()
     if row is None:
         return "no GTFS feed imported: run `mebuku gtfs import PATH.zip`"
