@@ -1,0 +1,1 @@
+"""Arrival predictions: learned travel and dwell times, a pure engine, its evaluation."""
