@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from core import tables
+from core.i18n import Lang
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -281,3 +282,35 @@ def vehicles_list(all_: bool = typer.Option(False, "--all", help="Include retire
             v.retired_at.isoformat(timespec="seconds") if v.retired_at else "",
         )
     tables.console().print(t)
+
+
+def _cli_lang(lang: str | None) -> Lang:
+    """The output language: --lang, MEBUKU_LANG, the locale, else Japanese."""
+    from core.i18n import as_lang, process_lang
+
+    if lang:
+        chosen = as_lang(lang)
+        if chosen is None:
+            raise typer.BadParameter("lang is ja or en")
+        return chosen
+    return get_settings().lang or process_lang()
+
+
+@app.command("evaluate")
+def evaluate_predictions(
+    train_days: int = typer.Option(14, min=1, max=120, help="Simulated days to learn from."),
+    test_days: int = typer.Option(3, min=1, max=60, help="Held-out simulated days to score."),
+    seed: int = typer.Option(1, help="Run seed: a new seed is a new city and new days."),
+    lang: str = typer.Option(None, help="ja or en (default: MEBUKU_LANG, the locale, else ja)"),
+) -> None:
+    """Train the arrival predictions on simulated days and score them on others (MBTA bins:
+    timetable, carry-forward and the engine), with the engine's throughput."""
+    from mobility.predictions.evaluate import EvalConfig, evaluate
+    from mobility.predictions.report import evaluation_report
+    from mobility.predictions.sim import bundled_network
+
+    chosen = _cli_lang(lang)
+    cfg = EvalConfig(train_days=train_days, test_days=test_days, seed=seed)
+    res = evaluate(bundled_network(), cfg)
+    for line in evaluation_report(res, chosen):
+        typer.echo(line)

@@ -22,8 +22,10 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from mobility.predictions.model import (
+    JST_OFFSET_S,
     DwellKey,
     Estimate,
     Model,
@@ -74,9 +76,9 @@ class Progress:
     ready_at: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Prediction:
-    """Predicted arrival/departure (epoch seconds) at one stop, with the uncertainty."""
+class Prediction(NamedTuple):
+    """Predicted arrival/departure (epoch seconds) at one stop, with the uncertainty (a
+    named tuple: made for every stop on every telemetry update, so cheap to build)."""
 
     trip_id: str
     stop_id: str
@@ -129,8 +131,9 @@ class Predictor:
     _recent: dict[SegKey, deque[tuple[float, float]]] = field(default_factory=dict)
     _own: dict[str, tuple[float, float]] = field(default_factory=dict)
     _keys: dict[str, _TripKeys] = field(default_factory=dict)
-    _travel: dict[tuple[SegKey, int, int], Estimate] = field(default_factory=dict)
-    _dwell: dict[tuple[DwellKey, int, int], Estimate] = field(default_factory=dict)
+    _travel: dict[tuple[SegKey, int], Estimate] = field(default_factory=dict)
+    _dwell: dict[tuple[DwellKey, int], Estimate] = field(default_factory=dict)
+    _residual: dict[SegKey, tuple[float, float, float]] = field(default_factory=dict)
 
     # -- learning from what just happened -------------------------------------------------
 
@@ -145,6 +148,7 @@ class Predictor:
         end = t.start + t.seconds
         q = self._recent.setdefault(seg, deque())
         q.append((end, r))
+        self._residual.pop(seg, None)
         while q and q[0][0] < end - self.config.recent_window_s:
             q.popleft()
         if vehicle_id is not None:
@@ -159,6 +163,11 @@ class Predictor:
         self._own.pop(vehicle_id, None)
 
     def _segment_residual(self, seg: SegKey, now: float) -> tuple[float, float]:
+        """Recency-weighted mean residual of the segment and its total weight (cached for
+        ten seconds: telemetry of many vehicles asks for the same segments)."""
+        cached = self._residual.get(seg)
+        if cached is not None and 0.0 <= now - cached[0] < 10.0:
+            return cached[1], cached[2]
         q = self._recent.get(seg)
         if not q:
             return 0.0, 0.0
@@ -170,7 +179,9 @@ class Predictor:
                 w = math.exp(-age / tau)
                 wsum += w
                 rsum += w * r
-        return (rsum / wsum, wsum) if wsum > 0 else (0.0, 0.0)
+        out = (rsum / wsum, wsum) if wsum > 0 else (0.0, 0.0)
+        self._residual[seg] = (now, *out)
+        return out
 
     def _own_residual(self, vehicle_id: str | None, now: float) -> float:
         if vehicle_id is None:
@@ -198,18 +209,18 @@ class Predictor:
         return k
 
     def _travel_est(self, seg: SegKey, at: float, sched: float, length: float) -> Estimate:
-        key = (seg, day_type(at), hour_band(at))
+        key = (seg, int((at + JST_OFFSET_S) // 3600))  # the absolute local hour
         e = self._travel.get(key)
         if e is None:
-            e = self.model.travel_estimate(seg, key[1], key[2], sched, length)
+            e = self.model.travel_estimate(seg, day_type(at), hour_band(at), sched, length)
             self._travel[key] = e
         return e
 
     def _dwell_est(self, dk: DwellKey, at: float) -> Estimate:
-        key = (dk, day_type(at), hour_band(at))
+        key = (dk, int((at + JST_OFFSET_S) // 3600))
         e = self._dwell.get(key)
         if e is None:
-            e = self.model.dwell_estimate(dk, key[1], key[2])
+            e = self.model.dwell_estimate(dk, day_type(at), hour_band(at))
             self._dwell[key] = e
         return e
 
@@ -292,6 +303,8 @@ class Predictor:
         return out
 
     def _multiplier(self, seg: SegKey, start: float, now: float, own: float) -> float:
+        if own == 0.0 and seg not in self._recent:
+            return 1.0
         r_seg, w = self._segment_residual(seg, now)
         shrink = w / (w + self.config.shrink_weight)
         r = shrink * r_seg + (1.0 - shrink) * own
