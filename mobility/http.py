@@ -15,6 +15,8 @@ from core.operators import canonical_operator_id, feed_agency_id
 from core.web import Principal, ProblemError, Role, db_conn, ensure_own_operator, public
 from core.web import require_roles as _require_roles
 from mobility.analytics.adherence import route_performance_async
+from mobility.predictions import UnknownStopError, UpcomingArrival, upcoming_at_stop
+from mobility.predictions.live import live_predictions_async
 from mobility.realtime import StopAhead, VehicleRow, trip_updates, vehicle_positions
 from mobility.vehicles.schedule import service_day_epoch
 
@@ -98,6 +100,8 @@ async def gtfs_rt_trip_updates(
     conn: Annotated[AsyncConnection, Depends(db_conn)], format: Format = "protobuf"
 ) -> Response:
     vehicles = await _vehicle_rows(conn)
+    now = datetime.now(UTC)
+    _live, predicted = await live_predictions_async(conn, now)
     days = {v.vehicle_id: v.service_date for v in vehicles}
     ahead: dict[str, list[StopAhead]] = {}
     cur = await conn.execute(_AHEAD_SQL, {"fresh": FRESH})
@@ -107,7 +111,72 @@ async def gtfs_rt_trip_updates(
             continue
         day0 = service_day_epoch(day)
         ahead.setdefault(vid, []).append(StopAhead(seq, stop_id, day0 + arr, day0 + dep))
-    return _feed_response(trip_updates(vehicles, ahead, datetime.now(UTC)), format)
+    preds = {vid: p for vid, (_trip, p) in predicted.items()}
+    return _feed_response(trip_updates(vehicles, ahead, now, preds), format)
+
+
+# -- next arrivals at a stop -------------------------------------------------------------
+
+
+class StopArrivalOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "stop_id": "m003_01",
+                    "trip_id": "平日_08時10分_系統10722",
+                    "route_id": "新前橋駅西口線_B",
+                    "route_name": "新前橋駅西口線",
+                    "headsign": "前橋駅",
+                    "vehicle_id": "bus-07",
+                    "scheduled": "2026-11-26T08:31:00+09:00",
+                    "predicted": "2026-11-26T08:33:40+09:00",
+                    "delay_s": 160,
+                    "uncertainty_s": 45,
+                    "realtime": True,
+                }
+            ]
+        }
+    )
+
+    stop_id: str
+    trip_id: str
+    route_id: str
+    route_name: str
+    headsign: str | None = None
+    vehicle_id: str | None = None
+    scheduled: datetime
+    predicted: datetime = Field(description="Predicted arrival (the timetable's without a bus)")
+    delay_s: int | None = Field(None, description="Predicted minus scheduled; positive = late")
+    uncertainty_s: int | None = Field(None, description="Expected error (one sigma), seconds")
+    realtime: bool = Field(description="True when predicted from a live vehicle")
+
+
+StopId = Annotated[str, Path(max_length=200, description="GTFS stop_id")]
+Limit = Annotated[int, Query(ge=1, le=50, description="At most this many buses")]
+
+
+async def _arrivals(conn: AsyncConnection, stop_id: str, limit: int) -> list[UpcomingArrival]:
+    if "\x00" in stop_id:
+        raise ProblemError(404, "not-found", "Not found", "No such stop.")
+    try:
+        return await upcoming_at_stop(conn, stop_id, now=datetime.now(UTC), limit=limit)
+    except UnknownStopError:
+        raise ProblemError(404, "not-found", "Not found", f"No stop {stop_id!r}.") from None
+
+
+@router.get(
+    "/v1/stops/{stop_id}/arrivals",
+    dependencies=[Depends(public)],
+    response_model=list[StopArrivalOut],
+    summary="Next buses at a stop (public)",
+)
+async def stop_arrivals(
+    stop_id: StopId, conn: Annotated[AsyncConnection, Depends(db_conn)], limit: Limit = 10
+) -> list[StopArrivalOut]:
+    """The next buses at a stop, soonest first: predicted arrival times (with delay and
+    uncertainty) for buses on their way, the timetable for trips not started yet."""
+    return [StopArrivalOut(**r.__dict__) for r in await _arrivals(conn, stop_id, limit)]
 
 
 # -- operator endpoints ------------------------------------------------------------------
@@ -332,6 +401,24 @@ async def vehicle_track(
         TrackPoint(ts=r[0], lat=r[1], lon=r[2], speed_mps=r[3], mode=r[4])
         for r in await cur.fetchall()
     ]
+
+
+@router.get(
+    "/v1/operators/{operator_id}/stops/{stop_id}/arrivals", response_model=list[StopArrivalOut]
+)
+async def operator_stop_arrivals(
+    operator_id: OperatorId, stop_id: StopId, principal: Staff, conn: Conn, limit: Limit = 10
+) -> list[StopArrivalOut]:
+    """The next buses of this operator's routes at a stop (predicted where live)."""
+    operator_id = _own(principal, operator_id, stop_id)
+    cur = await conn.execute(
+        "SELECT route_id FROM gtfs_routes WHERE feed_version = gtfs_current_version()"
+        " AND agency_id = %s",
+        [operator_id],
+    )
+    own = {r[0] for r in await cur.fetchall()}
+    rows = [r for r in await _arrivals(conn, stop_id, 50) if r.route_id in own]
+    return [StopArrivalOut(**r.__dict__) for r in rows[:limit]]
 
 
 EventType = Literal[

@@ -1,9 +1,10 @@
 """GTFS-Realtime 2.0 feeds (VehiclePositions, TripUpdates) from vehicle state rows.
 
 Pure: takes plain rows and the remaining stop times, returns a FeedMessage built with
-gtfs-realtime-bindings. Incrementality is FULL_DATASET. Trip updates propagate the
-vehicle's current delay to the stops still ahead (the simplest honest prediction; the
-spec lets consumers read a single delay as applying downstream), then make the times
+gtfs-realtime-bindings. Incrementality is FULL_DATASET. Trip updates carry the arrival
+prediction engine's times and uncertainty (mobility.predictions) when given them; without
+them they propagate the vehicle's current delay to the stops still ahead (the baseline the
+engine is measured against), then make the times
 consistent the way the MobilityData GTFS-Realtime validator demands: no prediction in the
 past, departure never before arrival (E025), and strictly increasing times from one stop
 to the next (E022) even where the timetable gives two consecutive stops the same minute.
@@ -14,8 +15,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from google.transit import gtfs_realtime_pb2 as rt
+
+if TYPE_CHECKING:
+    from mobility.predictions.engine import Prediction
 
 FULL = rt.FeedHeader.FULL_DATASET
 
@@ -98,9 +103,12 @@ def trip_updates(
     vehicles: Iterable[VehicleRow],
     stops_ahead: Mapping[str, Sequence[StopAhead]],
     now: datetime,
+    predictions: Mapping[str, Sequence[Prediction]] | None = None,
 ) -> rt.FeedMessage:
     """One TripUpdate per vehicle on a trip; ``stops_ahead[vehicle_id]`` are the trip's
-    stops from the next one on (scheduled epochs)."""
+    stops from the next one on (scheduled epochs). Where ``predictions[vehicle_id]`` holds
+    the engine's predictions (mobility.predictions) they give the times and the
+    ``uncertainty``; otherwise the current delay is carried forward."""
     msg = rt.FeedMessage()
     _header(msg, now)
     for v in vehicles:
@@ -117,6 +125,10 @@ def trip_updates(
         tu.timestamp = min(int(v.ts.timestamp()), int(now.timestamp()))  # E012
         delay = round(v.delay_s or 0.0)
         tu.delay = delay
+        engine = (predictions or {}).get(v.vehicle_id)
+        if engine and len(engine) == len(ahead):
+            _engine_times(tu, ahead, engine)
+            continue
         for s, (arr, dep) in zip(ahead, predicted_times(ahead, delay, now), strict=True):
             stu = tu.stop_time_update.add()
             stu.stop_sequence = s.stop_sequence
@@ -127,6 +139,23 @@ def trip_updates(
             stu.departure.delay = dep - round(s.departure_epoch)
             stu.schedule_relationship = rt.TripUpdate.StopTimeUpdate.SCHEDULED
     return msg
+
+
+def _engine_times(
+    tu: rt.TripUpdate, ahead: Sequence[StopAhead], engine: Sequence[Prediction]
+) -> None:
+    """Stop time updates from the engine: times, delays and the uncertainty (seconds)."""
+    for s, p in zip(ahead, engine, strict=True):
+        stu = tu.stop_time_update.add()
+        stu.stop_sequence = s.stop_sequence
+        stu.stop_id = s.stop_id
+        stu.arrival.time = p.arrival
+        stu.arrival.delay = p.arrival - round(s.arrival_epoch)
+        stu.arrival.uncertainty = p.uncertainty
+        stu.departure.time = p.departure
+        stu.departure.delay = p.departure - round(s.departure_epoch)
+        stu.departure.uncertainty = p.uncertainty
+        stu.schedule_relationship = rt.TripUpdate.StopTimeUpdate.SCHEDULED
 
 
 def predicted_times(ahead: Sequence[StopAhead], delay: int, now: datetime) -> list[tuple[int, int]]:
