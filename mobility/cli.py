@@ -314,3 +314,25 @@ def evaluate_predictions(
     res = evaluate(bundled_network(), cfg)
     for line in evaluation_report(res, chosen):
         typer.echo(line)
+
+
+@app.command("accuracy")
+def prediction_accuracy(
+    days: int = typer.Option(7, min=1, max=366, help="The last this many days."),
+    route: str = typer.Option(None, help="Only this route_id."),
+    lang: str = typer.Option(None, help="ja or en (default: MEBUKU_LANG, the locale, else ja)"),
+) -> None:
+    """How accurate the issued arrival predictions were (MBTA bins) by route and hour, with
+    the mean and 90th-percentile error per horizon. Scores what is pending first."""
+    from datetime import UTC
+
+    from mobility.predictions.accuracy import accuracy_report, load_accuracy, score
+
+    chosen = _cli_lang(lang)
+    s = get_settings()
+    end = datetime.now(UTC)
+    with psycopg.connect(s.require_database_url(), autocommit=True) as conn:
+        score(conn, end)
+        acc = load_accuracy(conn, end - timedelta(days=days), end, route)
+    for line in accuracy_report(acc, chosen):
+        typer.echo(line)

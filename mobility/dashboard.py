@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.grafana import dashboard, panel, query_variable, sql_target
+from core.i18n import gettext
 
 ROUTE_FILTER = "route_id IN ($route)"
 
@@ -164,6 +165,26 @@ def _map_options() -> dict[str, Any]:
     }
 
 
+# Issue 15: arrival prediction accuracy per route, share within each MBTA bin.
+PREDICTION_ACCURACY = """
+SELECT coalesce(r.route_long_name, a.route_id) AS route,
+       (100.0 * sum(a.accurate) FILTER (WHERE a.bin = '0-3')
+        / nullif(sum(a.predictions) FILTER (WHERE a.bin = '0-3'), 0))::float8 AS "0-3 min %",
+       (100.0 * sum(a.accurate) FILTER (WHERE a.bin = '3-6')
+        / nullif(sum(a.predictions) FILTER (WHERE a.bin = '3-6'), 0))::float8 AS "3-6 min %",
+       (100.0 * sum(a.accurate) FILTER (WHERE a.bin = '6-12')
+        / nullif(sum(a.predictions) FILTER (WHERE a.bin = '6-12'), 0))::float8 AS "6-12 min %",
+       (100.0 * sum(a.accurate) FILTER (WHERE a.bin = '12-30')
+        / nullif(sum(a.predictions) FILTER (WHERE a.bin = '12-30'), 0))::float8 AS "12-30 min %",
+       (100.0 * sum(a.accurate) / nullif(sum(a.predictions), 0))::float8 AS "all %",
+       sum(a.predictions)::float8 AS predictions
+FROM grafana.mobility_prediction_accuracy a
+LEFT JOIN grafana.gtfs_routes r ON r.route_id = a.route_id
+WHERE $__timeFilter(a.time) AND a.route_id IN ($route)
+GROUP BY 1 ORDER BY 1
+"""
+
+
 def operators_dashboard() -> dict[str, Any]:
     panels = [
         panel(
@@ -250,6 +271,12 @@ def operators_dashboard() -> dict[str, Any]:
             "Alerts: off-route, overspeed, offline, bunching",
             [sql_target(ALERTS, "table")],
             grid=(0, 36, 24, 8),
+        ),
+        panel(
+            "table",
+            gettext("Arrival prediction accuracy by route (share within the MBTA bins)"),
+            [sql_target(PREDICTION_ACCURACY, "table")],
+            grid=(0, 44, 24, 8),
         ),
     ]
     return dashboard(

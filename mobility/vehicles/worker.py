@@ -110,6 +110,9 @@ class WorkerConfig:
     # bound on ts lets TimescaleDB skip old (compressed) chunks on every poll. None: no
     # bound (replaying a recorded day whose ts are far behind their received_at).
     max_fix_age: timedelta | None = None
+    # Arrival predictions (issue 15): every this many seconds learn from the new stop
+    # events, sample the predictions issued now and score the earlier ones (0: never).
+    predictions_s: float = 60.0
 
 
 class StateWorker:
@@ -148,6 +151,7 @@ class StateWorker:
         self.key: tuple[datetime, str, datetime] = (self.cursor, "", self.cursor)
         self._swept_to: datetime | None = None
         self._sweep_at = time.monotonic()
+        self._predictions_at = time.monotonic()
         self._stop = threading.Event()
         self._pending: tuple[dict[str, tuple[VehicleState, datetime]], list[Event]] = ({}, [])
 
@@ -334,6 +338,26 @@ class StateWorker:
         plan = self.schedule.trips.get(trip_id) if trip_id else None
         return plan.direction_id if plan else None
 
+    def predictions_once(self) -> None:
+        """Learn from new stop events, sample the predictions issued now, score earlier
+        ones (mobility.predictions). Failures are logged, never fatal to the tracking."""
+        from mobility.predictions import accuracy, store
+
+        self._predictions_at = time.monotonic()
+        try:
+            store.refresh(self.conn)
+            now = utc(self.clock())
+            accuracy.sample(self.conn, now)
+            accuracy.score(self.conn, now)
+        except psycopg.Error:
+            log.exception("arrival predictions: learning or sampling failed")
+            self.metrics.errors.labels("predictions").inc()
+
+    def _maybe_predictions(self) -> None:
+        every = self.config.predictions_s
+        if every > 0 and time.monotonic() - self._predictions_at >= every:
+            self.predictions_once()
+
     def run(self) -> None:
         """Poll until :meth:`stop`; database errors are logged and retried, never fatal."""
         log.info("mobility worker started (feed version %s)", self.schedule.version)
@@ -341,6 +365,7 @@ class StateWorker:
             try:
                 self._maybe_reload_feed()
                 n = self.run_once()
+                self._maybe_predictions()
             except psycopg.OperationalError:
                 log.exception("database unavailable; retrying")
                 self.metrics.errors.labels("database").inc()

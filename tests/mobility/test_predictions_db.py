@@ -12,15 +12,19 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from google.transit import gtfs_realtime_pb2 as rt
+from typer.testing import CliRunner
 
 from api.app import create_app
 from api.keys import create_api_key
 from core.roles import role_url
-from core.settings import Settings
+from core.settings import Settings, get_settings
+from mobility.cli import app as mobility_cli
 from mobility.gtfs.importer import import_feed
+from mobility.predictions.accuracy import accuracy_report, load_accuracy, sample, score
 from mobility.predictions.evaluate import simulate
 from mobility.predictions.live import forget_model
 from mobility.predictions.model import TRAVEL, learn
+from mobility.predictions.scoring import bin_index, is_accurate
 from mobility.predictions.sim import Block, bundled_network, observations
 from mobility.predictions.store import load_rows, refresh
 from mobility.vehicles.schedule import TripPlan, load_schedule, local_date, service_day_epoch
@@ -304,3 +308,71 @@ def test_stop_arrivals_public_and_operator(
     )
     assert other.status_code == 404
     assert client.get(f"/v1/operators/{AGENCY}/stops/{stop.stop_id}/arrivals").status_code == 401
+
+
+def test_accuracy_sampled_scored_and_reported(
+    live: dict[str, Any], db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan: TripPlan = live["plan"]
+    forget_model()
+    now = datetime.now(UTC)
+    with psycopg.connect(role_url(db_url, "mobility"), autocommit=True) as conn:
+        assert sample(conn, now) >= 3
+        assert sample(conn, now) == 0  # once per vehicle, stop and minute
+        rows = conn.execute(
+            "SELECT stop_sequence, stop_id, predicted_at, horizon_s FROM"
+            " mobility_prediction_samples WHERE vehicle_id = 'bus-p' ORDER BY stop_sequence"
+        ).fetchall()
+    assert all(0 <= r[3] <= 1800 for r in rows)
+    assert rows[0][0] == plan.stops[live["k"]].sequence
+    offsets = [20.0, -100.0, 400.0]
+    day = local_date(live["day0"] + 3600)
+    with psycopg.connect(db_url, autocommit=True) as owner:
+        for (seq, stop_id, predicted, _h), off in zip(rows, offsets, strict=False):
+            owner.execute(
+                "INSERT INTO vehicle_events (vehicle_id, ts, type, stop_id, trip_id, route_id,"
+                " stop_sequence, service_date) VALUES ('bus-p', %s, 'arrival', %s, %s, %s, %s, %s)",
+                [
+                    predicted + timedelta(seconds=off),
+                    stop_id,
+                    plan.trip_id,
+                    plan.route_id,
+                    seq,
+                    day,
+                ],
+            )
+    with psycopg.connect(role_url(db_url, "mobility"), autocommit=True) as conn:
+        assert score(conn, now) == 3
+        scored = conn.execute(
+            "SELECT error_s, horizon_s FROM mobility_prediction_samples"
+            " WHERE error_s IS NOT NULL ORDER BY stop_sequence"
+        ).fetchall()
+        assert [round(e) for e, _ in scored] == [20, -100, 400]
+        acc = load_accuracy(conn, now - timedelta(hours=1), now + timedelta(hours=1))
+    expected_ok = sum(bool(is_accurate(h, e)) for e, h in scored)
+    total = acc.total[0]
+    assert total.n == 3 and sum(c.accurate for c in total.cells) == expected_ok
+    assert [ln.n for ln in acc.by_route] == [3] and len(acc.by_hour) >= 1
+    for _e, h in scored:
+        cell = total.cells[bin_index(h) or 0]
+        assert cell.n >= 1 and cell.mae is not None
+    ja = "\n".join(accuracy_report(acc, "ja"))
+    assert "系統別の的中率" in ja and "時間帯別の的中率" in ja and "先行時間別の誤差" in ja
+    assert "Share accurate by route" in "\n".join(accuracy_report(acc, "en"))
+    # what Grafana sees
+    with psycopg.connect(role_url(db_url, "grafana"), autocommit=True) as g:
+        got = g.execute(
+            "SELECT sum(predictions), sum(accurate) FROM grafana.mobility_prediction_accuracy"
+        ).fetchone()
+    assert got == (3, expected_ok)
+    # the CLI, Japanese first
+    monkeypatch.setenv("MEBUKU_DATABASE_URL", db_url)
+    monkeypatch.delenv("MEBUKU_LANG", raising=False)
+    monkeypatch.setenv("LANG", "C")
+    get_settings.cache_clear()
+    try:
+        out = CliRunner().invoke(mobility_cli, ["accuracy", "--days", "1"])
+    finally:
+        get_settings.cache_clear()
+    assert out.exit_code == 0, out.output
+    assert "系統別の的中率" in out.output and "| 3 |" in out.output.replace(",", "")
