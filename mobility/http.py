@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -20,6 +21,7 @@ from mobility.predictions.live import live_predictions_async
 from mobility.realtime import StopAhead, VehicleRow, trip_updates, vehicle_positions
 from mobility.vehicles.schedule import service_day_epoch
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["mobility"])
 staff = _require_roles(Role.OPERATOR, Role.COUNCIL, Role.ADMIN)
 PROTOBUF = "application/x-protobuf"
@@ -101,7 +103,12 @@ async def gtfs_rt_trip_updates(
 ) -> Response:
     vehicles = await _vehicle_rows(conn)
     now = datetime.now(UTC)
-    _live, predicted = await live_predictions_async(conn, now)
+    try:
+        _live, predicted = await live_predictions_async(conn, now)
+    except (ValueError, ArithmeticError, LookupError):
+        # A prediction bug must not take the public feed down: carry the delay forward.
+        log.exception("arrival predictions failed; trip updates carry delays forward")
+        predicted = {}
     days = {v.vehicle_id: v.service_date for v in vehicles}
     ahead: dict[str, list[StopAhead]] = {}
     cur = await conn.execute(_AHEAD_SQL, {"fresh": FRESH})
