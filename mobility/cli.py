@@ -303,8 +303,8 @@ def evaluate_predictions(
     seed: int = typer.Option(1, help="Run seed: a new seed is a new city and new days."),
     lang: str = typer.Option(None, help="ja or en (default: MEBUKU_LANG, the locale, else ja)"),
 ) -> None:
-    """Train the arrival predictions on simulated days and score them on others (MBTA bins:
-    timetable, carry-forward and the engine), with the engine's throughput."""
+    """Arrival predictions on simulated days: MBTA-bin accuracy of timetable,
+    carry-forward and engine, and the engine's throughput."""
     from mobility.predictions.evaluate import EvalConfig, evaluate
     from mobility.predictions.report import evaluation_report
     from mobility.predictions.sim import bundled_network
@@ -322,8 +322,7 @@ def prediction_accuracy(
     route: str = typer.Option(None, help="Only this route_id."),
     lang: str = typer.Option(None, help="ja or en (default: MEBUKU_LANG, the locale, else ja)"),
 ) -> None:
-    """How accurate the issued arrival predictions were (MBTA bins) by route and hour, with
-    the mean and 90th-percentile error per horizon. Scores what is pending first."""
+    """Accuracy of the issued arrival predictions (MBTA bins) by route, hour and horizon."""
     from datetime import UTC
 
     from mobility.predictions.accuracy import accuracy_report, load_accuracy, score
