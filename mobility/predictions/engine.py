@@ -20,7 +20,6 @@ from __future__ import annotations
 import itertools
 import math
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -354,16 +353,3 @@ class Predictor:
         if hold and dep < s.departure:
             dep = s.departure
         return arr, dep, var + dw.sigma * dw.sigma
-
-
-def consistent(times: Sequence[tuple[float, float]], now: float) -> list[tuple[int, int]]:
-    """(arrival, departure) pairs made valid: none before ``now``, departure at or after
-    arrival, each arrival at least a second after the previous departure."""
-    out: list[tuple[int, int]] = []
-    lo = math.ceil(now)
-    for arr, dep in times:
-        a = max(round(arr), lo)
-        d = max(round(dep), a)
-        out.append((a, d))
-        lo = d + 1
-    return out
