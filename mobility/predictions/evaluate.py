@@ -9,6 +9,7 @@ deviation added to every later stop, as ``mobility.realtime`` does), and the eng
 from __future__ import annotations
 
 import bisect
+import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -119,8 +120,11 @@ def _scheduled_at(trip: PlannedTrip, j: int, dist: float) -> float:
     return a.departure + f * (b.arrival - a.departure)
 
 
-def snapshot(block: Block, now: float) -> Snapshot | None:
-    """Where the block's bus is at ``now`` (None before its first trip or after its last)."""
+def snapshot(block: Block, now: float, rng: random.Random | None = None) -> Snapshot | None:
+    """Where the block's bus is at ``now`` (None before its first trip or after its last).
+
+    With ``rng`` the tracker's measurement errors are added: GPS position (sigma 10 m
+    along the road) and the detected arrival time (sigma 3 s)."""
     for r, run in enumerate(block.runs):
         if not run.arrivals or now >= run.arrivals[-1]:
             continue
@@ -134,17 +138,16 @@ def snapshot(block: Block, now: float) -> Snapshot | None:
         j = bisect.bisect_right(run.departures, now)
         s = run.trip.stops[j]
         if now >= run.arrivals[j]:
-            prog = Progress(now, j, s.dist_m, at_stop=True, arrived_at=run.arrivals[j])
+            seen = run.arrivals[j] + (rng.gauss(0, 3.0) if rng else 0.0)
+            prog = Progress(now, j, s.dist_m, at_stop=True, arrived_at=min(seen, now))
             return Snapshot(block.vehicle_id, now, run, prog, now - s.departure)
         dist = _position(run, j, now)
+        if rng is not None:
+            lo, hi = run.trip.stops[j - 1].dist_m, s.dist_m
+            dist = min(max(dist + rng.gauss(0, 10.0), lo), hi)
         prog = Progress(now, j, dist)
         return Snapshot(block.vehicle_id, now, run, prog, now - _scheduled_at(run.trip, j, dist))
     return None
-
-
-def _next_trip(block: Block, run: TripRun) -> PlannedTrip | None:
-    i = block.runs.index(run)
-    return block.runs[i + 1].trip if i + 1 < len(block.runs) else None
 
 
 def _targets(snap: Snapshot) -> Iterator[tuple[int, float]]:
@@ -222,12 +225,13 @@ def evaluate_day(
         return 0
     t, end = min(starts), max(ends)
     k = made = 0
+    rng = random.Random(int(t))
     while t < end:
         while k < len(timeline) and timeline[k][0] <= t:
             predictor.observe(timeline[k][2], vehicle_id=timeline[k][1])
             k += 1
         for b in blocks:
-            snap = snapshot(b, t)
+            snap = snapshot(b, t, rng)
             if snap is not None:
                 made += score_snapshot(predictor, snap, board, b)
         t += sample_s
