@@ -78,7 +78,7 @@ WHERE vs.ts > %(now)s - %(fresh)s::interval AND vs.status <> 'offline'
 ORDER BY vs.vehicle_id
 """
 
-_STOP_TIMES = """
+STOP_TIMES_SQL = """
 SELECT st.trip_id, st.stop_sequence, st.stop_id,
        coalesce(st.arrival_s, st.departure_s), coalesce(st.departure_s, st.arrival_s),
        s.stop_lat, s.stop_lon
@@ -111,7 +111,7 @@ def vehicles_from_rows(rows: Iterable[Sequence[Any]]) -> list[LiveVehicle]:
 
 
 def stop_times_from_rows(rows: Iterable[Sequence[Any]]) -> dict[str, list[StopTimeRow]]:
-    """``_STOP_TIMES`` rows grouped by trip, in stop order."""
+    """``STOP_TIMES_SQL`` rows grouped by trip, in stop order."""
     out: dict[str, list[StopTimeRow]] = {}
     for r in rows:
         out.setdefault(str(r[0]), []).append(
@@ -221,7 +221,7 @@ async def live_predictions_async(
     vehicles = vehicles_from_rows(await cur.fetchall())
     if not vehicles:
         return [], {}
-    cur = await conn.execute(_STOP_TIMES, {"trips": sorted({v.trip_id for v in vehicles})})
+    cur = await conn.execute(STOP_TIMES_SQL, {"trips": sorted({v.trip_id for v in vehicles})})
     stop_times = stop_times_from_rows(await cur.fetchall())
     cur = await conn.execute(RECENT_SQL, {"now": now})
     predictor = _predictor(await MODELS.get_async(conn), await cur.fetchall())
@@ -236,7 +236,7 @@ def live_predictions(
     if not vehicles:
         return [], {}
     stop_times = stop_times_from_rows(
-        conn.execute(_STOP_TIMES, {"trips": sorted({v.trip_id for v in vehicles})})
+        conn.execute(STOP_TIMES_SQL, {"trips": sorted({v.trip_id for v in vehicles})})
     )
     predictor = _predictor(models.get(conn), conn.execute(RECENT_SQL, {"now": now}).fetchall())
     return vehicles, predict_all(predictor, vehicles, stop_times, now.timestamp())

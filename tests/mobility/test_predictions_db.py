@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from api.app import create_app
 from api.keys import create_api_key
+from core.geo import distance_m
 from core.roles import role_url
 from core.settings import Settings, get_settings
 from mobility.cli import app as mobility_cli
@@ -27,7 +28,13 @@ from mobility.predictions.model import TRAVEL, learn
 from mobility.predictions.scoring import bin_index, is_accurate
 from mobility.predictions.sim import Block, bundled_network, observations
 from mobility.predictions.store import load_rows, refresh
-from mobility.vehicles.schedule import TripPlan, load_schedule, local_date, service_day_epoch
+from mobility.vehicles.schedule import (
+    StopOnTrip,
+    TripPlan,
+    load_schedule,
+    local_date,
+    service_day_epoch,
+)
 from tests.mobility.feeds import REAL_FEED
 from tests.mobility.gtfs_rt_rules import check_trip_updates
 from tests.mobility.test_http import AGENCY, _static_feed, _trip_running_now
@@ -157,11 +164,19 @@ def live(db_url: str) -> dict[str, Any]:
             ],
         )
         later = _second_trip(conn, plan, day, now)
+        follow = _follow_trip(conn, plan, day, {later.trip_id})
         keys = {
             "own": create_api_key(conn, "operator", AGENCY, "test"),
             "other": create_api_key(conn, "operator", "other-operator", "test"),
         }
-    return {"plan": plan, "later": later, "keys": keys, "day0": day0, "k": k}
+    return {
+        "plan": plan,
+        "later": later,
+        "follow": follow,
+        "keys": keys,
+        "day0": day0,
+        "k": k,
+    }
 
 
 def _second_trip(conn: psycopg.Connection, plan: TripPlan, day: date, now: float) -> TripPlan:
@@ -174,6 +189,7 @@ def _second_trip(conn: psycopg.Connection, plan: TripPlan, day: date, now: float
         if p.trip_id != plan.trip_id
         and p.service_id in active
         and p.stops[0].stop_id not in {s.stop_id for s in plan.stops}
+        and _apart(p.stops[0], plan.stops[-1]) > 2000
     )
     shift = round(now + 1200 - day0) - other.start_s
     conn.execute(
@@ -182,6 +198,32 @@ def _second_trip(conn: psycopg.Connection, plan: TripPlan, day: date, now: float
         [shift, shift, other.trip_id],
     )
     return load_schedule(conn).trips[other.trip_id]
+
+
+def _apart(a: StopOnTrip, b: StopOnTrip) -> float:
+    return distance_m(a.lat, a.lon, b.lat, b.lon)
+
+
+def _follow_trip(conn: psycopg.Connection, plan: TripPlan, day: date, taken: set[str]) -> TripPlan:
+    """A trip from where ``plan`` ends, re-timed to leave 130 s after ``plan``'s
+    timetabled end: the bus that runs ``plan`` will run it next (a block)."""
+    sched = load_schedule(conn)
+    active = sched.active_services(day)
+    nxt = next(
+        p
+        for p in sched.trips.values()
+        if p.trip_id != plan.trip_id
+        and p.trip_id not in taken
+        and p.service_id in active
+        and _apart(p.stops[0], plan.stops[-1]) <= 300
+    )
+    shift = plan.end_s + 130 - nxt.start_s
+    conn.execute(
+        "UPDATE gtfs_stop_times SET arrival_s = arrival_s + %s, departure_s = departure_s + %s"
+        " WHERE feed_version = gtfs_current_version() AND trip_id = %s",
+        [shift, shift, nxt.trip_id],
+    )
+    return load_schedule(conn).trips[nxt.trip_id]
 
 
 @pytest.fixture(scope="module")
@@ -376,3 +418,19 @@ def test_accuracy_sampled_scored_and_reported(
         get_settings.cache_clear()
     assert out.exit_code == 0, out.output
     assert "系統別の的中率" in out.output and "| 3 |" in out.output.replace(",", "")
+
+
+def test_next_trip_after_the_layover_is_predicted(client: TestClient, live: dict[str, Any]) -> None:
+    follow: TripPlan = live["follow"]
+    forget_model()
+    end = list(_mine(client).stop_time_update)[-1].arrival.time
+    first = follow.stops[0]
+    r = client.get(f"/v1/stops/{first.stop_id}/arrivals", params={"limit": 50})
+    rows = [x for x in r.json() if x["trip_id"] == follow.trip_id]
+    assert rows, r.json()
+    row = rows[0]
+    assert row["realtime"] is True and row["vehicle_id"] == "bus-p"
+    sched = live["day0"] + first.departure_s
+    expected = max(sched, end + 120)
+    assert abs(datetime.fromisoformat(row["predicted"]).timestamp() - expected) <= 2
+    assert row["uncertainty_s"] is not None

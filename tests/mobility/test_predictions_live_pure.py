@@ -14,6 +14,7 @@ from mobility.predictions.live import (
     progress_of,
 )
 from mobility.predictions.model import Model
+from mobility.predictions.upcoming import Ending, NextTrip, assign_next_trips
 from mobility.vehicles.schedule import service_day_epoch
 
 DAY = date(2026, 11, 25)
@@ -85,3 +86,21 @@ def test_accuracy_report_lines() -> None:
     assert "前橋高崎線" in ja and "90.0%" in ja and "系統別の的中率" in ja
     assert "| 0-3分先 | 10 | 90.0% | 30 | 55 |" in ja
     assert accuracy_report(Accuracy([], [], []), "en") == ["No scored predictions in this period."]
+
+
+def test_next_trips_go_to_the_bus_that_ends_there_just_before() -> None:
+    t0 = DAY0 + 9 * 3600
+    here, far = (36.39, 139.06), (36.45, 139.06)
+    endings = [
+        Ending("early", *here, t0 - 3000, t0 - 2900, 30),  # ended 50 min before
+        Ending("late", *here, t0 - 600, t0 - 60, 40),  # ended 10 min before (late)
+        Ending("away", *far, t0 - 600, t0 - 600, 30),  # elsewhere
+        Ending("tight", *here, t0 - 60, t0 - 60, 30),  # too tight for a, fits b
+    ]
+    trips = [
+        NextTrip(("a", DAY), *here, t0),
+        NextTrip(("b", DAY), *here, t0 + 600),
+        NextTrip(("c", DAY), *far, t0 + 10_000),  # nobody within 90 min
+    ]
+    got = {k[0]: e.vehicle_id for k, e in assign_next_trips(trips, endings).items()}
+    assert got == {"a": "late", "b": "tight"}  # each bus one trip, the latest that fits
