@@ -135,6 +135,8 @@ def dev_card_env(settings: Settings, state: Path) -> dict[str, str]:
 
 
 def setup_steps(settings: Settings, state: Path | None = None) -> list[Command]:
+    """The one-shot set-up commands of a demo run, in order; kept as data so the fingerprint of each
+    step decides whether it runs again."""
     gtfs = settings.gtfs_path or DEFAULT_GTFS
     trials = [str(p) for p in sorted(DEMO_TRIALS.glob("*.toml"))]
     dev: list[Command] = []
@@ -319,12 +321,15 @@ KEYS_FILE = "api-keys.json"
 
 @dataclass(frozen=True)
 class DemoKey:
+    """An API key the demo created, kept so a restart shows the same keys instead of new ones."""
+
     role: str
     operator_id: str | None
     key: str
 
     @property
     def label(self) -> str:
+        """The role, and the operator for operator keys, shown above each key."""
         return f"{self.role} {self.operator_id}" if self.operator_id else self.role
 
 
@@ -476,9 +481,11 @@ class Child:
 
     @property
     def name(self) -> str:
+        """The CLI group, which names the child in logs and in ``demo.json``."""
         return self.cmd.group
 
     def start(self) -> None:
+        """Start the command in its own process group, so a stop signal reaches its children too."""
         self.healthy = False
         self.restart_at = None
         self.proc = subprocess.Popen(
@@ -506,9 +513,11 @@ class Child:
         stream.close()
 
     def exited(self) -> int | None:
+        """The exit status once the child has exited, else None (does not wait)."""
         return None if self.proc is None else self.proc.poll()
 
     def signal(self, sig: signal.Signals) -> None:
+        """Signal the child's whole process group, if it still runs."""
         if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
@@ -526,6 +535,7 @@ class Child:
         self.proc.wait()
 
     def check_health(self) -> bool:
+        """Running, and answering its health URL when it has one: only then is it shown as ready."""
         if self.exited() is not None or self.proc is None:
             return False
         if self.cmd.health is None:
@@ -550,6 +560,8 @@ class Supervisor:
         self.ready = False
 
     def write_state(self, **extra: object) -> None:
+        """Write ``demo.json`` atomically, so a second demo and ``mebuku`` commands read a whole
+        file."""
         data = {
             "pid": os.getpid(),
             "ready": self.ready,
@@ -562,6 +574,7 @@ class Supervisor:
         tmp.replace(self.state / STATE_FILE)
 
     def start(self, child: Child) -> None:
+        """Supervise ``child`` from now on and start it."""
         self.children.append(child)
         child.start()
 

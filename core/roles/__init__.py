@@ -51,6 +51,8 @@ class PolicyError(ValueError):
 
 @dataclass(frozen=True)
 class Policy:
+    """The grants of core/roles/grants.toml, validated: which role may do what on which table."""
+
     roles: dict[str, str]  # short name -> purpose
     tables: dict[str, dict[str, list[str]]]  # pattern -> role -> privileges
     append_only: tuple[str, ...]
@@ -59,10 +61,12 @@ class Policy:
     role_settings: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def role(self, short: str) -> str:
+        """The database role for a short name, prefixed so it cannot clash with other roles."""
         return ROLE_PREFIX + short
 
     @property
     def role_names(self) -> list[str]:
+        """Every database role this policy creates."""
         return [self.role(r) for r in self.roles]
 
     def decision(self, schema: str, name: str) -> dict[str, list[str]] | None:
@@ -153,6 +157,7 @@ def parse_policy(data: dict[str, Any]) -> Policy:
 
 
 def load_policy() -> Policy:
+    """The policy shipped with the package, read as package data so an installed wheel has it."""
     text = (resources.files(PACKAGE) / "grants.toml").read_text(encoding="utf-8")
     return parse_policy(tomllib.loads(text))
 
