@@ -18,7 +18,7 @@ from typing import Literal
 from psycopg import AsyncConnection
 
 from fiveg import store
-from fiveg.kpi import DEFAULT_MIN_COVERAGE_PCT, Scorecard, Stats, scorecard
+from fiveg.kpi import DEFAULT_MIN_COVERAGE_PCT, DataCoverage, Scorecard, Stats, scorecard
 from fiveg.store import HIST_WIDTH, ROLLUP_WIDTH, Mobility, StoredTrial
 from fiveg.targets import REFERENCE_TARGETS, Target
 
@@ -125,8 +125,8 @@ async def trial_kpis(
         overall, per_bucket, data = r.overall, r.per_hour, r.data_buckets
         per_device, mobility = {}, None
     card = scorecard(
-        with_references(trial.targets), overall, per_bucket, start, end, bucket, data,
-        ROLLUP_WIDTH, min_coverage_pct,
+        with_references(trial.targets), overall, per_bucket, start, end, bucket,
+        DataCoverage(data, ROLLUP_WIDTH, min_coverage_pct),
     )  # fmt: skip
     return TrialKpis(
         trial, start, end, bucket, source, overall, per_bucket, per_device, mobility, card

@@ -191,6 +191,17 @@ def availability(target: Target, per_bucket: Mapping[datetime, Stats], total: in
     return 100.0 * met / total
 
 
+@dataclass(frozen=True)
+class DataCoverage:
+    """Where the data are, when that is known more finely than the KPI buckets (raw
+    samples under hourly rollups): ``buckets`` of ``width`` that hold data, and the
+    coverage a trial needs for its verdict to count."""
+
+    buckets: Iterable[datetime] | None = None
+    width: timedelta | None = None
+    min_coverage_pct: float = DEFAULT_MIN_COVERAGE_PCT
+
+
 def scorecard(
     targets: Sequence[Target],
     overall: Stats,
@@ -198,12 +209,11 @@ def scorecard(
     start: datetime,
     end: datetime,
     width: timedelta,
-    data_buckets: Iterable[datetime] | None = None,
-    data_width: timedelta | None = None,
-    min_coverage_pct: float = DEFAULT_MIN_COVERAGE_PCT,
+    coverage: DataCoverage = DataCoverage(),
 ) -> Scorecard:
     """Pass/fail per target on the whole period, availability per ``width`` bucket, and
-    data coverage and gaps per ``data_width`` bucket (default: the same buckets)."""
+    data coverage and gaps per ``coverage.width`` bucket (default: the same buckets)."""
+    data_buckets, data_width = coverage.buckets, coverage.width
     buckets = bucket_range(start, end, width)
     inside = {b: st for b, st in per_bucket.items() if b + width > start and b < end and st.n}
     results = [
@@ -220,4 +230,4 @@ def scorecard(
     grid = bucket_range(start, end, dw)
     have = set(grid).intersection(inside if data_buckets is None else data_buckets)
     gaps = find_gaps(have, start, end, dw)
-    return Scorecard(results, passed, len(grid), len(have), gaps, min_coverage_pct)
+    return Scorecard(results, passed, len(grid), len(have), gaps, coverage.min_coverage_pct)

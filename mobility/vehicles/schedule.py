@@ -171,18 +171,25 @@ def _fill_times(times: list[int | None], dists: list[float]) -> list[int]:
     return out
 
 
-def build_schedule(
-    *,
-    trips: Iterable[Mapping[str, Any]],
-    stop_times: Iterable[Mapping[str, Any]],
-    shapes: Mapping[str, Sequence[tuple[float, float]]],
-    stops: Mapping[str, tuple[float, float, str | None]],
-    routes: Mapping[str, str],
-    calendar: Iterable[Mapping[str, Any]] = (),
-    calendar_dates: Iterable[Mapping[str, Any]] = (),
-    version: int | None = None,
-) -> Schedule:
-    """Rows as dicts with GTFS column names (times in seconds: arrival_s, departure_s)."""
+@dataclass(frozen=True)
+class GtfsRows:
+    """The GTFS rows a schedule is built from, whether read from the database or straight
+    from a zip: dicts with GTFS column names (times in seconds: arrival_s, departure_s)."""
+
+    trips: Iterable[Mapping[str, Any]]
+    stop_times: Iterable[Mapping[str, Any]]
+    shapes: Mapping[str, Sequence[tuple[float, float]]]
+    stops: Mapping[str, tuple[float, float, str | None]]
+    routes: Mapping[str, str]
+    calendar: Iterable[Mapping[str, Any]] = ()
+    calendar_dates: Iterable[Mapping[str, Any]] = ()
+
+
+def build_schedule(gtfs: GtfsRows, version: int | None = None) -> Schedule:
+    """The trips projected onto their shapes with every stop time filled in, so the
+    tracker does pure arithmetic per fix."""
+    trips, stop_times, shapes, stops = gtfs.trips, gtfs.stop_times, gtfs.shapes, gtfs.stops
+    routes, calendar, calendar_dates = gtfs.routes, gtfs.calendar, gtfs.calendar_dates
     by_trip: dict[str, list[Mapping[str, Any]]] = {}
     for st in stop_times:
         by_trip.setdefault(st["trip_id"], []).append(st)
@@ -258,13 +265,15 @@ def load_schedule(conn: psycopg.Connection) -> Schedule:
         r[0]: r[1] for r in conn.execute(f"SELECT route_id, agency_id FROM gtfs_routes {where}")
     }
     return build_schedule(
-        trips=_dicts(conn, f"SELECT * FROM gtfs_trips {where}"),
-        stop_times=_dicts(conn, f"SELECT * FROM gtfs_stop_times {where}"),
-        shapes=shapes,
-        stops=stops,
-        routes=routes,
-        calendar=_dicts(conn, f"SELECT * FROM gtfs_calendar {where}"),
-        calendar_dates=_dicts(conn, f"SELECT * FROM gtfs_calendar_dates {where}"),
+        GtfsRows(
+            trips=_dicts(conn, f"SELECT * FROM gtfs_trips {where}"),
+            stop_times=_dicts(conn, f"SELECT * FROM gtfs_stop_times {where}"),
+            shapes=shapes,
+            stops=stops,
+            routes=routes,
+            calendar=_dicts(conn, f"SELECT * FROM gtfs_calendar {where}"),
+            calendar_dates=_dicts(conn, f"SELECT * FROM gtfs_calendar_dates {where}"),
+        ),
         version=v,
     )
 
@@ -280,15 +289,18 @@ def schedule_from_feed(tables: Mapping[str, Any]) -> Schedule:
     for r in sorted(rows("shapes.txt"), key=lambda r: (r["shape_id"], r["shape_pt_sequence"])):
         shapes.setdefault(r["shape_id"], []).append((r["shape_pt_lat"], r["shape_pt_lon"]))
     return build_schedule(
-        trips=rows("trips.txt"),
-        stop_times=rows("stop_times.txt"),
-        shapes=shapes,
-        stops={
-            r["stop_id"]: (r["stop_lat"], r["stop_lon"], r["stop_name"]) for r in rows("stops.txt")
-        },
-        routes={r["route_id"]: r["agency_id"] for r in rows("routes.txt")},
-        calendar=rows("calendar.txt"),
-        calendar_dates=rows("calendar_dates.txt"),
+        GtfsRows(
+            trips=rows("trips.txt"),
+            stop_times=rows("stop_times.txt"),
+            shapes=shapes,
+            stops={
+                r["stop_id"]: (r["stop_lat"], r["stop_lon"], r["stop_name"])
+                for r in rows("stops.txt")
+            },
+            routes={r["route_id"]: r["agency_id"] for r in rows("routes.txt")},
+            calendar=rows("calendar.txt"),
+            calendar_dates=rows("calendar_dates.txt"),
+        )
     )
 
 
