@@ -221,7 +221,7 @@ async def get_sensors(
     summary="Trial report (PDF)",
     responses={200: {"content": {"application/pdf": {}}}},
 )
-async def get_report(
+async def get_report(  # noqa: PLR0913 (path, query and dependencies FastAPI injects)
     trial_id: TrialId,
     _: Reader,
     conn: Conn,

@@ -127,7 +127,7 @@ class CardNotHeldError(LookupError):
     """No active or lost link of this card exists."""
 
 
-async def staff_resolve(
+async def staff_resolve(  # noqa: PLR0913 (keyword-only; its caller, fares/http.py, is being split in parallel)
     conn: AsyncConnection,
     key: bytes,
     idm: str,
