@@ -35,6 +35,8 @@ RAW_LIMIT = 500_000
 
 @dataclass(frozen=True)
 class TrialKpis:
+    """A trial's KPIs over one window, with everything the API, CLI and report show."""
+
     trial: StoredTrial
     start: datetime
     end: datetime
@@ -90,6 +92,8 @@ async def trial_kpis(
     source: SourceChoice = "raw",
     min_coverage_pct: float = DEFAULT_MIN_COVERAGE_PCT,
 ) -> TrialKpis:
+    """The KPIs of a trial over [start, end) (default: its elapsed period) from raw samples or
+    hourly rollups; the one computation the API, CLI and report share."""
     d = trial.definition
     start, end = measured_window(trial, start, end)
     if end <= start:
