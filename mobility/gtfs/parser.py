@@ -49,12 +49,15 @@ class Table:
     unknown_columns: list[str] = field(default_factory=list)
 
     def column(self, name: str) -> list[Value]:
+        """One column's values, for cross-file reference checks."""
         i = self.columns.index(name)
         return [r[i] for r in self.rows]
 
 
 @dataclass
 class ParsedFeed:
+    """Every file of a feed, parsed and checked, with the hash that identifies it."""
+
     sha256: str
     tables: dict[str, Table]
 
@@ -68,6 +71,7 @@ class ParsedFeed:
         ]
 
     def counts(self) -> dict[str, int]:
+        """Rows per file, reported after an import."""
         return {name: len(t.rows) for name, t in self.tables.items()}
 
 
@@ -81,6 +85,7 @@ def parse_time(text: str) -> int:
 
 
 def format_time(seconds: int) -> str:
+    """Seconds after noon-minus-12h as GTFS "HH:MM:SS" (hours may exceed 24)."""
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 

@@ -27,6 +27,8 @@ _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
 
 @dataclass(frozen=True)
 class StopOnTrip:
+    """A stop of a trip with its distance along the shape and its times."""
+
     stop_id: str
     sequence: int
     dist_m: float
@@ -38,6 +40,8 @@ class StopOnTrip:
 
 @dataclass
 class TripPlan:
+    """A trip projected onto its shape, so a fix maps to a distance and a scheduled time."""
+
     trip_id: str
     route_id: str
     service_id: str
@@ -52,14 +56,17 @@ class TripPlan:
 
     @property
     def start_s(self) -> int:
+        """The departure from the first stop, in seconds of the service day."""
         return self.stops[0].departure_s
 
     @property
     def end_s(self) -> int:
+        """The arrival at the last stop, in seconds of the service day."""
         return self.stops[-1].arrival_s
 
     @property
     def length_m(self) -> float:
+        """The trip's length along its shape, in metres."""
         return float(self.shape.length)
 
     def scheduled_at(self, dist_m: float) -> float:
@@ -85,11 +92,14 @@ def service_day_epoch(d: date) -> float:
 
 
 def local_date(epoch: float) -> date:
+    """The service date in Japan time for an epoch."""
     return datetime.fromtimestamp(epoch, JST).date()
 
 
 @dataclass
 class Schedule:
+    """The current feed's trips, stops and calendar in memory, so tracking does no queries."""
+
     version: int | None
     trips: dict[str, TripPlan]
     stops: dict[str, tuple[float, float, str | None]]  # stop_id -> (lat, lon, name)
@@ -99,6 +109,7 @@ class Schedule:
     _active_cache: dict[date, frozenset[str]] = field(default_factory=dict, repr=False)
 
     def active_services(self, d: date) -> frozenset[str]:
+        """The services running on ``d`` (calendar plus exceptions), cached per day."""
         cached = self._active_cache.get(d)
         if cached is not None:
             return cached
@@ -305,4 +316,5 @@ def schedule_from_feed(tables: Mapping[str, Any]) -> Schedule:
 
 
 def utc(epoch: float) -> datetime:
+    """An epoch as an aware UTC datetime."""
     return datetime.fromtimestamp(epoch, UTC)
