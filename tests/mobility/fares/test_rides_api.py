@@ -10,7 +10,7 @@ import logging
 import re
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import psycopg
 import pytest
@@ -69,23 +69,25 @@ def people(client: TestClient, ca: TestCA, keys: Keys, logs: _Collect) -> dict[s
     return out
 
 
+class Trip(TypedDict, total=False):
+    """Where and how long a test ride goes (default: 15 minutes from the station to Chuo)."""
+
+    minutes: int
+    pickup: dict[str, float]
+    dropoff: dict[str, float]
+    vehicle: str
+
+
 def ride(
-    record: str,
-    when: datetime,
-    cards: list[str],
-    fare: int = 1500,
-    minutes: int = 15,
-    pickup: dict[str, float] = STATION,
-    dropoff: dict[str, float] = CHUO,
-    vehicle: str = "taxi-1",
+    record: str, when: datetime, cards: list[str], fare: int = 1500, **trip: Unpack[Trip]
 ) -> dict[str, object]:
     return {
         "record_id": record,
-        "vehicle_id": vehicle,
+        "vehicle_id": trip.get("vehicle", "taxi-1"),
         "pickup_at": when.isoformat(),
-        "dropoff_at": (when + timedelta(minutes=minutes)).isoformat(),
-        "pickup": pickup,
-        "dropoff": dropoff,
+        "dropoff_at": (when + timedelta(minutes=trip.get("minutes", 15))).isoformat(),
+        "pickup": trip.get("pickup", STATION),
+        "dropoff": trip.get("dropoff", CHUO),
         "meter_fare_yen": fare,
         "rider_cards": cards,
     }
