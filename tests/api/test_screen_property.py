@@ -21,7 +21,6 @@ import logging
 import os
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from mobility.fares.mynumber import check_digit, is_valid_my_number, looks_like_
 from tests.api.conftest import Credentials
 from tests.conftest import make_settings
 from tests.support.privacy import stored_values
+from tests.support.wait import wait_until
 
 N = "31415926535"
 N += str(check_digit(N))  # synthetic, valid check digit, built at run time
@@ -103,10 +103,8 @@ def serve_with_access_log(app: FastAPI, collect: logging.Handler) -> Iterator[st
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "API did not start"
-        time.sleep(0.05)
+    wait_until(lambda: server.started or not thread.is_alive(), 20, every=0.05)
+    assert server.started and thread.is_alive(), "API did not start"
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
