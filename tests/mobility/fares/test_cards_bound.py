@@ -186,7 +186,8 @@ def test_operator_answers_reveal_nothing_about_other_cards(
     assert [x["riders"][0]["reason"] for x in late] == ["outside-hours", "outside-hours"]
 
 
-def test_parallel_taps_on_several_cards_of_one_resident_get_one_discount(
+@pytest.mark.anyio
+async def test_parallel_taps_on_several_cards_of_one_resident_get_one_discount(
     client: TestClient, ca: TestCA, keys: Keys, db_url: str
 ) -> None:
     h, rid = resident(client, ca, keys, born="2008-05-05")  # youth discount
@@ -229,7 +230,7 @@ def test_parallel_taps_on_several_cards_of_one_resident_get_one_discount(
             for c in conns:
                 await c.close()
 
-    outs = asyncio.run(race())
+    outs = await race()
     assert sorted(o.discount_yen for o in outs) == [0, 0, 30]
     assert sum("cards-of-one-resident" in o.flags for o in outs) == 2
     with psycopg.connect(db_url) as conn:
