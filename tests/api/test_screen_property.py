@@ -40,8 +40,8 @@ from api.plugins import import_optional
 from api.screen import AccessLogFilter
 from core.settings import Settings
 from mobility.fares.mynumber import check_digit, is_valid_my_number, looks_like_my_number
-from tests.api.conftest import Credentials
 from tests.conftest import make_settings
+from tests.support.credentials import Credentials
 from tests.support.privacy import stored_values
 from tests.support.wait import wait_until
 

@@ -23,7 +23,7 @@ from mobility.fares import cards, ledger, residents, settlement
 from mobility.fares.policy import load_policies
 from mobility.fares.rules import JST, Fact, fiscal_year
 from tests.conftest import TEST_PSEUDONYM_KEY, make_settings
-from tests.mobility.fares.conftest import OPERATOR, Keys
+from tests.support.credentials import OPERATOR, Credentials
 from tests.support.wait import wait_until
 
 KEY = TEST_PSEUDONYM_KEY.encode()
@@ -94,7 +94,7 @@ def strict_client(
 
 @pytest.mark.anyio
 async def test_closed_month_stays_byte_identical_and_late_records_adjust_the_next(
-    db_url: str, tmp_path: Path, strict_client: TestClient, keys: Keys
+    db_url: str, tmp_path: Path, strict_client: TestClient, keys: Credentials
 ) -> None:
     a, b = await new_resident(db_url), await new_resident(db_url)
     end_of_july = at(date(2026, 7, 31), 20)
@@ -231,7 +231,7 @@ async def test_the_annual_limit_cannot_be_reused_by_backdating(db_url: str) -> N
 
 @pytest.mark.anyio
 async def test_records_outside_the_window_are_refused_with_422(
-    strict_client: TestClient, keys: Keys, db_url: str
+    strict_client: TestClient, keys: Credentials, db_url: str
 ) -> None:
     idm = await new_resident(db_url)
     h = {"X-API-Key": keys.operator}
