@@ -7,7 +7,6 @@ reads a small table of its own, so "never the data" is checked against real rows
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -63,17 +62,8 @@ def echo_router() -> APIRouter:
     return router
 
 
-def _issue(db_url: str, resident_id: int) -> str:
-    async def go() -> str:
-        async with await AsyncConnection.connect(db_url, autocommit=True) as conn:
-            token, _ = await sessions.issue_session(conn, resident_id)
-            return token
-
-    return asyncio.run(go())
-
-
 @pytest.fixture(scope="module")
-def creds(db_url: str) -> Credentials:
+async def creds(db_url: str, anyio_backend: str) -> Credentials:
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE IF NOT EXISTS test_echo_notes (owner text PRIMARY KEY, note text)"
@@ -90,11 +80,10 @@ def creds(db_url: str) -> Credentials:
                 f"resident:{RESIDENT_B}",
             ],
         )
-    return replace(
-        api_keys(db_url),
-        resident_a=_issue(db_url, RESIDENT_A),
-        resident_b=_issue(db_url, RESIDENT_B),
-    )
+    async with await AsyncConnection.connect(db_url, autocommit=True) as conn:
+        resident_a, _ = await sessions.issue_session(conn, RESIDENT_A)
+        resident_b, _ = await sessions.issue_session(conn, RESIDENT_B)
+    return replace(api_keys(db_url), resident_a=resident_a, resident_b=resident_b)
 
 
 @pytest.fixture(scope="module")
