@@ -95,6 +95,8 @@ def undeclared_routes(routes: Iterable[BaseRoute]) -> list[str]:
 
 
 def enforce_default_deny(app: FastAPI) -> None:
+    """Refuse to start when a route declares neither its roles nor that it is public, so a new route
+    can never be open by accident."""
     bad = undeclared_routes(app.routes)
     if bad:
         raise RuntimeError(

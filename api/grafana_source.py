@@ -22,16 +22,22 @@ router = APIRouter(prefix="/grafana", tags=["grafana"])
 
 
 class Status(BaseModel):
+    """The data source's health answer, which Grafana's "Save & test" expects."""
+
     model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
     status: Literal["ok"]
 
 
 class MetricsRequest(BaseModel):
+    """Grafana's metric search; unknown fields are allowed as Grafana sends more than we read."""
+
     model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{"metric": ""}]})
     metric: str = Field(default="", max_length=200, description="Filter text typed in Grafana")
 
 
 class MetricOption(BaseModel):
+    """One series Grafana may offer in its query editor."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [{"label": "ingest.lag_seconds", "value": "ingest.lag_seconds"}]
@@ -42,12 +48,16 @@ class MetricOption(BaseModel):
 
 
 class TimeRange(BaseModel):
+    """The dashboard's time range, as Grafana sends it."""
+
     model_config = ConfigDict(extra="allow")
     from_: AwareDatetime = Field(alias="from")
     to: AwareDatetime
 
 
 class Target(BaseModel):
+    """One query of a Grafana panel: the series name and Grafana's reference id."""
+
     model_config = ConfigDict(extra="allow")
     target: str = Field(default="", max_length=200)
     refId: str = Field(default="A", max_length=20)  # noqa: N815 (Grafana's name)
@@ -55,6 +65,8 @@ class Target(BaseModel):
 
 
 class QueryRequest(BaseModel):
+    """A Grafana panel's query, bounded so a panel cannot ask for unbounded work."""
+
     model_config = ConfigDict(
         extra="allow",
         json_schema_extra={
@@ -75,17 +87,23 @@ class QueryRequest(BaseModel):
 
 
 class TimeSeriesResult(BaseModel):
+    """A series in the time-series shape the JSON data source plugin reads."""
+
     target: str
     refId: str  # noqa: N815
     datapoints: list[tuple[float | None, int]] = Field(description="[value, epoch ms]")
 
 
 class TableColumn(BaseModel):
+    """A table column with the type Grafana formats it by."""
+
     text: str
     type: Literal["time", "number", "string"]
 
 
 class TableResult(BaseModel):
+    """A series in the table shape the JSON data source plugin reads."""
+
     type: Literal["table"]
     refId: str  # noqa: N815
     columns: list[TableColumn]
@@ -94,6 +112,7 @@ class TableResult(BaseModel):
 
 @router.get("/", summary="Data source health (Grafana's 'Test')", response_model=Status)
 async def health(principal: Principal = Depends(STAFF)) -> Status:
+    """Grafana's "Save & test": proves the URL and the staff API key work."""
     return Status(status="ok")
 
 
@@ -103,6 +122,7 @@ async def health(principal: Principal = Depends(STAFF)) -> Status:
 async def metrics(
     body: MetricsRequest, principal: Principal = Depends(STAFF)
 ) -> list[MetricOption]:
+    """The series names matching what the dashboard author typed."""
     needle = body.metric.lower()
     return [
         MetricOption(label=s.name, value=s.name)
@@ -121,6 +141,7 @@ async def query(
     principal: Principal = Depends(STAFF),
     conn: AsyncConnection = Depends(db_conn),
 ) -> list[TimeSeriesResult | TableResult]:
+    """Run each target's series over the dashboard's time range."""
     start, end = body.range.from_, body.range.to
     if end <= start:
         raise ProblemError(422, "invalid-range", "Invalid time range", "range.to <= range.from")

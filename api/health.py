@@ -19,11 +19,15 @@ router = APIRouter(tags=["health"], dependencies=[Depends(public)])
 
 
 class Health(BaseModel):
+    """The liveness answer: the process serves requests."""
+
     model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
     status: Literal["ok"]
 
 
 class Readiness(BaseModel):
+    """The readiness answer, with the state of each dependency so an operator sees which is down."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -45,6 +49,7 @@ class Readiness(BaseModel):
 
 @router.get("/healthz", summary="The process is up", response_model=Health)
 async def healthz() -> Health:
+    """Liveness for the orchestrator: answers without touching any dependency."""
     return Health(status="ok")
 
 
@@ -55,6 +60,8 @@ async def healthz() -> Health:
     responses={503: {"model": Readiness, "description": "A dependency is unreachable"}},
 )
 async def readyz(request: Request) -> JSONResponse:
+    """Readiness: 503 while the database, the broker or ingest is not usable, so a load balancer
+    sends no traffic that would fail."""
     settings = request.app.state.settings
     checks: dict[str, str] = {}
     checks["database"] = await check_database(request.app.state.pool) or "ok"
@@ -93,6 +100,7 @@ async def _gtfs_warning(request: Request) -> str | None:
     responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
 )
 async def metrics(request: Request) -> Response:
+    """Prometheus metrics of the API process."""
     return Response(
         generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST
     )

@@ -29,6 +29,8 @@ _OPERATOR_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 @dataclass(frozen=True)
 class ApiKeyInfo:
+    """What may be shown about an API key: never the key itself, only its id and owner."""
+
     key_id: str
     role: Role
     operator_id: str | None
@@ -39,6 +41,7 @@ class ApiKeyInfo:
 
 
 def digest(key: str) -> bytes:
+    """Keys are stored as SHA-256 digests only, so a database dump holds no usable key."""
     return hashlib.sha256(key.encode()).digest()
 
 
@@ -91,6 +94,7 @@ def create_api_key(
 
 
 def revoke_api_key(conn: psycopg.Connection, key_id: str) -> bool:
+    """Revoke a key at once; False when it was unknown or revoked already."""
     cur = conn.execute(
         "UPDATE api_keys SET revoked_at = now() WHERE key_id = %s AND revoked_at IS NULL",
         [key_id],
@@ -99,6 +103,7 @@ def revoke_api_key(conn: psycopg.Connection, key_id: str) -> bool:
 
 
 def list_api_keys(conn: psycopg.Connection, include_revoked: bool = False) -> list[ApiKeyInfo]:
+    """Every key without its secret, for ``mebuku operators keys``."""
     rows = conn.execute(
         "SELECT key_id, role, operator_id, label, created_at, revoked_at, last_used_at"
         " FROM api_keys WHERE %s OR revoked_at IS NULL ORDER BY created_at, key_id",

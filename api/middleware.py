@@ -40,6 +40,8 @@ class RequestMetrics:
         return self._templates.get(id(route)) or str(getattr(route, "path", "<unmatched>"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Count and time every HTTP request by route template (not raw path, which would explode
+        the label set)."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 
 def import_optional(module: str) -> ModuleType | None:
+    """Import a module that may be absent; a module that is present but broken still raises."""
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as e:

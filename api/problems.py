@@ -44,6 +44,8 @@ STATUS_SLUGS: dict[int, tuple[str, str]] = {
 
 
 class FieldError(BaseModel):
+    """One invalid field of a request, named so a client can point at it."""
+
     field: str = Field(description="Where the problem is: body.x, query.y, path.z, header.w")
     message: str
     type: str = Field(description="pydantic error type, e.g. missing, int_parsing")
@@ -91,6 +93,8 @@ def problem_response(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
+    """An RFC 9457 problem in the client's language; every error response goes through here so they
+    all look alike."""
     # The title (and a detail the catalogue knows) in the client's language, Japanese by
     # default (issue 14); ``type``, ``status`` and machine fields never change.
     lang = negotiate(request.headers.get("accept-language"))
@@ -108,7 +112,7 @@ def problem_response(
 
 
 def field_name(loc: tuple[Any, ...] | list[Any]) -> str:
-    """pydantic's ``("body", "rides", 0, "fare")`` as ``body.rides[0].fare``."""
+    """Pydantic's ``("body", "rides", 0, "fare")`` as ``body.rides[0].fare``."""
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -186,6 +190,7 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
+    """Turn every framework error into a problem response, so no HTML or bare JSON error leaks."""
     app.add_exception_handler(ProblemError, _problem_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -101,7 +101,7 @@ HEARTBEAT_SLACK_S = 10.0
 
 
 async def check_ingest(pool: AsyncConnectionPool, timeout: float = 2.0) -> str | None:
-    """ "ok", or which ingest workers are stalled or silent; None when none reports.
+    """The text "ok", or which ingest workers are stalled or silent; None when none reports.
 
     Each worker writes a row to ``ingest_heartbeat`` every few seconds (``ingest/worker.py``)
     and deletes it when it stops cleanly, so a row that says stalled, or that is older

@@ -18,6 +18,8 @@ from starlette.routing import BaseRoute
 
 @dataclass(frozen=True)
 class RouteView:
+    """A route as the access and OpenAPI checks need it, whatever FastAPI version built it."""
+
     path: str
     methods: frozenset[str]
     is_api: bool
@@ -28,6 +30,7 @@ class RouteView:
 
 
 def effective_routes(routes: Iterable[BaseRoute]) -> Iterator[RouteView]:
+    """Every route as a :class:`RouteView`, including those inside included routers."""
     iter_contexts = getattr(routing, "iter_route_contexts", None)
     items: Iterable[Any] = iter_contexts(list(routes)) if iter_contexts else routes
     for item in items:
@@ -55,6 +58,7 @@ def calls(dependant: Dependant | None) -> Iterator[Any]:
 
 
 def has_marker(view: RouteView, marker: str) -> bool:
+    """Whether one of the route's dependencies carries ``marker`` (roles, rate limit)."""
     return any(getattr(c, marker, None) for c in calls(view.dependant))
 
 

@@ -154,6 +154,7 @@ def screen_body(body: bytes, content_type: str) -> list[str]:
 
 
 def problem_body(status: int, slug: str, title: str, detail: str, **extra: Any) -> bytes:
+    """A problem document built without FastAPI, as the screen refuses requests before routing."""
     doc: dict[str, Any] = {
         "type": PROBLEM_BASE + slug,
         "title": title,
@@ -167,6 +168,7 @@ def problem_body(status: int, slug: str, title: str, detail: str, **extra: Any) 
 async def send_problem(
     send: Send, status: int, slug: str, title: str, detail: str, **extra: Any
 ) -> None:
+    """Answer with a problem straight on the ASGI channel (the screen runs before any router)."""
     body = problem_body(status, slug, title, detail, **extra)
     await send(
         {
@@ -194,6 +196,7 @@ class RequestScreen:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse a request with unsafe text in its path, query, headers or body before routing."""
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
@@ -322,6 +325,7 @@ class AccessLogFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the access-log arguments to the masked client and path."""
         args = record.args
         if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
             client = mask(args[0]) if isinstance(args[0], str) else args[0]

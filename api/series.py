@@ -19,11 +19,15 @@ from ingest.streams import TABLES
 
 @dataclass(frozen=True)
 class TimeSeries:
+    """A series as (value, epoch ms) points, oldest first."""
+
     points: list[tuple[float | None, int]]  # (value, epoch ms), oldest first
 
 
 @dataclass(frozen=True)
 class Table:
+    """A series that is better shown as a table."""
+
     columns: list[tuple[str, str]]  # (name, "time" | "number" | "string")
     rows: list[list[Any]]
 
@@ -34,6 +38,8 @@ SeriesFn = Callable[[AsyncConnection, datetime, datetime, timedelta], Awaitable[
 
 @dataclass(frozen=True)
 class Series:
+    """A named series the Grafana data source offers."""
+
     name: str
     description: str
     fn: SeriesFn
@@ -43,6 +49,8 @@ REGISTRY: dict[str, Series] = {}
 
 
 def register(name: str, description: str) -> Callable[[SeriesFn], SeriesFn]:
+    """Offer a function as a named series; the name is what dashboards ask for."""
+
     def wrap(fn: SeriesFn) -> SeriesFn:
         REGISTRY[name] = Series(name, description, fn)
         return fn
@@ -73,6 +81,7 @@ _INGESTED = "\n    UNION ALL ".join(
 async def ingest_lag(
     conn: AsyncConnection, start: datetime, end: datetime, step: timedelta
 ) -> SeriesResult:
+    """How far ingest is behind the newest message, per bucket."""
     cur = await conn.execute(
         "SELECT (extract(epoch FROM time_bucket(%(w)s, ts)) * 1000)::bigint,"
         " avg(extract(epoch FROM received_at - ts))"
@@ -86,6 +95,7 @@ async def ingest_lag(
 async def ingest_messages(
     conn: AsyncConnection, start: datetime, end: datetime, step: timedelta
 ) -> SeriesResult:
+    """Messages stored per bucket and stream."""
     cur = await conn.execute(
         "SELECT (extract(epoch FROM time_bucket(%(w)s, ts)) * 1000)::bigint, count(*)"
         f" FROM ({_INGESTED}) m GROUP BY 1 ORDER BY 1",
@@ -120,6 +130,7 @@ for _table in TABLES:
 async def ingest_rejects(
     conn: AsyncConnection, start: datetime, end: datetime, step: timedelta
 ) -> SeriesResult:
+    """Messages refused per bucket (dead letters)."""
     return await _points(
         conn,
         "SELECT (extract(epoch FROM time_bucket(%s, received_at)) * 1000)::bigint, count(*)"
@@ -133,6 +144,7 @@ async def ingest_rejects(
 async def rejects_by_reason(
     conn: AsyncConnection, start: datetime, end: datetime, step: timedelta
 ) -> SeriesResult:
+    """Messages refused per reason, to see which fault dominates."""
     cur = await conn.execute(
         "SELECT reason, count(*), max(received_at) FROM ingest_rejects"
         " WHERE received_at >= %s AND received_at < %s GROUP BY reason ORDER BY 2 DESC, 1",

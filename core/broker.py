@@ -56,6 +56,8 @@ class Account:
 
 
 def bus_account(vehicle_id: str, note: str = "") -> Account:
+    """A bus may publish only its own telemetry and events, so a stolen bus credential cannot
+    impersonate another vehicle."""
     return Account(
         vehicle_id,
         write=(f"maebashi/bus/{vehicle_id}/telemetry", f"maebashi/bus/{vehicle_id}/event"),
@@ -69,6 +71,7 @@ FIVEG_TOPIC_KINDS = ("radio", "senml", "status")
 
 
 def fiveg_account(device_id: str, site_ids: Iterable[str], note: str = "") -> Account:
+    """A 5G device may publish only its own streams at the sites its trials cover."""
     topics = [
         f"maebashi/5g/{site}/{device_id}/{kind}"
         for site in sorted(set(site_ids))

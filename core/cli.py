@@ -39,6 +39,7 @@ class MebukuGroup(TyperGroup):
     line per problem and exit status 2."""
 
     def invoke(self, ctx: Any) -> Any:  # typer.Context (typer vendors its own click)
+        """Turn a configuration error raised in any command into one line per problem and exit 2."""
         try:
             return super().invoke(ctx)
         except ConfigError as e:
@@ -216,6 +217,8 @@ def _load_plugins() -> None:
 
 
 def main() -> None:
+    """The ``mebuku`` entry point: a domain that fails to import stops the program with its error
+    instead of its commands silently vanishing."""
     try:
         _load_plugins()
     except plugins.PluginError as e:  # the cause's traceback, then one line naming it

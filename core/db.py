@@ -40,6 +40,7 @@ __all__ = [
 def connect(
     url: str, *, autocommit: bool = False, application_name: str = "mebuku"
 ) -> psycopg.Connection:
+    """Every connection carries an application name, so pg_stat_activity shows who holds it."""
     return psycopg.connect(url, autocommit=autocommit, application_name=application_name)
 
 
@@ -119,6 +120,8 @@ class TimescaleState:
 
 
 class TimescalePath(enum.Enum):
+    """Which storage path a migration takes, decided once from the server and the setting."""
+
     USE = "use"  # the extension is there and working
     CREATE = "create"  # CREATE EXTENSION, then the TimescaleDB path
     PLAIN = "plain"  # plain PostgreSQL
@@ -215,6 +218,7 @@ def timescale_in_use(conn: psycopg.Connection) -> bool:
 
 
 def create_database(admin_url: str, dbname: str, template: str | None = None) -> None:
+    """Throwaway databases for tests and the demo, created from a template when one is given."""
     with psycopg.connect(admin_url, autocommit=True) as conn:
         q = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname))
         if template:
@@ -223,6 +227,7 @@ def create_database(admin_url: str, dbname: str, template: str | None = None) ->
 
 
 def drop_database(admin_url: str, dbname: str) -> None:
+    """Drop a throwaway database even while connections remain (FORCE), so clean-up never hangs."""
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))

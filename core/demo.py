@@ -51,6 +51,7 @@ from typing import IO
 import psycopg
 from psycopg import sql
 from rich.console import Console
+from rich.table import Table
 
 from core import migrator, roles, tables, timeseries
 from core.embedded import (
@@ -134,6 +135,8 @@ def dev_card_env(settings: Settings, state: Path) -> dict[str, str]:
 
 
 def setup_steps(settings: Settings, state: Path | None = None) -> list[Command]:
+    """The one-shot set-up commands of a demo run, in order; kept as data so the fingerprint of each
+    step decides whether it runs again."""
     gtfs = settings.gtfs_path or DEFAULT_GTFS
     trials = [str(p) for p in sorted(DEMO_TRIALS.glob("*.toml"))]
     dev: list[Command] = []
@@ -318,12 +321,15 @@ KEYS_FILE = "api-keys.json"
 
 @dataclass(frozen=True)
 class DemoKey:
+    """An API key the demo created, kept so a restart shows the same keys instead of new ones."""
+
     role: str
     operator_id: str | None
     key: str
 
     @property
     def label(self) -> str:
+        """The role, and the operator for operator keys, shown above each key."""
         return f"{self.role} {self.operator_id}" if self.operator_id else self.role
 
 
@@ -475,9 +481,11 @@ class Child:
 
     @property
     def name(self) -> str:
+        """The CLI group, which names the child in logs and in ``demo.json``."""
         return self.cmd.group
 
     def start(self) -> None:
+        """Start the command in its own process group, so a stop signal reaches its children too."""
         self.healthy = False
         self.restart_at = None
         self.proc = subprocess.Popen(
@@ -505,9 +513,11 @@ class Child:
         stream.close()
 
     def exited(self) -> int | None:
+        """The exit status once the child has exited, else None (does not wait)."""
         return None if self.proc is None else self.proc.poll()
 
     def signal(self, sig: signal.Signals) -> None:
+        """Signal the child's whole process group, if it still runs."""
         if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
@@ -525,6 +535,7 @@ class Child:
         self.proc.wait()
 
     def check_health(self) -> bool:
+        """Running, and answering its health URL when it has one: only then is it shown as ready."""
         if self.exited() is not None or self.proc is None:
             return False
         if self.cmd.health is None:
@@ -549,6 +560,8 @@ class Supervisor:
         self.ready = False
 
     def write_state(self, **extra: object) -> None:
+        """Write ``demo.json`` atomically, so a second demo and ``mebuku`` commands read a whole
+        file."""
         data = {
             "pid": os.getpid(),
             "ready": self.ready,
@@ -561,6 +574,7 @@ class Supervisor:
         tmp.replace(self.state / STATE_FILE)
 
     def start(self, child: Child) -> None:
+        """Supervise ``child`` from now on and start it."""
         self.children.append(child)
         child.start()
 
@@ -657,6 +671,159 @@ def stop_leftovers(state: Path) -> None:
 # --- the demo ----------------------------------------------------------------------------
 
 
+@dataclass
+class _Servers:
+    """The private servers this run started, so the final clean-up stops exactly those
+    (a server that failed to start is stopped too: it may have left a process behind)."""
+
+    pg: EmbeddedPostgres | None = None
+    broker: EmbeddedMosquitto | None = None
+
+    def connect(self, settings: Settings, state: Path, ports: DemoPorts, where: Table) -> None:
+        """Start a private PostgreSQL and Mosquitto for whichever URL is not configured;
+        each gets a row in the "what runs where" table."""
+        if settings.database_url is None:
+            self.pg = EmbeddedPostgres(
+                state / "postgres", ports.postgres, durable=True, bindir=settings.pg_bindir
+            )
+            self.pg.start()
+            _ensure_database(self.pg.url(), "mebuku")
+            where.add_row("PostgreSQL (private)", redact_url(self.pg.url("mebuku")))
+        else:
+            where.add_row("PostgreSQL", redact_url(settings.database_url))
+        if settings.mqtt_url is None:
+            self.broker = EmbeddedMosquitto(
+                state / "mosquitto",
+                ports.mqtt,
+                max_payload_bytes=settings.ingest_max_payload_bytes,  # #10 ingest limits
+            )
+            self.broker.start()
+            where.add_row("Mosquitto (private)", redact_url(self.broker.url))
+        else:
+            where.add_row("MQTT broker", redact_url(settings.mqtt_url))
+
+    def urls(self, settings: Settings) -> tuple[str, str]:
+        """The database and broker URLs the children use: configured, else private."""
+        db_url = settings.database_url
+        if db_url is None:
+            assert self.pg is not None  # connect() started it
+            db_url = self.pg.url("mebuku")
+        mqtt_url = settings.mqtt_url
+        if mqtt_url is None:
+            assert self.broker is not None  # connect() started it
+            mqtt_url = self.broker.url
+        return db_url, mqtt_url
+
+    def stop(self) -> None:
+        """The broker first, then the database (the children are down already)."""
+        if self.broker:
+            self.broker.stop()
+        if self.pg:
+            self.pg.stop()
+
+
+def _run_setup(
+    settings: Settings,
+    state: Path,
+    db_url: str,
+    exe: list[str],
+    env: dict[str, str],
+    available: set[str],
+) -> None:
+    """Run the one-shot set-up steps of the installed groups; a ``once`` step whose
+    fingerprint is recorded in ``setup-done.json`` is not run again."""
+    done_file = state / "setup-done.json"
+    done: dict[str, str] = json.loads(done_file.read_text()) if done_file.exists() else {}
+    for step in setup_steps(settings, state):
+        if step.group not in available:
+            continue
+        key = _step_fingerprint(step, db_url) if step.once else None
+        if key is not None and done.get(step.key or step.group) == key:
+            console.print(f"{step.what}: done already")
+            continue
+        console.print(f"[bold]{step.what}[/] ...")
+        code, _ = _run_step([*exe, *step.argv], {**env, **step.env})
+        if code == 0 and key is not None:
+            done[step.key or step.group] = key
+            done_file.write_text(json.dumps(done))
+
+
+def _announce(
+    sup: Supervisor,
+    where: Table,
+    keys: list[DemoKey],
+    token: str | None,
+    state: Path,
+    api_port: int,
+) -> None:
+    """Print "what runs where", the API keys and the resident session once every service
+    answers its health check, so nothing printed is a promise not yet kept."""
+    for c in sup.children:
+        assert c.proc is not None
+        where.add_row(c.cmd.what, f"mebuku {' '.join(c.cmd.argv)}")
+        if c.cmd.health:
+            where.add_row("", f"health: {c.cmd.health}")
+    if keys:
+        where.add_row("API keys", f"below; kept in {state / KEYS_FILE} (0600)")
+    if token:
+        where.add_row("resident session", "below (test card resident-01, 78)")
+    where.add_row("state folder", str(state))
+    tables.console(stderr=True).print(where)
+    print_keys(keys, sys.stderr)
+    if token:
+        sys.stderr.write(
+            "Resident session token (resident-01), send as "
+            f"Authorization: Bearer:\n{token}\ncurl -H 'Authorization: "
+            f"Bearer {token}' http://127.0.0.1:{api_port}/v1/me/subsidy\n"
+        )
+    console.print("Press Ctrl-C to stop.")
+
+
+def _supervise(
+    sup: Supervisor,
+    ready_timeout: float,
+    maintain_every: float,
+    on_ready: Callable[[], None],
+    maintain: Callable[[], None],
+) -> None:
+    """Restart children, wait for readiness (``on_ready`` once) and run the periodic
+    maintenance, until a stop signal or a failure raises."""
+    ready_by = time.monotonic() + ready_timeout
+    next_maintenance = time.monotonic() + maintain_every
+    while True:
+        sup.tick()
+        if not sup.ready:
+            waiting = sup.check_health()
+            if not waiting:
+                sup.ready = True
+                sup.write_state()
+                on_ready()
+            elif time.monotonic() > ready_by:
+                raise DemoFailedError(
+                    f"no answer from {', '.join(c.name for c in waiting)} within "
+                    f"{ready_timeout:.0f} s"
+                )
+        if time.monotonic() >= next_maintenance:
+            maintain()
+            next_maintenance = time.monotonic() + maintain_every
+        time.sleep(0.2)
+
+
+def _server_failed(e: Exception) -> None:
+    """Say briefly why a private server or the database would not start."""
+    detail = getattr(e, "stderr", None) or b""
+    detail = detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
+    sys.stderr.write(f"mebuku demo: {type(e).__name__}: {e}\n{detail[-2000:]}")
+
+
+def _demo_failed(e: DemoFailedError, sup: Supervisor | None) -> None:
+    """Say which service failed and show its last output lines."""
+    console.print(f"[red]mebuku demo: {e}[/]")
+    failing = [c for c in (sup.children if sup else []) if not c.healthy or c.failures]
+    for c in failing:  # plain text: long lines stay whole
+        sys.stderr.write(_tail_report(c) + "\n")
+
+
 def run_demo(
     settings: Settings,
     fixed: set[str] = frozenset(),  # type: ignore[assignment]
@@ -676,8 +843,7 @@ def run_demo(
             raise _StopSignal(signum)
 
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
-    pg: EmbeddedPostgres | None = None
-    broker: EmbeddedMosquitto | None = None
+    servers = _Servers()
     sup: Supervisor | None = None
     status = 0
     try:
@@ -687,30 +853,8 @@ def run_demo(
             log.warning("%s", note)
         where = tables.table("what", "where", title="Mebuku demo")
         where.columns[1].overflow = "fold"
-
-        db_url = settings.database_url
-        if db_url is None:
-            pg = EmbeddedPostgres(
-                state / "postgres", ports.postgres, durable=True, bindir=settings.pg_bindir
-            )
-            pg.start()
-            _ensure_database(pg.url(), "mebuku")
-            db_url = pg.url("mebuku")
-            where.add_row("PostgreSQL (private)", redact_url(db_url))
-        else:
-            where.add_row("PostgreSQL", redact_url(db_url))
-        mqtt_url = settings.mqtt_url
-        if mqtt_url is None:
-            broker = EmbeddedMosquitto(
-                state / "mosquitto",
-                ports.mqtt,
-                max_payload_bytes=settings.ingest_max_payload_bytes,  # #10 ingest limits
-            )
-            broker.start()
-            mqtt_url = broker.url
-            where.add_row("Mosquitto (private)", redact_url(mqtt_url))
-        else:
-            where.add_row("MQTT broker", redact_url(mqtt_url))
+        servers.connect(settings, state, ports, where)
+        db_url, mqtt_url = servers.urls(settings)
 
         connection = {
             "MEBUKU_DATABASE_URL": db_url,
@@ -728,20 +872,7 @@ def run_demo(
 
         available = _available_groups()
         exe = [sys.executable, "-m", "core.cli"]
-        done_file = state / "setup-done.json"
-        done: dict[str, str] = json.loads(done_file.read_text()) if done_file.exists() else {}
-        for step in setup_steps(settings, state):
-            if step.group not in available:
-                continue
-            key = _step_fingerprint(step, db_url) if step.once else None
-            if key is not None and done.get(step.key or step.group) == key:
-                console.print(f"{step.what}: done already")
-                continue
-            console.print(f"[bold]{step.what}[/] ...")
-            code, _ = _run_step([*exe, *step.argv], {**env, **step.env})
-            if code == 0 and key is not None:
-                done[step.key or step.group] = key
-                done_file.write_text(json.dumps(done))
+        _run_setup(settings, state, db_url, exe, env, available)
         dev_ca = "dev" in available and settings.jpki_trust_anchors is None
         env.update(dev_card_env(settings, state) if dev_ca else {})
         keys = _demo_keys(state, exe, env) if "operators" in available else []
@@ -755,67 +886,30 @@ def run_demo(
         maintain_url = roles.role_url(
             db_url, "maintain", os.environ.get(roles.password_env("maintain"))
         )
-        ready_by = time.monotonic() + ready_timeout
-        next_maintenance = time.monotonic() + maintain_every
-        while True:
-            sup.tick()
-            if not sup.ready:
-                waiting = sup.check_health()
-                if not waiting:
-                    sup.ready = True
-                    sup.write_state()
-                    for c in sup.children:
-                        assert c.proc is not None
-                        where.add_row(c.cmd.what, f"mebuku {' '.join(c.cmd.argv)}")
-                        if c.cmd.health:
-                            where.add_row("", f"health: {c.cmd.health}")
-                    if keys:
-                        where.add_row("API keys", f"below; kept in {state / KEYS_FILE} (0600)")
-                    token = _resident_token(state, exe, env, ports.api) if dev_ca else None
-                    if token:
-                        where.add_row("resident session", "below (test card resident-01, 78)")
-                    where.add_row("state folder", str(state))
-                    tables.console(stderr=True).print(where)
-                    print_keys(keys, sys.stderr)
-                    if token:
-                        sys.stderr.write(
-                            "Resident session token (resident-01), send as "
-                            f"Authorization: Bearer:\n{token}\ncurl -H 'Authorization: "
-                            f"Bearer {token}' http://127.0.0.1:{ports.api}/v1/me/subsidy\n"
-                        )
-                    console.print("Press Ctrl-C to stop.")
-                elif time.monotonic() > ready_by:
-                    raise DemoFailedError(
-                        f"no answer from {', '.join(c.name for c in waiting)} within "
-                        f"{ready_timeout:.0f} s"
-                    )
-            if time.monotonic() >= next_maintenance:
-                with contextlib.suppress(psycopg.Error):
-                    timeseries.maintain(maintain_url, run_settings)
-                next_maintenance = time.monotonic() + maintain_every
-            time.sleep(0.2)
+
+        def maintain() -> None:
+            with contextlib.suppress(psycopg.Error):
+                timeseries.maintain(maintain_url, run_settings)
+
+        def on_ready() -> None:
+            token = _resident_token(state, exe, env, ports.api) if dev_ca else None
+            _announce(sup, where, keys, token, state, ports.api)
+
+        _supervise(sup, ready_timeout, maintain_every, on_ready, maintain)
     except _StopSignal as e:
         console.print(f"{e}: stopping ...")
     except (EmbeddedServerError, subprocess.CalledProcessError, psycopg.OperationalError) as e:
         status = 1  # a private server or the database would not start: say why, briefly
-        detail = getattr(e, "stderr", None) or b""
-        detail = detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
-        sys.stderr.write(f"mebuku demo: {type(e).__name__}: {e}\n{detail[-2000:]}")
+        _server_failed(e)
     except DemoFailedError as e:
         status = 1
-        console.print(f"[red]mebuku demo: {e}[/]")
-        failing = [c for c in (sup.children if sup else []) if not c.healthy or c.failures]
-        for c in failing:  # plain text: long lines stay whole
-            sys.stderr.write(_tail_report(c) + "\n")
+        _demo_failed(e, sup)
     finally:
         stopping.append(0)  # from here on, signals are ignored until everything is down
         if sup is not None:
             sup.stop()
         (state / DEMO_ENV_FILE).unlink(missing_ok=True)
-        if broker:
-            broker.stop()
-        if pg:
-            pg.stop()
+        servers.stop()
         (state / STATE_FILE).unlink(missing_ok=True)
         for s, handler in old.items():
             signal.signal(s, handler)

@@ -76,7 +76,7 @@ def stop_pid(pid: int, sig: signal.Signals, timeout: float = 30) -> bool:
 
 
 class EmbeddedServerError(RuntimeError):
-    pass
+    """A private server would not start; the message says which and why."""
 
 
 def server_dir(prefix: str = "mebuku-") -> Path:
@@ -91,6 +91,7 @@ def server_dir(prefix: str = "mebuku-") -> Path:
 
 
 def free_port() -> int:
+    """A port the kernel says is free now (another process may still take it before use)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -259,12 +260,17 @@ class EmbeddedPostgres(_ChildServer):
 
     @property
     def superuser(self) -> str:
+        """The server's superuser: the configured user, else the user running it (initdb's
+        default)."""
         return self.user or pwd.getpwuid(os.geteuid()).pw_name
 
     def url(self, dbname: str = "postgres") -> str:
+        """A URL over TCP on localhost, as the services and tests connect."""
         return f"postgresql://{self.superuser}@127.0.0.1:{self.port}/{dbname}"
 
     def init(self) -> None:
+        """Create the data folder once (initdb); an existing one is kept, so data survive
+        restarts."""
         if (self.data / "PG_VERSION").exists():
             return
         self.root.mkdir(parents=True, exist_ok=True)
@@ -290,6 +296,8 @@ class EmbeddedPostgres(_ChildServer):
         )
 
     def start(self, timeout: float = 30) -> None:
+        """Start the server (initialising its data folder first) and wait until it accepts
+        connections."""
         self.init()
         if self.proc is not None and self.proc.poll() is None:
             return
@@ -433,6 +441,7 @@ class EmbeddedMosquitto(_ChildServer):
 
     @property
     def url(self) -> str:
+        """The broker's address for the services and tests (plain MQTT on localhost)."""
         return f"mqtt://127.0.0.1:{self.port}"
 
     def _write_config(self) -> None:
@@ -465,6 +474,7 @@ class EmbeddedMosquitto(_ChildServer):
         _chown_tree(self.root, self.uid, self.gid)
 
     def start(self, timeout: float = 15) -> None:
+        """Write the configuration, start the broker and wait until it accepts connections."""
         if self.proc is not None and self.proc.poll() is None:
             return
         self._write_config()
@@ -484,6 +494,7 @@ class EmbeddedMosquitto(_ChildServer):
 
     @property
     def pid_file(self) -> Path:
+        """Where the broker records its pid, so a later demo can stop one left behind."""
         return self.root / "mosquitto.pid"
 
     def stop_leftover(self, timeout: float = 30) -> int | None:
@@ -521,6 +532,7 @@ class ScratchDatabase:
         self.url = self.server.url(self.name) if self.server else with_dbname(admin_url, self.name)
 
     def close(self, *, keep: bool = False) -> None:
+        """Drop the test database unless ``keep`` (to look at it after a failure)."""
         from core.db import drop_database
 
         if not keep:

@@ -8,7 +8,7 @@ has ``<package>/dashboard.py`` with ``def dashboards() -> list[tuple[str, dict]]
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 SCHEMA_VERSION = 42
 SQL_DATASOURCE: dict[str, str] = {
@@ -32,22 +32,31 @@ def sql_target(sql: str, fmt: str = "time_series", ref_id: str = "A") -> dict[st
     }
 
 
+class PanelOptions(TypedDict, total=False):
+    """The optional keywords of :func:`panel`, each omitted when not given."""
+
+    unit: str | None
+    description: str
+    thresholds: list[tuple[float | None, str]] | None
+    options: dict[str, Any] | None
+    field_config: dict[str, Any] | None
+
+
 def panel(
     kind: str,
     title: str,
     targets: list[dict[str, Any]],
     *,
     grid: tuple[int, int, int, int],
-    unit: str | None = None,
-    description: str = "",
-    thresholds: list[tuple[float | None, str]] | None = None,
-    options: dict[str, Any] | None = None,
-    field_config: dict[str, Any] | None = None,
+    **opts: Unpack[PanelOptions],
 ) -> Panel:
     """One panel; ``grid`` is (x, y, w, h) on Grafana's 24-column grid.
 
     ``thresholds`` is [(None, "red"), (25, "green")]: the first step's value must be None.
     """
+    unit, thresholds = opts.get("unit"), opts.get("thresholds")
+    field_config, options = opts.get("field_config"), opts.get("options")
+    description = opts.get("description", "")
     defaults: dict[str, Any] = dict(field_config or {})
     if unit:
         defaults["unit"] = unit
@@ -89,18 +98,26 @@ def query_variable(
     }
 
 
+class DashboardOptions(TypedDict, total=False):
+    """The optional keywords of :func:`dashboard`, each with its default when not given."""
+
+    description: str
+    variables: list[dict[str, Any]] | None
+    time_from: str
+    refresh: str
+
+
 def dashboard(
     uid: str,
     title: str,
     panels: list[Panel],
     *,
     tags: list[str],
-    description: str = "",
-    variables: list[dict[str, Any]] | None = None,
-    time_from: str = "now-6h",
-    refresh: str = "30s",
+    **opts: Unpack[DashboardOptions],
 ) -> dict[str, Any]:
     """A complete dashboard; panel ids are assigned in order."""
+    description, variables = opts.get("description", ""), opts.get("variables")
+    time_from, refresh = opts.get("time_from", "now-6h"), opts.get("refresh", "30s")
     for i, p in enumerate(panels, start=1):
         p["id"] = i
     return {

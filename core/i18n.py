@@ -30,6 +30,7 @@ LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 
 
 def po_path(lang: Lang) -> Path:
+    """The catalogue file of one language, which the translation tests and tools edit."""
     return LOCALE_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
 
 

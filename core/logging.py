@@ -72,11 +72,14 @@ class RedactSecrets(logging.Filter):
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
+        """Mask these values from now on; too-short values are skipped as they would mask ordinary
+        text."""
         # Longest first, so a secret that contains another is masked whole.
         self.secrets |= {s for s in secrets if len(s) >= _MIN_SECRET_LEN}
         self._ordered = sorted(self.secrets, key=len, reverse=True)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Mask every known secret in the message and its arguments before any handler sees it."""
         try:
             message = record.getMessage()
         except Exception:  # a broken format string: leave it to the formatter's own error
@@ -118,6 +121,7 @@ def _url_password(url: str) -> str | None:
 
 
 def setup_logging(level: str = "INFO", fmt: str = "text", secrets: Iterable[str] = ()) -> None:
+    """One logging set-up for every command: text or JSON lines on stderr, secrets masked."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(

@@ -33,21 +33,28 @@ LOCK_KEY = int.from_bytes(hashlib.sha256(b"mebuku.migrate").digest()[:8], "big",
 
 @dataclass(frozen=True)
 class Migration:
+    """One SQL file of a package's migration set, identified by package and file name."""
+
     package: str
     filename: str
     sql: str
 
     @property
     def version(self) -> str:
+        """The key recorded in the migrations table: package and file name."""
         return f"{self.package}/{self.filename}"
 
     @property
     def checksum(self) -> str:
+        """Recorded when applied, so an edited applied file is noticed instead of silently
+        diverging."""
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
 class MigrationState:
+    """What the database records for one migration, for ``mebuku db status``."""
+
     version: str
     applied_at: datetime | None
     checksum_changed: bool
@@ -59,6 +66,8 @@ def migration_packages() -> list[str]:
 
 
 def discover(packages: list[str] | None = None) -> list[Migration]:
+    """Every migration of the declared packages, in run order; a package without migrations adds
+    none."""
     found: list[Migration] = []
     for pkg in packages if packages is not None else migration_packages():
         try:

@@ -22,6 +22,9 @@ _CORPORATE_NUMBER = re.compile(r"^[1-9][0-9]{12}$")
 
 @dataclass(frozen=True)
 class Operator:
+    """One transport operator under the single id every package uses, whatever name the GTFS feed or
+    a fare table gives it."""
+
     id: str
     legal_name: str
     kind: Kind
@@ -30,12 +33,15 @@ class Operator:
 
     @property
     def aliases(self) -> tuple[str, ...]:
+        """The other names this operator goes by (corporate number, GTFS agency ids)."""
         extra = (self.corporate_number,) if self.corporate_number else ()
         return tuple(dict.fromkeys((*extra, *self.gtfs_agency_ids)))
 
 
 @dataclass(frozen=True)
 class Registry:
+    """All operators; refuses a name that would stand for two of them."""
+
     operators: tuple[Operator, ...]
 
     def __post_init__(self) -> None:
@@ -59,6 +65,7 @@ class Registry:
 
 
 def parse_registry(doc: dict[str, Any]) -> Registry:
+    """Build the registry from operators.toml, failing on a duplicate name."""
     ops = []
     for d in doc.get("operators", ()):
         op = Operator(

@@ -28,6 +28,8 @@ class PluginError(RuntimeError):
 
 @dataclass(frozen=True)
 class Plugin:
+    """A loaded entry point, with the names needed to report it when it misbehaves."""
+
     group: str
     name: str
     value: str  # "module" or "module:attribute"
@@ -35,6 +37,7 @@ class Plugin:
 
     @property
     def module(self) -> str:
+        """The module part of the entry point, for error messages."""
         return self.value.split(":", 1)[0].strip()
 
 

@@ -12,6 +12,8 @@ import hmac
 
 
 def keyed_hash(key: bytes, purpose: str, value: str) -> bytes:
+    """HMAC-SHA256 of a personal identifier, separated by purpose, so a stolen table cannot be
+    reversed or joined with another purpose's table without the key."""
     if not key:
         raise ValueError("pseudonym key is empty")
     msg = purpose.encode() + b"\x00" + value.encode()

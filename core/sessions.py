@@ -96,6 +96,7 @@ async def revoke_cert_sessions(conn: AsyncConnection, cert_hashes: Collection[by
 
 
 async def revoke_session(conn: AsyncConnection, token: str) -> bool:
+    """Sign out: the token stops working at once; False when it was unknown or revoked already."""
     cur = await conn.execute(
         "UPDATE auth_sessions SET revoked_at = now() WHERE token_hash = %s AND revoked_at IS NULL",
         [_digest(token)],

@@ -52,6 +52,7 @@ class ConfigError(RuntimeError):
 
 
 def env_name(field: str) -> str:
+    """The environment variable of a setting, for messages that tell people what to set."""
     return f"{ENV_PREFIX}{field.upper()}"
 
 
@@ -113,6 +114,9 @@ def check_database_url(url: str) -> None:
 
 
 class Settings(BaseSettings):
+    """Every setting from ``MEBUKU_*`` environment variables (or ``.env``), in one place, so a
+    missing or bad one is reported with its variable name."""
+
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_file=".env",
@@ -339,16 +343,19 @@ class Settings(BaseSettings):
 
     @property
     def mqtt(self) -> MqttAddress:
+        """The broker address; a missing ``MEBUKU_MQTT_URL`` is one clear line and exit 2."""
         self.require("mqtt_url")
         assert self.mqtt_url is not None
         return parse_mqtt_url(self.mqtt_url)
 
     def require_database_url(self) -> str:
+        """The database URL; a missing ``MEBUKU_DATABASE_URL`` is one clear line and exit 2."""
         self.require("database_url")
         assert self.database_url is not None
         return self.database_url
 
     def require_pseudonym_key(self) -> bytes:
+        """The pseudonym key; a missing ``MEBUKU_PSEUDONYM_KEY`` is one clear line and exit 2."""
         self.require("pseudonym_key")
         assert self.pseudonym_key is not None
         return self.pseudonym_key.get_secret_value().encode()

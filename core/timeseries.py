@@ -137,6 +137,8 @@ def apply_policies(conn: psycopg.Connection, settings: Settings, *, timescale: b
 
 @dataclass(frozen=True)
 class MaintenanceReport:
+    """What one maintenance run did, for the log and ``mebuku db maintain``."""
+
     rollups_refreshed: list[str]
     rows_expired: dict[str, int]
 

@@ -30,6 +30,8 @@ PROBLEM_BASE = "https://mebuku.maebashi.example/problems/"
 
 
 class Role(StrEnum):
+    """Who is calling: each role sees a different slice of the data."""
+
     RESIDENT = "resident"
     OPERATOR = "operator"
     COUNCIL = "council"
@@ -80,6 +82,7 @@ async def current_principal(
     bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
     api_key: str | None = Depends(api_key_scheme),
 ) -> Principal:
+    """The caller, from a session token or an API key; without either, a 401 problem."""
     authenticate: Authenticator | None = getattr(request.app.state, "authenticate", None)
     if authenticate is None:
         raise ProblemError(503, "auth-unavailable", "Authentication is not configured")

@@ -12,6 +12,7 @@ from core.broker import Account, fiveg_account
 
 
 def broker_accounts(conn: psycopg.Connection) -> list[Account]:
+    """Broker accounts of every trial device, limited to the sites of the trials it is in."""
     rows = conn.execute(
         "SELECT d.device_id, array_agg(DISTINCT s.site->>'site_id'), "
         "       string_agg(DISTINCT d.trial_id, ', ')"

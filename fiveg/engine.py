@@ -18,7 +18,7 @@ from typing import Literal
 from psycopg import AsyncConnection
 
 from fiveg import store
-from fiveg.kpi import DEFAULT_MIN_COVERAGE_PCT, Scorecard, Stats, scorecard
+from fiveg.kpi import DEFAULT_MIN_COVERAGE_PCT, DataCoverage, Scorecard, Stats, scorecard
 from fiveg.store import HIST_WIDTH, ROLLUP_WIDTH, Mobility, StoredTrial
 from fiveg.targets import REFERENCE_TARGETS, Target
 
@@ -35,6 +35,8 @@ RAW_LIMIT = 500_000
 
 @dataclass(frozen=True)
 class TrialKpis:
+    """A trial's KPIs over one window, with everything the API, CLI and report show."""
+
     trial: StoredTrial
     start: datetime
     end: datetime
@@ -90,6 +92,8 @@ async def trial_kpis(
     source: SourceChoice = "raw",
     min_coverage_pct: float = DEFAULT_MIN_COVERAGE_PCT,
 ) -> TrialKpis:
+    """The KPIs of a trial over [start, end) (default: its elapsed period) from raw samples or
+    hourly rollups; the one computation the API, CLI and report share."""
     d = trial.definition
     start, end = measured_window(trial, start, end)
     if end <= start:
@@ -125,8 +129,8 @@ async def trial_kpis(
         overall, per_bucket, data = r.overall, r.per_hour, r.data_buckets
         per_device, mobility = {}, None
     card = scorecard(
-        with_references(trial.targets), overall, per_bucket, start, end, bucket, data,
-        ROLLUP_WIDTH, min_coverage_pct,
+        with_references(trial.targets), overall, per_bucket, start, end, bucket,
+        DataCoverage(data, ROLLUP_WIDTH, min_coverage_pct),
     )  # fmt: skip
     return TrialKpis(
         trial, start, end, bucket, source, overall, per_bucket, per_device, mobility, card

@@ -21,6 +21,7 @@ ABSOLUTE_ERROR_LOW = 10**LOW_EXP
 
 
 def bin_of(x: float) -> int:
+    """The log-scale bin of a latency, so percentiles can be merged across rollup hours."""
     e = math.log10(max(x, 0.001))
     if e < LOW_EXP:
         return 0
@@ -30,6 +31,7 @@ def bin_of(x: float) -> int:
 
 
 def bin_edges(k: int) -> tuple[float, float]:
+    """The [low, high) range of bin ``k``, to interpolate a percentile inside it."""
     if k <= 0:
         return 0.0, 10**LOW_EXP
     if k > BINS:
@@ -83,5 +85,6 @@ def share_at_most(counts: Mapping[int, int], bound: float) -> float | None:
 
 
 def merge(into: dict[int, int], counts: Mapping[int, int]) -> None:
+    """Add ``counts`` into ``into``: hourly histograms merge by summing."""
     for k, c in counts.items():
         into[k] = into.get(k, 0) + c

@@ -67,6 +67,8 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 def parse_bucket(text: str) -> timedelta:
+    """A bucket width such as ``5m`` or ``1h``, bounded so a request cannot ask for millions of
+    buckets."""
     m = _BUCKET.match(text)
     width = timedelta(**{_UNITS[m.group(2)]: int(m.group(1))}) if m else None
     if width is None or not timedelta(seconds=1) <= width <= timedelta(days=7):
@@ -118,6 +120,7 @@ async def _kpis(
 
 @router.get("/trials", response_model=list[TrialSummary], summary="List trials")
 async def list_trials(_: Reader, conn: Conn, theme: ThemeQ = None) -> list[TrialSummary]:
+    """The trials, optionally of one theme, for the council's overview."""
     return [
         TrialSummary(
             trial_id=t.definition.trial_id,
@@ -133,12 +136,14 @@ async def list_trials(_: Reader, conn: Conn, theme: ThemeQ = None) -> list[Trial
 
 @router.get("/trials/{trial_id}", response_model=TrialOut, summary="A trial and its targets")
 async def get_trial(trial_id: TrialId, _: Reader, conn: Conn) -> TrialOut:
+    """One trial's definition with the targets that apply (its own and the references)."""
     t = await _trial(conn, trial_id)
     return TrialOut(definition=t.definition, targets=targets_out(t))
 
 
 @router.put("/trials/{trial_id}", response_model=TrialOut, summary="Register or replace a trial")
 async def put_trial(trial_id: TrialId, body: TrialDefinition, _: Admin, conn: Conn) -> TrialOut:
+    """Create or replace a trial (admin); the body's id must match the path."""
     if body.trial_id != trial_id:
         raise ProblemError(
             422, "trial-id-mismatch", "Trial id mismatch", "The body's trial_id must match."
@@ -149,6 +154,7 @@ async def put_trial(trial_id: TrialId, body: TrialDefinition, _: Admin, conn: Co
 
 @router.delete("/trials/{trial_id}", status_code=204, summary="Remove a trial (not its samples)")
 async def delete_trial(trial_id: TrialId, _: Admin, conn: Conn) -> Response:
+    """Delete a trial definition (admin); measurements stay."""
     if not await store.delete_trial(conn, trial_id):
         raise ProblemError(404, "not-found", "Not found", f"No trial {trial_id!r}.")
     return Response(status_code=204)
@@ -185,6 +191,7 @@ async def get_coverage(
     end: Annotated[datetime | None, Query(alias="to")] = None,
     min_samples: Annotated[int, Query(ge=1, le=100_000)] = 10,
 ) -> Response:
+    """Radio coverage points of the trial's devices, for the coverage map."""
     t = await _trial(conn, trial_id)
     d = t.definition
     pts = await store.coverage_points(
@@ -221,7 +228,7 @@ async def get_sensors(
     summary="Trial report (PDF)",
     responses={200: {"content": {"application/pdf": {}}}},
 )
-async def get_report(
+async def get_report(  # noqa: PLR0913 (path, query and dependencies FastAPI injects)
     trial_id: TrialId,
     _: Reader,
     conn: Conn,

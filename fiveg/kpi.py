@@ -55,7 +55,8 @@ class Stats:
 
 
 def percentile_cont(values: Sequence[float], p: float) -> float | None:
-    """PostgreSQL's percentile_cont(p): linear interpolation at rank p * (n - 1)."""
+    """Linear interpolation at rank p * (n - 1), exactly as PostgreSQL's percentile_cont,
+    so a KPI computed here and one computed in SQL agree."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"percentile must be in [0, 1], got {p}")
     if not values:
@@ -68,10 +69,12 @@ def percentile_cont(values: Sequence[float], p: float) -> float | None:
 
 
 def mean(values: Sequence[float]) -> float | None:
+    """The mean, or None without values (not zero, which would read as a measurement)."""
     return math.fsum(values) / len(values) if values else None
 
 
 def band_of(metric: str, value: float) -> str:
+    """The named quality band a value falls in (e.g. RSRP good/fair/poor)."""
     for name, lower in BANDS[metric]:
         if value >= lower:
             return name
@@ -79,6 +82,7 @@ def band_of(metric: str, value: float) -> str:
 
 
 def band_counts(metric: str, values: Iterable[float]) -> dict[str, int]:
+    """How many values fall in each band, every band present even when empty."""
     counts = dict.fromkeys(BAND_NAMES, 0)
     for v in values:
         counts[band_of(metric, v)] += 1
@@ -103,11 +107,14 @@ def bucket_range(start: datetime, end: datetime, width: timedelta) -> list[datet
 
 @dataclass(frozen=True)
 class Gap:
+    """A stretch of the period without data, shown so a verdict is not read as covering it."""
+
     start: datetime
     end: datetime
 
     @property
     def seconds(self) -> float:
+        """The gap's length in seconds."""
         return (self.end - self.start).total_seconds()
 
 
@@ -150,6 +157,8 @@ def device_hours(active_device_buckets: int, width: timedelta) -> float:
 
 @dataclass(frozen=True)
 class TargetResult:
+    """One target's measured value, verdict and per-bucket availability."""
+
     target: Target
     measured: float | None
     passed: bool
@@ -164,6 +173,8 @@ Verdict = Literal["pass", "fail", "insufficient-data"]
 
 @dataclass(frozen=True)
 class Scorecard:
+    """The trial's verdict, with the data coverage that decides whether it may be given."""
+
     results: list[TargetResult]
     passed: bool
     buckets_total: int
@@ -173,11 +184,12 @@ class Scorecard:
 
     @property
     def data_coverage_pct(self) -> float:
+        """The share of buckets with data, in percent."""
         return 100.0 * self.buckets_with_data / self.buckets_total if self.buckets_total else 0.0
 
     @property
     def verdict(self) -> Verdict:
-        """pass or fail only when enough of the period has data to decide."""
+        """Pass or fail only when enough of the period has data to decide."""
         if self.data_coverage_pct < self.min_coverage_pct:
             return "insufficient-data"
         return "pass" if self.passed else "fail"
@@ -191,6 +203,17 @@ def availability(target: Target, per_bucket: Mapping[datetime, Stats], total: in
     return 100.0 * met / total
 
 
+@dataclass(frozen=True)
+class DataCoverage:
+    """Where the data are, when that is known more finely than the KPI buckets (raw
+    samples under hourly rollups): ``buckets`` of ``width`` that hold data, and the
+    coverage a trial needs for its verdict to count."""
+
+    buckets: Iterable[datetime] | None = None
+    width: timedelta | None = None
+    min_coverage_pct: float = DEFAULT_MIN_COVERAGE_PCT
+
+
 def scorecard(
     targets: Sequence[Target],
     overall: Stats,
@@ -198,12 +221,11 @@ def scorecard(
     start: datetime,
     end: datetime,
     width: timedelta,
-    data_buckets: Iterable[datetime] | None = None,
-    data_width: timedelta | None = None,
-    min_coverage_pct: float = DEFAULT_MIN_COVERAGE_PCT,
+    coverage: DataCoverage = DataCoverage(),
 ) -> Scorecard:
     """Pass/fail per target on the whole period, availability per ``width`` bucket, and
-    data coverage and gaps per ``data_width`` bucket (default: the same buckets)."""
+    data coverage and gaps per ``coverage.width`` bucket (default: the same buckets)."""
+    data_buckets, data_width = coverage.buckets, coverage.width
     buckets = bucket_range(start, end, width)
     inside = {b: st for b, st in per_bucket.items() if b + width > start and b < end and st.n}
     results = [
@@ -220,4 +242,4 @@ def scorecard(
     grid = bucket_range(start, end, dw)
     have = set(grid).intersection(inside if data_buckets is None else data_buckets)
     gaps = find_gaps(have, start, end, dw)
-    return Scorecard(results, passed, len(grid), len(have), gaps, min_coverage_pct)
+    return Scorecard(results, passed, len(grid), len(have), gaps, coverage.min_coverage_pct)

@@ -216,6 +216,7 @@ class Others:
 
 
 def fmt(v: float | None, unit: str = "") -> str:
+    """A number with as many digits as its size deserves, and a dash for no value."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     digits = 2 if abs(v) < 10 else (1 if abs(v) < 1000 else 0)
@@ -244,27 +245,34 @@ class Words:
         self._ = gettext_for(lang)
 
     def __call__(self, message: str) -> str:
+        """Translate ``message`` into the report's language."""
         return self._(message)
 
     def kpi(self, kpi: str) -> str:
+        """The KPI's label in the report's language."""
         label = KPI_LABELS.get(kpi)
         return self._(label) if label else KPIS[kpi].label
 
     def unit(self, kpi: str) -> str:
+        """The KPI's unit."""
         return KPIS[kpi].unit
 
     def goal(self, t: Target) -> str:
+        """The target as words ("at least 25 Mbit/s")."""
         value = fmt(t.value, t.info.unit) if t.value % 1 else f"{t.value:g} {t.info.unit}"
         fmt_op = self._("at least {value}") if t.op == ">=" else self._("at most {value}")
         return fmt_op.format(value=value)
 
     def verdict(self, verdict: str) -> str:
+        """The verdict in the report's language."""
         return self._(VERDICTS[verdict])
 
     def met(self, ok: bool) -> str:
+        """Pass or fail in the report's language."""
         return self._("Pass") if ok else self._("Fail")
 
     def duration(self, seconds: float) -> str:
+        """A duration in days, hours and minutes, as a council member reads it."""
         minutes = round(seconds / 60)
         d, rest = divmod(minutes, 1440)
         h, m = divmod(rest, 60)

@@ -20,6 +20,8 @@ PERCENTILE_METHOD = (
 
 
 class TargetOut(BaseModel):
+    """A target as the API shows it, with the KPI's label and unit."""
+
     kpi: str = Field(examples=["ul_mbps_p5"])
     label: str = Field(examples=["Uplink 5th percentile (user-experienced)"])
     unit: str = Field(examples=["Mbit/s"])
@@ -30,11 +32,15 @@ class TargetOut(BaseModel):
 
 
 class TrialOut(BaseModel):
+    """A trial's definition with the targets that apply to it."""
+
     definition: TrialDefinition
     targets: list[TargetOut]
 
 
 class TrialSummary(BaseModel):
+    """One line of the trial list."""
+
     trial_id: str = Field(examples=["bus-supervision-2026"])
     title: str
     theme: str = Field(examples=["transport"])
@@ -44,11 +50,15 @@ class TrialSummary(BaseModel):
 
 
 class GapOut(BaseModel):
+    """A period without data."""
+
     start: datetime
     end: datetime
 
 
 class ScoreRow(TargetOut):
+    """One target's result on the scorecard."""
+
     measured: float | None = Field(examples=[27.4])
     passed: bool = Field(examples=[True])
     availability_pct: float | None = Field(
@@ -57,6 +67,8 @@ class ScoreRow(TargetOut):
 
 
 class ScorecardOut(BaseModel):
+    """The trial's verdict, per-target results and data coverage."""
+
     verdict: Literal["pass", "fail", "insufficient-data"] = Field(
         description="pass or fail over the measured period; insufficient-data while less of "
         "the period than the minimum data coverage (MEBUKU_FIVEG_MIN_COVERAGE_PCT) has samples"
@@ -70,6 +82,8 @@ class ScorecardOut(BaseModel):
 
 
 class StatsOut(BaseModel):
+    """Sample count, KPI values and band counts of one group of samples."""
+
     samples: int = Field(examples=[3600])
     kpis: dict[str, float | None] = Field(examples=[{"ul_mbps_p5": 27.4, "rtt_ms_p95": 31.0}])
     bands: dict[str, dict[str, int]] = Field(
@@ -78,14 +92,20 @@ class StatsOut(BaseModel):
 
 
 class BucketOut(StatsOut):
+    """The statistics of one time bucket."""
+
     bucket: datetime
 
 
 class DeviceOut(StatsOut):
+    """The statistics of one device."""
+
     device_id: str
 
 
 class KpisOut(BaseModel):
+    """A trial's KPIs over one window: overall, per bucket, per device, with the scorecard."""
+
     trial_id: str
     from_: datetime = Field(alias="from")
     to: datetime
@@ -104,6 +124,8 @@ class KpisOut(BaseModel):
 
 
 class SensorOut(BaseModel):
+    """The latest reading of one sensor of a trial device."""
+
     device_id: str
     name: str = Field(examples=["urn:dev:mac:0024befffe804ff1:temperature"])
     unit: str | None = Field(examples=["Cel"])
@@ -115,6 +137,8 @@ class SensorOut(BaseModel):
 
 
 class CompareRow(BaseModel):
+    """One trial's line in a comparison of trials."""
+
     trial_id: str
     title: str
     theme: str
@@ -127,10 +151,12 @@ class CompareRow(BaseModel):
 
 
 def stats_out(s: Stats) -> StatsOut:
+    """The API shape of a group's statistics."""
     return StatsOut(samples=s.n, kpis=s.values, bands=s.bands)
 
 
 def targets_out(t: StoredTrial) -> list[TargetOut]:
+    """The API shape of a trial's targets, labels and units included."""
     return [
         TargetOut(
             kpi=x.kpi,
@@ -146,6 +172,7 @@ def targets_out(t: StoredTrial) -> list[TargetOut]:
 
 
 def scorecard_out(c: Scorecard) -> ScorecardOut:
+    """The API shape of a scorecard."""
     return ScorecardOut(
         verdict=c.verdict,
         passed=c.passed,
@@ -172,6 +199,7 @@ def scorecard_out(c: Scorecard) -> ScorecardOut:
 
 
 def kpis_out(k: TrialKpis) -> KpisOut:
+    """The API shape of a trial's KPIs."""
     m = k.mobility
     return KpisOut(
         trial_id=k.trial.definition.trial_id,
@@ -197,6 +225,7 @@ def kpis_out(k: TrialKpis) -> KpisOut:
 
 
 def sensor_out(s: SensorSummary) -> SensorOut:
+    """The API shape of a sensor's latest reading."""
     return SensorOut(
         device_id=s.device_id,
         name=s.name,

@@ -34,11 +34,14 @@ HIST_WIDTH = timedelta(hours=1)
 
 @dataclass(frozen=True)
 class StoredTrial:
+    """A trial definition as stored, with its targets resolved."""
+
     definition: TrialDefinition
     targets: list[Target]
 
     @property
     def devices(self) -> list[str]:
+        """The trial's device ids, which select its samples."""
         return [d.device_id for d in self.definition.devices]
 
 
@@ -99,6 +102,7 @@ async def save_trial(conn: AsyncConnection, d: TrialDefinition) -> None:
 
 
 async def delete_trial(conn: AsyncConnection, trial_id: str) -> bool:
+    """Delete a trial definition; False when there was none. Measurements stay."""
     cur = await conn.execute("DELETE FROM fiveg_trials WHERE trial_id = %s", [trial_id])
     return cur.rowcount > 0
 
@@ -162,6 +166,7 @@ async def _load(conn: AsyncConnection, rows: list[DictRow]) -> list[StoredTrial]
 
 
 async def get_trial(conn: AsyncConnection, trial_id: str) -> StoredTrial | None:
+    """One stored trial, or None."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             sql.SQL("SELECT {} FROM fiveg_trials WHERE trial_id = %s").format(_TRIAL_COLS),
@@ -173,6 +178,7 @@ async def get_trial(conn: AsyncConnection, trial_id: str) -> StoredTrial | None:
 
 
 async def list_trials(conn: AsyncConnection, theme: str | None = None) -> list[StoredTrial]:
+    """The stored trials, optionally of one theme."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             sql.SQL(
@@ -292,6 +298,7 @@ async def raw_stats_by_bucket(
     bound: float,
     width: timedelta,
 ) -> dict[datetime, Stats]:
+    """Statistics per time bucket from raw samples, computed in SQL."""
     p = _params(devices, start, end, bound) | {"width": width}
     rows = await _raw(conn, sql.SQL("time_bucket(%(width)s, ts)"), p)
     return {r["k"]: _stats_from_row(r) for r in rows}
@@ -300,17 +307,21 @@ async def raw_stats_by_bucket(
 async def raw_stats_by_device(
     conn: AsyncConnection, devices: list[str], start: datetime, end: datetime, bound: float
 ) -> dict[str, Stats]:
+    """Statistics per device from raw samples, computed in SQL."""
     rows = await _raw(conn, sql.Identifier("device_id"), _params(devices, start, end, bound))
     return {r["k"]: _stats_from_row(r) for r in rows}
 
 
 @dataclass(frozen=True)
 class Mobility:
+    """Handovers and device hours, for the mobility KPI (handovers per device hour)."""
+
     handovers: int
     device_hours: float
 
     @property
     def per_device_hour(self) -> float | None:
+        """Handovers per device hour, or None without device time."""
         return self.handovers / self.device_hours if self.device_hours else None
 
 
@@ -510,6 +521,9 @@ def hour_span(start: datetime, end: datetime) -> tuple[datetime, datetime]:
 
 @dataclass(frozen=True)
 class RollupResult:
+    """Statistics from the hourly rollups, with the 5-minute buckets that hold samples (coverage is
+    decided on those, not on whole hours)."""
+
     overall: Stats
     per_hour: dict[datetime, Stats]
     data_buckets: set[datetime]  # 5-minute buckets with samples
@@ -589,6 +603,7 @@ async def raw_data_buckets(
 async def coverage_points(
     conn: AsyncConnection, devices: list[str], start: datetime, end: datetime
 ) -> list[tuple[float, float, float | None, float | None, float | None]]:
+    """Positions with radio readings, for the coverage map."""
     cur = await conn.execute(
         """
         SELECT lat, lon, rsrp_dbm, dl_mbps, ul_mbps FROM fiveg_radio
@@ -605,6 +620,8 @@ async def coverage_points(
 
 @dataclass(frozen=True)
 class SensorSummary:
+    """The latest reading of one sensor."""
+
     device_id: str
     name: str
     unit: str | None

@@ -71,6 +71,8 @@ def percentiles_of(column: str) -> list[tuple[str, float]]:
 
 @dataclass(frozen=True)
 class Target:
+    """A KPI goal a trial must meet, with the source that justifies the value."""
+
     kpi: str
     op: Op
     value: float
@@ -79,9 +81,11 @@ class Target:
 
     @property
     def info(self) -> KpiInfo:
+        """The KPI's label, unit and direction."""
         return KPIS[self.kpi]
 
     def met(self, measured: float | None) -> bool:
+        """Whether ``measured`` meets the goal; no measurement never passes."""
         if measured is None:
             return False
         return measured >= self.value if self.op == ">=" else measured <= self.value

@@ -26,6 +26,8 @@ DeviceKind = Literal["phone", "bus_modem", "ambulance_modem", "classroom_cpe", "
 
 
 class Site(BaseModel):
+    """A place where a trial measures, with its coordinates."""
+
     model_config = ConfigDict(extra="forbid")
     site_id: str = Field(min_length=1, max_length=64, examples=["maebashi-station"])
     name: str = Field(examples=["JR前橋駅北口"])
@@ -34,6 +36,8 @@ class Site(BaseModel):
 
 
 class Gnb(BaseModel):
+    """A base station of the local 5G network at a site."""
+
     model_config = ConfigDict(extra="forbid")
     gnb_id: str = Field(min_length=1, max_length=64, examples=["gnb-station-1"])
     site_id: str
@@ -46,6 +50,8 @@ class Gnb(BaseModel):
 
 
 class Device(BaseModel):
+    """A device that publishes measurements for a trial."""
+
     model_config = ConfigDict(extra="forbid")
     device_id: str = Field(min_length=1, max_length=64, examples=["bus-01-modem"])
     kind: DeviceKind
@@ -70,10 +76,14 @@ class TargetIn(BaseModel):
         return v
 
     def to_target(self) -> Target:
+        """The validated target as the KPI engine uses it."""
         return Target(self.kpi, self.op, self.value, self.source, self.reference)
 
 
 class TrialDefinition(BaseModel):
+    """A trial as its TOML file defines it; unknown keys are refused so a misspelling is not
+    silently ignored."""
+
     model_config = ConfigDict(extra="forbid")
     trial_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$", examples=["bus-supervision-2026"])
     title: str = Field(min_length=1, examples=["自動運転バス遠隔監視 (前橋駅〜中央前橋駅)"])
@@ -128,9 +138,11 @@ class TrialDefinition(BaseModel):
 
     @property
     def bound_ms(self) -> float:
+        """The latency bound of the trial: its own, else its theme's default."""
         return self.latency_bound_ms or DEFAULT_LATENCY_BOUND_MS[self.theme]
 
     def effective_targets(self) -> list[Target]:
+        """The trial's targets merged with its theme's reference targets."""
         return merge_targets(self.theme, [t.to_target() for t in self.targets])
 
 

@@ -16,7 +16,7 @@ from ingest.worker import IngestWorker, WorkerConfig
 log = logging.getLogger(__name__)
 
 
-def ingest(
+def ingest(  # noqa: PLR0913 (each argument is one command-line option)
     group: str = typer.Option(
         "",
         help="Shared-subscription group ($share/GROUP/...) so N workers split the load. "

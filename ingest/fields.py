@@ -1,8 +1,8 @@
-"""Field checks shared by the topic parsers. Each raises :class:`FieldError` with a reject code.
+r"""Field checks shared by the topic parsers. Each raises :class:`FieldError` with a reject code.
 
 JSON numbers arrive as int or float; Python's bool is an int, so booleans are refused
 where a number is expected. Strings must be Unicode scalar values without NUL: Python's
-json module decodes an escaped lone surrogate (``"\\ud800"``) and ``"\\u0000"`` into a str
+json module decodes an escaped lone surrogate (``"\ud800"``) and ``"\u0000"`` into a str
 that PostgreSQL cannot store, so the parser refuses them instead of the database driver.
 Every time must lie in a :class:`TimeWindow` (retention in the past, a small skew ahead).
 """
@@ -32,6 +32,8 @@ _PLAIN_KEY = re.compile(r"[A-Za-z0-9_]{1,40}\Z")
 
 
 class FieldError(ValueError):
+    """A message field is invalid; ``code`` is the stable reject reason that metrics count."""
+
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(detail)
         self.code = code
@@ -52,6 +54,7 @@ class Limits:
 
     @classmethod
     def from_settings(cls, s: Settings) -> Limits:
+        """The limits the operator configured."""
         return cls(
             retention_days=s.retention_days,
             max_future_skew_seconds=s.ingest_max_future_skew_seconds,
@@ -68,6 +71,7 @@ class Limits:
         return timedelta(seconds=self.max_future_skew_seconds)
 
     def window(self, now: datetime) -> TimeWindow:
+        """The window of acceptable times for a message received at ``now``."""
         earliest = EARLIEST if self._retention is None else max(EARLIEST, now - self._retention)
         return TimeWindow(earliest, now + self._skew, self)
 
@@ -84,6 +88,7 @@ class TimeWindow:
     limits: Limits
 
     def check(self, field: str, ts: datetime) -> datetime:
+        """``ts`` if it lies in the window; else a reject naming the field and the bound."""
         if ts > self.latest:
             raise FieldError(
                 "bad_timestamp",
@@ -194,6 +199,7 @@ def number(
 
 
 def integer(obj: dict[str, Any], key: str, lo: int, hi: int) -> int | None:
+    """An optional integer in ``[lo, hi]``; a bool or a float is refused, not truncated."""
     v = obj.get(key)
     if v is None:
         return None
@@ -210,6 +216,7 @@ def integer(obj: dict[str, Any], key: str, lo: int, hi: int) -> int | None:
 def text(
     obj: dict[str, Any], key: str, *, required: bool = False, choices: frozenset[str] | None = None
 ) -> str | None:
+    """An optional string (required or from ``choices`` when asked) that PostgreSQL can store."""
     v = obj.get(key)
     if v is None:
         if required:
@@ -224,6 +231,7 @@ def text(
 
 
 def check_text(key: str, v: str) -> None:
+    """A non-empty, bounded string of storable characters."""
     if not v or len(v) > MAX_TEXT:
         raise FieldError("out_of_range", f"{key} must have 1..{MAX_TEXT} characters")
     if (p := text_problem(v)) is not None:
@@ -231,6 +239,7 @@ def check_text(key: str, v: str) -> None:
 
 
 def boolean(obj: dict[str, Any], key: str) -> bool | None:
+    """An optional JSON boolean; 0 and 1 are refused so a typo is not read as a flag."""
     v = obj.get(key)
     if v is None:
         return None
@@ -261,6 +270,8 @@ def timestamp(obj: dict[str, Any], window: TimeWindow, key: str = "ts") -> datet
 
 
 def parse_rfc3339(key: str, v: str) -> datetime:
+    """A strict RFC 3339 time with an offset: a time without one would be read in an unknown
+    zone."""
     # RFC 3339 requires a 'T' (or space) separator, seconds and an offset.
     if len(v) < 20 or len(v) > 40 or v[10] not in "Tt " or v[4] != "-" or v[7] != "-":
         raise FieldError("bad_timestamp", f"{key}={v[:40]!r} is not RFC 3339")

@@ -48,6 +48,9 @@ LAG_BUCKETS = (
 
 
 class IngestMetrics:
+    """The ingest worker's metrics in a registry of its own, so two workers in one test process do
+    not share counters."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry

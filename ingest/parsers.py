@@ -57,11 +57,11 @@ _DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # built once, not 
 
 
 def _load(payload: bytes, limit: int, root: str = "") -> Any:
-    """Decode UTF-8 JSON; refuse strings PostgreSQL cannot store, naming the field.
+    r"""Decode UTF-8 JSON; refuse strings PostgreSQL cannot store, naming the field.
 
     Strict UTF-8 decoding refuses encoded surrogates, and the json module refuses raw
     control characters in strings, so a lone surrogate or a NUL can only come from a
-    ``\\u`` escape: the whole document is walked only when the text holds one.
+    ``\u`` escape: the whole document is walked only when the text holds one.
     """
     if len(payload) > limit:
         raise FieldError("too_large", f"payload of {len(payload)} bytes exceeds {limit}")
@@ -88,6 +88,7 @@ def _object(payload: bytes, limits: Limits) -> dict[str, Any]:
 def parse_telemetry(
     ids: Sequence[str], payload: bytes, received_at: datetime, limits: Limits = DEFAULT_LIMITS
 ) -> list[tuple[Any, ...]]:
+    """A bus telemetry message: one row per fix, every field checked before anything is stored."""
     (vehicle_id,) = ids
     d = _object(payload, limits)
     row = (
@@ -124,6 +125,7 @@ def _heading(d: dict[str, Any]) -> float | None:
 def parse_event(
     ids: Sequence[str], payload: bytes, received_at: datetime, limits: Limits = DEFAULT_LIMITS
 ) -> list[tuple[Any, ...]]:
+    """A bus event message (door, stop request, fault) as one row."""
     (vehicle_id,) = ids
     d = _object(payload, limits)
     etype = text(d, "type", required=True)
@@ -151,6 +153,7 @@ def parse_event(
 def parse_radio(
     ids: Sequence[str], payload: bytes, received_at: datetime, limits: Limits = DEFAULT_LIMITS
 ) -> list[tuple[Any, ...]]:
+    """A 5G radio measurement as one row of radio KPIs."""
     site_id, device_id = ids
     d = _object(payload, limits)
     metrics = [number(d, k, lo, hi, real=True) for k, (lo, hi) in RADIO_METRICS.items()]
@@ -182,6 +185,7 @@ def _id_text(d: dict[str, Any], key: str) -> str | None:
 def parse_senml(
     ids: Sequence[str], payload: bytes, received_at: datetime, limits: Limits = DEFAULT_LIMITS
 ) -> list[tuple[Any, ...]]:
+    """A SenML pack from a 5G device: one row per resolved record."""
     site_id, device_id = ids
     pack = _load(payload, limits.max_payload_bytes, "senml")
     records = senml.resolve(pack, received_at, limits.window(received_at))

@@ -14,6 +14,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class TableSpec:
+    """A table the writer inserts into: its columns and the key that makes redelivery harmless."""
+
     name: str
     columns: tuple[str, ...]
     key: tuple[str, ...]
@@ -36,6 +38,7 @@ class Reject:
 
     @property
     def reason(self) -> str:
+        """The text stored with the dead letter."""
         return f"{self.code}: {self.detail}"
 
 

@@ -77,6 +77,112 @@ def _finite(i: int, key: str, x: float) -> float:
     return x
 
 
+@dataclass
+class _Base:
+    """The base fields in force at a record (section 4.6): they carry over to later records
+    until replaced, so they live across the loop over a pack."""
+
+    name: str = ""
+    unit: str | None = None
+    time: float = 0.0
+    value: float = 0.0
+    sum: float = 0.0
+    version: int | None = None
+
+    def update(self, rec: dict[str, Any], i: int) -> None:
+        """Take the base fields record ``i`` sets; a bad one rejects the pack."""
+        if "bver" in rec:
+            self.version = _version(rec["bver"], self.version)
+        if (v := _str(rec, "bn", i)) is not None:
+            self.name = v
+        if "bu" in rec:
+            self.unit = _str(rec, "bu", i)
+        if "bt" in rec:
+            self.time = _num(rec, "bt", i) or 0.0
+        if "bv" in rec:
+            self.value = _num(rec, "bv", i) or 0.0
+        if "bs" in rec:
+            self.sum = _num(rec, "bs", i) or 0.0
+
+
+@dataclass(frozen=True)
+class _Values:
+    """The one value a record carries (at most one kind), resolved against the base value."""
+
+    kinds: list[str]
+    value: float | None = None
+    value_string: str | None = None
+    value_bool: bool | None = None
+    value_data: str | None = None
+
+
+def _version(ver: Any, version: int | None) -> int:
+    """Check a ``bver``: an integer we support, the same across the pack."""
+    if isinstance(ver, bool) or not isinstance(ver, int):
+        raise FieldError("bad_senml", "bver must be an integer")
+    if ver > SUPPORTED_VERSION or ver < 1:
+        raise FieldError("bad_senml", f"unsupported SenML version {ver}")
+    if version is not None and ver != version:
+        raise FieldError("bad_senml", "records of one pack must share a version")
+    return ver
+
+
+def _check_labels(i: int, rec: Any) -> None:
+    """A record is an object whose must-understand labels (ending in "_") we all know."""
+    if not isinstance(rec, dict):
+        raise FieldError("bad_senml", f"senml[{i}] is not an object")
+    for k in rec:
+        if k not in KNOWN and k.endswith("_"):
+            raise FieldError("bad_senml", f"senml[{i}]: must-understand label {k!r}")
+
+
+def _values(i: int, rec: dict[str, Any], base_value: float) -> _Values:
+    """The record's value of its one kind (v, vs, vb or vd), each checked for its type."""
+    kinds = [k for k in ("v", "vs", "vb", "vd") if rec.get(k) is not None]
+    if len(kinds) > 1:
+        raise FieldError("bad_senml", f"senml[{i}]: more than one value ({', '.join(kinds)})")
+    if kinds == ["v"]:
+        return _Values(kinds, value=_finite(i, "value", base_value + (_num(rec, "v", i) or 0.0)))
+    if kinds == ["vs"]:
+        return _Values(kinds, value_string=_str(rec, "vs", i))
+    if kinds == ["vb"]:
+        if not isinstance(rec["vb"], bool):
+            raise FieldError("bad_senml", f"senml[{i}].vb must be true or false")
+        return _Values(kinds, value_bool=rec["vb"])
+    if kinds == ["vd"]:
+        value_data = _str(rec, "vd", i)
+        _check_base64url(i, value_data or "")
+        return _Values(kinds, value_data=value_data)
+    return _Values(kinds)
+
+
+def _record(
+    i: int, rec: dict[str, Any], base: _Base, received_at: datetime, window: TimeWindow
+) -> Record:
+    """Resolve record ``i`` against the base fields in force (after ``base.update``)."""
+    name = base.name + (_str(rec, "n", i) or "")
+    if not NAME_RE.match(name):
+        raise FieldError("bad_senml", f"senml[{i}]: invalid name {name[:60]!r}")
+    _num(rec, "ut", i)
+    t = _finite(i, "time", base.time + (_num(rec, "t", i) or 0.0))
+    values = _values(i, rec, base.value)
+    total = None
+    if rec.get("s") is not None:
+        total = _finite(i, "sum", base.sum + (_num(rec, "s", i) or 0.0))
+    if not values.kinds and total is None:
+        raise FieldError("bad_senml", f"senml[{i}]: no value and no sum")
+    return Record(
+        name=name,
+        time=_to_datetime(_time_field(i, rec), t, received_at, window),
+        unit=_str(rec, "u", i) or base.unit,
+        value=values.value,
+        value_string=values.value_string,
+        value_bool=values.value_bool,
+        value_data=values.value_data,
+        sum=total,
+    )
+
+
 def resolve(pack: Any, received_at: datetime, window: TimeWindow | None = None) -> list[Record]:
     """Resolve a pack; ``window`` (default: the default limits at ``received_at``) bounds
     every resolved time."""
@@ -85,73 +191,12 @@ def resolve(pack: Any, received_at: datetime, window: TimeWindow | None = None) 
         raise FieldError("bad_senml", "a SenML pack is a non-empty JSON array of records")
     if len(pack) > MAX_RECORDS:
         raise FieldError("bad_senml", f"more than {MAX_RECORDS} records")
-    bn, bu = "", None
-    bt = bv = bs = 0.0
-    version: int | None = None
+    base = _Base()
     out: list[Record] = []
     for i, rec in enumerate(pack):
-        if not isinstance(rec, dict):
-            raise FieldError("bad_senml", f"senml[{i}] is not an object")
-        for k in rec:
-            if k not in KNOWN and k.endswith("_"):
-                raise FieldError("bad_senml", f"senml[{i}]: must-understand label {k!r}")
-        if "bver" in rec:
-            ver = rec["bver"]
-            if isinstance(ver, bool) or not isinstance(ver, int):
-                raise FieldError("bad_senml", "bver must be an integer")
-            if ver > SUPPORTED_VERSION or ver < 1:
-                raise FieldError("bad_senml", f"unsupported SenML version {ver}")
-            if version is not None and ver != version:
-                raise FieldError("bad_senml", "records of one pack must share a version")
-            version = ver
-        if (v := _str(rec, "bn", i)) is not None:
-            bn = v
-        if "bu" in rec:
-            bu = _str(rec, "bu", i)
-        if "bt" in rec:
-            bt = _num(rec, "bt", i) or 0.0
-        if "bv" in rec:
-            bv = _num(rec, "bv", i) or 0.0
-        if "bs" in rec:
-            bs = _num(rec, "bs", i) or 0.0
-        name = bn + (_str(rec, "n", i) or "")
-        if not NAME_RE.match(name):
-            raise FieldError("bad_senml", f"senml[{i}]: invalid name {name[:60]!r}")
-        _num(rec, "ut", i)
-        t = _finite(i, "time", bt + (_num(rec, "t", i) or 0.0))
-        kinds = [k for k in ("v", "vs", "vb", "vd") if rec.get(k) is not None]
-        if len(kinds) > 1:
-            raise FieldError("bad_senml", f"senml[{i}]: more than one value ({', '.join(kinds)})")
-        value = value_string = value_data = None
-        value_bool = None
-        if kinds == ["v"]:
-            value = _finite(i, "value", bv + (_num(rec, "v", i) or 0.0))
-        elif kinds == ["vs"]:
-            value_string = _str(rec, "vs", i)
-        elif kinds == ["vb"]:
-            if not isinstance(rec["vb"], bool):
-                raise FieldError("bad_senml", f"senml[{i}].vb must be true or false")
-            value_bool = rec["vb"]
-        elif kinds == ["vd"]:
-            value_data = _str(rec, "vd", i)
-            _check_base64url(i, value_data or "")
-        total = None
-        if rec.get("s") is not None:
-            total = _finite(i, "sum", bs + (_num(rec, "s", i) or 0.0))
-        if not kinds and total is None:
-            raise FieldError("bad_senml", f"senml[{i}]: no value and no sum")
-        out.append(
-            Record(
-                name=name,
-                time=_to_datetime(_time_field(i, rec), t, received_at, window),
-                unit=_str(rec, "u", i) or bu,
-                value=value,
-                value_string=value_string,
-                value_bool=value_bool,
-                value_data=value_data,
-                sum=total,
-            )
-        )
+        _check_labels(i, rec)
+        base.update(rec, i)
+        out.append(_record(i, rec, base, received_at, window))
     return out
 
 

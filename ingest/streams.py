@@ -35,6 +35,7 @@ class Stream:
 
     @property
     def levels(self) -> tuple[str, ...]:
+        """The topic's levels, placeholders included."""
         return tuple(self.topic.split("/"))
 
     @property
@@ -43,6 +44,7 @@ class Stream:
         return tuple(p[1:-1] for p in self.levels if p.startswith("{"))
 
     def topic_for(self, **ids: str) -> str:
+        """A concrete topic for these ids (publishers and tests)."""
         return self.topic.format(**ids)
 
     def filter(self) -> str:

@@ -56,12 +56,15 @@ class Item:
 
 @dataclass
 class WriteResult:
+    """What one write did, by table (inserted, duplicates) and by reason (rejects)."""
+
     inserted: Counter[str] = field(default_factory=Counter)
     duplicates: Counter[str] = field(default_factory=Counter)
     rejects: Counter[str] = field(default_factory=Counter)
     splits: int = 0
 
     def add(self, other: WriteResult) -> None:
+        """Add another write's counts, to report a whole batch."""
         self.inserted.update(other.inserted)
         self.duplicates.update(other.duplicates)
         self.rejects.update(other.rejects)

@@ -81,7 +81,7 @@ def gtfs_status() -> None:
 
 
 @app.command("worker")
-def worker(
+def worker(  # noqa: PLR0913 (each argument is one command-line option)
     metrics_port: int = typer.Option(
         None, help="Prometheus port (default MEBUKU_MOBILITY_METRICS_PORT, 9109; 0 disables)."
     ),

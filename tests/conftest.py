@@ -42,6 +42,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """Async tests (``@pytest.mark.anyio``) run on asyncio, which psycopg's async
+    connections need; session scope lets async fixtures of any scope use it."""
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
 def pg_server() -> Iterator[EmbeddedPostgres]:
     root = server_dir("mebuku-pg-")
     pg = EmbeddedPostgres(root)

@@ -15,7 +15,7 @@ from core import plugins
 from core.grafana import SCHEMA_VERSION
 
 FOLDERS = ("operators", "council", "city")
-DEFAULT_OUT = Path(__file__).resolve().parents[2] / "grafana" / "dashboards"
+DEFAULT_OUT = Path("grafana") / "dashboards"  # relative to the checkout (cwd): works from a wheel
 
 Dashboard = dict[str, Any]
 

@@ -1,0 +1,1 @@
+"""The API's own tables (API keys), applied by ``mebuku db migrate``."""

@@ -51,6 +51,8 @@ class PolicyError(ValueError):
 
 @dataclass(frozen=True)
 class Policy:
+    """The grants of core/roles/grants.toml, validated: which role may do what on which table."""
+
     roles: dict[str, str]  # short name -> purpose
     tables: dict[str, dict[str, list[str]]]  # pattern -> role -> privileges
     append_only: tuple[str, ...]
@@ -59,10 +61,12 @@ class Policy:
     role_settings: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def role(self, short: str) -> str:
+        """The database role for a short name, prefixed so it cannot clash with other roles."""
         return ROLE_PREFIX + short
 
     @property
     def role_names(self) -> list[str]:
+        """Every database role this policy creates."""
         return [self.role(r) for r in self.roles]
 
     def decision(self, schema: str, name: str) -> dict[str, list[str]] | None:
@@ -92,10 +96,8 @@ def _split(privs: str) -> list[str]:
     return out
 
 
-def parse_policy(data: dict[str, Any]) -> Policy:
-    roles = {str(k): str(v) for k, v in data.get("roles", {}).items()}
-    if not roles:
-        raise PolicyError("grants.toml declares no roles")
+def _parse_tables(data: dict[str, Any], roles: dict[str, str]) -> dict[str, dict[str, list[str]]]:
+    """Relation -> role -> privileges, each privilege checked against the allowed words."""
     tables: dict[str, dict[str, list[str]]] = {}
     for rel, grants in data.get("tables", {}).items():
         if not isinstance(grants, dict):
@@ -109,17 +111,22 @@ def parse_policy(data: dict[str, Any]) -> Policy:
                 if not _PRIVILEGE.match(p):
                     raise PolicyError(f"{rel}: {role}: privilege {p!r} is not allowed")
             tables[rel][role] = parsed
-    append_only = tuple(data.get("append_only", {}).get("tables", []))
+    return tables
+
+
+def _check_append_only(
+    tables: dict[str, dict[str, list[str]]], append_only: tuple[str, ...]
+) -> None:
+    """No role may change or delete rows of an append-only table."""
     for rel in append_only:
         for role, privs in tables.get(rel, {}).items():
             bad = [p for p in privs if p.split("(")[0].strip() in _FORBIDDEN_ON_APPEND_ONLY]
             if bad:
                 raise PolicyError(f"{rel} is append-only but {role} would get {bad}")
-    temporary = tuple(data.get("database", {}).get("temporary", []))
-    functions = {str(k): list(v) for k, v in data.get("functions", {}).items()}
-    for who in [*temporary, *(r for rs in functions.values() for r in rs)]:
-        if who not in roles:
-            raise PolicyError(f"unknown role {who!r}")
+
+
+def _parse_role_settings(data: dict[str, Any], roles: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Per-role server settings, limited to safe names and values."""
     role_settings: dict[str, dict[str, str]] = {}
     for who, values in data.get("role_settings", {}).items():
         if who not in roles:
@@ -128,10 +135,29 @@ def parse_policy(data: dict[str, Any]) -> Policy:
             if not _SETTING.match(key) or not _SETTING_VALUE.match(str(value)):
                 raise PolicyError(f"role_settings: {who}: {key} = {value!r} is not allowed")
         role_settings[who] = {str(k): str(v) for k, v in values.items()}
+    return role_settings
+
+
+def parse_policy(data: dict[str, Any]) -> Policy:
+    """Validate grants.toml fully before any grant runs, so a typo fails the migration
+    instead of leaving a role with the wrong rights."""
+    roles = {str(k): str(v) for k, v in data.get("roles", {}).items()}
+    if not roles:
+        raise PolicyError("grants.toml declares no roles")
+    tables = _parse_tables(data, roles)
+    append_only = tuple(data.get("append_only", {}).get("tables", []))
+    _check_append_only(tables, append_only)
+    temporary = tuple(data.get("database", {}).get("temporary", []))
+    functions = {str(k): list(v) for k, v in data.get("functions", {}).items()}
+    for who in [*temporary, *(r for rs in functions.values() for r in rs)]:
+        if who not in roles:
+            raise PolicyError(f"unknown role {who!r}")
+    role_settings = _parse_role_settings(data, roles)
     return Policy(roles, tables, append_only, temporary, functions, role_settings)
 
 
 def load_policy() -> Policy:
+    """The policy shipped with the package, read as package data so an installed wheel has it."""
     text = (resources.files(PACKAGE) / "grants.toml").read_text(encoding="utf-8")
     return parse_policy(tomllib.loads(text))
 
@@ -212,6 +238,97 @@ def _sequences(conn: psycopg.Connection, schema: str, table: str) -> list[tuple[
     return [(r[0], r[1]) for r in rows]
 
 
+def _grant_database(conn: psycopg.Connection, policy: Policy, everyone: sql.Composable) -> None:
+    """CONNECT for every role, TEMPORARY only where declared, no schema rights yet."""
+    roles = [sql.Identifier(r) for r in policy.role_names]
+    db = sql.Identifier(conn.info.dbname)
+    conn.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM {}").format(db, everyone))
+    conn.execute(
+        sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db, sql.SQL(", ").join(roles))
+    )
+    for short in policy.temporary:
+        conn.execute(
+            sql.SQL("GRANT TEMPORARY ON DATABASE {} TO {}").format(
+                db, sql.Identifier(policy.role(short))
+            )
+        )
+    for schema in SCHEMAS:
+        if conn.execute("SELECT to_regnamespace(%s)", [schema]).fetchone() == (None,):
+            continue
+        conn.execute(
+            sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(
+                sql.Identifier(schema), sql.SQL(", ").join(roles)
+            )
+        )
+
+
+def _grant_relation(
+    conn: psycopg.Connection,
+    policy: Policy,
+    schema: str,
+    name: str,
+    everyone: sql.Composable,
+    users: dict[str, set[str]],
+) -> bool:
+    """Revoke everything on one relation and its sequences, then grant its decision;
+    False when grants.toml has none. Roles granted something are added to ``users``."""
+    rel = sql.Identifier(schema, name)
+    conn.execute(sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(rel, everyone))
+    seqs = _sequences(conn, schema, name)
+    for s_schema, s_name in seqs:
+        conn.execute(
+            sql.SQL("REVOKE ALL ON SEQUENCE {} FROM {}").format(
+                sql.Identifier(s_schema, s_name), everyone
+            )
+        )
+    grants = policy.decision(schema, name)
+    if grants is None:
+        return False
+    for short, privs in grants.items():
+        role = sql.Identifier(policy.role(short))
+        users[schema].add(short)
+        # Privilege text was validated against _PRIVILEGE (keywords, identifiers).
+        conn.execute(
+            sql.SQL("GRANT {} ON TABLE {} TO {}").format(sql.SQL(", ".join(privs)), rel, role)
+        )
+        if any(p.startswith("INSERT") for p in privs):
+            for s_schema, s_name in seqs:
+                conn.execute(
+                    sql.SQL("GRANT USAGE ON SEQUENCE {} TO {}").format(
+                        sql.Identifier(s_schema, s_name), role
+                    )
+                )
+    return True
+
+
+def _grant_schemas(conn: psycopg.Connection, policy: Policy, users: dict[str, set[str]]) -> None:
+    """USAGE on each existing schema for exactly the roles granted something in it."""
+    for schema, shorts in users.items():
+        if shorts and conn.execute("SELECT to_regnamespace(%s)", [schema]).fetchone() != (None,):
+            conn.execute(
+                sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+                    sql.Identifier(schema),
+                    sql.SQL(", ").join(sql.Identifier(policy.role(s)) for s in sorted(shorts)),
+                )
+            )
+
+
+def _grant_functions(conn: psycopg.Connection, policy: Policy, everyone: sql.Composable) -> None:
+    """EXECUTE on the declared functions (that exist) for their declared callers only."""
+    for signature, callers in policy.functions.items():
+        found = conn.execute("SELECT to_regprocedure(%s)::text", [signature]).fetchone()
+        if found is None or found[0] is None:
+            continue
+        fn = sql.SQL(found[0])  # the catalogue's own spelling of an existing function
+        conn.execute(sql.SQL("REVOKE ALL ON FUNCTION {} FROM {}").format(fn, everyone))
+        for short in callers:
+            conn.execute(
+                sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
+                    fn, sql.Identifier(policy.role(short))
+                )
+            )
+
+
 def apply(conn: psycopg.Connection, policy: Policy | None = None) -> list[str]:
     """Create the roles and re-apply every grant in one transaction; returns the
     relations no decision covers (they are left with no rights for any service role)."""
@@ -221,79 +338,14 @@ def apply(conn: psycopg.Connection, policy: Policy | None = None) -> list[str]:
     missing: list[str] = []
     with conn.transaction():
         _ensure_roles(conn, policy)
-        db = sql.Identifier(conn.info.dbname)
-        conn.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM {}").format(db, everyone))
-        conn.execute(
-            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db, sql.SQL(", ").join(roles))
-        )
-        for short in policy.temporary:
-            conn.execute(
-                sql.SQL("GRANT TEMPORARY ON DATABASE {} TO {}").format(
-                    db, sql.Identifier(policy.role(short))
-                )
-            )
-        for schema in SCHEMAS:
-            if conn.execute("SELECT to_regnamespace(%s)", [schema]).fetchone() == (None,):
-                continue
-            conn.execute(
-                sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(
-                    sql.Identifier(schema), sql.SQL(", ").join(roles)
-                )
-            )
+        _grant_database(conn, policy, everyone)
         users: dict[str, set[str]] = {s: set() for s in SCHEMAS}
         users["public"].update(policy.roles)  # functions such as time_bucket live there
         for schema, name, _kind in relations(conn):
-            rel = sql.Identifier(schema, name)
-            conn.execute(sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(rel, everyone))
-            seqs = _sequences(conn, schema, name)
-            for s_schema, s_name in seqs:
-                conn.execute(
-                    sql.SQL("REVOKE ALL ON SEQUENCE {} FROM {}").format(
-                        sql.Identifier(s_schema, s_name), everyone
-                    )
-                )
-            grants = policy.decision(schema, name)
-            if grants is None:
+            if not _grant_relation(conn, policy, schema, name, everyone, users):
                 missing.append(f"{schema}.{name}")
-                continue
-            for short, privs in grants.items():
-                role = sql.Identifier(policy.role(short))
-                users[schema].add(short)
-                # Privilege text was validated against _PRIVILEGE (keywords, identifiers).
-                conn.execute(
-                    sql.SQL("GRANT {} ON TABLE {} TO {}").format(
-                        sql.SQL(", ".join(privs)), rel, role
-                    )
-                )
-                if any(p.startswith("INSERT") for p in privs):
-                    for s_schema, s_name in seqs:
-                        conn.execute(
-                            sql.SQL("GRANT USAGE ON SEQUENCE {} TO {}").format(
-                                sql.Identifier(s_schema, s_name), role
-                            )
-                        )
-        for schema, shorts in users.items():
-            if shorts and conn.execute("SELECT to_regnamespace(%s)", [schema]).fetchone() != (
-                None,
-            ):
-                conn.execute(
-                    sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
-                        sql.Identifier(schema),
-                        sql.SQL(", ").join(sql.Identifier(policy.role(s)) for s in sorted(shorts)),
-                    )
-                )
-        for signature, callers in policy.functions.items():
-            found = conn.execute("SELECT to_regprocedure(%s)::text", [signature]).fetchone()
-            if found is None or found[0] is None:
-                continue
-            fn = sql.SQL(found[0])  # the catalogue's own spelling of an existing function
-            conn.execute(sql.SQL("REVOKE ALL ON FUNCTION {} FROM {}").format(fn, everyone))
-            for short in callers:
-                conn.execute(
-                    sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
-                        fn, sql.Identifier(policy.role(short))
-                    )
-                )
+        _grant_schemas(conn, policy, users)
+        _grant_functions(conn, policy, everyone)
     for name in missing:
         log.warning("no grant decision for %s in core/roles/grants.toml: no role may use it", name)
     return missing

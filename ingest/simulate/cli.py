@@ -56,6 +56,7 @@ def simulate(
     """Publish realistic simulated buses, 5G phones and SenML sensors (with heartbeats)
     over MQTT."""
     s = get_settings()
+    broker = s.mqtt  # a missing MEBUKU_MQTT_URL is one line and exit 2, before any work
     t0 = datetime.fromisoformat(start) if start else datetime.now(UTC)
     if t0.tzinfo is None:
         raise typer.BadParameter("--start needs a UTC offset")
@@ -94,6 +95,6 @@ def simulate(
         speed,
         redact_url(s.mqtt_url),
     )
-    with Publisher(s.mqtt, qos=qos) as pub:
+    with Publisher(broker, qos=qos) as pub:
         stats = pub.run(city.messages(until), speed=speed, rate=rate, stop=stop)
     log.info("published %d messages in %.1fs", stats.published, stats.seconds)

@@ -96,6 +96,9 @@ ORDER BY e.route_id, mean_dwell_s DESC
 
 @dataclass(frozen=True)
 class RoutePerformance:
+    """One route's punctuality on a service day, as the operators' dashboard and the council report
+    show it."""
+
     route_id: str
     operator_id: str | None
     departures: int
@@ -122,6 +125,7 @@ def route_performance(
     late_s: float = 300,
     operator_id: str | None = None,
 ) -> list[RoutePerformance]:
+    """Punctuality per route on ``day``, from the tracker's stop arrivals."""
     rows = conn.execute(
         ROUTE_PERFORMANCE_SQL,
         _params(day, early=early_s, late=late_s, operator=operator_id),
@@ -137,6 +141,7 @@ async def route_performance_async(
     late_s: float = 300,
     operator_id: str | None = None,
 ) -> list[RoutePerformance]:
+    """:func:`route_performance` for the API's async connections (same SQL)."""
     cur = await conn.execute(
         ROUTE_PERFORMANCE_SQL,
         _params(day, early=early_s, late=late_s, operator=operator_id),
@@ -171,6 +176,7 @@ def dwell_by_stop(
     route_id: str | None = None,
     operator_id: str | None = None,
 ) -> list[tuple[str, str, str | None, int, float, float]]:
+    """Dwell time per stop on ``day``, to find the stops where buses lose time."""
     rows = conn.execute(
         DWELL_BY_STOP_SQL, _params(day, route=route_id, operator=operator_id)
     ).fetchall()

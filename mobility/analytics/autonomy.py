@@ -47,6 +47,9 @@ GROUP BY 1, 2, 3
 
 @dataclass
 class AutonomyKpis:
+    """An autonomous bus's driving on one day: distance and time in autonomous mode and the
+    takeovers by cause, the figures the Level 4 permit reports ask for."""
+
     vehicle_id: str
     distance_m: float = 0.0
     autonomous_m: float = 0.0
@@ -59,17 +62,22 @@ class AutonomyKpis:
 
     @property
     def autonomous_distance_share(self) -> float | None:
+        """The share of distance driven autonomously; None without distance."""
         return self.autonomous_m / self.distance_m if self.distance_m > 0 else None
 
     @property
     def autonomous_time_share(self) -> float | None:
+        """The share of time driven autonomously; None without time."""
         return self.autonomous_s / self.seconds if self.seconds > 0 else None
 
     @property
     def takeovers(self) -> int:
+        """All takeovers, whatever the cause."""
         return sum(self.takeovers_by_cause.values())
 
     def takeovers_per_100km(self, cause: str | None = None) -> float | None:
+        """Takeovers (of one cause, or all) per 100 km, the rate regulators compare; None without
+        distance."""
         n = self.takeovers if cause is None else self.takeovers_by_cause.get(cause, 0)
         return n / (self.distance_m / 100_000) if self.distance_m > 0 else None
 
@@ -77,6 +85,8 @@ class AutonomyKpis:
 def autonomy_kpis(
     conn: psycopg.Connection, day: date, vehicle_id: str | None = None, max_gap_s: float = 60
 ) -> list[AutonomyKpis]:
+    """Autonomy figures per vehicle on ``day``; gaps over ``max_gap_s`` between fixes are not
+    counted as driving."""
     params = {"day": day, "vehicle": vehicle_id, "max_gap": max_gap_s}
     out: dict[str, AutonomyKpis] = {}
     for r in conn.execute(AUTONOMY_SQL, params):

@@ -24,15 +24,19 @@ def normalise_idm(text: str) -> str:
 
 
 def idm_hash(key: bytes, idm: str) -> bytes:
+    """The card's IDm as a keyed hash: the number itself is never stored."""
     return keyed_hash(key, IDM_PURPOSE, normalise_idm(idm))
 
 
 def mask(last4: str) -> str:
+    """A card as a resident sees it: only the last four digits."""
     return "************" + last4
 
 
 @dataclass(frozen=True)
 class Card:
+    """A resident's IC card link, masked, with its status."""
+
     card_id: int
     masked: str
     status: str
@@ -127,7 +131,7 @@ class CardNotHeldError(LookupError):
     """No active or lost link of this card exists."""
 
 
-async def staff_resolve(
+async def staff_resolve(  # noqa: PLR0913 (keyword-only; its caller, fares/http.py, is being split in parallel)
     conn: AsyncConnection,
     key: bytes,
     idm: str,
@@ -210,6 +214,7 @@ async def card_audit(conn: AsyncConnection, key: bytes, idm: str) -> list[dict[s
 async def list_cards(
     conn: AsyncConnection, resident_id: int, include_ended: bool = False
 ) -> list[Card]:
+    """The resident's cards, active ones only unless ``include_ended``."""
     cur = await conn.execute(
         "SELECT card_id, last4, status, linked_at, ended_at FROM fare_ic_cards"
         " WHERE resident_id = %s AND (%s OR status = 'active') ORDER BY card_id",

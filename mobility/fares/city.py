@@ -17,6 +17,7 @@ TOWNS = towns_geojson()
 
 @lru_cache(maxsize=1)
 def city_boundary(path: Path = TOWNS) -> BaseGeometry:
+    """The city boundary, used to decide whether a taxi trip is inside Maebashi."""
     with path.open(encoding="utf-8") as f:
         doc = json.load(f)
     geoms = [shape(ft["geometry"]) for ft in doc["features"]]
@@ -27,4 +28,5 @@ def city_boundary(path: Path = TOWNS) -> BaseGeometry:
 
 
 def inside_maebashi(lon: float, lat: float) -> bool:
+    """Whether a point lies in Maebashi (MyTaku pays only for trips inside the city)."""
     return bool(city_boundary().covers(Point(lon, lat)))

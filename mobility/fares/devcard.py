@@ -34,26 +34,34 @@ class DevCardError(RuntimeError):
 
 @dataclass(frozen=True)
 class DevCA:
+    """A test card authority in a folder, standing in for J-LIS in development only."""
+
     folder: Path
 
     @property
     def cert_path(self) -> Path:
+        """The CA certificate residents' test cards chain to."""
         return self.folder / "ca.crt"
 
     @property
     def key_path(self) -> Path:
+        """The CA's private key, which signs test cards and the CRL."""
         return self.folder / "ca.key"
 
     @property
     def crl_path(self) -> Path:
+        """The CRL the API checks card certificates against."""
         return self.folder / "crl.pem"
 
     def card_paths(self, name: str) -> tuple[Path, Path]:
+        """Certificate and key file of the test card ``name``; the name is checked so it cannot
+        escape the folder."""
         if not _NAME.match(name):
             raise DevCardError(f"card name {name!r}: use letters, digits, '_' and '-'")
         return self.folder / "cards" / f"{name}.crt", self.folder / "cards" / f"{name}.key"
 
     def exists(self) -> bool:
+        """Whether the authority was created already (so it is not created twice)."""
         return self.cert_path.is_file() and self.key_path.is_file() and self.crl_path.is_file()
 
 
@@ -199,6 +207,7 @@ def revoke_card(ca: DevCA, name: str) -> int:
 
 
 def card_certificate_pem(ca: DevCA, name: str) -> str:
+    """The PEM certificate of test card ``name``, as a card reader would hand it over."""
     crt, _ = ca.card_paths(name)
     if not crt.is_file():
         raise DevCardError(f"no test card {name!r}: run `mebuku dev card issue {name}`")

@@ -72,6 +72,7 @@ def profiles(today: date, count: int = 36, seed: int = 13) -> list[Profile]:
 
 
 async def already_seeded(conn: AsyncConnection) -> bool:
+    """Whether the demo residents exist already, so seeding runs once per database."""
     cur = await conn.execute(
         "SELECT 1 FROM fare_eligibility_facts WHERE recorded_by = %s LIMIT 1", [RECORDED_BY]
     )
@@ -93,6 +94,8 @@ async def _bus_trips(conn: AsyncConnection) -> list[tuple[str, str, str]]:
 
 @dataclass
 class SeedReport:
+    """How many residents, cards and rides the seeding created."""
+
     residents: int = 0
     cards: int = 0
     bus_taps: int = 0

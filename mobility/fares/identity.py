@@ -42,6 +42,8 @@ class RevocationUnavailableError(CertificateError):
 
 @dataclass(frozen=True)
 class TrustStore:
+    """The trusted card authorities and their revocation lists."""
+
     anchors: tuple[x509.Certificate, ...]
     crls: tuple[x509.CertificateRevocationList, ...] = ()
     allow_no_crl: bool = False  # development only (MEBUKU_JPKI_ALLOW_NO_CRL)
@@ -83,6 +85,8 @@ def revoked_serials(store: TrustStore) -> list[tuple[x509.Name, int]]:
 
 
 def load_trust_store(anchors: Path, crl: Path | None, allow_no_crl: bool = False) -> TrustStore:
+    """Read the trust anchors and CRL from files; without a CRL only when explicitly allowed
+    (development), as a revoked card must not sign in."""
     roots = tuple(x509.load_pem_x509_certificates(anchors.read_bytes()))
     crls: tuple[x509.CertificateRevocationList, ...] = ()
     if crl is not None:
@@ -106,6 +110,8 @@ def parse_certificate(text: str) -> x509.Certificate:
 
 
 def decode_b64(text: str, what: str) -> bytes:
+    """Decode base64url as clients send it, with or without padding; bad input is a 4xx, not a
+    crash."""
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (ValueError, binascii.Error) as e:
@@ -113,6 +119,7 @@ def decode_b64(text: str, what: str) -> bytes:
 
 
 def verify_signature(cert: x509.Certificate, message: bytes, signature: bytes) -> None:
+    """Check the card's RSA signature over the challenge: proof the card is present."""
     key = cert.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
         raise CertificateError("bad-certificate", "certificate key is not RSA")
@@ -123,6 +130,7 @@ def verify_signature(cert: x509.Certificate, message: bytes, signature: bytes) -
 
 
 def verify_certificate(store: TrustStore, cert: x509.Certificate, now: datetime) -> None:
+    """Check the card certificate chains to a trusted authority, is valid now and not revoked."""
     issuer = next((a for a in store.anchors if a.subject == cert.issuer), None)
     if issuer is None:
         raise CertificateError("untrusted", "certificate is not issued by a trusted CA")

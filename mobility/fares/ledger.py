@@ -57,6 +57,8 @@ DistanceLookup = Callable[[float, float, float, float], float | None]
 
 @dataclass(frozen=True)
 class TaxiRide:
+    """A MyTaku taxi ride as the operator reports it."""
+
     operator_id: str
     record_id: str
     vehicle_id: str
@@ -89,6 +91,8 @@ class RecordConflictError(ValueError):
 
 @dataclass(frozen=True)
 class RiderOutcome:
+    """The subsidy decided for one rider of a shared ride."""
+
     position: int
     card: str
     subsidy_yen: int
@@ -98,6 +102,8 @@ class RiderOutcome:
 
 @dataclass
 class TaxiOutcome:
+    """What the ledger recorded for one taxi ride, with its plausibility flags."""
+
     record_id: str
     policy_version: str
     flags: list[str]
@@ -106,14 +112,17 @@ class TaxiOutcome:
 
     @property
     def subsidy_yen(self) -> int:
+        """The ride's subsidy: the riders' subsidies summed."""
         return sum(r.subsidy_yen for r in self.riders)
 
 
 def month_start(day: date) -> date:
+    """The first day of the month, as monthly caps and statements count by month."""
     return day.replace(day=1)
 
 
 def next_month(m: date) -> date:
+    """The first day of the next month (the end of a month's half-open range)."""
     return date(m.year + m.month // 12, m.month % 12 + 1, 1)
 
 
@@ -391,6 +400,8 @@ async def submit_taxi_ride(
 
 @dataclass(frozen=True)
 class BusTap:
+    """A bus tap as the operator reports it."""
+
     operator_id: str
     record_id: str
     route_id: str
@@ -403,6 +414,8 @@ class BusTap:
 
 @dataclass
 class BusOutcome:
+    """The fare and discount the ledger recorded for one bus tap."""
+
     record_id: str
     policy_version: str
     fare_yen: int
@@ -413,6 +426,7 @@ class BusOutcome:
 
     @property
     def pay_yen(self) -> int:
+        """What the rider paid: fare minus discount."""
         return self.fare_yen - self.discount_yen
 
     @property
@@ -596,6 +610,8 @@ async def reverse_record(
 
 @dataclass(frozen=True)
 class SubsidyStatus:
+    """A resident's subsidy standing this fiscal year, for ``GET /v1/me/subsidy``."""
+
     policy_version: str
     fiscal_year: int
     eligible_as: str | None
@@ -651,6 +667,7 @@ async def standing(conn: AsyncConnection, resident_id: int, day: date) -> Standi
 async def subsidy_status(
     conn: AsyncConnection, resident_id: int, book: PolicyBook, now: datetime
 ) -> SubsidyStatus:
+    """The resident's eligibility and what is left of this year's and month's subsidy."""
     day = local_day(now)
     policy = book.mytaku_at(day)
     st = await standing(conn, resident_id, day)
@@ -673,6 +690,7 @@ async def subsidy_status(
 async def resident_rides(
     conn: AsyncConnection, resident_id: int, limit: int = 100
 ) -> list[dict[str, object]]:
+    """The resident's latest rides, newest first (their own data only)."""
     cur = await conn.execute(
         "SELECT entry_id, source, kind, amount_yen, ride_at, policy_version, reverses"
         " FROM fare_ledger WHERE resident_id = %s ORDER BY entry_id DESC LIMIT %s",

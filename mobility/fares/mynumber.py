@@ -86,6 +86,8 @@ def check_digit(first11: str) -> int:
 
 
 def is_valid_my_number(digits: str) -> bool:
+    """Whether ``digits`` is a well-formed Individual Number (check digit included), so text that
+    carries one can be refused before it is stored or logged."""
     return (
         len(digits) == 12
         and digits.isascii()
@@ -128,6 +130,7 @@ def twelve_digit_runs(text: str) -> Iterator[str]:
 
 
 def looks_like_my_number(text: str) -> bool:
+    """Whether free text holds a valid Individual Number anywhere."""
     return any(is_valid_my_number(run) for run in twelve_digit_runs(text))
 
 

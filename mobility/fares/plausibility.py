@@ -25,6 +25,7 @@ DETOUR_FACTOR = 1.3  # road distance / straight line when no road graph is avail
 
 
 def expected_taxi_fare(distance_m: float) -> int:
+    """The metered fare for a distance, to flag a reported taxi fare that does not fit it."""
     if distance_m <= FLAG_FIRST_KM_M:
         return FLAG_FIRST_YEN
     steps = math.ceil((distance_m - FLAG_FIRST_KM_M) / FLAG_STEP_M)

@@ -21,6 +21,8 @@ from core.operators import canonical_operator_id
 
 @dataclass(frozen=True)
 class MyTakuPolicy:
+    """One version of the MyTaku subsidy rules, in force from ``effective_from``."""
+
     version: str
     effective_from: date
     alone_rate_percent: int
@@ -44,6 +46,8 @@ DEFAULT_MAX_ACTIVE_CARDS = 3
 
 @dataclass(frozen=True)
 class BusDiscount:
+    """One bus discount (e.g. for older residents) and who qualifies."""
+
     name: str
     rate_percent: int
     min_age: int
@@ -52,6 +56,8 @@ class BusDiscount:
 
 @dataclass(frozen=True)
 class BusPolicy:
+    """One version of the bus discount rules, in force from ``effective_from``."""
+
     version: str
     effective_from: date
     participating_operators: frozenset[str]
@@ -202,12 +208,14 @@ def _bus(f: BusFile) -> BusPolicy:
 
 
 def parse_mytaku(d: dict[str, Any]) -> MyTakuPolicy:
+    """A MyTaku policy from a parsed TOML table, validated (unknown keys refused)."""
     f = validate_policy({"scheme": "mytaku", **d}, str(d.get("version", "mytaku policy")))
     assert isinstance(f, MyTakuFile)
     return _mytaku(f)
 
 
 def parse_bus(d: dict[str, Any]) -> BusPolicy:
+    """A bus policy from a parsed TOML table, validated (unknown keys refused)."""
     f = validate_policy({"scheme": "bus", **d}, str(d.get("version", "bus policy")))
     assert isinstance(f, BusFile)
     return _bus(f)
@@ -215,13 +223,17 @@ def parse_bus(d: dict[str, Any]) -> BusPolicy:
 
 @dataclass(frozen=True)
 class PolicyBook:
+    """Every policy version, so a ride is decided by the rules in force on its day."""
+
     mytaku: tuple[MyTakuPolicy, ...]
     bus: tuple[BusPolicy, ...]
 
     def mytaku_at(self, day: date) -> MyTakuPolicy:
+        """The MyTaku rules in force on ``day``."""
         return _in_force(self.mytaku, day, "mytaku")
 
     def bus_at(self, day: date) -> BusPolicy:
+        """The bus rules in force on ``day``."""
         return _in_force(self.bus, day, "bus")
 
     def max_active_cards_at(self, day: date) -> int:

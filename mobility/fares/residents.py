@@ -13,6 +13,7 @@ CHALLENGE_TTL = timedelta(minutes=5)
 
 
 async def create_challenge(conn: AsyncConnection) -> tuple[bytes, datetime]:
+    """A fresh sign-in challenge for the card to sign, valid for a short time and once only."""
     nonce = secrets.token_bytes(32)
     cur = await conn.execute(
         "INSERT INTO fare_auth_challenges (nonce, expires_at) VALUES (%s, now() + %s)"
@@ -53,6 +54,7 @@ async def consume_challenge(conn: AsyncConnection, nonce: bytes) -> bool:
 
 
 async def resident_for_cert(conn: AsyncConnection, cert_hash: bytes) -> int | None:
+    """The resident a card certificate belongs to, if any."""
     cur = await conn.execute(
         "SELECT resident_id FROM fare_resident_certs WHERE cert_hash = %s", [cert_hash]
     )
@@ -89,6 +91,7 @@ class _LostRaceError(Exception):
 async def sign_in_resident(
     conn: AsyncConnection, cert_hash: bytes, not_after: datetime
 ) -> tuple[int, bool]:
+    """The resident for a card certificate, created on first sign-in; True when new."""
     try:
         return await enrol_or_find(conn, cert_hash, not_after)
     except _LostRaceError:
@@ -121,6 +124,7 @@ async def link_certificate(
 
 
 async def resident_exists(conn: AsyncConnection, resident_id: int) -> bool:
+    """Whether the resident exists, so staff get a 404 instead of a dangling fact."""
     cur = await conn.execute("SELECT 1 FROM fare_residents WHERE resident_id = %s", [resident_id])
     return await cur.fetchone() is not None
 
@@ -128,6 +132,8 @@ async def resident_exists(conn: AsyncConnection, resident_id: int) -> bool:
 async def record_fact(
     conn: AsyncConnection, resident_id: int, fact: Fact, recorded_by: str, note: str = ""
 ) -> tuple[int, datetime]:
+    """Record an eligibility fact with who recorded it: facts are appended, never edited, so every
+    subsidy decision can be traced."""
     cur = await conn.execute(
         "INSERT INTO fare_eligibility_facts"
         " (resident_id, kind, value, valid_from, valid_to, recorded_by, note)"
@@ -140,6 +146,7 @@ async def record_fact(
 
 
 async def facts_of(conn: AsyncConnection, resident_ids: list[int]) -> dict[int, list[Fact]]:
+    """The eligibility facts of several residents in one query."""
     out: dict[int, list[Fact]] = {r: [] for r in resident_ids}
     cur = await conn.execute(
         "SELECT resident_id, kind, value, valid_from, valid_to FROM fare_eligibility_facts"
@@ -152,6 +159,7 @@ async def facts_of(conn: AsyncConnection, resident_ids: list[int]) -> dict[int, 
 
 
 async def fact_history(conn: AsyncConnection, resident_id: int) -> list[dict[str, object]]:
+    """Every fact recorded for a resident, oldest first, for staff review."""
     cur = await conn.execute(
         "SELECT fact_id, kind, value, valid_from, valid_to, recorded_by, recorded_at, note"
         " FROM fare_eligibility_facts WHERE resident_id = %s ORDER BY fact_id",
@@ -162,5 +170,6 @@ async def fact_history(conn: AsyncConnection, resident_id: int) -> list[dict[str
 
 
 def birth_date_of(facts: list[Fact]) -> date | None:
+    """The latest recorded birth date (a later record corrects an earlier one)."""
     births = [f for f in facts if f.kind == "birth_date"]
     return date.fromisoformat(births[-1].value) if births else None

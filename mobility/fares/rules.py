@@ -26,6 +26,7 @@ FACT_KINDS = CONDITION_KINDS | {"birth_date", "driving_licence", "vehicle_suppor
 
 
 def local_day(ts: datetime) -> date:
+    """The day in Japan time: caps and policies count by local day."""
     return ts.astimezone(JST).date()
 
 
@@ -35,6 +36,7 @@ def fiscal_year(day: date) -> int:
 
 
 def fiscal_year_start(fy: int) -> date:
+    """The first day of Japan's fiscal year ``fy`` (April 1)."""
     return date(fy, 4, 1)
 
 
@@ -55,6 +57,8 @@ class Fact:
 
 @dataclass(frozen=True)
 class ResidentFacts:
+    """The facts about a resident the subsidy rules look at."""
+
     birth_date: date | None = None
     licence: str | None = None
     conditions: frozenset[str] = frozenset()
@@ -113,10 +117,13 @@ def mytaku_eligibility(p: MyTakuPolicy, facts: ResidentFacts, day: date) -> str 
 
 
 def in_hours(p: MyTakuPolicy, pickup_local: time) -> bool:
+    """Whether a pickup time is within the subsidised hours."""
     return p.hours_start <= pickup_local.replace(tzinfo=None) < p.hours_end
 
 
 class Reason(StrEnum):
+    """Why a rider got (or did not get) a subsidy, stored with every decision."""
+
     SUBSIDISED = "subsidised"
     NOT_REGISTERED = "card-not-registered"
     DUPLICATE_RIDER = "duplicate-rider"
@@ -169,6 +176,8 @@ class RiderUsage:
 
 @dataclass(frozen=True)
 class RiderDecision:
+    """The subsidy for one rider and the reason for it."""
+
     subsidy_yen: int
     reason: Reason
 
@@ -226,12 +235,15 @@ def taxi_subsidies(
 
 @dataclass(frozen=True)
 class BusDecision:
+    """The fare, the discount and which discount applied, for one bus tap."""
+
     fare_yen: int
     discount_yen: int
     discount: str | None
 
     @property
     def pay_yen(self) -> int:
+        """What the rider pays."""
         return self.fare_yen - self.discount_yen
 
 

@@ -66,6 +66,7 @@ Line = tuple[int, str, str, str, str, str, int, str, int | None, str | None]
 
 
 def parse_month(text: str) -> date:
+    """A ``YYYY-MM`` month as its first day."""
     m = _MONTH.fullmatch(text)
     if not m:
         raise ValueError("month must be YYYY-MM")
@@ -74,6 +75,8 @@ def parse_month(text: str) -> date:
 
 @dataclass
 class Totals:
+    """Running totals of a statement, so the sums printed match the lines."""
+
     lines: int = 0
     mytaku_yen: int = 0
     bus_discount_yen: int = 0
@@ -82,9 +85,11 @@ class Totals:
 
     @property
     def total_yen(self) -> int:
+        """What the city pays the operator for the month."""
         return self.mytaku_yen + self.bus_discount_yen + self.reversal_yen
 
     def add(self, kind: str, amount: int, adjusts: str | None = None) -> None:
+        """Count one ledger line into the totals."""
         self.lines += 1
         if adjusts is not None:
             self.adjustment_yen += amount  # informational: also counted by kind below
@@ -96,6 +101,7 @@ class Totals:
             self.reversal_yen += amount
 
     def as_dict(self) -> dict[str, int]:
+        """The totals as plain numbers, for JSON."""
         return {
             "lines": self.lines,
             "mytaku_yen": self.mytaku_yen,
@@ -108,18 +114,23 @@ class Totals:
 
 @dataclass
 class Statement:
+    """One operator's monthly statement: the ledger lines and their totals."""
+
     operator_id: str
     month: date
     lines: list[Line] = field(default_factory=list)
     totals: Totals = field(default_factory=Totals)
 
     def extend(self, rows: Iterable[Line]) -> None:
+        """Add ledger lines, keeping the totals in step."""
         for r in rows:
             self.lines.append(r)
             self.totals.add(r[4], r[6], r[9])
 
 
 def to_csv(st: Statement) -> bytes:
+    """The statement as CSV with Japanese headings and CRLF lines, as the city's accounting software
+    reads it."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\r\n")
     w.writerow(("事業者", st.operator_id, "対象月", st.month.strftime("%Y-%m")))
@@ -138,6 +149,7 @@ def to_csv(st: Statement) -> bytes:
 
 
 def to_json(st: Statement) -> dict[str, Any]:
+    """The statement as JSON, for the API."""
     cols = (
         "entry_id",
         "posted_at",
@@ -165,6 +177,7 @@ def to_json_bytes(st: Statement) -> bytes:
 
 
 def render(st: Statement, fmt: str) -> bytes:
+    """The statement in the format asked for."""
     return to_csv(st) if fmt == "csv" else to_json_bytes(st)
 
 
@@ -234,6 +247,7 @@ class StoredStatement:
 
 
 def month_end(month: date) -> date:
+    """The first day after ``month`` (its half-open end)."""
     return date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
 
@@ -356,6 +370,7 @@ async def closed_statement_body(
 
 
 async def operator_statement(conn: AsyncConnection, operator_id: str, month: date) -> Statement:
+    """An operator's statement for a month, read in one consistent snapshot."""
     st = Statement(operator_id, month)
     async with conn.transaction():
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")

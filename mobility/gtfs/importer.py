@@ -29,6 +29,8 @@ LOCK_KEY = int.from_bytes(hashlib.sha256(b"mebuku.gtfs.import").digest()[:8], "b
 
 @dataclass(frozen=True)
 class FeedVersion:
+    """An imported GTFS feed, identified by its content hash."""
+
     id: int
     source: str
     sha256: str
@@ -58,6 +60,7 @@ def _version(row: tuple[Any, ...], unchanged: bool = False) -> FeedVersion:
 
 
 def current_version(conn: psycopg.Connection) -> FeedVersion | None:
+    """The feed version in use, or None before the first import."""
     row = conn.execute(
         f"SELECT {_VERSION_COLS} FROM gtfs_feed_versions WHERE is_current"
     ).fetchone()

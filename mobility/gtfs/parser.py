@@ -13,7 +13,7 @@ import hashlib
 import io
 import re
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -49,12 +49,15 @@ class Table:
     unknown_columns: list[str] = field(default_factory=list)
 
     def column(self, name: str) -> list[Value]:
+        """One column's values, for cross-file reference checks."""
         i = self.columns.index(name)
         return [r[i] for r in self.rows]
 
 
 @dataclass
 class ParsedFeed:
+    """Every file of a feed, parsed and checked, with the hash that identifies it."""
+
     sha256: str
     tables: dict[str, Table]
 
@@ -68,6 +71,7 @@ class ParsedFeed:
         ]
 
     def counts(self) -> dict[str, int]:
+        """Rows per file, reported after an import."""
         return {name: len(t.rows) for name, t in self.tables.items()}
 
 
@@ -81,6 +85,7 @@ def parse_time(text: str) -> int:
 
 
 def format_time(seconds: int) -> str:
+    """Seconds after noon-minus-12h as GTFS "HH:MM:SS" (hours may exceed 24)."""
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
@@ -105,13 +110,10 @@ def _convert(col: Column, raw: str) -> Value:
     return raw == "1"
 
 
-def parse_file(spec: FileSpec, data: bytes) -> Table:
+def _read_header(spec: FileSpec, reader: Iterator[list[str]]) -> list[str]:
+    """The file's header, with every required column present (translations.txt accepts
+    the older ``lang`` for ``language``)."""
     filename = spec.filename
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise FeedError(filename, None, None, f"not UTF-8 ({e.reason} at byte {e.start})") from e
-    reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [h.strip(_ASCII_WS) for h in next(reader)]
     except StopIteration:
@@ -121,6 +123,41 @@ def parse_file(spec: FileSpec, data: bytes) -> Table:
         missing.append("language")
     if missing:
         raise FeedError(filename, 1, missing[0], "required column missing")
+    return header
+
+
+def _parse_row(
+    filename: str, line: int, raw_row: list[str], present: list[tuple[int, Column]]
+) -> dict[str, Value]:
+    """One CSV row's converted values by database column; where two GTFS columns share a
+    database column (an alias), the first non-empty one wins."""
+    values: dict[str, Value] = {}
+    for idx, col in present:
+        cell = raw_row[idx].strip(_ASCII_WS) if idx < len(raw_row) else ""
+        if cell == "":
+            if col.required:
+                raise FeedError(filename, line, col.name, "required value is empty")
+            values.setdefault(col.db_name, None)
+            continue
+        try:
+            converted = _convert(col, cell)
+        except ValueError as e:
+            raise FeedError(filename, line, col.name, str(e)) from None
+        if values.get(col.db_name) is None:
+            values[col.db_name] = converted
+    return values
+
+
+def parse_file(spec: FileSpec, data: bytes) -> Table:
+    """Parse one feed file strictly, so a bad feed is refused with the file, line and
+    column at fault instead of being half imported."""
+    filename = spec.filename
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise FeedError(filename, None, None, f"not UTF-8 ({e.reason} at byte {e.start})") from e
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = _read_header(spec, reader)
     present = [(header.index(c.name), c) for c in spec.columns if c.name in header]
     db_columns: list[str] = []
     for _, c in present:
@@ -136,20 +173,7 @@ def parse_file(spec: FileSpec, data: bytes) -> Table:
             continue  # blank line
         if len(raw_row) > width:
             raise FeedError(filename, line, None, f"{len(raw_row)} values for {width} columns")
-        values: dict[str, Value] = {}
-        for idx, col in present:
-            cell = raw_row[idx].strip(_ASCII_WS) if idx < len(raw_row) else ""
-            if cell == "":
-                if col.required:
-                    raise FeedError(filename, line, col.name, "required value is empty")
-                values.setdefault(col.db_name, None)
-                continue
-            try:
-                converted = _convert(col, cell)
-            except ValueError as e:
-                raise FeedError(filename, line, col.name, str(e)) from None
-            if values.get(col.db_name) is None:
-                values[col.db_name] = converted
+        values = _parse_row(filename, line, raw_row, present)
         table.rows.append(tuple(values[c] for c in db_columns))
         table.lines.append(line)
     return table

@@ -14,6 +14,8 @@ Kind = Literal["text", "int", "float", "time", "date", "bool01"]
 
 @dataclass(frozen=True)
 class Column:
+    """A GTFS column: its type, whether it is required and the database column it goes to."""
+
     name: str
     kind: Kind = "text"
     required: bool = False
@@ -21,11 +23,14 @@ class Column:
 
     @property
     def db_name(self) -> str:
+        """The database column (GTFS names that clash with SQL are renamed)."""
         return self.db or self.name
 
 
 @dataclass(frozen=True)
 class FileSpec:
+    """A GTFS file and the table it is imported into."""
+
     filename: str
     table: str
     columns: tuple[Column, ...]
@@ -33,6 +38,7 @@ class FileSpec:
 
     @property
     def required_headers(self) -> list[str]:
+        """The columns a file must have."""
         return [c.name for c in self.columns if c.required]
 
 

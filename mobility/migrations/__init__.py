@@ -1,0 +1,1 @@
+"""The GTFS, vehicle and tracking tables, applied by ``mebuku db migrate``."""

@@ -8,6 +8,9 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30)
 
 
 class MobilityMetrics:
+    """The mobility worker's metrics in a registry of its own, so two workers in one test process do
+    not share counters."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
@@ -38,5 +41,6 @@ class MobilityMetrics:
         )
 
     def serve(self, port: int) -> None:
+        """Serve the metrics for Prometheus; port 0 disables it."""
         if port:
             start_http_server(port, registry=self.registry)

@@ -21,6 +21,8 @@ class VehicleError(ValueError):
 
 @dataclass(frozen=True)
 class Vehicle:
+    """A registered bus: only registered vehicles get broker accounts."""
+
     vehicle_id: str
     operator_id: str
     label: str
@@ -63,6 +65,7 @@ def retire_vehicle(conn: psycopg.Connection, vehicle_id: str) -> bool:
 
 
 def list_vehicles(conn: psycopg.Connection, *, include_retired: bool = False) -> list[Vehicle]:
+    """The registered vehicles, retired ones only when asked."""
     rows = conn.execute(
         "SELECT vehicle_id, operator_id, label, registered_at, retired_at FROM mobility_vehicles"
         " WHERE %s OR retired_at IS NULL ORDER BY vehicle_id",

@@ -27,6 +27,8 @@ _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
 
 @dataclass(frozen=True)
 class StopOnTrip:
+    """A stop of a trip with its distance along the shape and its times."""
+
     stop_id: str
     sequence: int
     dist_m: float
@@ -38,6 +40,8 @@ class StopOnTrip:
 
 @dataclass
 class TripPlan:
+    """A trip projected onto its shape, so a fix maps to a distance and a scheduled time."""
+
     trip_id: str
     route_id: str
     service_id: str
@@ -52,14 +56,17 @@ class TripPlan:
 
     @property
     def start_s(self) -> int:
+        """The departure from the first stop, in seconds of the service day."""
         return self.stops[0].departure_s
 
     @property
     def end_s(self) -> int:
+        """The arrival at the last stop, in seconds of the service day."""
         return self.stops[-1].arrival_s
 
     @property
     def length_m(self) -> float:
+        """The trip's length along its shape, in metres."""
         return float(self.shape.length)
 
     def scheduled_at(self, dist_m: float) -> float:
@@ -85,11 +92,14 @@ def service_day_epoch(d: date) -> float:
 
 
 def local_date(epoch: float) -> date:
+    """The service date in Japan time for an epoch."""
     return datetime.fromtimestamp(epoch, JST).date()
 
 
 @dataclass
 class Schedule:
+    """The current feed's trips, stops and calendar in memory, so tracking does no queries."""
+
     version: int | None
     trips: dict[str, TripPlan]
     stops: dict[str, tuple[float, float, str | None]]  # stop_id -> (lat, lon, name)
@@ -99,6 +109,7 @@ class Schedule:
     _active_cache: dict[date, frozenset[str]] = field(default_factory=dict, repr=False)
 
     def active_services(self, d: date) -> frozenset[str]:
+        """The services running on ``d`` (calendar plus exceptions), cached per day."""
         cached = self._active_cache.get(d)
         if cached is not None:
             return cached
@@ -171,18 +182,25 @@ def _fill_times(times: list[int | None], dists: list[float]) -> list[int]:
     return out
 
 
-def build_schedule(
-    *,
-    trips: Iterable[Mapping[str, Any]],
-    stop_times: Iterable[Mapping[str, Any]],
-    shapes: Mapping[str, Sequence[tuple[float, float]]],
-    stops: Mapping[str, tuple[float, float, str | None]],
-    routes: Mapping[str, str],
-    calendar: Iterable[Mapping[str, Any]] = (),
-    calendar_dates: Iterable[Mapping[str, Any]] = (),
-    version: int | None = None,
-) -> Schedule:
-    """Rows as dicts with GTFS column names (times in seconds: arrival_s, departure_s)."""
+@dataclass(frozen=True)
+class GtfsRows:
+    """The GTFS rows a schedule is built from, whether read from the database or straight
+    from a zip: dicts with GTFS column names (times in seconds: arrival_s, departure_s)."""
+
+    trips: Iterable[Mapping[str, Any]]
+    stop_times: Iterable[Mapping[str, Any]]
+    shapes: Mapping[str, Sequence[tuple[float, float]]]
+    stops: Mapping[str, tuple[float, float, str | None]]
+    routes: Mapping[str, str]
+    calendar: Iterable[Mapping[str, Any]] = ()
+    calendar_dates: Iterable[Mapping[str, Any]] = ()
+
+
+def build_schedule(gtfs: GtfsRows, version: int | None = None) -> Schedule:
+    """The trips projected onto their shapes with every stop time filled in, so the
+    tracker does pure arithmetic per fix."""
+    trips, stop_times, shapes, stops = gtfs.trips, gtfs.stop_times, gtfs.shapes, gtfs.stops
+    routes, calendar, calendar_dates = gtfs.routes, gtfs.calendar, gtfs.calendar_dates
     by_trip: dict[str, list[Mapping[str, Any]]] = {}
     for st in stop_times:
         by_trip.setdefault(st["trip_id"], []).append(st)
@@ -258,13 +276,15 @@ def load_schedule(conn: psycopg.Connection) -> Schedule:
         r[0]: r[1] for r in conn.execute(f"SELECT route_id, agency_id FROM gtfs_routes {where}")
     }
     return build_schedule(
-        trips=_dicts(conn, f"SELECT * FROM gtfs_trips {where}"),
-        stop_times=_dicts(conn, f"SELECT * FROM gtfs_stop_times {where}"),
-        shapes=shapes,
-        stops=stops,
-        routes=routes,
-        calendar=_dicts(conn, f"SELECT * FROM gtfs_calendar {where}"),
-        calendar_dates=_dicts(conn, f"SELECT * FROM gtfs_calendar_dates {where}"),
+        GtfsRows(
+            trips=_dicts(conn, f"SELECT * FROM gtfs_trips {where}"),
+            stop_times=_dicts(conn, f"SELECT * FROM gtfs_stop_times {where}"),
+            shapes=shapes,
+            stops=stops,
+            routes=routes,
+            calendar=_dicts(conn, f"SELECT * FROM gtfs_calendar {where}"),
+            calendar_dates=_dicts(conn, f"SELECT * FROM gtfs_calendar_dates {where}"),
+        ),
         version=v,
     )
 
@@ -280,17 +300,21 @@ def schedule_from_feed(tables: Mapping[str, Any]) -> Schedule:
     for r in sorted(rows("shapes.txt"), key=lambda r: (r["shape_id"], r["shape_pt_sequence"])):
         shapes.setdefault(r["shape_id"], []).append((r["shape_pt_lat"], r["shape_pt_lon"]))
     return build_schedule(
-        trips=rows("trips.txt"),
-        stop_times=rows("stop_times.txt"),
-        shapes=shapes,
-        stops={
-            r["stop_id"]: (r["stop_lat"], r["stop_lon"], r["stop_name"]) for r in rows("stops.txt")
-        },
-        routes={r["route_id"]: r["agency_id"] for r in rows("routes.txt")},
-        calendar=rows("calendar.txt"),
-        calendar_dates=rows("calendar_dates.txt"),
+        GtfsRows(
+            trips=rows("trips.txt"),
+            stop_times=rows("stop_times.txt"),
+            shapes=shapes,
+            stops={
+                r["stop_id"]: (r["stop_lat"], r["stop_lon"], r["stop_name"])
+                for r in rows("stops.txt")
+            },
+            routes={r["route_id"]: r["agency_id"] for r in rows("routes.txt")},
+            calendar=rows("calendar.txt"),
+            calendar_dates=rows("calendar_dates.txt"),
+        )
     )
 
 
 def utc(epoch: float) -> datetime:
+    """An epoch as an aware UTC datetime."""
     return datetime.fromtimestamp(epoch, UTC)

@@ -7,9 +7,8 @@ reads a small table of its own, so "never the data" is checked against real rows
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 
 import psycopg
 import pytest
@@ -19,14 +18,12 @@ from psycopg import AsyncConnection
 from pydantic import BaseModel
 
 from api.app import create_app
-from api.keys import create_api_key
 from core import sessions
 from core.roles import role_url
 from core.settings import Settings
 from core.web import Principal, ProblemError, Role, db_conn, ensure_own_operator, require_roles
+from tests.support.credentials import OPERATOR, OTHER_OPERATOR, Credentials, api_keys
 
-OPERATOR_A = "gunma-chuo"
-OPERATOR_B = "nippon-chuo"
 RESIDENT_A = 1001
 RESIDENT_B = 1002
 
@@ -65,33 +62,8 @@ def echo_router() -> APIRouter:
     return router
 
 
-@dataclass(frozen=True)
-class Credentials:
-    operator_a: str
-    operator_b: str
-    council: str
-    admin: str
-    resident_a: str
-    resident_b: str
-
-    def headers(self, who: str) -> dict[str, str]:
-        value = getattr(self, who)
-        if who.startswith("resident"):
-            return {"Authorization": f"Bearer {value}"}
-        return {"X-API-Key": value}
-
-
-def _issue(db_url: str, resident_id: int) -> str:
-    async def go() -> str:
-        async with await AsyncConnection.connect(db_url, autocommit=True) as conn:
-            token, _ = await sessions.issue_session(conn, resident_id)
-            return token
-
-    return asyncio.run(go())
-
-
 @pytest.fixture(scope="module")
-def creds(db_url: str) -> Credentials:
+async def creds(db_url: str, anyio_backend: str) -> Credentials:
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE IF NOT EXISTS test_echo_notes (owner text PRIMARY KEY, note text)"
@@ -99,23 +71,19 @@ def creds(db_url: str) -> Credentials:
         conn.execute("GRANT SELECT ON test_echo_notes TO mebuku_api")
         conn.execute(
             "INSERT INTO test_echo_notes VALUES (%s, 'route 11 fuel report'),"
-            " (%s, 'confidential nippon-chuo roster'), (%s, 'resident A subsidy'),"
+            " (%s, 'confidential kanto-taxi roster'), (%s, 'resident A subsidy'),"
             " (%s, 'resident B subsidy') ON CONFLICT DO NOTHING",
             [
-                f"operator:{OPERATOR_A}",
-                f"operator:{OPERATOR_B}",
+                f"operator:{OPERATOR}",
+                f"operator:{OTHER_OPERATOR}",
                 f"resident:{RESIDENT_A}",
                 f"resident:{RESIDENT_B}",
             ],
         )
-        return Credentials(
-            operator_a=create_api_key(conn, "operator", OPERATOR_A),
-            operator_b=create_api_key(conn, "operator", OPERATOR_B),
-            council=create_api_key(conn, "council"),
-            admin=create_api_key(conn, "admin"),
-            resident_a=_issue(db_url, RESIDENT_A),
-            resident_b=_issue(db_url, RESIDENT_B),
-        )
+    async with await AsyncConnection.connect(db_url, autocommit=True) as conn:
+        resident_a, _ = await sessions.issue_session(conn, RESIDENT_A)
+        resident_b, _ = await sessions.issue_session(conn, RESIDENT_B)
+    return replace(api_keys(db_url), resident_a=resident_a, resident_b=resident_b)
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
 from fastapi import FastAPI
+
+from tests.support.wait import wait_until
 
 
 def free_port() -> int:
@@ -36,10 +37,8 @@ def serve(app: FastAPI) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:  # the server is told to stop also when it did not start in time
-        deadline = time.monotonic() + 20
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "API did not start"
-            time.sleep(0.05)
+        wait_until(lambda: server.started or not thread.is_alive(), 20, every=0.05)
+        assert server.started and thread.is_alive(), "API did not start"
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True

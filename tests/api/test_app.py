@@ -14,8 +14,8 @@ from api.keys import revoke_api_key
 from api.routes import effective_routes, route_access
 from core.settings import Settings
 from core.web import PROBLEM_BASE, Principal, Role, auth_rate_limit, public, require_roles
-from tests.api.conftest import OPERATOR_A, OPERATOR_B, Credentials
 from tests.conftest import make_settings
+from tests.support.credentials import OPERATOR, OTHER_OPERATOR, Credentials
 
 PROBLEM = "application/problem+json"
 
@@ -65,7 +65,7 @@ def test_readyz_reports_unreachable_broker(db_url: str, creds: Credentials) -> N
 
 
 def test_no_credentials_is_401_problem(client: TestClient) -> None:
-    r = client.get(f"/v1/operators/{OPERATOR_A}/echo")
+    r = client.get(f"/v1/operators/{OPERATOR}/echo")
     assert_problem(r, 401, "unauthenticated")
     assert "WWW-Authenticate" in r.headers
 
@@ -84,20 +84,20 @@ def test_bad_credentials_are_401(client: TestClient, headers: dict[str, str]) ->
 
 
 def test_operator_sees_only_own_operator(client: TestClient, creds: Credentials) -> None:
-    own = client.get(f"/v1/operators/{OPERATOR_A}/echo", headers=creds.headers("operator_a"))
+    own = client.get(f"/v1/operators/{OPERATOR}/echo", headers=creds.headers("operator"))
     assert own.status_code == 200
-    assert own.json() == {"owner": f"operator:{OPERATOR_A}", "note": "route 11 fuel report"}
-    other = client.get(f"/v1/operators/{OPERATOR_B}/echo", headers=creds.headers("operator_a"))
+    assert own.json() == {"owner": f"operator:{OPERATOR}", "note": "route 11 fuel report"}
+    other = client.get(f"/v1/operators/{OTHER_OPERATOR}/echo", headers=creds.headers("operator"))
     assert other.status_code in (403, 404)
     assert "roster" not in other.text
     # The other operator, with its own key, does get its data: the 404 was isolation.
-    b = client.get(f"/v1/operators/{OPERATOR_B}/echo", headers=creds.headers("operator_b"))
+    b = client.get(f"/v1/operators/{OTHER_OPERATOR}/echo", headers=creds.headers("other_operator"))
     assert b.status_code == 200 and "roster" in b.text
 
 
 def test_staff_roles_see_every_operator(client: TestClient, creds: Credentials) -> None:
     for who in ("council", "admin"):
-        r = client.get(f"/v1/operators/{OPERATOR_B}/echo", headers=creds.headers(who))
+        r = client.get(f"/v1/operators/{OTHER_OPERATOR}/echo", headers=creds.headers(who))
         assert r.status_code == 200, who
 
 
@@ -109,10 +109,10 @@ def test_resident_sees_only_own_data(client: TestClient, creds: Credentials) -> 
 
 
 def test_roles_are_enforced(client: TestClient, creds: Credentials) -> None:
-    r = client.get(f"/v1/operators/{OPERATOR_A}/echo", headers=creds.headers("resident_a"))
+    r = client.get(f"/v1/operators/{OPERATOR}/echo", headers=creds.headers("resident_a"))
     assert_problem(r, 403, "forbidden")
     assert "fuel" not in r.text
-    r = client.get("/v1/me/echo", headers=creds.headers("operator_a"))
+    r = client.get("/v1/me/echo", headers=creds.headers("operator"))
     assert_problem(r, 403, "forbidden")
 
 
@@ -266,10 +266,10 @@ def test_cors_off_by_default_and_allow_list(db_url: str, settings: Settings) -> 
 
 
 def test_metrics_count_by_route_template(client: TestClient, creds: Credentials) -> None:
-    client.get(f"/v1/operators/{OPERATOR_A}/echo", headers=creds.headers("operator_a"))
+    client.get(f"/v1/operators/{OPERATOR}/echo", headers=creds.headers("operator"))
     text = client.get("/metrics").text
     assert 'route="/v1/operators/{operator_id}/echo"' in text
-    assert OPERATOR_A not in text  # ids never become label values
+    assert OPERATOR not in text  # ids never become label values
     assert "mebuku_http_request_duration_seconds_bucket" in text
 
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import Credentials
 from tests.grafana.core_seed import seed_core_tables
+from tests.support.credentials import Credentials
 
 
 def _range() -> dict[str, str]:
@@ -22,7 +22,7 @@ def _range() -> dict[str, str]:
 def test_health_and_metrics_need_a_staff_key(client: TestClient, creds: Credentials) -> None:
     assert client.get("/grafana/").status_code == 401
     assert client.get("/grafana/", headers=creds.headers("resident_a")).status_code == 403
-    r = client.get("/grafana/", headers=creds.headers("operator_a"))
+    r = client.get("/grafana/", headers=creds.headers("operator"))
     assert r.json() == {"status": "ok"}
     names = client.post("/grafana/metrics", headers=creds.headers("council"), json={}).json()
     assert {"label": "ingest.lag_seconds", "value": "ingest.lag_seconds"} in names

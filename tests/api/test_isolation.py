@@ -18,10 +18,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.routes import effective_routes, route_access
-from tests.api.conftest import OPERATOR_A, OPERATOR_B, Credentials
+from tests.support.credentials import OPERATOR, OTHER_OPERATOR, Credentials
 
 WHO_ROLE = {
-    "operator_a": "operator",
+    "operator": "operator",
     "council": "council",
     "admin": "admin",
     "resident_a": "resident",
@@ -102,28 +102,28 @@ def test_operator_cannot_reach_another_operators_data(
             body = _body(op, spec)
             other = client.request(
                 method,
-                _url(view.path, op, spec, OPERATOR_B),
-                headers=creds.headers("operator_a"),
+                _url(view.path, op, spec, OTHER_OPERATOR),
+                headers=creds.headers("operator"),
                 json=body,
             )
             if other.status_code == 422:
                 own = client.request(
                     method,
-                    _url(view.path, op, spec, OPERATOR_A),
-                    headers=creds.headers("operator_a"),
+                    _url(view.path, op, spec, OPERATOR),
+                    headers=creds.headers("operator"),
                     json=body,
                 )
                 if own.status_code == 422:
                     inconclusive.append(f"{method} {view.path}")
                     continue
             assert other.status_code in (403, 404), (method, view.path, other.status_code)
-            assert OPERATOR_B not in other.text or other.status_code == 404
+            assert OTHER_OPERATOR not in other.text or other.status_code == 404
             checked += 1
     print(f"cross-operator checks: {checked}; inconclusive (examples invalid): {inconclusive}")
     assert checked >= 1
 
 
-@pytest.mark.parametrize("who", ["resident_a", "operator_a"])
+@pytest.mark.parametrize("who", ["resident_a", "operator"])
 def test_resident_id_routes_are_staff_only(
     client: TestClient, creds: Credentials, who: str
 ) -> None:

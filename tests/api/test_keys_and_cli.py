@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -20,6 +19,7 @@ from api.keys import check_scope, create_api_key, list_api_keys
 from core.settings import get_settings
 from core.web import Role
 from tests.conftest import REPO_ROOT, TEST_PSEUDONYM_KEY
+from tests.support.wait import wait_until
 
 
 def test_scope_rules() -> None:
@@ -103,15 +103,16 @@ def test_mebuku_api_serves(db_url: str, settings) -> None:
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
+
+        def answer() -> httpx.Response | None:
             try:
-                r = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
-                break
+                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
             except httpx.TransportError:
                 assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-                assert time.monotonic() < deadline, "mebuku api did not come up"
-                time.sleep(0.2)
+                return None
+
+        r = wait_until(answer, 30, every=0.2)
+        assert r is not None, "mebuku api did not come up"
         assert r.status_code == 200, r.text
         assert r.json()["status"] == "ready"
     finally:

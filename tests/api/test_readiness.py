@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import pytest
 
 from api.readiness import check_broker, connect_packet, parse_connack
 from core.embedded import EmbeddedMosquitto, EmbeddedPostgres
@@ -32,15 +32,16 @@ def test_parse_connack() -> None:
         raise AssertionError(f"accepted {bad!r}")
 
 
-def test_probe_real_broker_and_failures(
+@pytest.mark.anyio
+async def test_probe_real_broker_and_failures(
     mqtt_broker: EmbeddedMosquitto, pg_server: EmbeddedPostgres
 ) -> None:
     addr = MqttAddress.model_validate(
         {"host": "127.0.0.1", "port": int(mqtt_broker.url.rsplit(":", 1)[1])}
     )
-    assert asyncio.run(check_broker(addr)) is None
+    assert await check_broker(addr) is None
     # A listening port that is not a broker (PostgreSQL) is not "ready".
     pg_port = int(pg_server.url().split("@", 1)[1].split(":")[1].split("/")[0])
     not_mqtt = MqttAddress(host="127.0.0.1", port=pg_port)
-    reason = asyncio.run(check_broker(not_mqtt, timeout=2))
+    reason = await check_broker(not_mqtt, timeout=2)
     assert reason is not None and reason.startswith("broker unreachable")

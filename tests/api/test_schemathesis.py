@@ -24,9 +24,10 @@ from api.app import create_app
 from api.plugins import import_optional
 from core.roles import role_url
 from core.settings import Settings
-from tests.api.conftest import Credentials, echo_router
+from tests.api.conftest import echo_router
 from tests.api.live import serve
 from tests.conftest import make_settings
+from tests.support.credentials import Credentials
 
 CHECKS = [
     schemathesis.checks.not_a_server_error,
@@ -35,7 +36,7 @@ CHECKS = [
     schemathesis.checks.response_schema_conformance,
 ]
 CREDENTIAL_HEADERS = {"authorization", "x-api-key"}
-WHO = ("resident_a", "operator_a", "council", "admin")
+WHO = ("resident_a", "operator", "council", "admin")
 SIGN_OUT = frozenset({"/v1/auth/logout"})  # issue 11: called as resident_b only
 MAX_EXAMPLES = int(os.environ.get("MEBUKU_SCHEMATHESIS_EXAMPLES", "6"))
 

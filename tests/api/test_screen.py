@@ -25,7 +25,7 @@ from api.screen import (
 from core.settings import Settings
 from core.web import Principal, Role, require_roles
 from mobility.fares.mynumber import check_digit, is_valid_my_number, looks_like_my_number
-from tests.api.conftest import OPERATOR_A, Credentials
+from tests.support.credentials import OPERATOR, Credentials
 
 N = "55566677788"
 N += str(check_digit(N))  # synthetic, valid check digit, built at run time
@@ -198,9 +198,9 @@ def _refused(r: object) -> None:
 def test_app_refuses_what_the_issue_saw_getting_through(
     app: TestClient, creds: Credentials
 ) -> None:
-    op = creds.headers("operator_a")
+    op = creds.headers("operator")
     a, b, c = N[:4], N[4:8], N[8:]
-    url = f"/v1/operators/{OPERATOR_A}/taxi/T-1/reversal"
+    url = f"/v1/operators/{OPERATOR}/taxi/T-1/reversal"
     body = json.dumps({"note": f"rider My Number {N} checked"})
     _refused(app.post(url, content=body, headers={**op, "Content-Type": "Application/Json"}))
     _refused(app.post(url, content=body, headers={**op, "Content-Type": "application/x+json"}))

@@ -21,9 +21,9 @@ import logging
 import os
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -40,9 +40,10 @@ from api.plugins import import_optional
 from api.screen import AccessLogFilter
 from core.settings import Settings
 from mobility.fares.mynumber import check_digit, is_valid_my_number, looks_like_my_number
-from tests.api.conftest import Credentials
 from tests.conftest import make_settings
+from tests.support.credentials import Credentials
 from tests.support.privacy import stored_values
+from tests.support.wait import wait_until
 
 N = "31415926535"
 N += str(check_digit(N))  # synthetic, valid check digit, built at run time
@@ -102,10 +103,8 @@ def serve_with_access_log(app: FastAPI, collect: logging.Handler) -> Iterator[st
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "API did not start"
-        time.sleep(0.05)
+    wait_until(lambda: server.started or not thread.is_alive(), 20, every=0.05)
+    assert server.started and thread.is_alive(), "API did not start"
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -200,6 +199,15 @@ def who(path: str) -> str:
     return "resident_a" if path.startswith(("/v1/me", "/v1/fares", "/v1/auth")) else "admin"
 
 
+@dataclass(frozen=True)
+class Content:
+    """What a request carries besides its target: extra headers, a body and its type."""
+
+    headers: dict[str, str | bytes] = field(default_factory=dict)
+    body: bytes | None = None
+    media: str | None = None
+
+
 class Sender:
     def __init__(self, base: str, creds: Credentials) -> None:
         self.base = base
@@ -217,11 +225,10 @@ class Sender:
         method: str,
         path: str,
         query: dict[str, Any],
-        headers: dict[str, str | bytes],
-        body: bytes | None,
-        media: str | None,
+        content: Content,
         expect_refusal: bool = True,
     ) -> None:
+        headers, body, media = content.headers, content.body, content.media
         h: dict[str, str | bytes] = {**headers, **self.creds.headers(who(path))}
         if media is not None:
             h["Content-Type"] = media
@@ -250,7 +257,7 @@ class Sender:
         label = f"{method} {operation.path}"
         original = json.dumps([path, query, body], ensure_ascii=False, default=str)
         if not looks_like_my_number(original) and not has_body:
-            self.send(label + " (clean)", method, path, query, {}, None, None, False)
+            self.send(label + " (clean)", method, path, query, Content(), False)
         # every path segment in turn
         segments = path.split("/")
         for i, seg in enumerate(segments):
@@ -258,7 +265,7 @@ class Sender:
                 bad = "/".join(
                     [*segments[:i], quote(next(self.spelling), safe=""), *segments[i + 1 :]]
                 )
-                self.send(f"{label} path[{i}]", method, bad, query, {}, clean_body, media)
+                self.send(f"{label} path[{i}]", method, bad, query, Content({}, clean_body, media))
         # every query parameter in turn, and one nobody declared
         for k in [*query, "note"]:
             self.send(
@@ -266,13 +273,11 @@ class Sender:
                 method,
                 path,
                 {**query, k: next(self.spelling)},
-                {},
-                clean_body,
-                media,
+                Content({}, clean_body, media),
             )
         for name in LOGGED_HEADERS:
             value = next(self.spelling).encode("utf-8")
-            self.send(f"{label} header.{name}", method, path, query, {name: value}, None, None)
+            self.send(f"{label} header.{name}", method, path, query, Content({name: value}))
         if not has_body:
             return
         for leaf in leaves(body):
@@ -284,10 +289,12 @@ class Sender:
                 raw, ct = encode_body(replaced(body, leaf, PLACEHOLDER), mt, next(self.literal))
             else:
                 raw, ct = encode_body(replaced(body, leaf, next(self.spelling)), mt, None)
-            self.send(f"{label} body{list(leaf)} as {mt}", method, path, query, {}, raw, ct)
+            self.send(
+                f"{label} body{list(leaf)} as {mt}", method, path, query, Content({}, raw, ct)
+            )
         extra = replaced(body, ("my_number",), N) if isinstance(body, dict) else [body, N]
         raw, ct = encode_body(extra, next(self.media), None)
-        self.send(f"{label} body extra field", method, path, query, {}, raw, ct)
+        self.send(f"{label} body extra field", method, path, query, Content({}, raw, ct))
 
 
 def _get(value: Any, path: tuple[Any, ...]) -> Any:

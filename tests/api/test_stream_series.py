@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from psycopg import sql
 
 from ingest.streams import STREAMS, Stream
-from tests.api.conftest import Credentials
+from tests.support.credentials import Credentials
 from tests.support.seed.ingest import seed
 
 

@@ -9,7 +9,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from tests.api.live import serve
 from tests.api.test_trusted_proxies import LIMIT, _sign_in_app
 from tests.certs import make_server_cert
 from tests.conftest import REPO_ROOT
+from tests.support.wait import wait_until
 
 CADDY = shutil.which("caddy")
 pytestmark = pytest.mark.skipif(CADDY is None, reason="caddy is not installed")
@@ -54,15 +54,16 @@ def proxied(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, Path]]:
             stderr=subprocess.STDOUT,
         )
         try:
-            deadline = time.monotonic() + 30
-            while True:
+
+            def listens() -> bool:
                 assert proc.poll() is None, (tmp_path / "caddy.log").read_text()
                 try:
                     socket.create_connection(("127.0.0.1", port), 0.2).close()
-                    break
                 except OSError:
-                    assert time.monotonic() < deadline, "caddy did not listen"
-                    time.sleep(0.05)
+                    return False
+                return True
+
+            assert wait_until(listens, 30, every=0.05), "caddy did not listen"
             yield f"https://127.0.0.1:{port}", cert.ca
         finally:
             proc.terminate()

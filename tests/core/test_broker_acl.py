@@ -9,7 +9,6 @@ asserted, waiting on events.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import threading
 import uuid
@@ -127,7 +126,7 @@ class Device:
 
 
 @pytest.fixture(scope="module")
-def registries(db_url: str) -> str:
+async def registries(db_url: str, anyio_backend: str) -> str:
     """Two buses (and a retired one), and the demo trials' 5G devices."""
     with psycopg.connect(db_url, autocommit=True) as conn:
         add_vehicle(conn, "av-01", "gunma-chuo", "自動運転シャトル")
@@ -135,14 +134,9 @@ def registries(db_url: str) -> str:
         add_vehicle(conn, "old-3", "gunma-chuo")
         retire_vehicle(conn, "old-3")
 
-    async def load() -> None:
-        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
-            for name in ("demo-transport", "demo-education"):
-                await save_trial(
-                    conn, load_definition(REPO_ROOT / f"fiveg/demo_trials/{name}.toml")
-                )
-
-    asyncio.run(load())
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        for name in ("demo-transport", "demo-education"):
+            await save_trial(conn, load_definition(REPO_ROOT / f"fiveg/demo_trials/{name}.toml"))
     return db_url
 
 

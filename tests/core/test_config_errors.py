@@ -69,6 +69,13 @@ def test_every_missing_setting_of_a_service_is_named_at_once(here: Path) -> None
     assert_config_error(mebuku("ingest", cwd=here), NO_DB, NO_MQTT)
 
 
+def test_the_simulator_without_a_broker_is_one_line(here: Path) -> None:
+    assert_config_error(mebuku("simulate", cwd=here), NO_MQTT)
+    assert_config_error(
+        mebuku("simulate", "--duration", "5", cwd=here, MEBUKU_MQTT_URL=""), NO_MQTT
+    )
+
+
 def test_an_empty_variable_counts_as_unset(here: Path) -> None:
     out = mebuku("ingest", cwd=here, MEBUKU_MQTT_URL="", MEBUKU_DATABASE_URL="")
     assert_config_error(out, NO_DB, NO_MQTT)

@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ import pytest
 from core.demo import stop_leftovers
 from core.embedded import free_port, pid_alive, server_dir
 from tests.conftest import REPO_ROOT
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -66,15 +66,19 @@ class Demo:
         return {str(k): int(v) for k, v in children.items()} if isinstance(children, dict) else {}
 
     def wait_ready(self, timeout: float = READY_S) -> dict[str, object]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def ready() -> dict[str, object] | None:
             info = self.info()
             if info.get("ready") and info.get("pid") == self.proc.pid:
                 return info
             if self.proc.poll() is not None:
                 pytest.fail(f"demo exited with {self.proc.returncode}:\n{self.output()[-3000:]}")
-            time.sleep(0.5)
-        pytest.fail(f"demo not ready within {timeout} s:\n{self.output()[-3000:]}")
+            return None
+
+        info = wait_until(ready, timeout, every=0.5)
+        if info is None:
+            pytest.fail(f"demo not ready within {timeout} s:\n{self.output()[-3000:]}")
+        return info
 
     def server_pids(self) -> list[int]:
         pids = []
@@ -234,16 +238,18 @@ def test_a_killed_child_is_restarted(state: Path) -> None:
         assert isinstance(ports, dict)
         before = demo.children()
         os.kill(before["mobility"], signal.SIGKILL)
-        deadline = time.monotonic() + 90
-        while True:
+
+        def restarted() -> dict[str, int] | None:
+            assert demo.proc.poll() is None, demo.output()[-3000:]
             now = demo.children()
             if now.get("mobility") not in (None, before["mobility"]) and pid_alive(now["mobility"]):
                 with contextlib.suppress(OSError):
                     if get(f"http://127.0.0.1:{ports['mobility_metrics']}/metrics") == 200:
-                        break
-            assert time.monotonic() < deadline, demo.output()[-3000:]
-            assert demo.proc.poll() is None, demo.output()[-3000:]
-            time.sleep(0.5)
+                        return now
+            return None
+
+        now = wait_until(restarted, 90, every=0.5)
+        assert now is not None, demo.output()[-3000:]
         assert "mobility exited with status -9: restarting" in demo.output()
         assert {k: v for k, v in now.items() if k != "mobility"} == {
             k: v for k, v in before.items() if k != "mobility"
@@ -273,10 +279,10 @@ def test_servers_left_by_a_killed_demo_are_stopped_by_the_next(state: Path) -> N
         servers = first.server_pids()
         os.kill(first.proc.pid, signal.SIGKILL)  # no chance to clean up
         first.proc.wait()
-        deadline = time.monotonic() + 30
-        while any(pid_alive(p) for p in children):  # children die with their parent
-            assert time.monotonic() < deadline, "children outlived the killed demo"
-            time.sleep(0.2)
+        # children die with their parent
+        assert wait_until(lambda: not any(pid_alive(p) for p in children), 30, every=0.2), (
+            "children outlived the killed demo"
+        )
         assert len(servers) == 2 and all(pid_alive(p) for p in servers)  # left behind
 
         with running(state) as second:

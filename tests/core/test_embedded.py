@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -13,6 +12,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from core.embedded import EmbeddedMosquitto, EmbeddedPostgres, server_dir
+from tests.support.wait import wait_until
 
 
 def test_postgres_keeps_committed_data_across_kill_and_restart() -> None:
@@ -74,9 +74,7 @@ def test_mosquitto_keeps_an_offline_session_queue_across_restart() -> None:
         received: list[bytes] = []
         sub = _client("persistent-sub", broker.port, received)
         sub.loop_start()
-        deadline = time.monotonic() + 15
-        while len(received) < 1500 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: len(received) >= 1500, 15, every=0.05)  # all asserted below
         sub.disconnect()
         sub.loop_stop()
         assert sorted(int(p) for p in received) == list(range(1500))

@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import pytest
 from core.embedded import server_dir
 from tests.conftest import REPO_ROOT
 from tests.core.test_demo_supervision import running
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -106,17 +106,17 @@ def _walk(roles: dict[str, list[Step]], state: Path) -> None:
             "ADMIN_KEY": by[("admin", None)],
         }
         # The demo's own output: each key whole on its line, and a resident token.
-        deadline = time.monotonic() + 60
-        while "Press Ctrl-C to stop." not in (out := demo.output()):
-            assert time.monotonic() < deadline, out[-3000:]
-            time.sleep(0.5)
+        started = wait_until(lambda: "Press Ctrl-C to stop." in demo.output(), 60, every=0.5)
+        out = demo.output()
+        assert started, out[-3000:]
         for k in keys:
             assert f"\n{k['key']}\n" in out
         assert "Resident session token (resident-01)" in out
         failures = []
         for role, steps in roles.items():
-            deadline = time.monotonic() + ANSWER_S
-            while True:
+            missing: list[str] = []
+
+            def answered(steps: list[Step] = steps, missing: list[str] = missing) -> bool:
                 run = subprocess.run(
                     ["bash", "-c", script(steps)],
                     env=env,
@@ -126,14 +126,15 @@ def _walk(roles: dict[str, list[Step]], state: Path) -> None:
                     timeout=120,
                 )
                 got = outputs(run.stdout, len(steps))
-                missing = [
+                missing[:] = [
                     f"{s.command}\n  wanted {s.answer!r}, got {o.strip()[:400]!r}"
                     for s, o in zip(steps, got, strict=True)
                     if s.answer is not None and s.answer not in o
                 ]
-                if not missing or time.monotonic() > deadline:
-                    break
-                time.sleep(2)  # poll: buses and 5G samples arrive as the demo runs
+                return not missing
+
+            # poll: buses and 5G samples arrive as the demo runs
+            wait_until(answered, ANSWER_S, every=2)
             failures += [f"[{role}] {m}" for m in missing]
         assert not failures, "\n".join(failures) + "\n--- demo log:\n" + demo.output()[-3000:]
         assert demo.stop(signal.SIGTERM) == 0

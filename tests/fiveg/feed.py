@@ -23,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from core.embedded import EmbeddedMosquitto
 from tests.conftest import REPO_ROOT, TEST_PSEUDONYM_KEY
+from tests.support.wait import wait_until
 
 RADIO_KEYS = (
     "rsrp_dbm", "rsrq_db", "sinr_db", "dl_mbps", "ul_mbps", "rtt_ms", "jitter_ms",
@@ -90,11 +91,15 @@ def publish_and_wait(
     try:
         deadline = time.monotonic() + timeout
         probe = {"ts": datetime.now(UTC), "rsrp_dbm": -90.0}
-        while _count(db_url, "SELECT count(*) FROM fiveg_radio WHERE device_id = 'probe'", []) == 0:
-            if time.monotonic() > deadline:
-                raise TimeoutError("ingestor did not subscribe")
+
+        def probe_stored() -> bool:
+            if _count(db_url, "SELECT count(*) FROM fiveg_radio WHERE device_id = 'probe'", []):
+                return True
             c.publish(f"maebashi/5g/{site}/probe/radio", radio_payload(probe), qos=1)
-            time.sleep(0.3)
+            return False
+
+        if not wait_until(probe_stored, timeout, every=0.3):
+            raise TimeoutError("ingestor did not subscribe")
         infos = [
             c.publish(f"maebashi/5g/{site}/{r['device_id']}/radio", radio_payload(r), qos=1)
             for r in radio
@@ -109,18 +114,23 @@ def publish_and_wait(
         want_radio = len(radio)
         want_senml = sum(len(p) for _, p in senml)
         sensor_devs = sorted({d for d, _ in senml})
-        while True:
+
+        def stored() -> tuple[int, int]:
             got = _count(
                 db_url, "SELECT count(*) FROM fiveg_radio WHERE device_id = ANY(%s)", [devices]
             )
             got_s = _count(
                 db_url, "SELECT count(*) FROM fiveg_sensor WHERE device_id = ANY(%s)", [sensor_devs]
             )
-            if got >= want_radio and got_s >= want_senml:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"only {got}/{want_radio} radio, {got_s}/{want_senml} senml")
-            time.sleep(0.2)
+            return got, got_s
+
+        def all_stored() -> bool:
+            got, got_s = stored()
+            return got >= want_radio and got_s >= want_senml
+
+        if not wait_until(all_stored, max(0.0, deadline - time.monotonic()), every=0.2):
+            got, got_s = stored()
+            raise TimeoutError(f"only {got}/{want_radio} radio, {got_s}/{want_senml} senml")
     finally:
         c.loop_stop()
         c.disconnect()

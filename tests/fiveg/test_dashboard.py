@@ -3,7 +3,6 @@ Grafana would) returns rows of the right shape on the panel seed."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -65,15 +64,13 @@ def test_every_panel_returns_rows(seeded: str, trial: str) -> None:
         assert all(s[1] is not None and s[1] > 0 for s in scores)
 
 
-def test_running_trial_is_measured_up_to_now(seeded: str) -> None:
-    async def go() -> tuple[datetime, float]:
-        async with await psycopg.AsyncConnection.connect(seeded, autocommit=True) as c:
-            t = await store.get_trial(c, "bus-supervision-2026")
-            assert t is not None and t.definition.period_end > datetime.now(UTC)
-            k = await trial_kpis(c, t)
-            return k.end, k.scorecard.data_coverage_pct
-
-    end, coverage = asyncio.run(go())
+@pytest.mark.anyio
+async def test_running_trial_is_measured_up_to_now(seeded: str) -> None:
+    async with await psycopg.AsyncConnection.connect(seeded, autocommit=True) as c:
+        t = await store.get_trial(c, "bus-supervision-2026")
+        assert t is not None and t.definition.period_end > datetime.now(UTC)
+        k = await trial_kpis(c, t)
+    end, coverage = k.end, k.scorecard.data_coverage_pct
     assert timedelta(0) <= datetime.now(UTC) - end < timedelta(minutes=1)
     # Six hours of samples in the day since the trial started; tomorrow is not a gap.
     assert 24 <= coverage <= 26

@@ -15,12 +15,11 @@ from fastapi.testclient import TestClient
 from pypdf import PdfReader
 
 from api.app import create_app
-from api.keys import create_api_key
 from core.roles import role_url
 from core.settings import Settings
-from core.web import Role
 from fiveg.trial import load_definition
 from tests.fiveg import known_set
+from tests.support.credentials import api_keys
 
 TRIALS = Path(__file__).resolve().parents[2] / "fiveg" / "trials"
 PNG_DIR = Path("/tmp/fiveg-report-pages")
@@ -31,11 +30,8 @@ def client(
     settings: Settings, db_url: str
 ) -> Iterator[tuple[TestClient, dict[str, dict[str, str]]]]:
     known_set.insert_direct(db_url, known_set.samples())
-    keys: dict[str, dict[str, str]] = {
-        "council": {"X-API-Key": create_api_key(db_url, Role.COUNCIL)},
-        "admin": {"X-API-Key": create_api_key(db_url, Role.ADMIN)},
-        "operator": {"X-API-Key": create_api_key(db_url, Role.OPERATOR, "gunma-chuo")},
-    }
+    creds = api_keys(db_url)
+    keys = {who: creds.headers(who) for who in ("council", "admin", "operator")}
     # The API logs in as mebuku_api, as deployed (core/roles/grants.toml).
     api = settings.model_copy(update={"database_url": role_url(db_url, "api")})
     app = create_app(api, domain_routers=("fiveg.http",))

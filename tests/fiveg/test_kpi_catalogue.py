@@ -8,7 +8,6 @@ the same number. A KPI added to the catalogue gets this battery with no new test
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import random
@@ -32,12 +31,9 @@ BOUND = 50.0  # the transport theme's latency bound (the known trial gives none)
 DEVICES = ["bus-01", "bus-02"]
 
 
-def _run(db_url: str, fn: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
-    async def go() -> T:
-        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
-            return await fn(conn)
-
-    return asyncio.run(go())
+async def _run(db_url: str, fn: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        return await fn(conn)
 
 
 def _samples() -> list[dict[str, Any]]:
@@ -69,11 +65,11 @@ def _samples() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def seeded(db_url: str) -> tuple[str, list[dict[str, Any]]]:
+async def seeded(db_url: str, anyio_backend: str) -> tuple[str, list[dict[str, Any]]]:
     rows = _samples()
     known_set.insert_direct(db_url, rows)
     d = TrialDefinition.model_validate(known_set.trial_definition())
-    _run(db_url, lambda c: store.save_trial(c, d))
+    await _run(db_url, lambda c: store.save_trial(c, d))
     return db_url, rows
 
 
@@ -93,17 +89,17 @@ def _expected(name: str, k: KpiInfo, rows: list[dict[str, Any]]) -> float | None
 
 
 @pytest.fixture(scope="module")
-def raw(seeded: tuple[str, list[dict[str, Any]]]) -> Stats:
+async def raw(seeded: tuple[str, list[dict[str, Any]]], anyio_backend: str) -> Stats:
     url, _ = seeded
     end = known_set.START + timedelta(hours=1)
-    return _run(url, lambda c: store.raw_stats(c, DEVICES, known_set.START, end, BOUND))
+    return await _run(url, lambda c: store.raw_stats(c, DEVICES, known_set.START, end, BOUND))
 
 
 @pytest.fixture(scope="module")
-def rollup(seeded: tuple[str, list[dict[str, Any]]]) -> Stats:
+async def rollup(seeded: tuple[str, list[dict[str, Any]]], anyio_backend: str) -> Stats:
     url, _ = seeded
     end = known_set.START + timedelta(hours=1)
-    res = _run(url, lambda c: store.rollup_stats(c, DEVICES, known_set.START, end, BOUND))
+    res = await _run(url, lambda c: store.rollup_stats(c, DEVICES, known_set.START, end, BOUND))
     return res.overall
 
 

@@ -14,12 +14,11 @@ import httpx
 import pytest
 
 from api.app import create_app
-from api.keys import create_api_key
 from core.roles import role_url
 from core.settings import Settings
-from core.web import Role
 from tests.api.live import serve
 from tests.fiveg import known_set
+from tests.support.credentials import api_keys
 
 REPORTS = 3
 REPORT = "/v1/fiveg/trials/known-bus-trial/report"
@@ -28,8 +27,8 @@ REPORT = "/v1/fiveg/trials/known-bus-trial/report"
 @pytest.fixture(scope="module")
 def api(settings: Settings, db_url: str) -> Iterator[tuple[str, dict[str, str]]]:
     known_set.insert_direct(db_url, known_set.samples())
-    admin = {"X-API-Key": create_api_key(db_url, Role.ADMIN)}
-    council = {"X-API-Key": create_api_key(db_url, Role.COUNCIL)}
+    creds = api_keys(db_url)
+    admin, council = creds.headers("admin"), creds.headers("council")
     app_settings = settings.model_copy(update={"database_url": role_url(db_url, "api")})
     with serve(create_app(app_settings, domain_routers=("fiveg.http",))) as base:
         r = httpx.put(

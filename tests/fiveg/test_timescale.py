@@ -3,7 +3,6 @@ path (skipped unless MEBUKU_TEST_TIMESCALE_URL names a TimescaleDB server)."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 import psycopg
@@ -11,7 +10,7 @@ import pytest
 
 from core import migrator
 from fiveg import histogram, store
-from fiveg.engine import TrialKpis, trial_kpis
+from fiveg.engine import trial_kpis
 from fiveg.trial import TrialDefinition
 from tests.conftest import make_settings
 from tests.fiveg import known_set
@@ -19,7 +18,8 @@ from tests.fiveg import known_set
 pytestmark = pytest.mark.timescale
 
 
-def test_rollups_are_continuous_aggregates_and_agree(timescale_url: str) -> None:
+@pytest.mark.anyio
+async def test_rollups_are_continuous_aggregates_and_agree(timescale_url: str) -> None:
     migrator.migrate(timescale_url, make_settings(timescale_url))
     known_set.insert_direct(timescale_url, known_set.samples())
     with psycopg.connect(timescale_url, autocommit=True) as conn:
@@ -30,19 +30,14 @@ def test_rollups_are_continuous_aggregates_and_agree(timescale_url: str) -> None
         for name in sorted(caggs):
             conn.execute(f"CALL refresh_continuous_aggregate('{name}', NULL, NULL)")
 
-    async def go() -> tuple[TrialKpis, TrialKpis]:
-        async with await psycopg.AsyncConnection.connect(timescale_url, autocommit=True) as c:
-            d = TrialDefinition.model_validate(known_set.trial_definition())
-            await store.save_trial(c, d)
-            t = await store.get_trial(c, d.trial_id)
-            assert t is not None
-            hour = timedelta(hours=1)
-            return (
-                await trial_kpis(c, t, bucket=hour, source="raw"),
-                await trial_kpis(c, t, bucket=hour, source="rollup"),
-            )
-
-    raw, roll = asyncio.run(go())
+    async with await psycopg.AsyncConnection.connect(timescale_url, autocommit=True) as c:
+        d = TrialDefinition.model_validate(known_set.trial_definition())
+        await store.save_trial(c, d)
+        t = await store.get_trial(c, d.trial_id)
+        assert t is not None
+        hour = timedelta(hours=1)
+        raw = await trial_kpis(c, t, bucket=hour, source="raw")
+        roll = await trial_kpis(c, t, bucket=hour, source="rollup")
     assert roll.overall.n == raw.overall.n == 600
     for kpi, exact in raw.overall.values.items():
         est = roll.overall.values[kpi]

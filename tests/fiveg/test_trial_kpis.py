@@ -4,7 +4,6 @@ the numbers the set was built to have (tests/fiveg/known_set.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -28,34 +27,31 @@ T = TypeVar("T")
 SITE = f"fg-{uuid.uuid4().hex[:8]}"
 
 
-def run(db_url: str, fn: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
-    async def go() -> T:
-        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
-            return await fn(conn)
-
-    return asyncio.run(go())
+async def run(db_url: str, fn: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        return await fn(conn)
 
 
 @pytest.fixture(scope="module")
-def fed(db_url: str, mqtt_broker: EmbeddedMosquitto) -> str:
+async def fed(db_url: str, mqtt_broker: EmbeddedMosquitto, anyio_backend: str) -> str:
     with ingestor(db_url, mqtt_broker, SITE):
         publish_and_wait(
             db_url, mqtt_broker, SITE, known_set.samples(SITE), known_set.senml_packs()
         )
     d = TrialDefinition.model_validate(known_set.trial_definition())
-    run(db_url, lambda c: store.save_trial(c, d))
+    await run(db_url, lambda c: store.save_trial(c, d))
     return db_url
 
 
-def _trial(db_url: str) -> StoredTrial:
-    t = run(db_url, lambda c: store.get_trial(c, "known-bus-trial"))
+async def _trial(db_url: str) -> StoredTrial:
+    t = await run(db_url, lambda c: store.get_trial(c, "known-bus-trial"))
     assert t is not None
     return t
 
 
-def _kpis(db_url: str, source: str, bucket: timedelta = known_set.BUCKET) -> TrialKpis:
-    t = _trial(db_url)
-    return run(db_url, lambda c: trial_kpis(c, t, bucket=bucket, source=source))  # type: ignore[arg-type]
+async def _kpis(db_url: str, source: str, bucket: timedelta = known_set.BUCKET) -> TrialKpis:
+    t = await _trial(db_url)
+    return await run(db_url, lambda c: trial_kpis(c, t, bucket=bucket, source=source))  # type: ignore[arg-type]
 
 
 def _pure() -> tuple[Stats, dict[datetime, Stats]]:
@@ -82,8 +78,9 @@ def test_every_sample_arrived_through_mqtt(fed: str) -> None:
     assert n == 600 and sites == [SITE]
 
 
-def test_raw_kpis_are_exact(fed: str) -> None:
-    k = _kpis(fed, "raw")
+@pytest.mark.anyio
+async def test_raw_kpis_are_exact(fed: str) -> None:
+    k = await _kpis(fed, "raw")
     v = k.overall.values
     assert k.overall.n == 600
     assert v["ul_mbps_p5"] == pytest.approx(5.95)
@@ -111,8 +108,9 @@ def test_raw_kpis_are_exact(fed: str) -> None:
     assert k.mobility.per_device_hour == pytest.approx(5.4)
 
 
-def test_scorecard_against_transport_targets(fed: str) -> None:
-    card = _kpis(fed, "raw").scorecard
+@pytest.mark.anyio
+async def test_scorecard_against_transport_targets(fed: str) -> None:
+    card = (await _kpis(fed, "raw")).scorecard
     rows = {(r.target.kpi, r.target.reference): r for r in card.results}
     assert set(rows) == {
         ("ul_mbps_p5", False), ("rtt_ms_p95", False), ("dl_mbps_p5", True), ("ul_mbps_p5", True)
@@ -136,14 +134,15 @@ def test_scorecard_against_transport_targets(fed: str) -> None:
     ]
 
 
-def test_rollup_agrees_with_raw_within_the_documented_bound(fed: str) -> None:
+@pytest.mark.anyio
+async def test_rollup_agrees_with_raw_within_the_documented_bound(fed: str) -> None:
     hour = timedelta(hours=1)
-    live = _kpis(fed, "rollup", hour)  # nothing materialized yet: all from the live tail
+    live = await _kpis(fed, "rollup", hour)  # nothing materialized yet: all from the live tail
     with psycopg.connect(fed, autocommit=True) as conn:
         for name in ("fiveg_radio_5m", "fiveg_dl_hist_1h", "fiveg_ul_hist_1h", "fiveg_rtt_hist_1h"):
             conn.execute("SELECT mebuku.refresh_rollup(%s)", [name])
         assert conn.execute("SELECT count(*) FROM fiveg_ul_hist_1h_mat").fetchone()[0] > 0  # type: ignore[index]
-    raw, roll = _kpis(fed, "raw", hour), _kpis(fed, "rollup", hour)
+    raw, roll = await _kpis(fed, "raw", hour), await _kpis(fed, "rollup", hour)
     assert live.overall.values == roll.overall.values and live.overall.bands == roll.overall.bands
     assert roll.overall.n == raw.overall.n == 600
     assert roll.overall.bands == raw.overall.bands
@@ -167,9 +166,12 @@ def test_rollup_agrees_with_raw_within_the_documented_bound(fed: str) -> None:
     assert roll.bucket == hour and list(roll.per_bucket) == [known_set.START]
 
 
-def test_coverage_map(fed: str) -> None:
-    d = _trial(fed)
-    pts = run(fed, lambda c: store.coverage_points(c, d.devices, known_set.START, known_set.END))
+@pytest.mark.anyio
+async def test_coverage_map(fed: str) -> None:
+    d = await _trial(fed)
+    pts = await run(
+        fed, lambda c: store.coverage_points(c, d.devices, known_set.START, known_set.END)
+    )
     gj = coverage_geojson(pts, min_samples=10)
     cells = {f["properties"]["cell"]: f for f in gj["features"]}
     station = "{}_{}".format(*cell_of(*known_set.STATION))
@@ -194,9 +196,10 @@ def test_coverage_map(fed: str) -> None:
     assert max(lats) - min(lats) == pytest.approx(50 / 111_000, rel=0.02)
 
 
-def test_sensor_summary(fed: str) -> None:
-    d = _trial(fed)
-    rows = run(
+@pytest.mark.anyio
+async def test_sensor_summary(fed: str) -> None:
+    d = await _trial(fed)
+    rows = await run(
         fed,
         lambda c: store.sensor_summaries(
             c, d.devices, known_set.START, known_set.END, known_set.BUCKET
@@ -213,14 +216,16 @@ def test_sensor_summary(fed: str) -> None:
     ]
 
 
-def test_auto_source_switches_to_rollups_for_big_trials(
+@pytest.mark.anyio
+async def test_auto_source_switches_to_rollups_for_big_trials(
     fed: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    t = _trial(fed)
+    t = await _trial(fed)
     assert (
-        run(fed, lambda c: store.sample_count(c, t.devices, known_set.START, known_set.END)) == 600
+        await run(fed, lambda c: store.sample_count(c, t.devices, known_set.START, known_set.END))
+        == 600
     )
-    assert _kpis(fed, "auto").source == "raw"
+    assert (await _kpis(fed, "auto")).source == "raw"
     monkeypatch.setattr(engine, "RAW_LIMIT", 599)
-    k = _kpis(fed, "auto")
+    k = await _kpis(fed, "auto")
     assert k.source == "rollup" and k.bucket == timedelta(hours=1) and k.mobility is None

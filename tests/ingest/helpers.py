@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +13,7 @@ import psycopg
 from ingest.parse import parse_message
 from ingest.rows import TABLES, Reject
 from ingest.simulate.messages import SimMessage
+from tests.support.wait import wait_until as wait_until  # the ingest tests import it here
 
 
 @dataclass
@@ -64,15 +64,6 @@ def stored_keys(url: str, table: str) -> set[tuple[Any, ...]]:
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(f"SELECT {', '.join(spec.key)} FROM {table}").fetchall()
     return {tuple(r) for r in rows}
-
-
-def wait_until(cond: Callable[[], bool], timeout: float, every: float = 0.25) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(every)
-    return cond()
 
 
 def reconciled(url: str, exp: Expected) -> bool:

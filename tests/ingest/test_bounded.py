@@ -111,9 +111,10 @@ def test_10mb_payloads_during_outage_keep_memory_flat(pg, broker, tmp_path: Path
         sampling = threading.Event()
 
         def sample() -> None:
-            while not sampling.is_set():
+            while True:
                 peak[0] = max(peak[0], rss_mb(proc.pid))
-                time.sleep(0.1)
+                if sampling.wait(0.1):  # until told to stop, every 0.1 s
+                    return
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()

@@ -7,7 +7,7 @@ import os
 import random
 import subprocess
 import sys
-import time
+import threading
 from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
@@ -22,6 +22,7 @@ from ingest.simulate.city import City, CityConfig
 from ingest.simulate.faults import Faults, inject
 from ingest.simulate.feed import CHUO_MAEBASHI, MAEBASHI_STATION, Feed, reversed_plan
 from ingest.simulate.fiveg import SITES, radio_sample
+from tests.support.wait import wait_until
 
 START = datetime(2026, 11, 24, 23, 0, tzinfo=UTC)  # 08:00 JST
 
@@ -133,12 +134,14 @@ def test_faults_are_what_was_asked_for():
 def test_simulate_command_publishes_to_the_broker(mqtt_broker: EmbeddedMosquitto):
     got: list[str] = []
     sub = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    subscribed = threading.Event()
     sub.on_message = lambda _c, _u, m: got.append(m.topic)
+    sub.on_subscribe = lambda *_: subscribed.set()
     sub.connect("127.0.0.1", mqtt_broker.port)
     sub.subscribe("maebashi/#", qos=1)
     sub.loop_start()
     try:
-        time.sleep(0.3)
+        assert subscribed.wait(10), "no SUBACK"
         env = {**os.environ, "MEBUKU_MQTT_URL": mqtt_broker.url}
         subprocess.run(
             [
@@ -161,9 +164,7 @@ def test_simulate_command_publishes_to_the_broker(mqtt_broker: EmbeddedMosquitto
             check=True,
             timeout=60,
         )
-        deadline = time.monotonic() + 10
-        while len(got) < 240 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: len(got) >= 240, 10, every=0.1)  # the count is asserted below
     finally:
         sub.loop_stop()
     kinds = {t.rsplit("/", 1)[1] for t in got}

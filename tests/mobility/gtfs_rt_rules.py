@@ -136,6 +136,63 @@ def check_vehicle_positions(msg: rt.FeedMessage, static: StaticFeed, now: float)
     return out
 
 
+def _sequence_findings(
+    ent: str, s: rt.TripUpdate.StopTimeUpdate, pattern: dict[int, str], prev_seq: int | None
+) -> list[Finding]:
+    """E002, E036, E051, E045: the update's stop_sequence against the last and the GTFS."""
+    out: list[Finding] = []
+    if prev_seq is not None and s.stop_sequence < prev_seq:
+        out.append(Finding("E002", ent, "stop_sequence not sorted"))
+    if prev_seq is not None and s.stop_sequence == prev_seq:
+        out.append(Finding("E036", ent, f"stop_sequence {s.stop_sequence} repeated"))
+    if pattern and s.stop_sequence not in pattern:
+        out.append(Finding("E051", ent, f"stop_sequence {s.stop_sequence} not in GTFS"))
+    elif pattern and s.stop_id and pattern[s.stop_sequence] != s.stop_id:
+        out.append(Finding("E045", ent, f"stop {s.stop_id} at {s.stop_sequence}"))
+    return out
+
+
+def _stop_findings(
+    ent: str, s: rt.TripUpdate.StopTimeUpdate, static: StaticFeed, prev_stop: str | None
+) -> list[Finding]:
+    """E011, E015, E037: the update's stop_id exists, is a stop and is not repeated."""
+    out: list[Finding] = []
+    if s.stop_id not in static.stops:
+        out.append(Finding("E011", ent, f"stop {s.stop_id} not in GTFS"))
+    elif static.stops[s.stop_id][2] != 0:
+        out.append(Finding("E015", ent, f"stop {s.stop_id} location_type"))
+    if not s.HasField("stop_sequence") and s.stop_id == prev_stop:
+        out.append(Finding("E037", ent, f"stop {s.stop_id} repeated"))
+    return out
+
+
+def _time_findings(ent: str, s: rt.TripUpdate.StopTimeUpdate) -> tuple[list[Finding], list[int]]:
+    """E042, E043, W009, E044, E001, E025 for one update, and its times in order."""
+    out: list[Finding] = []
+    nodata = s.schedule_relationship == rt.TripUpdate.StopTimeUpdate.NO_DATA
+    has_arr, has_dep = s.HasField("arrival"), s.HasField("departure")
+    if nodata and (has_arr or has_dep):
+        out.append(Finding("E042", ent, "arrival/departure on a NO_DATA stop"))
+    if not nodata and not (has_arr or has_dep):
+        out.append(Finding("E043", ent, "stop_time_update without arrival or departure"))
+    if not s.HasField("schedule_relationship"):
+        out.append(Finding("W009", ent, "stop_time_update schedule_relationship missing"))
+    times = []
+    for name, ev in (("arrival", s.arrival), ("departure", s.departure)):
+        if not s.HasField(name):
+            continue
+        if not ev.HasField("time") and not ev.HasField("delay"):
+            out.append(Finding("E044", ent, f"{name} without time or delay"))
+        if ev.HasField("time"):
+            if not MIN_POSIX <= ev.time <= MAX_POSIX:
+                out.append(Finding("E001", ent, f"{name} time {ev.time}"))
+            times.append(ev.time)
+    both = has_arr and has_dep and s.arrival.HasField("time") and s.departure.HasField("time")
+    if both and s.departure.time < s.arrival.time:
+        out.append(Finding("E025", ent, f"departure before arrival at {s.stop_id}"))
+    return out, times
+
+
 def _stop_time_updates(
     ent: str, tu: rt.TripUpdate, static: StaticFeed, header_ts: int
 ) -> list[Finding]:
@@ -148,44 +205,13 @@ def _stop_time_updates(
         if not s.HasField("stop_sequence") and not s.stop_id:
             out.append(Finding("E040", ent, "stop_time_update without stop_sequence/stop_id"))
         if s.HasField("stop_sequence"):
-            if prev_seq is not None and s.stop_sequence < prev_seq:
-                out.append(Finding("E002", ent, "stop_sequence not sorted"))
-            if prev_seq is not None and s.stop_sequence == prev_seq:
-                out.append(Finding("E036", ent, f"stop_sequence {s.stop_sequence} repeated"))
-            if pattern and s.stop_sequence not in pattern:
-                out.append(Finding("E051", ent, f"stop_sequence {s.stop_sequence} not in GTFS"))
-            elif pattern and s.stop_id and pattern[s.stop_sequence] != s.stop_id:
-                out.append(Finding("E045", ent, f"stop {s.stop_id} at {s.stop_sequence}"))
+            out += _sequence_findings(ent, s, pattern, prev_seq)
             prev_seq = s.stop_sequence
         if s.stop_id:
-            if s.stop_id not in static.stops:
-                out.append(Finding("E011", ent, f"stop {s.stop_id} not in GTFS"))
-            elif static.stops[s.stop_id][2] != 0:
-                out.append(Finding("E015", ent, f"stop {s.stop_id} location_type"))
-            if not s.HasField("stop_sequence") and s.stop_id == prev_stop:
-                out.append(Finding("E037", ent, f"stop {s.stop_id} repeated"))
+            out += _stop_findings(ent, s, static, prev_stop)
             prev_stop = s.stop_id
-        nodata = s.schedule_relationship == rt.TripUpdate.StopTimeUpdate.NO_DATA
-        has_arr, has_dep = s.HasField("arrival"), s.HasField("departure")
-        if nodata and (has_arr or has_dep):
-            out.append(Finding("E042", ent, "arrival/departure on a NO_DATA stop"))
-        if not nodata and not (has_arr or has_dep):
-            out.append(Finding("E043", ent, "stop_time_update without arrival or departure"))
-        if not s.HasField("schedule_relationship"):
-            out.append(Finding("W009", ent, "stop_time_update schedule_relationship missing"))
-        times = []
-        for name, ev in (("arrival", s.arrival), ("departure", s.departure)):
-            if not s.HasField(name):
-                continue
-            if not ev.HasField("time") and not ev.HasField("delay"):
-                out.append(Finding("E044", ent, f"{name} without time or delay"))
-            if ev.HasField("time"):
-                if not MIN_POSIX <= ev.time <= MAX_POSIX:
-                    out.append(Finding("E001", ent, f"{name} time {ev.time}"))
-                times.append(ev.time)
-        both = has_arr and has_dep and s.arrival.HasField("time") and s.departure.HasField("time")
-        if both and s.departure.time < s.arrival.time:
-            out.append(Finding("E025", ent, f"departure before arrival at {s.stop_id}"))
+        found, times = _time_findings(ent, s)
+        out += found
         if times:
             if prev_time is not None and times[0] <= prev_time:
                 out.append(Finding("E022", ent, f"times not increasing at {s.stop_id}"))

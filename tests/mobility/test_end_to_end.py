@@ -6,7 +6,6 @@ departure times, true off-route episodes)."""
 from __future__ import annotations
 
 import random
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
@@ -26,6 +25,7 @@ from mobility.vehicles.tracker import TrackerConfig
 from mobility.vehicles.worker import StateWorker
 from mobility.vehicles.worker import WorkerConfig as StateWorkerConfig
 from tests.mobility.feeds import REAL_FEED
+from tests.support.wait import wait_until
 
 DAY = date(2025, 6, 3)  # a Tuesday
 CRUISE = 9.0
@@ -100,24 +100,23 @@ def e2e(
     )
     ingest.start()
     try:
-        deadline = time.monotonic() + 15
-        while ingest.metrics.connected._value.get() != 1:
-            assert time.monotonic() < deadline, "ingest worker did not connect"
-            time.sleep(0.05)
-        time.sleep(0.5)  # SUBSCRIBE processed
+        assert ingest.subscribed.wait(15), "ingest worker did not subscribe"
+        connected = ingest.metrics.registry.get_sample_value("mebuku_ingest_mqtt_connected")
+        assert connected == 1
         with Publisher(settings.mqtt) as pub:
             for m in messages:
                 pub.publish(m.topic, m.payload)
-        deadline = time.monotonic() + 60
         with psycopg.connect(db_url, autocommit=True) as conn:
-            while True:
+
+            def stored() -> int:
                 row = conn.execute(
                     "SELECT count(*) FROM bus_telemetry WHERE vehicle_id LIKE 'e2e-%'"
                 ).fetchone()
-                if row and row[0] >= telemetry:
-                    break
-                assert time.monotonic() < deadline, f"{row} of {telemetry} telemetry rows stored"
-                time.sleep(0.2)
+                return row[0] if row else 0
+
+            assert wait_until(lambda: stored() >= telemetry, 60, every=0.2), (
+                f"{stored()} of {telemetry} telemetry rows stored"
+            )
     finally:
         ingest.stop()
     worker = StateWorker(

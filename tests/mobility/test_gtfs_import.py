@@ -3,7 +3,6 @@ leave the current version in place, and fares come from fare_rules."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import os
@@ -147,14 +146,11 @@ def test_zone_fare_follows_fare_rules(db_url: str) -> None:
         assert zone_fare(conn, "新前橋駅西口線_A", "m003_01", "nowhere") is None
 
 
-def test_zone_fare_async(db_url: str) -> None:
+@pytest.mark.anyio
+async def test_zone_fare_async(db_url: str) -> None:
     import_feed(db_url, REAL_FEED)
-
-    async def lookup() -> int | None:
-        async with await psycopg.AsyncConnection.connect(db_url) as conn:
-            return await zone_fare_async(conn, "新前橋駅西口線_B", "m003_01", "g035_01")
-
-    assert asyncio.run(lookup()) == 100
+    async with await psycopg.AsyncConnection.connect(db_url) as conn:
+        assert await zone_fare_async(conn, "新前橋駅西口線_B", "m003_01", "g035_01") == 100
 
 
 def _with_jp_trip_columns(files: dict[str, bytes]) -> dict[str, bytes]:

@@ -174,7 +174,8 @@ def test_worker_switches_to_a_newly_imported_feed(loaded: tuple[str, Scenario]) 
         worker._maybe_reload_feed()
         assert worker.schedule.version is not None and before is not None
         assert worker.schedule.version > before
-        assert worker.metrics.feed_version._value.get() == worker.schedule.version
+        reported = worker.metrics.registry.get_sample_value("mebuku_mobility_feed_version")
+        assert reported == worker.schedule.version
     finally:
         worker.close()
 

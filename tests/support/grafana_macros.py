@@ -200,40 +200,50 @@ def _unix(t: datetime) -> int:
     return math.floor(t.timestamp())
 
 
-def _evaluate(name: str, args: list[str], ctx: QueryContext) -> str:
-    def need_column() -> str:
-        if not args or args == [""]:
-            raise MacroError(f"missing time column argument for macro {name}")
-        return args[0]
-
+def _column_macro(name: str, args: list[str], ctx: QueryContext) -> str:
+    """The macros whose one argument is the time column."""
+    if not args or args == [""]:
+        raise MacroError(f"missing time column argument for macro {name}")
+    col = args[0]
     if name == "__time":
-        return f'{need_column()} AS "time"'
+        return f'{col} AS "time"'
     if name == "__timeEpoch":
-        return f'extract(epoch from {need_column()}) as "time"'
+        return f'extract(epoch from {col}) as "time"'
     if name == "__timeFilter":
-        col = need_column()
         return f"{col} BETWEEN '{rfc3339_nano(ctx.time_from)}' AND '{rfc3339_nano(ctx.time_to)}'"
+    if name == "__unixEpochFilter":
+        return f"{col} >= {_unix(ctx.time_from)} AND {col} <= {_unix(ctx.time_to)}"
+    return f"{col} >= {_unix_nano(ctx.time_from)} AND {col} <= {_unix_nano(ctx.time_to)}"
+
+
+_COLUMN_MACROS = frozenset(
+    {"__time", "__timeEpoch", "__timeFilter", "__unixEpochFilter", "__unixEpochNanoFilter"}
+)
+
+
+def _group_macro(name: str, args: list[str], ctx: QueryContext) -> str:
+    """``$__timeGroup`` and ``$__unixEpochGroup``: buckets of the interval argument."""
+    if len(args) < 2:
+        raise MacroError(f"macro {name} needs time column and interval and optional fill value")
+    seconds = parse_interval(args[1].strip("'"))
+    if name == "__unixEpochGroup":
+        return f"floor(({args[0]})/{go_float(seconds)})*{go_float(seconds)}"
+    if ctx.timescaledb:
+        return f"time_bucket('{seconds:.3f}s',{args[0]})"
+    return f"floor(extract(epoch from {args[0]})/{go_float(seconds)})*{go_float(seconds)}"
+
+
+def _evaluate(name: str, args: list[str], ctx: QueryContext) -> str:
+    if name in _COLUMN_MACROS:
+        return _column_macro(name, args, ctx)
     if name == "__timeFrom":
         return f"'{rfc3339_nano(ctx.time_from)}'"
     if name == "__timeTo":
         return f"'{rfc3339_nano(ctx.time_to)}'"
     if name in ("__timeGroup", "__unixEpochGroup"):
-        if len(args) < 2:
-            raise MacroError(f"macro {name} needs time column and interval and optional fill value")
-        seconds = parse_interval(args[1].strip("'"))
-        if name == "__unixEpochGroup":
-            return f"floor(({args[0]})/{go_float(seconds)})*{go_float(seconds)}"
-        if ctx.timescaledb:
-            return f"time_bucket('{seconds:.3f}s',{args[0]})"
-        return f"floor(extract(epoch from {args[0]})/{go_float(seconds)})*{go_float(seconds)}"
+        return _group_macro(name, args, ctx)
     if name in ("__timeGroupAlias", "__unixEpochGroupAlias"):
         return _evaluate(name.removesuffix("Alias"), args, ctx) + ' AS "time"'
-    if name == "__unixEpochFilter":
-        col = need_column()
-        return f"{col} >= {_unix(ctx.time_from)} AND {col} <= {_unix(ctx.time_to)}"
-    if name == "__unixEpochNanoFilter":
-        col = need_column()
-        return f"{col} >= {_unix_nano(ctx.time_from)} AND {col} <= {_unix_nano(ctx.time_to)}"
     if name == "__unixEpochNanoFrom":
         return str(_unix_nano(ctx.time_from))
     if name == "__unixEpochNanoTo":

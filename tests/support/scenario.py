@@ -15,6 +15,7 @@ import math
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypedDict, Unpack
 
 from core.geo import unproject
 from mobility.vehicles.schedule import TripPlan
@@ -81,94 +82,140 @@ def _drive_time(length: float, vmax: float, a: float) -> float:
     return 2 * math.sqrt(length / a)
 
 
-def drive_trip(
-    plan: TripPlan,
-    vehicle_id: str,
-    depart_epoch: float,
-    *,
-    cruise_mps: float | Callable[[int], float] = 8.0,
-    accel_mps2: float = 1.0,
-    dwell_s: float | Callable[[int], float] = 20.0,
-    skip: Iterable[int] = (),
-    detours: Sequence[Detour] = (),
-    layover_s: float = 60.0,
-    after_s: float = 30.0,
-    fix_every_s: float = 1.0,
-    gps_noise_m: float = 2.0,
-    seed: int = 0,
-    mode: str | Callable[[float], str] = "autonomous",
-    send_trip_id: bool = True,
-) -> Scenario:
-    """Drive ``plan`` leaving its first stop at ``depart_epoch`` (epoch seconds)."""
-    rng = random.Random(seed)
+class DriveOptions(TypedDict, total=False):
+    """How the bus drives (see :class:`_Drive` for the defaults)."""
+
+    cruise_mps: float | Callable[[int], float]
+    accel_mps2: float
+    dwell_s: float | Callable[[int], float]
+    skip: Iterable[int]
+    detours: Sequence[Detour]
+    layover_s: float
+    after_s: float
+    fix_every_s: float
+    gps_noise_m: float
+    seed: int
+    mode: str | Callable[[float], str]
+    send_trip_id: bool
+
+
+@dataclass(frozen=True)
+class _Drive:
+    cruise_mps: float | Callable[[int], float] = 8.0
+    accel_mps2: float = 1.0
+    dwell_s: float | Callable[[int], float] = 20.0
+    skip: Iterable[int] = ()
+    detours: Sequence[Detour] = ()
+    layover_s: float = 60.0
+    after_s: float = 30.0
+    fix_every_s: float = 1.0
+    gps_noise_m: float = 2.0
+    seed: int = 0
+    mode: str | Callable[[float], str] = "autonomous"
+    send_trip_id: bool = True
+
+
+@dataclass
+class _Timeline:
+    """The driving phases between served stops and the true (arrival, departure) of every
+    stop, driven through ones included."""
+
+    phases: list[_Phase]
+    truth: dict[int, tuple[float, float]]
+    skipped: set[int]
+    end: float
+
+
+def _timeline(plan: TripPlan, depart_epoch: float, o: _Drive) -> _Timeline:
     n = len(plan.stops)
-    skipped = set(skip) - {0, n - 1}
+    skipped = set(o.skip) - {0, n - 1}
     served = [i for i in range(n) if i not in skipped]
-    truth: dict[int, tuple[float, float]] = {0: (depart_epoch - layover_s, depart_epoch)}
+    truth: dict[int, tuple[float, float]] = {0: (depart_epoch - o.layover_s, depart_epoch)}
     phases: list[_Phase] = []
     t = depart_epoch
     for a, b in itertools.pairwise(served):
         d0, d1 = plan.stops[a].dist_m, plan.stops[b].dist_m
-        vmax = cruise_mps(a) if callable(cruise_mps) else cruise_mps
-        dur = _drive_time(d1 - d0, vmax, accel_mps2)
-        ph = _Phase(t, t + dur, d0, d1, vmax, accel_mps2)
+        vmax = o.cruise_mps(a) if callable(o.cruise_mps) else o.cruise_mps
+        dur = _drive_time(d1 - d0, vmax, o.accel_mps2)
+        ph = _Phase(t, t + dur, d0, d1, vmax, o.accel_mps2)
         phases.append(ph)
         for k in range(a + 1, b):  # driven through: when it crossed the stop
-            s = plan.stops[k].dist_m
-            lo, hi = ph.t0, ph.t1
-            for _ in range(60):
-                mid = (lo + hi) / 2
-                lo, hi = (mid, hi) if ph.at(mid)[0] < s else (lo, mid)
-            truth[k] = (hi, hi)
+            crossed = _crossing(ph, plan.stops[k].dist_m)
+            truth[k] = (crossed, crossed)
         t += dur
-        dwell = 0.0 if b == n - 1 else (dwell_s(b) if callable(dwell_s) else dwell_s)
+        dwell = 0.0 if b == n - 1 else (o.dwell_s(b) if callable(o.dwell_s) else o.dwell_s)
         truth[b] = (t, t + dwell)
         t += dwell
-    end = t + after_s
+    return _Timeline(phases, truth, skipped, t + o.after_s)
 
-    def position(at: float) -> tuple[float, float]:
-        for ph in phases:
-            if ph.t0 <= at < ph.t1:
-                return ph.at(at)
-        if at < depart_epoch:
-            return plan.stops[0].dist_m, 0.0
-        best = plan.stops[0].dist_m
-        for ph in phases:
-            if ph.t1 <= at:
-                best = ph.d1
-        return best, 0.0
 
+def _crossing(ph: _Phase, s: float) -> float:
+    """When the phase passes distance ``s`` (bisection)."""
+    lo, hi = ph.t0, ph.t1
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if ph.at(mid)[0] < s else (lo, mid)
+    return hi
+
+
+def _position(plan: TripPlan, tl: _Timeline, depart_epoch: float, at: float) -> tuple[float, float]:
+    """(distance, speed) at time ``at``: driving, or at rest where it last stopped."""
+    for ph in tl.phases:
+        if ph.t0 <= at < ph.t1:
+            return ph.at(at)
+    if at < depart_epoch:
+        return plan.stops[0].dist_m, 0.0
+    best = plan.stops[0].dist_m
+    for ph in tl.phases:
+        if ph.t1 <= at:
+            best = ph.d1
+    return best, 0.0
+
+
+def _place(plan: TripPlan, d: float, detour: Detour | None) -> tuple[float, float, float]:
+    """Projected (x, y) at distance ``d`` (a detour moves it to the side) and the heading."""
     shape = plan.shape
+    p = shape.interpolate(d)
+    q = shape.interpolate(min(d + 2.0, shape.length))
+    r = shape.interpolate(max(d - 2.0, 0.0))
+    hx, hy = q.x - r.x, q.y - r.y
+    norm = math.hypot(hx, hy) or 1.0
+    x, y = p.x, p.y
+    if detour is not None:
+        x += -hy / norm * detour.offset_m
+        y += hx / norm * detour.offset_m
+    return x, y, math.degrees(math.atan2(hx, hy)) % 360.0
+
+
+def drive_trip(
+    plan: TripPlan, vehicle_id: str, depart_epoch: float, **options: Unpack[DriveOptions]
+) -> Scenario:
+    """Drive ``plan`` leaving its first stop at ``depart_epoch`` (epoch seconds)."""
+    o = _Drive(**options)
+    rng = random.Random(o.seed)
+    tl = _timeline(plan, depart_epoch, o)
     fixes: list[Fix] = []
     off_truth: list[tuple[float, float]] = []
     in_detour_since: float | None = None
     odometer = 0.0
     prev_d: float | None = None
-    ts = depart_epoch - layover_s
-    while ts <= end:
-        d, v = position(ts)
-        p = shape.interpolate(d)
-        q = shape.interpolate(min(d + 2.0, shape.length))
-        r = shape.interpolate(max(d - 2.0, 0.0))
-        hx, hy = q.x - r.x, q.y - r.y
-        norm = math.hypot(hx, hy) or 1.0
-        x, y = p.x, p.y
-        detour = next((dt for dt in detours if dt.start_m <= d <= dt.end_m), None)
+    ts = depart_epoch - o.layover_s
+    while ts <= tl.end:
+        d, v = _position(plan, tl, depart_epoch, ts)
+        detour = next((dt for dt in o.detours if dt.start_m <= d <= dt.end_m), None)
+        x, y, heading = _place(plan, d, detour)
         if detour is not None:
-            x += -hy / norm * detour.offset_m
-            y += hx / norm * detour.offset_m
             if in_detour_since is None:
                 in_detour_since = ts
         elif in_detour_since is not None:
             off_truth.append((in_detour_since, ts))
             in_detour_since = None
-        x += rng.gauss(0.0, gps_noise_m)
-        y += rng.gauss(0.0, gps_noise_m)
+        x += rng.gauss(0.0, o.gps_noise_m)
+        y += rng.gauss(0.0, o.gps_noise_m)
         lat, lon = unproject(x, y)
         if prev_d is not None:
             odometer += max(0.0, d - prev_d)
         prev_d = d
-        heading = math.degrees(math.atan2(hx, hy)) % 360.0
         fixes.append(
             Fix(
                 vehicle_id,
@@ -177,17 +224,17 @@ def drive_trip(
                 lon,
                 speed_mps=round(v, 2),
                 heading_deg=round(heading, 1) % 360.0,
-                mode=mode(ts) if callable(mode) else mode,
-                trip_id=plan.trip_id if send_trip_id else None,
-                route_id=plan.route_id if send_trip_id else None,
+                mode=o.mode(ts) if callable(o.mode) else o.mode,
+                trip_id=plan.trip_id if o.send_trip_id else None,
+                route_id=plan.route_id if o.send_trip_id else None,
                 odometer_m=round(odometer, 1),
             )
         )
-        ts += fix_every_s
+        ts += o.fix_every_s
     if in_detour_since is not None:
         off_truth.append((in_detour_since, ts))
     stops = [
-        TrueStop(s.stop_id, s.sequence, truth[i][0], truth[i][1], i not in skipped)
+        TrueStop(s.stop_id, s.sequence, tl.truth[i][0], tl.truth[i][1], i not in tl.skipped)
         for i, s in enumerate(plan.stops)
     ]
     return Scenario(fixes, stops, off_truth, odometer)

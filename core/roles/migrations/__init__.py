@@ -1,0 +1,1 @@
+"""The grafana.* views and grants, run after every domain's tables exist."""

@@ -1,0 +1,1 @@
+"""The fares and subsidy tables (ledger, residents, cards), applied by ``mebuku db migrate``."""

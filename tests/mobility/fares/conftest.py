@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.keys import create_api_key
 from core.embedded import EmbeddedMosquitto
 from core.roles import role_url
 from core.settings import Settings
 from tests.conftest import make_settings
 from tests.mobility.fares.jpki import Card, TestCA
-
-OPERATOR = "gunmachuo"
-OTHER_OPERATOR = "kanto-taxi"
-
-
-@dataclass
-class Keys:
-    operator: str
-    other_operator: str
-    admin: str
+from tests.support.credentials import Credentials, api_keys
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +49,8 @@ def fares_settings(
 
 
 @pytest.fixture(scope="module")
-def keys(db_url: str) -> Keys:
-    return Keys(
-        operator=create_api_key(db_url, "operator", OPERATOR),
-        other_operator=create_api_key(db_url, "operator", OTHER_OPERATOR),
-        admin=create_api_key(db_url, "admin"),
-    )
+def keys(db_url: str) -> Credentials:
+    return api_keys(db_url)
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,10 @@ from fastapi.testclient import TestClient
 
 from mobility.gtfs.fares import zone_fare
 from mobility.gtfs.importer import import_feed
-from tests.mobility.fares.conftest import OPERATOR, Keys, bearer, sign_in
+from tests.mobility.fares.conftest import bearer, sign_in
 from tests.mobility.fares.jpki import TestCA
 from tests.mobility.feeds import REAL_FEED
+from tests.support.credentials import OPERATOR, Credentials
 
 ROUTE, ORIGIN, DEST = "伊勢崎　女子大線_A", "g063_01", "g133_01"
 YOUTH, ADULT = "0B0E000000001111", "0B0E000000002222"
@@ -29,7 +30,7 @@ def feed(db_url: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def riders(client: TestClient, ca: TestCA, keys: Keys) -> dict[str, str]:
+def riders(client: TestClient, ca: TestCA, keys: Credentials) -> dict[str, str]:
     out = {}
     for name, born, idm in (("youth", "2009-12-01", YOUTH), ("adult", "1986-04-01", ADULT)):
         token = str(sign_in(client, ca.issue())["token"])
@@ -59,7 +60,7 @@ def tap(record: str, idm: str, dest: str = DEST) -> dict[str, object]:
 
 
 def test_youth_discount_from_gtfs_fare(
-    client: TestClient, keys: Keys, feed: int, riders: dict[str, str], db_url: str
+    client: TestClient, keys: Credentials, feed: int, riders: dict[str, str], db_url: str
 ) -> None:
     h = {"X-API-Key": keys.operator}
     url = f"/v1/operators/{OPERATOR}/bus-taps"

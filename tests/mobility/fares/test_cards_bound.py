@@ -16,8 +16,9 @@ from mobility.fares import ledger
 from mobility.fares.policy import load_policies
 from mobility.fares.rules import JST
 from tests.conftest import TEST_PSEUDONYM_KEY
-from tests.mobility.fares.conftest import OPERATOR, Keys, bearer, fresh_rate_limit, sign_in
+from tests.mobility.fares.conftest import bearer, fresh_rate_limit, sign_in
 from tests.mobility.fares.jpki import TestCA
+from tests.support.credentials import OPERATOR, Credentials
 
 KEY = TEST_PSEUDONYM_KEY.encode()
 STATION = {"lon": 139.072877, "lat": 36.38373}
@@ -34,7 +35,7 @@ def at(d: date, h: int, m: int = 0) -> datetime:
     return datetime(d.year, d.month, d.day, h, m, tzinfo=JST)
 
 
-def resident(client: TestClient, ca: TestCA, keys: Keys, born: str = "1940-02-02") -> Any:
+def resident(client: TestClient, ca: TestCA, keys: Credentials, born: str = "1940-02-02") -> Any:
     """A signed-in resident with a birth date: (headers, resident id)."""
     token = sign_in(client, ca.issue())["token"]
     h = bearer(token)
@@ -72,7 +73,7 @@ def post_ride(client: TestClient, key: str, body: dict[str, Any]) -> Any:
 
 
 def test_a_resident_has_at_most_three_active_cards(
-    client: TestClient, ca: TestCA, keys: Keys
+    client: TestClient, ca: TestCA, keys: Credentials
 ) -> None:
     h, _ = resident(client, ca, keys)
     ids = [link(client, h, idm()).json()["card_id"] for _ in range(3)]
@@ -84,7 +85,7 @@ def test_a_resident_has_at_most_three_active_cards(
 
 
 def test_a_taken_over_card_goes_back_to_its_holder_through_staff(
-    client: TestClient, ca: TestCA, keys: Keys, db_url: str
+    client: TestClient, ca: TestCA, keys: Credentials, db_url: str
 ) -> None:
     victim, victim_id = resident(client, ca, keys)
     mallory, mallory_id = resident(client, ca, keys)
@@ -142,7 +143,9 @@ def test_a_taken_over_card_goes_back_to_its_holder_through_staff(
     assert r.status_code == 404
 
 
-def test_linking_is_rate_limited_per_resident(client: TestClient, ca: TestCA, keys: Keys) -> None:
+def test_linking_is_rate_limited_per_resident(
+    client: TestClient, ca: TestCA, keys: Credentials
+) -> None:
     owner, _ = resident(client, ca, keys)
     prober, _ = resident(client, ca, keys)
     other, _ = resident(client, ca, keys)
@@ -156,7 +159,7 @@ def test_linking_is_rate_limited_per_resident(client: TestClient, ca: TestCA, ke
 
 
 def test_operator_answers_reveal_nothing_about_other_cards(
-    client: TestClient, ca: TestCA, keys: Keys
+    client: TestClient, ca: TestCA, keys: Credentials
 ) -> None:
     young, _ = resident(client, ca, keys, born="1990-01-01")
     busy, _ = resident(client, ca, keys)
@@ -186,8 +189,9 @@ def test_operator_answers_reveal_nothing_about_other_cards(
     assert [x["riders"][0]["reason"] for x in late] == ["outside-hours", "outside-hours"]
 
 
-def test_parallel_taps_on_several_cards_of_one_resident_get_one_discount(
-    client: TestClient, ca: TestCA, keys: Keys, db_url: str
+@pytest.mark.anyio
+async def test_parallel_taps_on_several_cards_of_one_resident_get_one_discount(
+    client: TestClient, ca: TestCA, keys: Credentials, db_url: str
 ) -> None:
     h, rid = resident(client, ca, keys, born="2008-05-05")  # youth discount
     mine = [idm() for _ in range(3)]
@@ -229,7 +233,7 @@ def test_parallel_taps_on_several_cards_of_one_resident_get_one_discount(
             for c in conns:
                 await c.close()
 
-    outs = asyncio.run(race())
+    outs = await race()
     assert sorted(o.discount_yen for o in outs) == [0, 0, 30]
     assert sum("cards-of-one-resident" in o.flags for o in outs) == 2
     with psycopg.connect(db_url) as conn:
@@ -243,7 +247,7 @@ def test_parallel_taps_on_several_cards_of_one_resident_get_one_discount(
 
 
 def test_quote_applies_the_hours_rule_like_the_ride(
-    client: TestClient, ca: TestCA, keys: Keys
+    client: TestClient, ca: TestCA, keys: Credentials
 ) -> None:
     h, _ = resident(client, ca, keys)
     card = idm()
@@ -263,7 +267,7 @@ def test_quote_applies_the_hours_rule_like_the_ride(
 
 
 def test_a_replay_returns_exactly_the_stored_decision(
-    client: TestClient, ca: TestCA, keys: Keys
+    client: TestClient, ca: TestCA, keys: Credentials
 ) -> None:
     h, _ = resident(client, ca, keys)
     card, other = idm(), idm()
@@ -278,7 +282,9 @@ def test_a_replay_returns_exactly_the_stored_decision(
         assert other[-4:] not in r.text
 
 
-def test_zero_yen_rides_do_not_use_up_the_day(client: TestClient, ca: TestCA, keys: Keys) -> None:
+def test_zero_yen_rides_do_not_use_up_the_day(
+    client: TestClient, ca: TestCA, keys: Credentials
+) -> None:
     h, _ = resident(client, ca, keys)
     card = idm()
     assert link(client, h, card).status_code == 201

@@ -77,16 +77,14 @@ async def race(url: str, rides: list[ledger.TaxiRide]) -> list[ledger.TaxiOutcom
     api_url = role_url(url, "api")
     conns = [await psycopg.AsyncConnection.connect(api_url, autocommit=True) for _ in rides]
     try:
-        start = asyncio.Event()
+        # Every submission starts only once all of them are ready: a real barrier.
+        start = asyncio.Barrier(len(rides))
 
         async def one(conn: psycopg.AsyncConnection, r: ledger.TaxiRide) -> ledger.TaxiOutcome:
             await start.wait()
             return await ledger.submit_taxi_ride(conn, KEY, r, BOOK)
 
-        tasks = [asyncio.create_task(one(c, r)) for c, r in zip(conns, rides, strict=True)]
-        await asyncio.sleep(0.05)
-        start.set()
-        return list(await asyncio.gather(*tasks))
+        return list(await asyncio.gather(*(one(c, r) for c, r in zip(conns, rides, strict=True))))
     finally:
         for c in conns:
             await c.close()
@@ -96,86 +94,78 @@ def at(d: date, h: int, m: int = 0) -> datetime:
     return datetime(d.year, d.month, d.day, h, m, tzinfo=JST)
 
 
-def test_two_concurrent_at_the_daily_limit_only_one_is_subsidised(db_url: str) -> None:
-    async def main() -> None:
-        day = date(2026, 6, 10)
-        for trial in range(8):
-            _rid, idm = await new_resident(db_url)
-            first = await race(db_url, [taxi(f"d{trial}-0", at(day, 8), [idm])])
-            assert first[0].subsidy_yen == 1000
-            out = await race(
-                db_url,
-                [taxi(f"d{trial}-1", at(day, 9), [idm]), taxi(f"d{trial}-2", at(day, 10), [idm])],
-            )
-            reasons = sorted(o.riders[0].reason for o in out)
-            assert reasons == ["daily-limit", "subsidised"], reasons
-
-    asyncio.run(main())
-
-
-def test_concurrent_duplicates_record_once(db_url: str) -> None:
-    async def main() -> None:
+@pytest.mark.anyio
+async def test_two_concurrent_at_the_daily_limit_only_one_is_subsidised(db_url: str) -> None:
+    day = date(2026, 6, 10)
+    for trial in range(8):
         _rid, idm = await new_resident(db_url)
-        out = await race(db_url, [taxi("dup-1", at(date(2026, 6, 11), 9), [idm])] * 4)
-        assert sorted(o.duplicate for o in out) == [False, True, True, True]
-        assert {o.subsidy_yen for o in out} == {1000}
-        async with await psycopg.AsyncConnection.connect(db_url) as conn:
-            cur = await conn.execute("SELECT count(*) FROM fare_ledger WHERE record_id = 'dup-1'")
-            assert await cur.fetchone() == (1,)
+        first = await race(db_url, [taxi(f"d{trial}-0", at(day, 8), [idm])])
+        assert first[0].subsidy_yen == 1000
+        out = await race(
+            db_url,
+            [taxi(f"d{trial}-1", at(day, 9), [idm]), taxi(f"d{trial}-2", at(day, 10), [idm])],
+        )
+        reasons = sorted(o.riders[0].reason for o in out)
+        assert reasons == ["daily-limit", "subsidised"], reasons
 
-    asyncio.run(main())
+
+@pytest.mark.anyio
+async def test_concurrent_duplicates_record_once(db_url: str) -> None:
+    _rid, idm = await new_resident(db_url)
+    out = await race(db_url, [taxi("dup-1", at(date(2026, 6, 11), 9), [idm])] * 4)
+    assert sorted(o.duplicate for o in out) == [False, True, True, True]
+    assert {o.subsidy_yen for o in out} == {1000}
+    async with await psycopg.AsyncConnection.connect(db_url) as conn:
+        cur = await conn.execute("SELECT count(*) FROM fare_ledger WHERE record_id = 'dup-1'")
+        assert await cur.fetchone() == (1,)
 
 
 @pytest.mark.slow
+@pytest.mark.anyio
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
 @given(left=st.integers(0, 3), racers=st.integers(1, 5), shared=st.booleans())
-def test_annual_limit_under_concurrency(db_url: str, left: int, racers: int, shared: bool) -> None:
+async def test_annual_limit_under_concurrency(
+    db_url: str, left: int, racers: int, shared: bool
+) -> None:
     """With ``left`` rides left this fiscal year, ``racers`` concurrent rides on different
     days (some shared with a partner) subsidise exactly min(left, racers)."""
 
-    async def main() -> None:
-        day = date(2026, 9, 1)
-        rid, idm = await new_resident(db_url)
-        await seed_rides(db_url, rid, 70 - left, day)
-        partner = (await new_resident(db_url))[1] if shared else None
-        tag = next(_counter)
-        rides = [
-            taxi(
-                f"y{tag}-{i}", at(day + timedelta(days=i), 10), [idm, partner] if partner else [idm]
-            )
-            for i in range(racers)
-        ]
-        out = await race(db_url, rides)
-        mine = [o.riders[0] for o in out]
-        assert sum(r.reason == "subsidised" for r in mine) == min(left, racers)
-        assert all(r.reason in ("subsidised", "annual-limit") for r in mine)
-        for o in out:
-            assert o.subsidy_yen <= 2000
-            cap = 500 if partner and o.riders[0].reason == "subsidised" else 1000
-            assert o.riders[0].subsidy_yen <= cap
-
-    asyncio.run(main())
+    day = date(2026, 9, 1)
+    rid, idm = await new_resident(db_url)
+    await seed_rides(db_url, rid, 70 - left, day)
+    partner = (await new_resident(db_url))[1] if shared else None
+    tag = next(_counter)
+    rides = [
+        taxi(f"y{tag}-{i}", at(day + timedelta(days=i), 10), [idm, partner] if partner else [idm])
+        for i in range(racers)
+    ]
+    out = await race(db_url, rides)
+    mine = [o.riders[0] for o in out]
+    assert sum(r.reason == "subsidised" for r in mine) == min(left, racers)
+    assert all(r.reason in ("subsidised", "annual-limit") for r in mine)
+    for o in out:
+        assert o.subsidy_yen <= 2000
+        cap = 500 if partner and o.riders[0].reason == "subsidised" else 1000
+        assert o.riders[0].subsidy_yen <= cap
 
 
-def test_fiscal_year_boundary_on_the_database(db_url: str) -> None:
+@pytest.mark.anyio
+async def test_fiscal_year_boundary_on_the_database(db_url: str) -> None:
     """70 rides in FY2025: refused on 31 March, subsidised on 1 April (even raced)."""
 
-    async def main() -> None:
-        rid, idm = await new_resident(db_url)
-        await seed_rides(db_url, rid, 70, date(2026, 3, 1))
-        out = await race(
-            db_url,
-            [
-                taxi("fy-a", at(date(2026, 3, 31), 18), [idm]),
-                taxi("fy-b", at(date(2026, 4, 1), 7, 5), [idm]),
-            ],
-        )
-        assert [o.riders[0].reason for o in out] == ["annual-limit", "subsidised"]
-        # 07:30 on 1 April in Japan is still 31 March in UTC: counts in the new year
-        rid2, idm2 = await new_resident(db_url)
-        await seed_rides(db_url, rid2, 70, date(2026, 3, 1))
-        utc_ts = datetime.fromisoformat("2026-03-31T22:30:00+00:00")  # 07:30 JST on 1 April
-        (o,) = await race(db_url, [taxi("fy-c", utc_ts, [idm2])])
-        assert o.riders[0].reason == "subsidised"
-
-    asyncio.run(main())
+    rid, idm = await new_resident(db_url)
+    await seed_rides(db_url, rid, 70, date(2026, 3, 1))
+    out = await race(
+        db_url,
+        [
+            taxi("fy-a", at(date(2026, 3, 31), 18), [idm]),
+            taxi("fy-b", at(date(2026, 4, 1), 7, 5), [idm]),
+        ],
+    )
+    assert [o.riders[0].reason for o in out] == ["annual-limit", "subsidised"]
+    # 07:30 on 1 April in Japan is still 31 March in UTC: counts in the new year
+    rid2, idm2 = await new_resident(db_url)
+    await seed_rides(db_url, rid2, 70, date(2026, 3, 1))
+    utc_ts = datetime.fromisoformat("2026-03-31T22:30:00+00:00")  # 07:30 JST on 1 April
+    (o,) = await race(db_url, [taxi("fy-c", utc_ts, [idm2])])
+    assert o.riders[0].reason == "subsidised"

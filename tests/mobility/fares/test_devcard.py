@@ -4,7 +4,6 @@ and a MyTaku subsidy in the operators' statements through the ledger."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -71,7 +71,8 @@ def test_a_dev_card_signs_in_and_its_revocation_ends_the_session(
         assert client.get("/v1/me", headers=h).status_code == 401
 
 
-def test_seed_puts_a_bus_discount_and_a_mytaku_subsidy_in_statements(
+@pytest.mark.anyio
+async def test_seed_puts_a_bus_discount_and_a_mytaku_subsidy_in_statements(
     tmp_path: Path, db_url: str
 ) -> None:
     import_feed(db_url, REAL_FEED)
@@ -86,10 +87,10 @@ def test_seed_puts_a_bus_discount_and_a_mytaku_subsidy_in_statements(
                 conn, key, ca, days=30, window=timedelta(days=14), now=now, count=12
             )
 
-    rep = asyncio.run(seed())
+    rep = await seed()
     assert rep is not None
     assert rep.bus_discounted > 0 and rep.taxi_subsidised > 0  # type: ignore[attr-defined]
-    assert asyncio.run(seed()) is None  # once per database
+    assert await seed() is None  # once per database
     assert (ca.folder / "cards" / f"{TOKEN_RESIDENT}.crt").exists()
     kinds: dict[str, set[str]] = {}
     with psycopg.connect(db_url, autocommit=True) as conn:

@@ -10,8 +10,9 @@ import psycopg
 from fastapi.testclient import TestClient
 
 from mobility.fares.mynumber import check_digit
-from tests.mobility.fares.conftest import Keys, bearer, fresh_rate_limit, sign_in
+from tests.mobility.fares.conftest import bearer, fresh_rate_limit, sign_in
 from tests.mobility.fares.jpki import TestCA
+from tests.support.credentials import Credentials
 
 
 def _count(db_url: str, sql: str) -> int:
@@ -110,7 +111,7 @@ def test_renewed_certificate_links_to_the_same_resident(client: TestClient, ca: 
     assert client.get("/v1/me", headers=bearer(s2["token"])).json()["resident_id"] == rid
 
 
-def test_staff_link_certificate(client: TestClient, ca: TestCA, keys: Keys) -> None:
+def test_staff_link_certificate(client: TestClient, ca: TestCA, keys: Credentials) -> None:
     old, new = ca.issue(), ca.issue()
     rid = client.get("/v1/me", headers=bearer(sign_in(client, old)["token"])).json()["resident_id"]
     url = f"/v1/admin/residents/{rid}/certificates"
@@ -130,7 +131,7 @@ def test_staff_link_certificate(client: TestClient, ca: TestCA, keys: Keys) -> N
 
 
 def test_individual_numbers_are_refused_everywhere(
-    client: TestClient, ca: TestCA, keys: Keys
+    client: TestClient, ca: TestCA, keys: Credentials
 ) -> None:
     fake = "55566677788"
     fake += str(check_digit(fake))  # synthetic, built at run time

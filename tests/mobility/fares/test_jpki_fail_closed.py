@@ -19,8 +19,9 @@ from core.embedded import EmbeddedMosquitto
 from core.settings import Settings
 from mobility.fares.identity import TrustStore, certificate_hash, check_store
 from tests.conftest import TEST_PSEUDONYM_KEY, make_settings
-from tests.mobility.fares.conftest import Keys, bearer, fresh_rate_limit
+from tests.mobility.fares.conftest import bearer, fresh_rate_limit
 from tests.mobility.fares.jpki import Card, TestCA, _key
+from tests.support.credentials import Credentials
 
 
 def write_crl(ca: TestCA, path: Path, next_update: timedelta = timedelta(days=1)) -> None:
@@ -266,7 +267,9 @@ def test_challenge_cleanup_runs_and_never_fails(client: TestClient, db_url: str)
 
 
 @pytest.mark.parametrize("month", ["2026-12%0A", "2026-12%0D%0A", "2026-12%0Ax", "２０２６-12"])
-def test_month_with_trailing_newline_is_refused(client: TestClient, keys: Keys, month: str) -> None:
+def test_month_with_trailing_newline_is_refused(
+    client: TestClient, keys: Credentials, month: str
+) -> None:
     r = client.get(
         f"/v1/operators/gunmachuo/statements/{month}",
         params={"format": "csv"},
@@ -276,7 +279,7 @@ def test_month_with_trailing_newline_is_refused(client: TestClient, keys: Keys, 
     assert "content-disposition" not in r.headers
 
 
-def test_statement_filename_is_the_parsed_month(client: TestClient, keys: Keys) -> None:
+def test_statement_filename_is_the_parsed_month(client: TestClient, keys: Credentials) -> None:
     r = client.get(
         "/v1/operators/gunmachuo/statements/2026-12",
         params={"format": "csv"},

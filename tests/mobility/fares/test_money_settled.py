@@ -23,7 +23,8 @@ from mobility.fares import cards, ledger, residents, settlement
 from mobility.fares.policy import load_policies
 from mobility.fares.rules import JST, Fact, fiscal_year
 from tests.conftest import TEST_PSEUDONYM_KEY, make_settings
-from tests.mobility.fares.conftest import OPERATOR, Keys
+from tests.support.credentials import OPERATOR, Credentials
+from tests.support.wait import wait_until
 
 KEY = TEST_PSEUDONYM_KEY.encode()
 BOOK = load_policies()
@@ -45,38 +46,26 @@ def taxi(op: str, record: str, when: datetime, idm: str, fare: int = 2000) -> le
     )
 
 
-def new_resident(url: str, born: int = 1940) -> str:
+async def new_resident(url: str, born: int = 1940) -> str:
     """An eligible resident with one linked card; returns the IDm."""
-
-    async def go() -> str:
-        idm = f"0DAE{next(_n):06X}BCDEF0"
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            cur = await conn.execute(
-                "INSERT INTO fare_residents DEFAULT VALUES RETURNING resident_id"
-            )
-            row = await cur.fetchone()
-            assert row is not None
-            await residents.record_fact(conn, row[0], Fact("birth_date", f"{born}-01-15"), "t")
-            await cards.link_card(conn, KEY, row[0], idm, 3)
-        return idm
-
-    return asyncio.run(go())
+    idm = f"0DAE{next(_n):06X}BCDEF0"
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        cur = await conn.execute("INSERT INTO fare_residents DEFAULT VALUES RETURNING resident_id")
+        row = await cur.fetchone()
+        assert row is not None
+        await residents.record_fact(conn, row[0], Fact("birth_date", f"{born}-01-15"), "t")
+        await cards.link_card(conn, KEY, row[0], idm, 3)
+    return idm
 
 
-def submit(url: str, ride: ledger.TaxiRide, now: datetime) -> ledger.TaxiOutcome:
-    async def go() -> ledger.TaxiOutcome:
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            return await ledger.submit_taxi_ride(conn, KEY, ride, BOOK, now=now, window=WINDOW)
-
-    return asyncio.run(go())
+async def submit(url: str, ride: ledger.TaxiRide, now: datetime) -> ledger.TaxiOutcome:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        return await ledger.submit_taxi_ride(conn, KEY, ride, BOOK, now=now, window=WINDOW)
 
 
-def reverse(url: str, op: str, record: str, now: datetime) -> list[int]:
-    async def go() -> list[int]:
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            return await ledger.reverse_record(conn, op, "taxi", record, "late fix", now=now)
-
-    return asyncio.run(go())
+async def reverse(url: str, op: str, record: str, now: datetime) -> list[int]:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        return await ledger.reverse_record(conn, op, "taxi", record, "late fix", now=now)
 
 
 def mebuku(url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -103,15 +92,16 @@ def strict_client(
         yield c
 
 
-def test_closed_month_stays_byte_identical_and_late_records_adjust_the_next(
-    db_url: str, tmp_path: Path, strict_client: TestClient, keys: Keys
+@pytest.mark.anyio
+async def test_closed_month_stays_byte_identical_and_late_records_adjust_the_next(
+    db_url: str, tmp_path: Path, strict_client: TestClient, keys: Credentials
 ) -> None:
-    a, b = new_resident(db_url), new_resident(db_url)
+    a, b = await new_resident(db_url), await new_resident(db_url)
     end_of_july = at(date(2026, 7, 31), 20)
     for i, day in enumerate(range(20, 31)):
         op = OPS[i % 2]
-        submit(db_url, taxi(op, f"J-{day}", at(date(2026, 7, day), 10), a), end_of_july)
-    submit(db_url, taxi(OPS[0], "J-b", at(date(2026, 7, 25), 11), b, fare=1500), end_of_july)
+        await submit(db_url, taxi(op, f"J-{day}", at(date(2026, 7, day), 10), a), end_of_july)
+    await submit(db_url, taxi(OPS[0], "J-b", at(date(2026, 7, 25), 11), b, fare=1500), end_of_july)
 
     closed = mebuku(db_url, "settle", "--month", "2026-07", "--close", "--out", str(tmp_path))
     assert closed.returncode == 0, closed.stderr
@@ -124,10 +114,12 @@ def test_closed_month_stays_byte_identical_and_late_records_adjust_the_next(
     assert july_yen is not None and july_yen[0] == 10 * 1000 + 750 + 1000  # 11 rides + b's
 
     # after closing: a late ride of 30 July (within the window) and a reversal of a July ride
-    late = submit(db_url, taxi(OPS[0], "J-late", at(date(2026, 7, 30), 15), b, 1200), at(AUGUST, 9))
+    late = await submit(
+        db_url, taxi(OPS[0], "J-late", at(date(2026, 7, 30), 15), b, 1200), at(AUGUST, 9)
+    )
     assert late.subsidy_yen == 600
-    assert reverse(db_url, OPS[1], "J-21", at(date(2026, 8, 6), 9))
-    submit(db_url, taxi(OPS[0], "A-1", at(date(2026, 8, 3), 10), a), at(date(2026, 8, 3), 11))
+    assert await reverse(db_url, OPS[1], "J-21", at(date(2026, 8, 6), 9))
+    await submit(db_url, taxi(OPS[0], "A-1", at(date(2026, 8, 3), 10), a), at(date(2026, 8, 3), 11))
 
     # the closed month is re-issued byte for byte, by the CLI and by the API
     again = tmp_path / "again"
@@ -208,8 +200,9 @@ def test_closing_refuses_an_unfinished_month_and_is_idempotent(db_url: str) -> N
         ).fetchone() == (1,)
 
 
-def test_the_annual_limit_cannot_be_reused_by_backdating(db_url: str) -> None:
-    idm = new_resident(db_url)
+@pytest.mark.anyio
+async def test_the_annual_limit_cannot_be_reused_by_backdating(db_url: str) -> None:
+    idm = await new_resident(db_url)
     now = at(date(2026, 6, 10), 12)
     with psycopg.connect(db_url, autocommit=True) as conn:
         (rid,) = conn.execute(
@@ -224,11 +217,11 @@ def test_the_annual_limit_cannot_be_reused_by_backdating(db_url: str) -> None:
                 " VALUES (%s, 'seed', 'taxi', %s, %s, 'mytaku', 500, %s, %s, %s, 'seed')",
                 [day.replace(day=1), f"fy-{i}", rid, at(day, 10), day, fiscal_year(day)],
             )
-    today = submit(db_url, taxi(OPS[0], "L-now", at(date(2026, 6, 10), 10), idm), now)
+    today = await submit(db_url, taxi(OPS[0], "L-now", at(date(2026, 6, 10), 10), idm), now)
     assert today.subsidy_yen == 0 and today.riders[0].reason == "annual-limit"
     for when in (at(date(2026, 3, 20), 10), at(date(2019, 7, 1), 10), at(date(2016, 2, 1), 10)):
         with pytest.raises(ledger.OutsideWindowError) as e:
-            submit(db_url, taxi(OPS[0], f"L-{when:%Y%m%d}", when, idm), now)
+            await submit(db_url, taxi(OPS[0], f"L-{when:%Y%m%d}", when, idm), now)
         assert e.value.violation.rule == "submission-window"
     with psycopg.connect(db_url) as conn:
         assert conn.execute(
@@ -236,10 +229,11 @@ def test_the_annual_limit_cannot_be_reused_by_backdating(db_url: str) -> None:
         ).fetchone() == (0,)
 
 
-def test_records_outside_the_window_are_refused_with_422(
-    strict_client: TestClient, keys: Keys, db_url: str
+@pytest.mark.anyio
+async def test_records_outside_the_window_are_refused_with_422(
+    strict_client: TestClient, keys: Credentials, db_url: str
 ) -> None:
-    idm = new_resident(db_url)
+    idm = await new_resident(db_url)
     h = {"X-API-Key": keys.operator}
     url = f"/v1/operators/{OPERATOR}/taxi-rides"
     now = datetime.now(JST).replace(microsecond=0)
@@ -294,8 +288,9 @@ def test_records_outside_the_window_are_refused_with_422(
     assert r.status_code == 200, r.text
 
 
-def test_long_rides_and_impossible_speeds_are_flagged_and_not_subsidised(db_url: str) -> None:
-    idm = new_resident(db_url)
+@pytest.mark.anyio
+async def test_long_rides_and_impossible_speeds_are_flagged_and_not_subsidised(db_url: str) -> None:
+    idm = await new_resident(db_url)
     pickup = at(date(2026, 9, 1), 10)
     month = ledger.TaxiRide(
         OPS[0], "P-30d", "v", pickup, pickup + timedelta(days=30), *STATION, *CHUO, 1500, (idm,)
@@ -304,11 +299,11 @@ def test_long_rides_and_impossible_speeds_are_flagged_and_not_subsidised(db_url:
     # the future, after it the pickup is older than the window
     for now in (pickup + timedelta(hours=1), pickup + timedelta(days=30, minutes=1)):
         with pytest.raises(ledger.OutsideWindowError):
-            submit(db_url, month, now)
+            await submit(db_url, month, now)
     long = ledger.TaxiRide(
         OPS[0], "P-long", "v", pickup, pickup + timedelta(hours=5), *STATION, *CHUO, 1500, (idm,)
     )
-    out = submit(db_url, long, pickup + timedelta(hours=5, minutes=1))
+    out = await submit(db_url, long, pickup + timedelta(hours=5, minutes=1))
     assert "long-ride" in out.flags and out.subsidy_yen == 0
     assert out.riders[0].reason == "implausible-ride"
     assert out.riders[0].public_reason == "flagged-for-review"
@@ -325,62 +320,59 @@ def test_long_rides_and_impossible_speeds_are_flagged_and_not_subsidised(db_url:
         3500,
         (idm,),
     )
-    out = submit(db_url, fast, pickup + timedelta(minutes=3))
+    out = await submit(db_url, fast, pickup + timedelta(minutes=3))
     assert "impossible-speed" in out.flags and out.subsidy_yen == 0
     later = pickup + timedelta(hours=6)  # after the long ride, within MyTaku hours
-    ok = submit(db_url, taxi(OPS[0], "P-ok", later, idm), later + timedelta(hours=1))
+    ok = await submit(db_url, taxi(OPS[0], "P-ok", later, idm), later + timedelta(hours=1))
     assert ok.flags == [] and ok.subsidy_yen == 1000
 
 
-def test_closing_waits_for_an_entry_in_flight(db_url: str) -> None:
+@pytest.mark.anyio
+async def test_closing_waits_for_an_entry_in_flight(db_url: str) -> None:
     """A ledger writer that decided its period before the close commits first, and its
     entry is in the closed statement; a writer after the close goes to the next month."""
     import threading
 
-    idm = new_resident(db_url)
+    idm = await new_resident(db_url)
     month = date(2026, 5, 1)
     ride = taxi(OPS[0], "C-1", at(date(2026, 5, 29), 10), idm)
     closed: list[list[settlement.StoredStatement]] = []
 
-    async def in_flight() -> None:
-        async with await psycopg.AsyncConnection.connect(db_url) as conn:
-            # the submission's transaction, paused after it decided the period
-            assert await ledger.open_period(conn, month) == month
+    async with await psycopg.AsyncConnection.connect(db_url) as conn:
+        # the submission's transaction, paused after it decided the period
+        assert await ledger.open_period(conn, month) == month
 
-            def close() -> None:
-                with psycopg.connect(db_url, autocommit=True) as c:
-                    closed.append(settlement.close_month(c, month, "t", datetime.now(UTC)))
+        def close() -> None:
+            with psycopg.connect(db_url, autocommit=True) as c:
+                closed.append(settlement.close_month(c, month, "t", datetime.now(UTC)))
 
-            closer = threading.Thread(target=close)
-            closer.start()
-            async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as watch:
-                deadline = asyncio.get_running_loop().time() + 30
-                while True:  # the close is queued behind our shared period lock
-                    cur = await watch.execute(
-                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-                    )
-                    row = await cur.fetchone()
-                    if row and row[0] > 0:
-                        break
-                    assert asyncio.get_running_loop().time() < deadline, "close never waited"
-                    await asyncio.sleep(0.05)
-            assert not closed
-            await conn.execute(
-                "INSERT INTO fare_ledger (period, operator_id, source, record_id, resident_id,"
-                " kind, amount_yen, ride_at, service_day, fiscal_year, policy_version)"
-                " SELECT %s, %s, 'taxi', 'C-0', resident_id, 'mytaku', 700, %s, %s, 2026, 'x'"
-                " FROM fare_residents LIMIT 1",
-                [month, OPS[0], at(date(2026, 5, 28), 10), date(2026, 5, 28)],
-            )
-            await conn.commit()
-            await asyncio.to_thread(closer.join, 60)
+        closer = threading.Thread(target=close)
+        closer.start()
+        with psycopg.connect(db_url, autocommit=True) as watch:
 
-    asyncio.run(in_flight())
+            def close_waits() -> bool:  # the close is queued behind our shared period lock
+                row = watch.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                ).fetchone()
+                return bool(row and row[0] > 0)
+
+            waited = await asyncio.to_thread(wait_until, close_waits, 30, 0.05)
+            assert waited, "close never waited"
+        assert not closed
+        await conn.execute(
+            "INSERT INTO fare_ledger (period, operator_id, source, record_id, resident_id,"
+            " kind, amount_yen, ride_at, service_day, fiscal_year, policy_version)"
+            " SELECT %s, %s, 'taxi', 'C-0', resident_id, 'mytaku', 700, %s, %s, 2026, 'x'"
+            " FROM fare_residents LIMIT 1",
+            [month, OPS[0], at(date(2026, 5, 28), 10), date(2026, 5, 28)],
+        )
+        await conn.commit()
+        await asyncio.to_thread(closer.join, 60)
     (stored,) = [st for st in closed[0] if st.operator_id == OPS[0]]
     assert stored.total_yen == 700 and b'"record_id":"C-0"' in stored.json
-    late = submit(db_url, ride, at(date(2026, 6, 2), 9))
+    late = await submit(db_url, ride, at(date(2026, 6, 2), 9))
     assert late.subsidy_yen == 1000
-    with psycopg.connect(db_url) as conn:
-        assert conn.execute(
+    with psycopg.connect(db_url) as check:
+        assert check.execute(
             "SELECT period FROM fare_ledger WHERE record_id = 'C-1'"
         ).fetchone() == (date(2026, 6, 1),)

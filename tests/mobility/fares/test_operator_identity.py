@@ -13,16 +13,17 @@ from fastapi.testclient import TestClient
 from api.keys import create_api_key
 from mobility.fares.http import QuoteIn
 from mobility.gtfs.importer import import_feed
-from tests.mobility.fares.conftest import Keys, bearer, sign_in
+from tests.mobility.fares.conftest import bearer, sign_in
 from tests.mobility.fares.jpki import TestCA
 from tests.mobility.feeds import REAL_FEED
+from tests.support.credentials import Credentials
 
 CORPORATE_NUMBER = "7070001000969"
 SENIOR_IDM = "0B0E00000000A078"
 
 
 @pytest.fixture(scope="module")
-def senior(client: TestClient, ca: TestCA, keys: Keys, db_url: str) -> str:
+def senior(client: TestClient, ca: TestCA, keys: Credentials, db_url: str) -> str:
     """A signed-in 78-year-old with a linked card, the bundled feed imported."""
     import_feed(db_url, REAL_FEED)
     token = str(sign_in(client, ca.issue())["token"])
@@ -67,7 +68,7 @@ def test_every_openapi_quote_example_succeeds(client: TestClient, senior: str) -
 
 
 def test_a_tap_under_the_corporate_number_gets_the_discount_and_one_statement(
-    client: TestClient, senior: str, db_url: str, keys: Keys
+    client: TestClient, senior: str, db_url: str, keys: Credentials
 ) -> None:
     key = create_api_key(db_url, "operator", CORPORATE_NUMBER)  # an alias key: same operator
     ex = _bus_example()
@@ -104,7 +105,7 @@ def test_a_tap_under_the_corporate_number_gets_the_discount_and_one_statement(
 
 
 def test_the_bus_tap_example_ids_are_a_ride_of_the_bundled_feed(
-    client: TestClient, senior: str, keys: Keys
+    client: TestClient, senior: str, keys: Credentials
 ) -> None:
     """The BusTapIn example's route and stops (from /openapi.json) price a real ride; the
     example's times are replaced by now (a fixed date would leave the submission window)."""

@@ -10,7 +10,7 @@ import logging
 import re
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import psycopg
 import pytest
@@ -18,8 +18,9 @@ from fastapi.testclient import TestClient
 
 from mobility.fares.mynumber import check_digit, is_valid_my_number
 from mobility.fares.rules import JST, fiscal_year
-from tests.mobility.fares.conftest import OPERATOR, Keys, bearer, sign_in
+from tests.mobility.fares.conftest import bearer, sign_in
 from tests.mobility.fares.jpki import TestCA
+from tests.support.credentials import OPERATOR, Credentials
 from tests.support.privacy import stored_values
 
 STATION = {"lon": 139.072877, "lat": 36.38373}  # 前橋駅
@@ -51,7 +52,9 @@ def logs() -> Iterator[_Collect]:
 
 
 @pytest.fixture(scope="module")
-def people(client: TestClient, ca: TestCA, keys: Keys, logs: _Collect) -> dict[str, dict[str, str]]:
+def people(
+    client: TestClient, ca: TestCA, keys: Credentials, logs: _Collect
+) -> dict[str, dict[str, str]]:
     """A (born 1945: eligible), B (born 1990: not), C (born 1948: eligible), with cards."""
     out = {}
     for name, born, card in (("A", 1945, CARD_A), ("B", 1990, CARD_B), ("C", 1948, CARD_C)):
@@ -69,23 +72,25 @@ def people(client: TestClient, ca: TestCA, keys: Keys, logs: _Collect) -> dict[s
     return out
 
 
+class Trip(TypedDict, total=False):
+    """Where and how long a test ride goes (default: 15 minutes from the station to Chuo)."""
+
+    minutes: int
+    pickup: dict[str, float]
+    dropoff: dict[str, float]
+    vehicle: str
+
+
 def ride(
-    record: str,
-    when: datetime,
-    cards: list[str],
-    fare: int = 1500,
-    minutes: int = 15,
-    pickup: dict[str, float] = STATION,
-    dropoff: dict[str, float] = CHUO,
-    vehicle: str = "taxi-1",
+    record: str, when: datetime, cards: list[str], fare: int = 1500, **trip: Unpack[Trip]
 ) -> dict[str, object]:
     return {
         "record_id": record,
-        "vehicle_id": vehicle,
+        "vehicle_id": trip.get("vehicle", "taxi-1"),
         "pickup_at": when.isoformat(),
-        "dropoff_at": (when + timedelta(minutes=minutes)).isoformat(),
-        "pickup": pickup,
-        "dropoff": dropoff,
+        "dropoff_at": (when + timedelta(minutes=trip.get("minutes", 15))).isoformat(),
+        "pickup": trip.get("pickup", STATION),
+        "dropoff": trip.get("dropoff", CHUO),
         "meter_fare_yen": fare,
         "rider_cards": cards,
     }
@@ -95,7 +100,7 @@ def at(day: date, hour: int, minute: int = 0) -> datetime:
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=JST)
 
 
-def submit(client: TestClient, keys: Keys, body: dict[str, object]) -> dict[str, Any]:
+def submit(client: TestClient, keys: Credentials, body: dict[str, object]) -> dict[str, Any]:
     r = client.post(
         f"/v1/operators/{OPERATOR}/taxi-rides", json=body, headers={"X-API-Key": keys.operator}
     )
@@ -135,7 +140,7 @@ def test_cards_are_masked_unique_and_can_be_lost(
 
 
 def test_taxi_subsidies_limits_and_idempotency(
-    client: TestClient, keys: Keys, people: dict[str, dict[str, str]], db_url: str
+    client: TestClient, keys: Credentials, people: dict[str, dict[str, str]], db_url: str
 ) -> None:
     r1 = submit(client, keys, ride("R-1", at(DAY, 9), [CARD_A], fare=1500))
     assert r1["subsidy_yen"] == 750 and r1["policy_version"] == "mytaku-2022-04"
@@ -185,7 +190,7 @@ def test_taxi_subsidies_limits_and_idempotency(
     assert n == (1,)
 
 
-def test_flags(client: TestClient, keys: Keys, people: dict[str, dict[str, str]]) -> None:
+def test_flags(client: TestClient, keys: Credentials, people: dict[str, dict[str, str]]) -> None:
     """Ride flags; flags learnt from other records (another taxi) are for city staff only."""
     day = DAY + timedelta(days=7)
     late = submit(client, keys, ride("F-1", at(day, 19, 30), [CARD_C], fare=1500))
@@ -207,7 +212,9 @@ def test_flags(client: TestClient, keys: Keys, people: dict[str, dict[str, str]]
     assert "card-in-two-taxis" in staff["flags"] and staff["duplicate"]
 
 
-def test_operator_scope(client: TestClient, keys: Keys, people: dict[str, dict[str, str]]) -> None:
+def test_operator_scope(
+    client: TestClient, keys: Credentials, people: dict[str, dict[str, str]]
+) -> None:
     body = ride("S-1", at(DAY, 10), [CARD_B])
     r = client.post(
         f"/v1/operators/{OPERATOR}/taxi-rides",
@@ -236,7 +243,7 @@ def test_operator_scope(client: TestClient, keys: Keys, people: dict[str, dict[s
 
 
 def test_me_subsidy_rides_and_quote(
-    client: TestClient, keys: Keys, people: dict[str, dict[str, str]]
+    client: TestClient, keys: Credentials, people: dict[str, dict[str, str]]
 ) -> None:
     now = datetime.now(JST)
     if now.hour < 8:
@@ -281,7 +288,7 @@ def test_me_subsidy_rides_and_quote(
 
 
 def test_reversal_restores_the_ride_and_is_append_only(
-    client: TestClient, keys: Keys, people: dict[str, dict[str, str]], db_url: str
+    client: TestClient, keys: Credentials, people: dict[str, dict[str, str]], db_url: str
 ) -> None:
     day = DAY + timedelta(days=20)
     submit(client, keys, ride("V-1", at(day, 9), [CARD_A], fare=1000))
@@ -301,7 +308,7 @@ def test_reversal_restores_the_ride_and_is_append_only(
 
 
 def test_statement_reconciles_with_the_ledger(
-    client: TestClient, keys: Keys, people: dict[str, dict[str, str]], db_url: str
+    client: TestClient, keys: Credentials, people: dict[str, dict[str, str]], db_url: str
 ) -> None:
     month = f"{DAY:%Y-%m}"
     h = {"X-API-Key": keys.operator}

@@ -8,6 +8,7 @@ import threading
 from datetime import datetime, timedelta
 
 import psycopg
+import pytest
 
 from core.roles import role_url
 from mobility.fares import ledger
@@ -19,7 +20,8 @@ STATION = (139.072877, 36.38373)
 CHUO = (139.074485, 36.392176)
 
 
-def test_road_distance_runs_off_the_event_loop(db_url: str) -> None:
+@pytest.mark.anyio
+async def test_road_distance_runs_off_the_event_loop(db_url: str) -> None:
     async def main() -> tuple[bool, int, int, ledger.TaxiOutcome]:
         loop = asyncio.get_running_loop()
         called = asyncio.Event()
@@ -52,7 +54,7 @@ def test_road_distance_runs_off_the_event_loop(db_url: str) -> None:
         ((released, thread),) = seen
         return released, thread, threading.get_ident(), out
 
-    released, path_thread, loop_thread, out = asyncio.run(main())
+    released, path_thread, loop_thread, out = await main()
     assert released
     assert path_thread != loop_thread
     # The road distance was used (the straight line, about 1.2 km with detours, fits 1,200 yen).

@@ -15,7 +15,8 @@ from mobility.fares.plausibility import expected_taxi_fare, fare_far_from_expect
 from mobility.fares.rules import JST
 from mobility.network import build_graph_from_shapes
 from tests.conftest import make_settings
-from tests.mobility.fares.conftest import OPERATOR, RULES_WINDOW_DAYS, Keys
+from tests.mobility.fares.conftest import RULES_WINDOW_DAYS
+from tests.support.credentials import OPERATOR, Credentials
 
 STATION = (36.38373, 139.072877)  # (lat, lon) 前橋駅
 CHUO = (36.392176, 139.074485)  # 中央前橋駅前
@@ -59,7 +60,9 @@ def test_expected_fare_steps() -> None:
     assert fare_far_from_expected(5000, 1000) and not fare_far_from_expected(700, 1000)
 
 
-def test_meter_fare_checked_against_road_distance(road_client: TestClient, keys: Keys) -> None:
+def test_meter_fare_checked_against_road_distance(
+    road_client: TestClient, keys: Credentials
+) -> None:
     h = {"X-API-Key": keys.operator}
     url = f"/v1/operators/{OPERATOR}/taxi-rides"
     # 700 yen is plausible for the 1 km straight line, but not for ~7 km of road
@@ -70,7 +73,7 @@ def test_meter_fare_checked_against_road_distance(road_client: TestClient, keys:
     assert "fare-far-from-distance" not in r.json()["flags"]
 
 
-def test_straight_line_fallback_without_a_graph(client: TestClient, keys: Keys) -> None:
+def test_straight_line_fallback_without_a_graph(client: TestClient, keys: Credentials) -> None:
     r = client.post(
         f"/v1/operators/{OPERATOR}/taxi-rides",
         json=ride("LINE-1", 700),

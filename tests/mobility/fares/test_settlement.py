@@ -4,7 +4,6 @@ of the rules, to the yen."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
 import os
@@ -16,6 +15,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from mobility.fares import cards, ledger
 from mobility.fares.policy import load_policies
@@ -108,7 +108,8 @@ def replay(rides: list[ledger.TaxiRide]) -> Counter[str]:
     return expected
 
 
-def test_simulated_month_settles_and_reconciles(db_url: str, tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_simulated_month_settles_and_reconciles(db_url: str, tmp_path: Path) -> None:
     idms = make_residents(db_url)
     rides = plan(idms)
 
@@ -122,7 +123,7 @@ def test_simulated_month_settles_and_reconciles(db_url: str, tmp_path: Path) -> 
                 await ledger.reverse_record(conn, r.operator_id, "taxi", r.record_id, "sim")
             return total
 
-    submitted = asyncio.run(submit_all())
+    submitted = await submit_all()
     expected = replay(rides)
     assert submitted == sum(expected.values())
 
