@@ -223,7 +223,7 @@ def test_uncertainty_grows_with_spread_and_distance() -> None:
     started=st.booleans(),
     slow=st.floats(0, 400),
 )
-def test_never_past_never_decreasing(
+def test_never_past_never_decreasing(  # noqa: PLR0913 - one argument per drawn value
     run: int,
     dwell: int,
     idx: int,
