@@ -19,13 +19,17 @@ app = typer.Typer(help="Grafana dashboards: build JSON, publish, check.", no_arg
 @app.command("build")
 def build(
     out: Path = typer.Option(build_mod.DEFAULT_OUT, help="Dashboards folder."),
+    provisioning: Path = typer.Option(
+        build_mod.PROVISIONING, help="Provisioning folder (dashboard providers, alert rules)."
+    ),
     check_only: bool = typer.Option(
         False, "--check", help="Only report whether the files are current (exit 1 if not)."
     ),
 ) -> None:
-    """Write every package's dashboards to grafana/dashboards/<folder>/<uid>.json."""
+    """Write every package's dashboards, Japanese and English, to
+    grafana/dashboards/<folder>/<uid>.json, and the provisioning files they need."""
     if check_only:
-        diffs = build_mod.differences(out)
+        diffs = build_mod.differences(out) + build_mod.provisioning_differences(provisioning)
         for d in diffs:
             console.print(f"[red]{d}[/]")
         if diffs:
@@ -33,6 +37,7 @@ def build(
         console.print("dashboards are current")
         return
     paths = build_mod.write(out)
+    build_mod.write_provisioning(provisioning)
     console.print(f"wrote {len(paths)} dashboard(s) under {out}")
 
 

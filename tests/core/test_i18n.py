@@ -12,7 +12,16 @@ from core import i18n
 
 REPO = Path(__file__).resolve().parents[2]
 # Modules whose user-visible strings must all be in the Japanese catalogue.
-TRANSLATED = ("fiveg/report.py",)
+TRANSLATED = (
+    "fiveg/report.py",
+    "fiveg/labels.py",
+    "ingest/dashboard.py",
+    "mobility/dashboard.py",
+    "mobility/fares/dashboard.py",
+    "fiveg/dashboard.py",
+    "api/grafana/platform_dashboard.py",
+    "api/grafana/build.py",
+)
 KEYWORDS = {"_": None, "N_": None, "gettext": None, "w": None}
 
 
@@ -26,7 +35,7 @@ def test_every_user_visible_string_has_a_japanese_entry(path: str) -> None:
     with i18n.po_path("ja").open("rb") as f:
         ja = read_po(f, locale="ja")
     ids = _msgids(path)
-    assert len(ids) > 50  # the extraction sees the report's strings at all
+    assert len(ids) > 3  # the extraction sees the module's strings at all
     missing = sorted(m for m in ids if not (ja.get(m) and ja[m].string and not ja[m].fuzzy))
     assert missing == [], f"no Japanese entry in core/locale/ja for: {missing}"
 
