@@ -246,14 +246,14 @@ DELAY_COLOURS: list[tuple[float | None, str]] = [
 ]
 
 
-def _map_options() -> dict[str, Any]:
+def _map_options(_: Gettext) -> dict[str, Any]:
     return {
         "view": {"id": "coords", "lat": 36.389, "lon": 139.063, "zoom": 12},
         "controls": {"showZoom": True, "mouseWheelZoom": True},
         "layers": [
             {
                 "type": "markers",
-                "name": "vehicles",
+                "name": _("Buses"),
                 "location": {"mode": "coords", "latitude": "latitude", "longitude": "longitude"},
                 "tooltip": True,
                 "config": {
@@ -281,7 +281,7 @@ def _vehicles_map(_: Gettext, lang: Lang) -> dict[str, Any]:
         grid=(0, 0, 16, 12),
         unit=unit_for("m", lang),
         thresholds=DELAY_COLOURS,
-        options=_map_options(),
+        options=_map_options(_),
         description=_("Blue early, green on time, yellow/orange late, red over 10 min."),
     )
     names(

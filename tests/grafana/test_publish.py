@@ -198,3 +198,36 @@ def test_push_opens_the_city_folder_to_named_teams_only(
         assert missing.exit_code == 1
         assert "team 'city-finanse' not found" in missing.output
         assert fake.folder_permissions == {"mebuku-city": team, "mebuku-city-en": team}
+
+
+PROPERTY_IDS = {"displayName", "unit", "custom.hidden", "mappings"}
+
+
+def test_dashboard_json_structure_renders() -> None:
+    """What Grafana needs to lay out and draw each panel (no Grafana server runs here):
+    panels inside the 24-column grid without overlaps, overrides Grafana understands,
+    value mappings in its format, map layers colouring by a column the query returns."""
+    for _folder, d in build.collect():
+        cells: set[tuple[int, int]] = set()
+        for p in build.iter_panels(d):
+            g = p["gridPos"]
+            assert g["x"] >= 0 and g["x"] + g["w"] <= 24 and g["h"] > 0, (d["uid"], p["title"])
+            mine = {
+                (x, y)
+                for x in range(g["x"], g["x"] + g["w"])
+                for y in range(g["y"], g["y"] + g["h"])
+            }
+            assert not cells & mine, f"{d['uid']}: {p['title']} overlaps another panel"
+            cells |= mine
+            for o in p["fieldConfig"]["overrides"]:
+                assert o["matcher"]["id"] == "byName" and o["matcher"]["options"]
+                for prop in o["properties"]:
+                    assert prop["id"] in PROPERTY_IDS, prop
+                    if prop["id"] == "mappings":
+                        (m,) = prop["value"]
+                        assert m["type"] == "value"
+                        assert all(set(v) == {"text", "index"} for v in m["options"].values())
+            sql = " ".join(t.get("rawSql", "") for t in p["targets"])
+            for layer in p["options"].get("layers", []):
+                colour = layer["config"]["style"]["color"]["field"]
+                assert f'"{colour}"' in sql, f"{p['title']}: map colours by {colour!r}"
