@@ -21,6 +21,13 @@ TRANSLATED = (
     "fiveg/dashboard.py",
     "api/grafana/platform_dashboard.py",
     "api/grafana/build.py",
+    # The CLI (language of the process: MEBUKU_LANG, the locale, else Japanese).
+    "core/cli.py",
+    "mobility/cli.py",
+    "mobility/fares/cli.py",
+    "fiveg/cli.py",
+    "api/cli.py",
+    "api/grafana/cli.py",
 )
 KEYWORDS = {"_": None, "N_": None, "gettext": None, "w": None}
 
@@ -97,6 +104,16 @@ def test_translator_is_japanese_first() -> None:
 )
 def test_accept_language(header: str | None, lang: str) -> None:
     assert i18n.negotiate(header) == lang
+
+
+def test_cli_messages_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEBUKU_LANG", raising=False)
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    assert i18n.cli_gettext("up to date") == "最新の状態です"
+    monkeypatch.setenv("LC_ALL", "en_US.UTF-8")
+    assert i18n.cli_gettext("up to date") == "up to date"
+    monkeypatch.setenv("MEBUKU_LANG", "ja")
+    assert i18n.cli_gettext("up to date") == "最新の状態です"
 
 
 def test_process_language() -> None:

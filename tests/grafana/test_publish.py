@@ -132,6 +132,7 @@ def test_push_is_idempotent_and_check_reports_health(
             "MEBUKU_DB_PASSWORD": str(db.get("password", "")),
             "MEBUKU_API_URL": api_url,
             "MEBUKU_GRAFANA_API_KEY": key,
+            "MEBUKU_LANG": "en",  # the messages this test reads are the English ones
         }.items():
             monkeypatch.setenv(name, value)
 
