@@ -28,6 +28,7 @@ TRANSLATED = (
     "fiveg/cli.py",
     "api/cli.py",
     "api/grafana/cli.py",
+    "core/demo.py",
 )
 KEYWORDS = {"_": None, "N_": None, "gettext": None, "w": None}
 
@@ -114,6 +115,22 @@ def test_cli_messages_follow_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     assert i18n.cli_gettext("up to date") == "up to date"
     monkeypatch.setenv("MEBUKU_LANG", "ja")
     assert i18n.cli_gettext("up to date") == "最新の状態です"
+
+
+def test_demo_prints_keys_in_the_language_of_the_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    from core.demo import DemoKey, print_keys
+
+    key = DemoKey(role="operator", operator_id="gunmachuo", key="mbk_x")
+    for lang, header in (("ja", "APIキー（operator gunmachuo）"), ("en", "API key (operator")):
+        monkeypatch.setenv("MEBUKU_LANG", lang)
+        out = io.StringIO()
+        print_keys([key], out)
+        first, second = out.getvalue().splitlines()
+        assert first.startswith(header) and second == "mbk_x"
 
 
 def test_process_language() -> None:

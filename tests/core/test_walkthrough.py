@@ -107,12 +107,12 @@ def _walk(roles: dict[str, list[Step]], state: Path) -> None:
         }
         # The demo's own output: each key whole on its line, and a resident token.
         deadline = time.monotonic() + 60
-        while "Press Ctrl-C to stop." not in (out := demo.output()):
+        while "Ctrl-C で停止します。" not in (out := demo.output()):
             assert time.monotonic() < deadline, out[-3000:]
             time.sleep(0.5)
         for k in keys:
             assert f"\n{k['key']}\n" in out
-        assert "Resident session token (resident-01)" in out
+        assert "利用者のセッショントークン（resident-01）" in out
         failures = []
         for role, steps in roles.items():
             deadline = time.monotonic() + ANSWER_S
