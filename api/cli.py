@@ -148,3 +148,7 @@ def revoke(
             console.print("[red]" + _("no live key {key}").format(key=key_id) + "[/]")
             raise typer.Exit(1)
     console.print(_("revoked {key}").format(key=key_id))
+
+
+# `api` is a top-level command (entry point): its help is its docstring, in the locale.
+serve.__doc__ = _("Serve the HTTP API with uvicorn (OpenAPI at /docs).")

@@ -140,15 +140,20 @@ def settle(
     )
 
 
-SETTLE_HELP = N_(
-    "Write each operator's monthly statement (CSV for Excel and JSON), reconciled to the "
-    "ledger to the yen; exits non-zero if anything does not add up. A closed month "
-    "re-emits its stored statements byte for byte after checking their SHA-256 and that "
-    "the ledger still holds what was closed. --close closes a month that has ended; later "
-    "records and reversals of it land in the next open month as adjustments."
+SETTLE_HELP = (
+    N_(
+        "Write each operator's monthly statement (CSV for Excel and JSON), reconciled to the "
+        "ledger to the yen; exits non-zero if anything does not add up."
+    ),
+    N_(
+        "A closed month re-emits its stored statements byte for byte after checking their "
+        "SHA-256 and that the ledger still holds what was closed. --close closes a month that "
+        "has ended; later records and reversals of it land in the next open month as "
+        "adjustments."
+    ),
 )
 # `settle` is a top-level command (entry point): its help is its docstring, in the locale.
-settle.__doc__ = _(SETTLE_HELP)
+settle.__doc__ = "\n\n".join(_(part) for part in SETTLE_HELP)
 
 
 def _user() -> str:

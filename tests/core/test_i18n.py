@@ -29,6 +29,10 @@ TRANSLATED = (
     "api/cli.py",
     "api/grafana/cli.py",
     "core/demo.py",
+    "core/broker.py",
+    "ingest/cli.py",
+    "ingest/simulate/cli.py",
+    "mobility/fares/devcli.py",
 )
 KEYWORDS = {"_": None, "N_": None, "gettext": None, "w": None}
 
