@@ -377,4 +377,14 @@ def alert_rules_yaml() -> str:
         "# Ingest workers panel and the API's /readyz rule. Route it with a notification\n"
         "# policy for label team=operators. Details: ingest/README.md, Stall detection.\n"
     )
-    return head + str(yaml.safe_dump(alert_rules(), allow_unicode=True, sort_keys=False, width=100))
+
+    class _Dumper(yaml.SafeDumper):  # type: ignore[misc]  # PyYAML has no type stubs here
+        """Multi-line strings (the SQL) as literal blocks, as a person would write them."""
+
+    def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    _Dumper.add_representer(str, _text)
+    body = yaml.dump(alert_rules(), Dumper=_Dumper, allow_unicode=True, sort_keys=False, width=100)
+    return head + str(body)
