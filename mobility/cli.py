@@ -177,19 +177,26 @@ def performance(
     s = get_settings()
     with psycopg.connect(s.require_database_url()) as conn:
         rows = route_performance(conn, date.fromisoformat(day), early_s=early_s, late_s=late_s)
+        names: dict[str, str] = dict(
+            conn.execute(
+                "SELECT r.route_id, coalesce(r.route_long_name, r.route_short_name, r.route_id)"
+                " FROM gtfs_routes r JOIN gtfs_feed_versions v ON v.id = r.feed_version"
+                " WHERE v.is_current"
+            ).fetchall()
+        )
     t = tables.table(
-        "route",
-        "departures",
-        "on time",
-        "mean delay s",
-        "p90 delay s",
-        "dwell s",
-        "headway cv",
-        "trips run/sched",
+        _("route"),
+        _("departures"),
+        _("on-time performance"),
+        _("mean delay (s)"),
+        _("90th percentile delay (s)"),
+        _("dwell (s)"),
+        _("headway variation (CV)"),
+        _("trips run / scheduled"),
     )
     for r in rows:
         t.add_row(
-            r.route_id,
+            names.get(r.route_id, r.route_id),
             str(r.departures),
             f"{(r.on_time_share or 0) * 100:.1f} %",
             f"{r.mean_delay_s or 0:.0f}",
@@ -212,14 +219,14 @@ def autonomy(day: str = typer.Argument(..., help=_("Day YYYY-MM-DD (Asia/Tokyo)"
     with psycopg.connect(s.require_database_url()) as conn:
         rows = autonomy_kpis(conn, date.fromisoformat(day))
     t = tables.table(
-        "vehicle",
+        _("vehicle"),
         "km",
-        "auto dist",
-        "auto time",
-        "takeovers/100 km",
-        "by cause",
-        "obstacle stops",
-        "remote",
+        _("autonomous share of distance"),
+        _("autonomous share of time"),
+        _("takeovers per 100 km"),
+        _("by cause"),
+        _("obstacle stops"),
+        _("remote interventions"),
     )
     for k in rows:
         t.add_row(
