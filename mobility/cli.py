@@ -214,6 +214,7 @@ def performance(
 def autonomy(day: str = typer.Argument(..., help=_("Day YYYY-MM-DD (Asia/Tokyo)"))) -> None:
     """Autonomous share of distance and time, takeovers per 100 km by cause."""
     from mobility.analytics.autonomy import autonomy_kpis
+    from mobility.dashboard import CAUSES
 
     s = get_settings()
     with psycopg.connect(s.require_database_url()) as conn:
@@ -235,7 +236,9 @@ def autonomy(day: str = typer.Argument(..., help=_("Day YYYY-MM-DD (Asia/Tokyo)"
             f"{(k.autonomous_distance_share or 0) * 100:.1f} %",
             f"{(k.autonomous_time_share or 0) * 100:.1f} %",
             f"{k.takeovers_per_100km() or 0:.1f}",
-            ", ".join(f"{c}: {n}" for c, n in sorted(k.takeovers_by_cause.items())),
+            ", ".join(
+                f"{_(CAUSES.get(c, c))}: {n}" for c, n in sorted(k.takeovers_by_cause.items())
+            ),
             str(k.obstacle_stops),
             str(k.remote_interventions),
         )

@@ -52,6 +52,7 @@ def folder_title(folder: str) -> str:
 
 
 def uid_for(uid: str, lang: Lang) -> str:
+    """The uid of a dashboard's copy in ``lang`` (Japanese keeps the declared uid)."""
     return uid if lang == DEFAULT_LANG else f"{uid}-{lang}"
 
 

@@ -34,23 +34,43 @@ def policies() -> None:
     table = tables.table(_("scheme"), _("version"), _("effective from"), _("key values"))
     for p in book.mytaku:
         table.add_row(
-            "mytaku",
+            _("MyTaku"),
             p.version,
             p.effective_from.isoformat(),
-            f"{p.alone_rate_percent}% <= {p.alone_cap_yen} yen alone, <= {p.shared_cap_yen}"
-            f" shared; {p.rides_per_day}/day, {p.rides_per_fiscal_year}/FY;"
-            f" {p.hours_start:%H:%M}-{p.hours_end:%H:%M}",
+            _(
+                "{rate}% up to {alone} yen riding alone, up to {shared} yen shared; "
+                "{per_day} a day, {per_year} a fiscal year; {start}-{end}"
+            ).format(
+                rate=p.alone_rate_percent,
+                alone=p.alone_cap_yen,
+                shared=p.shared_cap_yen,
+                per_day=p.rides_per_day,
+                per_year=p.rides_per_fiscal_year,
+                start=f"{p.hours_start:%H:%M}",
+                end=f"{p.hours_end:%H:%M}",
+            ),
         )
     for b in book.bus:
         table.add_row(
-            "bus",
+            _("bus discount"),
             b.version,
             b.effective_from.isoformat(),
-            ", ".join(
-                f"{d.name} {d.min_age}-{d.max_age or ''}: {d.rate_percent}%" for d in b.discounts
+            _(", ").join(
+                _discount(d.name, d.min_age, d.max_age, d.rate_percent) for d in b.discounts
             ),
         )
     tables.console().print(table)
+
+
+DISCOUNT_NAMES = {"senior": N_("seniors"), "youth": N_("young people")}
+
+
+def _discount(name: str, low: int, high: int | None, rate: float) -> str:
+    """A bus discount as words: who (by the policy's name and ages) and how much."""
+    who = _(DISCOUNT_NAMES[name]) if name in DISCOUNT_NAMES else name
+    if high is None:
+        return _("{name} aged {low} and over: {rate}%").format(name=who, low=low, rate=rate)
+    return _("{name} aged {low} to {high}: {rate}%").format(name=who, low=low, high=high, rate=rate)
 
 
 TOTAL_KEYS = ("lines", "mytaku_yen", "bus_discount_yen", "reversal_yen", "total_yen")
