@@ -205,3 +205,9 @@ def fill(template: str, parts: Mapping[str, str]) -> str:
     for name, sql in parts.items():
         template = template.replace("{" + name + "}", sql)
     return template
+
+
+def axis_label(p: Panel, label: str) -> Panel:
+    """The label of a graph's value axis (what the numbers are; the unit says in what)."""
+    p["fieldConfig"]["defaults"].setdefault("custom", {})["axisLabel"] = label
+    return p

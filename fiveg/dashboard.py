@@ -14,6 +14,7 @@ from typing import Any
 
 from core.grafana import (
     Gettext,
+    axis_label,
     dashboard,
     field_units,
     fill,
@@ -387,12 +388,15 @@ def _device_panels(_: Gettext, lang: Lang) -> list[dict[str, Any]]:
 
 
 def _radio_panels(_: Gettext) -> list[dict[str, Any]]:
-    throughput = panel(
-        "timeseries",
-        _("Throughput (5th percentile = user-experienced rate)"),
-        [sql_target(THROUGHPUT)],
-        grid=(0, 12, 12, 8),
-        unit="Mbits",
+    throughput = axis_label(
+        panel(
+            "timeseries",
+            _("Throughput (5th percentile = user-experienced rate)"),
+            [sql_target(THROUGHPUT)],
+            grid=(0, 12, 12, 8),
+            unit="Mbits",
+        ),
+        _("Throughput"),
     )
     names(
         throughput,
@@ -403,8 +407,11 @@ def _radio_panels(_: Gettext) -> list[dict[str, Any]]:
             "DL mean": _("Downlink, mean"),
         },
     )
-    rtt = panel(
-        "timeseries", _("Round-trip delay"), [sql_target(RTT)], grid=(12, 12, 12, 8), unit="ms"
+    rtt = axis_label(
+        panel(
+            "timeseries", _("Round-trip delay"), [sql_target(RTT)], grid=(12, 12, 12, 8), unit="ms"
+        ),
+        _("Round-trip delay"),
     )
     names(
         rtt,
@@ -491,18 +498,21 @@ def council_dashboard(lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
         _themes(_),
         sensors,
         names(
-            panel(
-                "timeseries",
-                _("Device availability (% of heartbeats reporting ok)"),
-                [sql_target(AVAILABILITY)],
-                grid=(0, 38, 16, 8),
-                unit="percent",
-                thresholds=[(None, "red"), (90, "orange"), (99, "green")],
-                description=_(
-                    "Share of the trial devices' heartbeats (about one a minute each) that "
-                    "reported ok: degraded and fault count as unavailable. A silent device "
-                    "sends nothing: see 'silent for' in the table."
+            axis_label(
+                panel(
+                    "timeseries",
+                    _("Device availability (% of heartbeats reporting ok)"),
+                    [sql_target(AVAILABILITY)],
+                    grid=(0, 38, 16, 8),
+                    unit="percent",
+                    thresholds=[(None, "red"), (90, "orange"), (99, "green")],
+                    description=_(
+                        "Share of the trial devices' heartbeats (about one a minute each) that "
+                        "reported ok: degraded and fault count as unavailable. A silent device "
+                        "sends nothing: see 'silent for' in the table."
+                    ),
                 ),
+                _("Available"),
             ),
             {"available": _("Available")},
         ),

@@ -10,6 +10,7 @@ from typing import Any
 
 from core.grafana import (
     Gettext,
+    axis_label,
     dashboard,
     field_units,
     fill,
@@ -160,13 +161,16 @@ def ingest_health(lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
     reason = reason_label("split_part(reason, ':', 1)", _)
     sec = unit_for("s", lang)
     panels = [
-        panel(
-            "timeseries",
-            _("Rows stored per minute"),
-            [sql_target(_rows_per_minute(_))],
-            grid=(0, 0, 16, 8),
-            unit="short",
-            description=_("Rows committed per minute and stream (by commit time)."),
+        axis_label(
+            panel(
+                "timeseries",
+                _("Rows stored per minute"),
+                [sql_target(_rows_per_minute(_))],
+                grid=(0, 0, 16, 8),
+                unit="short",
+                description=_("Rows committed per minute and stream (by commit time)."),
+            ),
+            _("Rows stored"),
         ),
         names(
             panel(
@@ -180,26 +184,32 @@ def ingest_health(lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
             ),
             {"reject share": _("Reject share")},
         ),
-        panel(
-            "timeseries",
-            _("Rejects by reason"),
-            [sql_target(fill(REJECTS_BY_REASON, {"reason": reason}))],
-            grid=(0, 8, 12, 8),
-            unit="short",
-            description=_("Invalid messages kept in the dead letter, by reason."),
-            options={"legend": {"displayMode": "table", "placement": "right"}},
-        ),
-        names(
+        axis_label(
             panel(
                 "timeseries",
-                _("Publish-to-commit lag (bus telemetry)"),
-                [sql_target(LAG)],
-                grid=(12, 8, 12, 8),
-                unit=sec,
-                thresholds=[(None, "green"), (1, "red")],
-                description=_(
-                    "Time from the device's timestamp to storage: includes device clock error."
+                _("Rejects by reason"),
+                [sql_target(fill(REJECTS_BY_REASON, {"reason": reason}))],
+                grid=(0, 8, 12, 8),
+                unit="short",
+                description=_("Invalid messages kept in the dead letter, by reason."),
+                options={"legend": {"displayMode": "table", "placement": "right"}},
+            ),
+            _("Rejected messages"),
+        ),
+        names(
+            axis_label(
+                panel(
+                    "timeseries",
+                    _("Publish-to-commit lag (bus telemetry)"),
+                    [sql_target(LAG)],
+                    grid=(12, 8, 12, 8),
+                    unit=sec,
+                    thresholds=[(None, "green"), (1, "red")],
+                    description=_(
+                        "Time from the device's timestamp to storage: includes device clock error."
+                    ),
                 ),
+                _("Lag"),
             ),
             {"p50": _("Median"), "p95": _("95th percentile")},
         ),

@@ -8,6 +8,7 @@ from typing import Any
 
 from core.grafana import (
     Gettext,
+    axis_label,
     dashboard,
     field_units,
     fill,
@@ -334,14 +335,17 @@ def _headway_panels(_: Gettext, lang: Lang) -> list[dict[str, Any]]:
     field_units(summary, {"intervals": "short", "stops": "short", "direction": "none"})
     value_texts(summary, "direction", _texts(DIRECTIONS, _))
     hidden(summary, ["route_id"])
-    per_stop = panel(
-        "timeseries",
-        _("Headways at the stop ${stop:text}"),
-        [sql_target(fill(STOP_HEADWAYS, {"direction": direction_label("e.direction_id", _)}))],
-        grid=(0, 44, 24, 8),
-        unit=minutes,
-        field_config={"custom": {"drawStyle": "points", "pointSize": 4}},
-        description=_("One series per route and direction; the stop is chosen above."),
+    per_stop = axis_label(
+        panel(
+            "timeseries",
+            _("Headways at the stop ${stop:text}"),
+            [sql_target(fill(STOP_HEADWAYS, {"direction": direction_label("e.direction_id", _)}))],
+            grid=(0, 44, 24, 8),
+            unit=minutes,
+            field_config={"custom": {"drawStyle": "points", "pointSize": 4}},
+            description=_("One series per route and direction; the stop is chosen above."),
+        ),
+        _("Headway"),
     )
     return [summary, per_stop]
 
@@ -463,29 +467,38 @@ def operators_dashboard(lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
             ),
             {"on time %": _("On-time performance")},
         ),
-        panel(
-            "timeseries",
-            _("Speed by vehicle"),
-            [sql_target(SPEED)],
-            grid=(0, 12, 12, 8),
-            unit="velocitykmh",
-        ),
-        names(
+        axis_label(
             panel(
                 "timeseries",
-                _("Driving mode (share of fixes)"),
-                [sql_target(MODE_SHARE)],
-                grid=(12, 12, 12, 8),
-                unit="percent",
+                _("Speed by vehicle"),
+                [sql_target(SPEED)],
+                grid=(0, 12, 12, 8),
+                unit="velocitykmh",
+            ),
+            _("Speed"),
+        ),
+        names(
+            axis_label(
+                panel(
+                    "timeseries",
+                    _("Driving mode (share of fixes)"),
+                    [sql_target(MODE_SHARE)],
+                    grid=(12, 12, 12, 8),
+                    unit="percent",
+                ),
+                _("Share of fixes"),
             ),
             {"autonomous %": _("Autonomous"), "remote %": _("Remote driving")},
         ),
-        panel(
-            "timeseries",
-            _("Departure delay by route"),
-            [sql_target(DELAY)],
-            grid=(0, 20, 12, 8),
-            unit=minutes,
+        axis_label(
+            panel(
+                "timeseries",
+                _("Departure delay by route"),
+                [sql_target(DELAY)],
+                grid=(0, 20, 12, 8),
+                unit=minutes,
+            ),
+            _("Delay"),
         ),
         headways,
         dwell,

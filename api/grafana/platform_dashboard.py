@@ -6,6 +6,7 @@ from typing import Any
 
 from core.grafana import (
     API_DATASOURCE,
+    axis_label,
     dashboard,
     names,
     panel,
@@ -80,25 +81,31 @@ def platform_dashboard(lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
     reasons = _REJECT_REASONS.replace("{reason}", reason_label("split_part(reason, ':', 1)", _))
     panels = [
         names(
-            panel(
-                "timeseries",
-                _("Messages stored"),
-                [sql_target(_MESSAGES)],
-                grid=(0, 0, 12, 8),
-                unit="short",
-                description=_("Messages of every stream stored per interval."),
+            axis_label(
+                panel(
+                    "timeseries",
+                    _("Messages stored"),
+                    [sql_target(_MESSAGES)],
+                    grid=(0, 0, 12, 8),
+                    unit="short",
+                    description=_("Messages of every stream stored per interval."),
+                ),
+                _("Messages"),
             ),
             {"messages": _("Messages")},
         ),
         names(
-            panel(
-                "timeseries",
-                _("Ingest lag (bus telemetry)"),
-                [sql_target(_LAG)],
-                grid=(12, 0, 12, 8),
-                unit=sec,
-                description=_("Seconds from measurement on the bus to storage."),
-                thresholds=[(None, "green"), (5, "orange"), (30, "red")],
+            axis_label(
+                panel(
+                    "timeseries",
+                    _("Ingest lag (bus telemetry)"),
+                    [sql_target(_LAG)],
+                    grid=(12, 0, 12, 8),
+                    unit=sec,
+                    description=_("Seconds from measurement on the bus to storage."),
+                    thresholds=[(None, "green"), (5, "orange"), (30, "red")],
+                ),
+                _("Lag"),
             ),
             {"p95 lag": _("95th percentile"), "mean lag": _("Mean")},
         ),
@@ -114,20 +121,26 @@ def platform_dashboard(lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
             ),
             {"rejected": _("Rejected messages")},
         ),
-        panel(
-            "timeseries",
-            _("Ingest lag, all devices (API)"),
-            [api_target("ingest.lag_seconds")],
-            grid=(6, 8, 18, 6),
-            unit=sec,
-            description=_("Computed by the API (JSON data source) over every device type."),
+        axis_label(
+            panel(
+                "timeseries",
+                _("Ingest lag, all devices (API)"),
+                [api_target("ingest.lag_seconds")],
+                grid=(6, 8, 18, 6),
+                unit=sec,
+                description=_("Computed by the API (JSON data source) over every device type."),
+            ),
+            _("Lag"),
         ),
-        panel(
-            "timeseries",
-            _("Telemetry per vehicle"),
-            [sql_target(_PER_VEHICLE)],
-            grid=(0, 14, 12, 8),
-            unit="short",
+        axis_label(
+            panel(
+                "timeseries",
+                _("Telemetry per vehicle"),
+                [sql_target(_PER_VEHICLE)],
+                grid=(0, 14, 12, 8),
+                unit="short",
+            ),
+            _("Reports"),
         ),
         names(
             panel(

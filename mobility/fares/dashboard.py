@@ -13,6 +13,7 @@ from typing import Any
 
 from core.grafana import (
     Gettext,
+    axis_label,
     dashboard,
     field_units,
     hidden,
@@ -161,22 +162,25 @@ def fares_dashboard(lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
     panels = [
         *_stats(_),
         names(
-            panel(
-                "timeseries",
-                _("Subsidy and discount yen"),
-                [
-                    sql_target(
-                        "SELECT $__timeGroupAlias(hour, $__interval),"
-                        " coalesce(sum(amount_yen) FILTER (WHERE source = 'taxi'), 0)"
-                        " AS mytaku_yen,"
-                        " coalesce(sum(amount_yen) FILTER (WHERE source = 'bus'), 0)"
-                        " AS bus_discount_yen"
-                        " FROM grafana.fares_ledger_hourly WHERE $__timeFilter(hour)"
-                        " GROUP BY 1 ORDER BY 1"
-                    )
-                ],
-                grid=(0, 4, 16, 8),
-                unit="currencyJPY",
+            axis_label(
+                panel(
+                    "timeseries",
+                    _("Subsidy and discount yen"),
+                    [
+                        sql_target(
+                            "SELECT $__timeGroupAlias(hour, $__interval),"
+                            " coalesce(sum(amount_yen) FILTER (WHERE source = 'taxi'), 0)"
+                            " AS mytaku_yen,"
+                            " coalesce(sum(amount_yen) FILTER (WHERE source = 'bus'), 0)"
+                            " AS bus_discount_yen"
+                            " FROM grafana.fares_ledger_hourly WHERE $__timeFilter(hour)"
+                            " GROUP BY 1 ORDER BY 1"
+                        )
+                    ],
+                    grid=(0, 4, 16, 8),
+                    unit="currencyJPY",
+                ),
+                _("Amount"),
             ),
             {"mytaku_yen": _("MyTaku subsidy"), "bus_discount_yen": _("Bus discounts")},
         ),

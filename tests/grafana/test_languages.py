@@ -68,6 +68,10 @@ def static_texts(d: dict[str, Any]) -> list[tuple[str, str]]:
     for p in iter_panels(d):
         where = p["title"]
         texts += [(where, p["title"]), (f"{where}: description", p["description"])]
+        axis = p["fieldConfig"]["defaults"].get("custom", {}).get("axisLabel", "")
+        texts.append((f"{where}: axis", axis))
+        if p["type"] == "timeseries":
+            assert axis, f"{d['uid']} {where}: a graph needs an axis label"
         units = [p["fieldConfig"]["defaults"].get("unit", "")]
         for field, props in _overrides(p).items():
             if "displayName" in props:
