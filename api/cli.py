@@ -11,20 +11,29 @@ from rich.console import Console
 from api.screen import AccessLogFilter
 from core import tables
 from core.db import connect
+from core.i18n import N_
+from core.i18n import cli_gettext as _
 from core.settings import get_settings
 
 console = Console(stderr=True)
 operators_app = typer.Typer(
-    help="API keys for operators, council and city staff.", no_args_is_help=True
+    help=_("API keys for operators, council and city staff."), no_args_is_help=True
 )
 
+
+ROLE_LABELS = {
+    "operator": N_("operator"),
+    "council": N_("council"),
+    "admin": N_("city staff (admin)"),
+    "resident": N_("resident"),
+}
 
 DropQueryString = AccessLogFilter  # the earlier name: drops the query, masks 12-digit runs
 
 
 def serve(
-    host: str = typer.Option(None, help="Listen address (default MEBUKU_API_HOST)."),
-    port: int = typer.Option(None, help="Listen port (default MEBUKU_API_PORT)."),
+    host: str = typer.Option(None, help=_("Listen address (default MEBUKU_API_HOST).")),
+    port: int = typer.Option(None, help=_("Listen port (default MEBUKU_API_PORT).")),
 ) -> None:
     """Serve the HTTP API with uvicorn (OpenAPI at /docs)."""
     import uvicorn
@@ -43,11 +52,13 @@ def serve(
     )
 
 
-@operators_app.command("create")
+@operators_app.command(
+    "create", help=_("Create an API key and print it once (only its digest is stored).")
+)
 def create(
-    role: str = typer.Option("operator", help="operator, council or admin."),
-    operator_id: str = typer.Option(None, "--operator-id", help="Required for role operator."),
-    label: str = typer.Option("", help="A note: who holds the key."),
+    role: str = typer.Option("operator", help=_("operator, council or admin.")),
+    operator_id: str = typer.Option(None, "--operator-id", help=_("Required for role operator.")),
+    label: str = typer.Option("", help=_("A note: who holds the key.")),
 ) -> None:
     """Create an API key and print it once (only its digest is stored)."""
     from api.keys import create_api_key
@@ -56,10 +67,11 @@ def create(
     op = registry().get(operator_id) if operator_id else None
     if operator_id and op is None:  # one identity per operator: no key for a stray name
         known = ", ".join(o.id for o in registry().operators)
-        sys.stderr.write(
-            f"mebuku: operator {operator_id!r} is not in core/operators.toml: add it there "
-            f"first, or use its id or corporate number ({known})\n"
-        )
+        message = _(
+            "operator {operator!r} is not in core/operators.toml: add it there first, or use "
+            "its id or corporate number ({known})"
+        ).format(operator=operator_id, known=known)
+        sys.stderr.write(f"mebuku: {message}\n")
         raise typer.Exit(2)
     try:
         with connect(get_settings().require_database_url(), autocommit=True) as conn:
@@ -67,24 +79,34 @@ def create(
     except ValueError as e:
         console.print(f"[red]{e}[/]")
         raise typer.Exit(2) from None
-    whose = f"role {role}"
+    whose = _("role {role}").format(role=_(ROLE_LABELS.get(role, role)))
     if op is not None:
-        whose += f", operator {op.id} ({op.legal_name})"
+        whose += _(", operator {id} ({name})").format(id=op.id, name=op.legal_name)
     # stderr: what the key is for; stdout: the key alone on its line, never wrapped
-    sys.stderr.write(f"New API key for {whose} (shown once; send it as X-API-Key):\n")
+    sys.stderr.write(
+        _("New API key for {whose} (shown once; send it as X-API-Key):").format(whose=whose) + "\n"
+    )
     print(key)
 
 
-@operators_app.command("list")
+@operators_app.command("list", help=_("List API keys (ids and scopes; secrets cannot be shown)."))
 def list_keys(
-    all_: bool = typer.Option(False, "--all", help="Include revoked keys."),
+    all_: bool = typer.Option(False, "--all", help=_("Include revoked keys.")),
 ) -> None:
     """List API keys (ids and scopes; secrets cannot be shown)."""
     from api.keys import list_api_keys
 
     with connect(get_settings().require_database_url(), autocommit=True) as conn:
         keys = list_api_keys(conn, include_revoked=all_)
-    table = tables.table("key id", "role", "operator", "label", "created", "last used", "revoked")
+    table = tables.table(
+        _("key id"),
+        _("role"),
+        _("operator"),
+        _("label"),
+        _("created"),
+        _("last used"),
+        _("revoked"),
+    )
 
     def when(t: object) -> str:
         return t.isoformat(timespec="seconds") if hasattr(t, "isoformat") else ""
@@ -105,20 +127,28 @@ def list_keys(
         for row in rows:
             print("\t".join(row))
         return
+    from core.operators import registry
+
+    names = {o.id: o.legal_name for o in registry().operators}
     for row in rows:
-        table.add_row(*row)
+        operator = f"{row[2]}（{names[row[2]]}）" if row[2] in names else row[2]
+        table.add_row(row[0], _(ROLE_LABELS.get(row[1], row[1])), operator, *row[3:])
     tables.console().print(table)
 
 
-@operators_app.command("revoke")
+@operators_app.command("revoke", help=_("Revoke an API key at once."))
 def revoke(
-    key_id: str = typer.Argument(..., help="The key id from `mebuku operators list`."),
+    key_id: str = typer.Argument(..., help=_("The key id from `mebuku operators list`.")),
 ) -> None:
     """Revoke an API key at once."""
     from api.keys import revoke_api_key
 
     with connect(get_settings().require_database_url(), autocommit=True) as conn:
         if not revoke_api_key(conn, key_id):
-            console.print(f"[red]no live key {key_id}[/]")
+            console.print("[red]" + _("no live key {key}").format(key=key_id) + "[/]")
             raise typer.Exit(1)
-    console.print(f"revoked {key_id}")
+    console.print(_("revoked {key}").format(key=key_id))
+
+
+# `api` is a top-level command (entry point): its help is its docstring, in the locale.
+serve.__doc__ = _("Serve the HTTP API with uvicorn (OpenAPI at /docs).")

@@ -29,6 +29,7 @@ import psycopg
 import typer
 
 from core import plugins
+from core.i18n import cli_gettext as _
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -186,15 +187,18 @@ def registry_accounts(conn: psycopg.Connection) -> list[Account]:
     return found
 
 
-app = typer.Typer(help="MQTT broker access: ACL and password file.", no_args_is_help=True)
+app = typer.Typer(help=_("MQTT broker access: ACL and password file."), no_args_is_help=True)
 
 
-@app.command("acl")
+@app.command(
+    "acl",
+    help=_("Print the Mosquitto ACL for every registered bus and 5G device, and the services."),
+)
 def acl(
     simulator: bool = typer.Option(
-        True, help="Include the demo simulator's account (write maebashi/bus/# and 5g/#)."
+        True, help=_("Include the demo simulator's account (write maebashi/bus/# and 5g/#).")
     ),
-    output: Path = typer.Option(None, "-o", "--output", help="Write here (default stdout)."),
+    output: Path = typer.Option(None, "-o", "--output", help=_("Write here (default stdout).")),
 ) -> None:
     """Print the Mosquitto ACL for every registered bus and 5G device, and the services."""
     s = get_settings()
@@ -202,19 +206,27 @@ def acl(
         devices = registry_accounts(conn)
     accounts, problems = merge_accounts(service_accounts(simulator=simulator), devices)
     for p in problems:
-        typer.echo(f"left out {p}", err=True)
+        typer.echo(_("left out {account}").format(account=p), err=True)
     text = render_acl(accounts)
     if output is None:
         sys.stdout.write(text)
     else:
         output.write_text(text)
-    typer.echo(f"{len(accounts)} accounts, {len(problems)} left out", err=True)
+    typer.echo(
+        _("{n} accounts, {left} left out").format(n=len(accounts), left=len(problems)), err=True
+    )
 
 
-@app.command("passwd")
+@app.command(
+    "passwd",
+    help=_(
+        "Give each user a new random password: its hash goes into FILE, the password is "
+        "printed once (``user<TAB>password`` on stdout) for the device's provisioning."
+    ),
+)
 def passwd(
-    users: list[str] = typer.Argument(..., help="Broker user names (vehicle or device ids)."),
-    file: Path = typer.Option(..., "--file", "-f", help="Mosquitto password file to update."),
+    users: list[str] = typer.Argument(..., help=_("Broker user names (vehicle or device ids).")),
+    file: Path = typer.Option(..., "--file", "-f", help=_("Mosquitto password file to update.")),
 ) -> None:
     """Give each user a new random password: its hash goes into FILE, the password is
     printed once (``user<TAB>password`` on stdout) for the device's provisioning."""

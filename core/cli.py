@@ -19,12 +19,26 @@ from typer.core import TyperGroup
 from core import migrator, plugins, tables, timeseries
 from core.broker import app as broker_app
 from core.db import TimescaleError
+from core.i18n import cli_gettext as _
 from core.logging import settings_secrets, setup_logging
 from core.settings import ConfigError, get_settings, load_settings
 
 console = Console(stderr=True)
 log = logging.getLogger(__name__)
 CONFIG_ERROR_EXIT = 2
+
+
+def _localise_typer() -> None:
+    """Typer's own words in help screens (panel titles) in the process's language."""
+    from typer import rich_utils
+
+    rich_utils.ARGUMENTS_PANEL_TITLE = _("Arguments")
+    rich_utils.OPTIONS_PANEL_TITLE = _("Options")
+    rich_utils.COMMANDS_PANEL_TITLE = _("Commands")
+    rich_utils.ERRORS_PANEL_TITLE = _("Error")
+
+
+_localise_typer()
 
 
 def report_config_error(e: ConfigError) -> None:
@@ -49,12 +63,12 @@ class MebukuGroup(TyperGroup):
 
 app = typer.Typer(
     name="mebuku",
-    help="Maebashi's MaaS and local-5G data platform.",
+    help=_("Maebashi's MaaS and local-5G data platform."),
     no_args_is_help=True,
     rich_markup_mode="rich",
     cls=MebukuGroup,
 )
-db_app = typer.Typer(help="Database schema: migrate, status, maintenance.", no_args_is_help=True)
+db_app = typer.Typer(help=_("Database schema: migrate, status, maintenance."), no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(broker_app, name="broker")
 
@@ -62,8 +76,8 @@ app.add_typer(broker_app, name="broker")
 @app.callback()
 def _root(
     ctx: typer.Context,
-    log_level: str = typer.Option(None, help="Override MEBUKU_LOG_LEVEL."),
-    log_format: str = typer.Option(None, help="text or json (override MEBUKU_LOG_FORMAT)."),
+    log_level: str = typer.Option(None, help=_("Override MEBUKU_LOG_LEVEL.")),
+    log_format: str = typer.Option(None, help=_("text or json (override MEBUKU_LOG_FORMAT).")),
 ) -> None:
     try:
         s = get_settings()  # every command starts by validating every setting
@@ -77,41 +91,58 @@ def _root(
         log.debug("connection settings not set: using the running demo's from %s", s.demo_env_file)
 
 
-@db_app.command("migrate")
+@db_app.command(
+    "migrate",
+    help=_("Apply pending migrations (safe to run twice, or from two processes at once)."),
+)
 def db_migrate() -> None:
     """Apply pending migrations (safe to run twice, or from two processes at once)."""
     s = get_settings()
     try:
         applied = migrator.migrate(
-            s.require_database_url(), s, on_apply=lambda m: console.print(f"  applied {m.version}")
+            s.require_database_url(),
+            s,
+            on_apply=lambda m: console.print(_("  applied {version}").format(version=m.version)),
         )
     except TimescaleError as e:  # one line that names the fix, no traceback
         console.print(str(e), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    console.print(f"[green]{len(applied)} migration(s) applied[/]" if applied else "up to date")
+    console.print(
+        "[green]" + _("{n} migration(s) applied").format(n=len(applied)) + "[/]"
+        if applied
+        else _("up to date")
+    )
 
 
-@db_app.command("status")
+@db_app.command("status", help=_("List applied and pending migrations."))
 def db_status() -> None:
     """List applied and pending migrations."""
     s = get_settings()
-    table = tables.table("migration", "applied at", "note")
+    table = tables.table(_("migration"), _("applied at"), _("note"))
     pending = 0
     for st in migrator.status(s.require_database_url()):
         pending += st.applied_at is None
         table.add_row(
             st.version,
-            st.applied_at.isoformat(timespec="seconds") if st.applied_at else "[yellow]pending[/]",
-            "[red]file changed since applied[/]" if st.checksum_changed else "",
+            st.applied_at.isoformat(timespec="seconds")
+            if st.applied_at
+            else "[yellow]" + _("pending") + "[/]",
+            "[red]" + _("file changed since applied") + "[/]" if st.checksum_changed else "",
         )
     tables.console().print(table)
-    console.print(f"{pending} pending")
+    console.print(_("{n} pending").format(n=pending))
 
 
-@db_app.command("roles")
+@db_app.command(
+    "roles",
+    help=_(
+        "Create the service roles, re-apply core/roles/grants.toml and set the passwords "
+        "given in MEBUKU_DB_<ROLE>_PASSWORD (run as the schema owner; `db migrate` does it too)."
+    ),
+)
 def db_roles(
     check: bool = typer.Option(
-        False, "--check", help="Only list relations with no grant decision; exit 1 if any."
+        False, "--check", help=_("Only list relations with no grant decision; exit 1 if any.")
     ),
 ) -> None:
     """Create the service roles, re-apply core/roles/grants.toml and set the passwords
@@ -129,21 +160,31 @@ def db_roles(
             missing = roles.apply(conn, policy)
             passwords = roles.passwords_from(s, policy)
             roles.set_passwords(conn, passwords, policy)
-            table = tables.table("role", "password", "purpose")
+            table = tables.table(_("role"), _("password"), _("purpose"))
             for short, purpose in policy.roles.items():
                 table.add_row(
                     policy.role(short),
-                    "set now" if short in passwords else f"unchanged ({roles.password_env(short)})",
+                    _("set now")
+                    if short in passwords
+                    else _("unchanged ({variable})").format(variable=roles.password_env(short)),
                     purpose,
                 )
             tables.console().print(table)
     for rel in missing:
-        console.print(f"[red]no grant decision for {rel}[/] (add it to core/roles/grants.toml)")
+        console.print(
+            "[red]"
+            + _("no grant decision for {relation}").format(relation=rel)
+            + "[/] "
+            + _("(add it to core/roles/grants.toml)")
+        )
     if missing:
         raise typer.Exit(1)
 
 
-@db_app.command("maintain")
+@db_app.command(
+    "maintain",
+    help=_("Refresh rollups and expire old rows (plain PostgreSQL; TimescaleDB uses policies)."),
+)
 def db_maintain() -> None:
     """Refresh rollups and expire old rows (plain PostgreSQL; TimescaleDB uses policies)."""
     s = get_settings()
@@ -153,36 +194,48 @@ def db_maintain() -> None:
         console.print(str(e), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     console.print(
-        f"refreshed {len(report.rollups_refreshed)} rollup(s); expired {report.rows_expired}"
+        _("refreshed {n} rollup(s); expired {rows}").format(
+            n=len(report.rollups_refreshed), rows=report.rows_expired
+        )
     )
 
 
-@app.command("demo")
+@app.command(
+    "demo",
+    help=_(
+        "Run the whole platform with simulated Maebashi traffic until Ctrl-C or SIGTERM.\n\n"
+        "Starts a private PostgreSQL and Mosquitto under MEBUKU_STATE_DIR (default .mebuku/) "
+        "unless MEBUKU_DATABASE_URL / MEBUKU_MQTT_URL are set. A port that is not given and "
+        "whose usual number is taken is replaced by a free one (the log says so)."
+    ),
+)
 def demo(
-    api_port: int = typer.Option(None, min=1, max=65535, help="API port (MEBUKU_API_PORT, 8000)."),
+    api_port: int = typer.Option(
+        None, min=1, max=65535, help=_("API port (MEBUKU_API_PORT, 8000).")
+    ),
     metrics_port: int = typer.Option(
-        None, min=1, max=65535, help="Ingestor metrics port (MEBUKU_METRICS_PORT, 9108)."
+        None, min=1, max=65535, help=_("Ingestor metrics port (MEBUKU_METRICS_PORT, 9108).")
     ),
     mobility_metrics_port: int = typer.Option(
         None,
         min=1,
         max=65535,
-        help="Mobility worker metrics port (MEBUKU_MOBILITY_METRICS_PORT, 9109).",
+        help=_("Mobility worker metrics port (MEBUKU_MOBILITY_METRICS_PORT, 9109)."),
     ),
     postgres_port: int = typer.Option(
         None,
         min=1,
         max=65535,
-        help="Private PostgreSQL port (MEBUKU_DEMO_POSTGRES_PORT; default: kept).",
+        help=_("Private PostgreSQL port (MEBUKU_DEMO_POSTGRES_PORT; default: kept)."),
     ),
     mqtt_port: int = typer.Option(
         None,
         min=1,
         max=65535,
-        help="Private Mosquitto port (MEBUKU_DEMO_MQTT_PORT; default: kept).",
+        help=_("Private Mosquitto port (MEBUKU_DEMO_MQTT_PORT; default: kept)."),
     ),
     ready_timeout: float = typer.Option(
-        180, help="Seconds to wait for every service's health check."
+        180, help=_("Seconds to wait for every service's health check.")
     ),
 ) -> None:
     """Run the whole platform with simulated Maebashi traffic until Ctrl-C or SIGTERM.

@@ -63,6 +63,7 @@ from core.embedded import (
     pid_cmdline,
     stop_pid,
 )
+from core.i18n import cli_gettext as _
 from core.logging import redact_url
 from core.resources import default_gtfs
 from core.settings import (
@@ -147,7 +148,7 @@ def setup_steps(settings: Settings, state: Path | None = None) -> list[Command]:
             Command(
                 "dev",
                 ["dev", "card", "init", "--dir", ca],
-                "test card authority",
+                _("test card authority"),
                 DEV,
                 once=False,
                 key="dev card",
@@ -155,19 +156,23 @@ def setup_steps(settings: Settings, state: Path | None = None) -> list[Command]:
             Command(
                 "dev",
                 ["dev", "seed", "--dir", ca],
-                "seed demo residents, IC cards and a month of rides",
+                _("seed demo residents, IC cards and a month of rides"),
                 DEV,
                 key="dev seed",
             ),
         ]
     return [
-        Command("gtfs", ["gtfs", "import", str(gtfs)], f"import GTFS-JP feed {gtfs.name}"),
+        Command(
+            "gtfs",
+            ["gtfs", "import", str(gtfs)],
+            _("import GTFS-JP feed {name}").format(name=gtfs.name),
+        ),
         # The demo trials start now and last four hours, so KPIs cover only what the
         # simulator has sent (a verdict waits for enough data: "insufficient data").
         Command(
             "fiveg",
             ["fiveg", "load-trial", "--starting-now", "--hours", "4", *trials],
-            "register the demo 5G trials (starting now, 4 hours)",
+            _("register the demo 5G trials (starting now, 4 hours)"),
         ),
         *dev,
     ]
@@ -182,20 +187,20 @@ def services(ports: DemoPorts) -> list[Command]:
         Command(
             "ingest",
             ["ingest", "--client-id", "mebuku-ingest-demo", "--metrics-port", str(ports.metrics)],
-            "MQTT -> database ingestor",
+            _("MQTT -> database ingestor"),
             health=f"{local}:{ports.metrics}/metrics",
         ),
         Command(
             "mobility",
             ["mobility", "worker", "--metrics-port", str(ports.mobility_metrics)],
-            "live vehicle state and stop events",
+            _("live vehicle state and stop events"),
             health=f"{local}:{ports.mobility_metrics}/metrics",
         ),
-        Command("simulate", ["simulate"], "simulated Maebashi buses, phones and sensors"),
+        Command("simulate", ["simulate"], _("simulated Maebashi buses, phones and sensors")),
         Command(
             "api",
             ["api", "--host", "127.0.0.1", "--port", str(ports.api)],
-            f"HTTP API on {local}:{ports.api}/docs",
+            _("HTTP API on {url}").format(url=f"{local}:{ports.api}/docs"),
             health=f"{local}:{ports.api}/readyz",
         ),
     ]
@@ -379,7 +384,7 @@ def _run_step(argv: list[str], env: dict[str, str], quiet: bool = False) -> tupl
         text=True,
     )
     try:
-        out, _ = proc.communicate()
+        out, _err = proc.communicate()
     finally:
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -461,7 +466,7 @@ def print_keys(keys: list[DemoKey], out: IO[str]) -> None:
     """Each key whole on its own line under the role and operator it belongs to (plain
     text: nothing wraps it, so it can be copied or cut out with a script)."""
     for k in keys:
-        out.write(f"API key ({k.label}), send as X-API-Key:\n{k.key}\n")
+        out.write(_("API key ({label}), send as X-API-Key:").format(label=k.label) + f"\n{k.key}\n")
     out.flush()
 
 
@@ -688,7 +693,7 @@ class _Servers:
             )
             self.pg.start()
             _ensure_database(self.pg.url(), "mebuku")
-            where.add_row("PostgreSQL (private)", redact_url(self.pg.url("mebuku")))
+            where.add_row(_("PostgreSQL (private)"), redact_url(self.pg.url("mebuku")))
         else:
             where.add_row("PostgreSQL", redact_url(settings.database_url))
         if settings.mqtt_url is None:
@@ -698,9 +703,9 @@ class _Servers:
                 max_payload_bytes=settings.ingest_max_payload_bytes,  # #10 ingest limits
             )
             self.broker.start()
-            where.add_row("Mosquitto (private)", redact_url(self.broker.url))
+            where.add_row(_("Mosquitto (private)"), redact_url(self.broker.url))
         else:
-            where.add_row("MQTT broker", redact_url(settings.mqtt_url))
+            where.add_row(_("MQTT broker"), redact_url(settings.mqtt_url))
 
     def urls(self, settings: Settings) -> tuple[str, str]:
         """The database and broker URLs the children use: configured, else private."""
@@ -739,10 +744,10 @@ def _run_setup(
             continue
         key = _step_fingerprint(step, db_url) if step.once else None
         if key is not None and done.get(step.key or step.group) == key:
-            console.print(f"{step.what}: done already")
+            console.print(_("{step}: done already").format(step=step.what))
             continue
         console.print(f"[bold]{step.what}[/] ...")
-        code, _ = _run_step([*exe, *step.argv], {**env, **step.env})
+        code, _output = _run_step([*exe, *step.argv], {**env, **step.env})
         if code == 0 and key is not None:
             done[step.key or step.group] = key
             done_file.write_text(json.dumps(done))
@@ -762,21 +767,23 @@ def _announce(
         assert c.proc is not None
         where.add_row(c.cmd.what, f"mebuku {' '.join(c.cmd.argv)}")
         if c.cmd.health:
-            where.add_row("", f"health: {c.cmd.health}")
+            where.add_row("", _("health: {url}").format(url=c.cmd.health))
     if keys:
-        where.add_row("API keys", f"below; kept in {state / KEYS_FILE} (0600)")
+        where.add_row(
+            _("API keys"), _("below; kept in {file} (0600)").format(file=state / KEYS_FILE)
+        )
     if token:
-        where.add_row("resident session", "below (test card resident-01, 78)")
-    where.add_row("state folder", str(state))
+        where.add_row(_("resident session"), _("below (test card resident-01, 78)"))
+    where.add_row(_("state folder"), str(state))
     tables.console(stderr=True).print(where)
     print_keys(keys, sys.stderr)
     if token:
         sys.stderr.write(
-            "Resident session token (resident-01), send as "
-            f"Authorization: Bearer:\n{token}\ncurl -H 'Authorization: "
+            _("Resident session token (resident-01), send as Authorization: Bearer:")
+            + f"\n{token}\ncurl -H 'Authorization: "
             f"Bearer {token}' http://127.0.0.1:{api_port}/v1/me/subsidy\n"
         )
-    console.print("Press Ctrl-C to stop.")
+    console.print(_("Press Ctrl-C to stop."))
 
 
 def _supervise(
@@ -851,7 +858,7 @@ def run_demo(
         ports = choose_ports(settings, fixed, state)
         for note in ports.notes:
             log.warning("%s", note)
-        where = tables.table("what", "where", title="Mebuku demo")
+        where = tables.table(_("what"), _("where"), title=_("Mebuku demo"))
         where.columns[1].overflow = "fold"
         servers.connect(settings, state, ports, where)
         db_url, mqtt_url = servers.urls(settings)
@@ -865,7 +872,9 @@ def run_demo(
         run_settings = settings.model_copy(update={"database_url": db_url, "mqtt_url": mqtt_url})
         applied = migrator.migrate(db_url, run_settings)
         console.print(
-            f"migrations: {len(applied)} applied" if applied else "migrations: up to date"
+            _("migrations: {n} applied").format(n=len(applied))
+            if applied
+            else _("migrations: up to date")
         )
         # Other `mebuku` commands find the private servers from here while the demo runs.
         write_demo_env(state / DEMO_ENV_FILE, connection)
@@ -897,7 +906,7 @@ def run_demo(
 
         _supervise(sup, ready_timeout, maintain_every, on_ready, maintain)
     except _StopSignal as e:
-        console.print(f"{e}: stopping ...")
+        console.print(_("{signal}: stopping ...").format(signal=e))
     except (EmbeddedServerError, subprocess.CalledProcessError, psycopg.OperationalError) as e:
         status = 1  # a private server or the database would not start: say why, briefly
         _server_failed(e)

@@ -8,7 +8,10 @@ has ``<package>/dashboard.py`` with ``def dashboards() -> list[tuple[str, dict]]
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypedDict, Unpack
+
+from core.i18n import N_, Lang, gettext
 
 SCHEMA_VERSION = 42
 SQL_DATASOURCE: dict[str, str] = {
@@ -136,3 +139,92 @@ def dashboard(
         "annotations": {"list": []},
         "panels": panels,
     }
+
+
+# --- language ------------------------------------------------------------------------------
+# Dashboards are built once per language (api/grafana/build.py): each ``dashboards(lang)``
+# takes its words from the catalogue (core/i18n.py) through ``gettext_for(lang)``. SQL keeps
+# stable English column aliases; what people read comes from field overrides (display
+# names, units), value mappings and, for codes that become series or stat names, a CASE
+# built from the catalogue (:func:`sql_label`).
+
+Gettext = Callable[[str], str]
+
+# Grafana's time units print English abbreviations ("1.5 min"); Japanese uses a suffix.
+_JA_TIME_UNITS: dict[str, str] = {"s": N_("sec"), "m": N_("min")}
+
+
+def unit_for(unit: str, lang: Lang) -> str:
+    """A Grafana unit id in ``lang``: Japanese time units become ``suffix:秒``/``suffix:分``."""
+    if lang == "ja" and unit in _JA_TIME_UNITS:
+        return "suffix:" + gettext(_JA_TIME_UNITS[unit], lang)
+    return unit
+
+
+def _override(p: Panel, field: str, props: list[dict[str, Any]]) -> None:
+    overrides: list[dict[str, Any]] = p["fieldConfig"]["overrides"]
+    for o in overrides:
+        if o["matcher"] == {"id": "byName", "options": field}:
+            o["properties"].extend(props)
+            return
+    overrides.append({"matcher": {"id": "byName", "options": field}, "properties": props})
+
+
+def names(p: Panel, labels: Mapping[str, str]) -> Panel:
+    """Show each query column (or series) ``field`` as ``labels[field]`` (legends, headers,
+    tooltips, stat names). The SQL keeps its alias, so queries stay language-neutral."""
+    for field, label in labels.items():
+        _override(p, field, [{"id": "displayName", "value": label}])
+    return p
+
+
+def field_units(p: Panel, units: Mapping[str, str]) -> Panel:
+    """A unit per column (tables whose columns measure different things)."""
+    for field, unit in units.items():
+        _override(p, field, [{"id": "unit", "value": unit}])
+    return p
+
+
+def hidden(p: Panel, fields: Sequence[str]) -> Panel:
+    """Columns kept for tooltips, links and joins (ids), not shown as table columns."""
+    for field in fields:
+        _override(p, field, [{"id": "custom.hidden", "value": True}])
+    return p
+
+
+def value_texts(p: Panel, field: str, texts: Mapping[str, str]) -> Panel:
+    """Show the codes of column ``field`` as words (value mappings), e.g. STALLED -> 停止."""
+    mapping = {
+        "type": "value",
+        "options": {
+            code: {"text": text, "index": i} for i, (code, text) in enumerate(texts.items())
+        },
+    }
+    _override(p, field, [{"id": "mappings", "value": [mapping]}])
+    return p
+
+
+def sql_text(value: str) -> str:
+    """A SQL string literal (single quotes doubled)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_label(expr: str, labels: Mapping[str, str], default: str | None = None) -> str:
+    """``CASE expr WHEN 'code' THEN 'label' ... ELSE default END``: codes that become series
+    or stat names (a legend cannot be remapped per value) shown in the dashboard's language.
+    ``default`` (SQL) is the code itself unless given."""
+    whens = " ".join(f"WHEN {sql_text(k)} THEN {sql_text(v)}" for k, v in labels.items())
+    return f"CASE {expr} {whens} ELSE {default or expr + '::text'} END"
+
+
+def fill(template: str, parts: Mapping[str, str]) -> str:
+    """Replace ``{name}`` in SQL that also holds Grafana's ``${var}`` (str.format would not)."""
+    for name, sql in parts.items():
+        template = template.replace("{" + name + "}", sql)
+    return template
+
+
+def axis_label(p: Panel, label: str) -> Panel:
+    """The label of a graph's value axis (what the numbers are; the unit says in what)."""
+    p["fieldConfig"]["defaults"].setdefault("custom", {})["axisLabel"] = label
+    return p

@@ -108,3 +108,9 @@ def process_lang(environ: dict[str, str] | None = None) -> Lang:
         if lang is not None:
             return lang
     return DEFAULT_LANG
+
+
+def cli_gettext(message: str) -> str:
+    """``message`` in the language of the process (:func:`process_lang`), for the CLI's help
+    and messages; looked up at each call, so the environment of the run decides."""
+    return translator(process_lang()).gettext(message)

@@ -3,14 +3,40 @@
 Every panel reads the raw samples of the selected trial's devices in the dashboard's time
 range (``$__timeFilter``), with the same percentile definition as the API
 (``percentile_cont``). The scorecard shows each target as "% of target" so one set of
-thresholds (red below 100 %, green from 100 %) fits every trial's own targets.
+thresholds (red below 100 %, green from 100 %) fits every trial's own targets. Trials,
+devices, KPIs, themes and target sources are shown by name (fiveg/labels.py, the same
+words as the council report); the coverage map draws the API's 50 m EPSG:6677 cells.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from core.grafana import dashboard, panel, query_variable, sql_target
+from core.grafana import (
+    Gettext,
+    axis_label,
+    dashboard,
+    field_units,
+    fill,
+    hidden,
+    names,
+    panel,
+    query_variable,
+    sql_label,
+    sql_target,
+    sql_text,
+    unit_for,
+    value_texts,
+)
+from core.i18n import DEFAULT_LANG, N_, Lang, gettext_for
+from fiveg.labels import (
+    CITATIONS,
+    COUNCIL_GOALS,
+    COUNCIL_PREFIX,
+    KPI_LABELS,
+    THEME_LABELS,
+    VERDICTS,
+)
 from fiveg.targets import KPIS, KpiInfo
 
 DEVICES = "SELECT device_id FROM grafana.fiveg_trial_devices WHERE trial_id = '${trial}'"
@@ -42,7 +68,7 @@ FROM grafana.fiveg_radio WHERE {IN_TRIAL}
 
 SCORE = f"""
 WITH s AS ({KPI_JSON})
-SELECT t.label || ' ' || t.op || ' ' || t.value || ' ' || t.unit AS metric,
+SELECT {{kpi}} || ' ' || {{target}} AS metric,
        CASE WHEN t.op = '>=' THEN 100 * (s.k ->> t.kpi)::float8 / nullif(t.value, 0)
             ELSE 100 * t.value / nullif((s.k ->> t.kpi)::float8, 0) END AS "% of target"
 FROM grafana.fiveg_trial_targets t CROSS JOIN s
@@ -52,13 +78,14 @@ ORDER BY t.kpi
 
 MEASURED = f"""
 WITH s AS ({KPI_JSON})
-SELECT t.label AS "KPI", t.op || ' ' || t.value || ' ' || t.unit AS "target",
+SELECT {{kpi}} AS "KPI", {{target}} AS "target",
        round((s.k ->> t.kpi)::numeric, 2) AS "measured",
-       CASE WHEN (s.k ->> t.kpi) IS NULL THEN 'no data'
-            WHEN t.op = '>=' AND (s.k ->> t.kpi)::float8 >= t.value THEN 'PASS'
-            WHEN t.op = '<=' AND (s.k ->> t.kpi)::float8 <= t.value THEN 'PASS'
-            ELSE 'FAIL' END || CASE WHEN t.reference THEN ' (ref.)' ELSE '' END AS "result",
-       t.source AS "source"
+       CASE WHEN (s.k ->> t.kpi) IS NULL THEN 'insufficient-data'
+            WHEN t.op = '>=' AND (s.k ->> t.kpi)::float8 >= t.value THEN 'pass'
+            WHEN t.op = '<=' AND (s.k ->> t.kpi)::float8 <= t.value THEN 'pass'
+            ELSE 'fail' END AS "result",
+       CASE WHEN t.reference THEN {{reference}} ELSE {{own}} END AS "kind",
+       {{source}} AS "source", t.kpi
 FROM grafana.fiveg_trial_targets t CROSS JOIN s
 WHERE t.trial_id = '${{trial}}'
 ORDER BY t.reference, t.kpi
@@ -90,17 +117,24 @@ FROM grafana.fiveg_radio WHERE {IN_TRIAL}
 GROUP BY 1 ORDER BY 1
 """
 
-# Geomap: ~50 m cells on a degree grid (0.00045 deg lat x 0.00056 deg lon at 36.4 N); the
-# API's /coverage gives exact 50 m EPSG:6677 cells. Sparse cells keep a null RSRP (grey).
+# Geomap: the API's and the report's cells (fiveg/coverage.py): 50 m squares of EPSG:6677
+# from grafana.fiveg_radio_cells (core/roles/migrations/0400), drawn at their centres as
+# squares. Cells under 10 samples keep a null RSRP (grey), as the API's `sufficient`.
+COVERAGE_MIN_SAMPLES = 10
 COVERAGE_MAP = f"""
-SELECT (floor(lat / 0.00045) + 0.5) * 0.00045 AS latitude,
-       (floor(lon / 0.00056) + 0.5) * 0.00056 AS longitude,
-       count(*) AS samples,
-       CASE WHEN count(*) >= 10
-            THEN percentile_cont(0.5) WITHIN GROUP (ORDER BY rsrp_dbm) END AS "median RSRP",
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY ul_mbps) AS "median UL"
-FROM grafana.fiveg_radio WHERE {IN_TRIAL} AND lat IS NOT NULL AND lon IS NOT NULL
-GROUP BY 1, 2
+SELECT ll[1] AS latitude, ll[2] AS longitude, c.samples,
+       CASE WHEN c.samples >= {COVERAGE_MIN_SAMPLES} THEN c.rsrp END AS "median RSRP",
+       c.ul AS "median UL", c.dl AS "median DL", c.cx || '_' || c.cy AS cell
+FROM (
+    SELECT cx, cy, count(*) AS samples,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY rsrp_dbm) AS rsrp,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY ul_mbps) AS ul,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY dl_mbps) AS dl
+    FROM grafana.fiveg_radio_cells WHERE {IN_TRIAL}
+    GROUP BY cx, cy
+) c
+CROSS JOIN LATERAL grafana.fiveg_cell_centre(c.cx, c.cy) ll
+ORDER BY c.cx, c.cy
 """
 
 BANDS = f"""
@@ -114,22 +148,27 @@ FROM grafana.fiveg_radio WHERE {IN_TRIAL}
 """
 
 THEMES = """
-SELECT t.theme AS "theme", t.trial_id AS "trial", count(r.*) AS "samples",
+SELECT {theme} AS "theme", t.title AS "trial", count(r.*) AS "samples",
        percentile_cont(0.05) WITHIN GROUP (ORDER BY r.ul_mbps) AS "UL p5 (Mbit/s)",
        percentile_cont(0.05) WITHIN GROUP (ORDER BY r.dl_mbps) AS "DL p5 (Mbit/s)",
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY r.rtt_ms) AS "RTT p95 (ms)"
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY r.rtt_ms) AS "RTT p95 (ms)",
+       t.trial_id
 FROM grafana.fiveg_trials t
 JOIN grafana.fiveg_trial_devices d ON d.trial_id = t.trial_id
 JOIN grafana.fiveg_radio r ON r.device_id = d.device_id AND $__timeFilter(r.ts)
      AND r.ts >= t.period_start AND r.ts < t.period_end
-GROUP BY 1, 2 ORDER BY 1, 2
+GROUP BY t.theme, t.title, t.trial_id ORDER BY t.theme, t.title
 """
 
 SENSORS = f"""
-SELECT DISTINCT ON (device_id, name) device_id AS "sensor", name, ts AS "latest",
-       coalesce(value::text, value_string, value_bool::text, value_data) AS "value", unit
-FROM grafana.fiveg_sensor WHERE {IN_TRIAL}
-ORDER BY device_id, name, ts DESC
+SELECT DISTINCT ON (s.device_id, s.name)
+       coalesce(nullif(d.label, ''), s.device_id) AS "sensor", s.name, s.ts AS "latest",
+       coalesce(s.value::text, s.value_string, s.value_bool::text, s.value_data) AS "value",
+       s.unit, s.device_id
+FROM grafana.fiveg_sensor s
+LEFT JOIN grafana.fiveg_trial_devices d ON d.device_id = s.device_id AND d.trial_id = '${{trial}}'
+WHERE $__timeFilter(s.ts) AND s.device_id IN ({DEVICES})
+ORDER BY s.device_id, s.name, s.ts DESC
 """
 
 # Heartbeats (maebashi/5g/{site}/{device}/status, about one a minute per device): the share
@@ -143,141 +182,354 @@ GROUP BY 1 ORDER BY 1
 """
 
 DEVICE_STATUS = f"""
-SELECT DISTINCT ON (device_id) device_id AS "device", site_id AS "site", ts AS "last heartbeat",
-       extract(epoch FROM now() - ts)::float8 AS "silent for (s)", status,
-       battery_pct AS "battery (%)", firmware
-FROM grafana.fiveg_device_status WHERE {IN_TRIAL}
-ORDER BY device_id, ts DESC
+SELECT DISTINCT ON (s.device_id)
+       coalesce(nullif(d.label, ''), s.device_id) AS "device", s.site_id AS "site",
+       s.ts AS "last heartbeat", extract(epoch FROM now() - s.ts)::float8 AS "silent for (s)",
+       s.status, s.battery_pct AS "battery (%)", s.firmware, s.device_id
+FROM grafana.fiveg_device_status s
+LEFT JOIN grafana.fiveg_trial_devices d ON d.device_id = s.device_id AND d.trial_id = '${{trial}}'
+WHERE $__timeFilter(s.ts) AND s.device_id IN ({DEVICES})
+ORDER BY s.device_id, s.ts DESC
 """
 
+
 PCT_THRESHOLDS: list[tuple[float | None, str]] = [(None, "red"), (100, "green")]
+RSRP_COLOURS: list[tuple[float | None, str]] = [
+    (None, "#d73027"),
+    (-100, "#fee08b"),
+    (-90, "#91cf60"),
+    (-80, "#1a9850"),
+]
+STATUSES = {"ok": N_("OK"), "degraded": N_("Degraded"), "fault": N_("Fault")}
 
 
-def dashboards() -> list[tuple[str, dict[str, Any]]]:
-    trial = query_variable(
-        "trial",
-        "SELECT trial_id FROM grafana.fiveg_trials ORDER BY period_start DESC, trial_id",
-        label="Trial",
-        multi=False,
-        include_all=False,
+def _target_sql(_: Gettext) -> str:
+    """A target as words: "25 Mbit/s 以上" / "at least 25 Mbit/s"."""
+    more, less = sql_text(_("{value} {unit} or more")), sql_text(_("{value} {unit} or less"))
+    return (
+        f"replace(replace(CASE t.op WHEN '>=' THEN {more} ELSE {less} END,"
+        " '{value}', t.value::text), '{unit}', t.unit)"
     )
-    panels = [
-        panel(
-            "stat",
-            "Scorecard: % of target (100 % = met)",
-            [sql_target(SCORE, "table")],
-            grid=(0, 0, 16, 6),
-            unit="percent",
-            thresholds=PCT_THRESHOLDS,
-            description="Each non-reference target of the trial over the time range; "
-            "for '<=' targets the ratio is target / measured.",
-            options={
-                "reduceOptions": {"values": True, "calcs": [], "fields": "/% of target/"},
-                "colorMode": "background",
-                "textMode": "value_and_name",
-            },
+
+
+def _source_sql(_: Gettext) -> str:
+    """A target's source as a publication (the same rule as fiveg.labels.cite)."""
+    whens = [
+        f"WHEN t.source LIKE {sql_text(prefix + '%')}"
+        f" OR split_part(t.source, ':', 1) LIKE {sql_text('%' + prefix + '%')}"
+        f" THEN {sql_text(_(citation))}"
+        for prefix, citation in CITATIONS
+    ]
+    agreed = sql_text(_("Maebashi local 5G council, agreed target: {goal}"))
+    goal = f"trim(substr(t.source, {len(COUNCIL_PREFIX) + 1}))"
+    goal_label = sql_label(goal, {k: _(v) for k, v in COUNCIL_GOALS.items()})
+    whens.append(
+        f"WHEN t.source LIKE {sql_text(COUNCIL_PREFIX + '%')}"
+        f" THEN replace({agreed}, '{{goal}}', {goal_label})"
+    )
+    return "CASE " + " ".join(whens) + " ELSE t.source END"
+
+
+def _target_parts(_: Gettext) -> dict[str, str]:
+    kpi = sql_label("t.kpi", {k: _(KPI_LABELS.get(k, v.label)) for k, v in KPIS.items()}, "t.label")
+    return {
+        "kpi": kpi,
+        "target": _target_sql(_),
+        "source": _source_sql(_),
+        "reference": sql_text(_("Reference value")),
+        "own": sql_text(_("Trial target")),
+    }
+
+
+def _scorecard(_: Gettext) -> list[dict[str, Any]]:
+    parts = _target_parts(_)
+    score = panel(
+        "stat",
+        _("Scorecard: % of target (100 % = met)"),
+        [sql_target(fill(SCORE, parts), "table")],
+        grid=(0, 0, 16, 6),
+        unit="percent",
+        thresholds=PCT_THRESHOLDS,
+        description=_(
+            "Each target of the trial (not the reference values) over the time range; for "
+            "targets of at most a value the ratio is target / measured."
         ),
-        panel(
-            "stat",
-            "Data coverage (5-minute buckets with samples)",
-            [sql_target(COVERAGE_PCT, "table")],
-            grid=(16, 0, 8, 6),
-            unit="percent",
-            thresholds=[(None, "red"), (90, "orange"), (99, "green")],
-            options={"reduceOptions": {"values": False, "calcs": ["lastNotNull"]}},
+        options={
+            "reduceOptions": {"values": True, "calcs": [], "fields": "/% of target/"},
+            "colorMode": "background",
+            "textMode": "value_and_name",
+        },
+    )
+    names(score, {"% of target": _("% of target")})
+    measured = panel(
+        "table",
+        _("Targets, measured values and sources"),
+        [sql_target(fill(MEASURED, parts), "table")],
+        grid=(0, 6, 24, 6),
+    )
+    names(
+        measured,
+        {
+            "KPI": _("KPI"),
+            "target": _("Target"),
+            "measured": _("Measured"),
+            "result": _("Result"),
+            "kind": _("Kind"),
+            "source": _("Source"),
+        },
+    )
+    value_texts(measured, "result", {k: _(v) for k, v in VERDICTS.items()})
+    hidden(measured, ["kpi"])
+    return [score, measured]
+
+
+def _coverage_map(_: Gettext) -> dict[str, Any]:
+    p = panel(
+        "geomap",
+        _("Coverage: median RSRP per 50 m cell (grey: under 10 samples)"),
+        [sql_target(COVERAGE_MAP, "table")],
+        grid=(0, 20, 12, 10),
+        unit="dBm",
+        thresholds=RSRP_COLOURS,
+        description=_(
+            "50 m cells of the plane rectangular coordinate system zone IX (EPSG:6677), the "
+            "same cells as the API's coverage map and the council report."
         ),
-        panel(
-            "table",
-            "Targets, measured values and sources",
-            [sql_target(MEASURED, "table")],
-            grid=(0, 6, 24, 6),
-        ),
+        options={
+            "view": {"id": "coords", "lat": 36.389, "lon": 139.063, "zoom": 14},
+            "controls": {"showZoom": True, "mouseWheelZoom": True},
+            "layers": [
+                {
+                    "type": "markers",
+                    "name": _("50 m cells"),
+                    "location": {
+                        "mode": "coords",
+                        "latitude": "latitude",
+                        "longitude": "longitude",
+                    },
+                    "tooltip": True,
+                    "config": {
+                        "showLegend": True,
+                        "style": {
+                            "color": {"field": "median RSRP", "fixed": "#bbbbbb"},
+                            "symbol": {"mode": "fixed", "fixed": "img/icons/marker/square.svg"},
+                            "size": {"fixed": 7},
+                            "opacity": 0.8,
+                        },
+                    },
+                }
+            ],
+        },
+    )
+    names(
+        p,
+        {
+            "latitude": _("Latitude (cell centre)"),
+            "longitude": _("Longitude (cell centre)"),
+            "samples": _("Samples"),
+            "median RSRP": _("Median RSRP"),
+            "median UL": _("Median uplink"),
+            "median DL": _("Median downlink"),
+            "cell": _("Cell"),
+        },
+    )
+    return field_units(
+        p,
+        {
+            "samples": "short",
+            "median UL": "Mbits",
+            "median DL": "Mbits",
+            "latitude": "none",
+            "longitude": "none",
+        },
+    )
+
+
+def _device_panels(_: Gettext, lang: Lang) -> list[dict[str, Any]]:
+    sensors = panel(
+        "table",
+        _("Field sensors (SenML): latest"),
+        [sql_target(SENSORS, "table")],
+        grid=(16, 30, 8, 8),
+    )
+    names(
+        sensors,
+        {
+            "sensor": _("Device"),
+            "name": _("Measurement"),
+            "latest": _("Latest"),
+            "value": _("Value"),
+            "unit": _("Unit"),
+        },
+    )
+    hidden(sensors, ["device_id"])
+    status = panel(
+        "table",
+        _("Devices: latest heartbeat"),
+        [sql_target(DEVICE_STATUS, "table")],
+        grid=(16, 38, 8, 8),
+    )
+    names(
+        status,
+        {
+            "device": _("Device"),
+            "site": _("Site"),
+            "last heartbeat": _("Last heartbeat"),
+            "silent for (s)": _("Silent for"),
+            "status": _("Status"),
+            "battery (%)": _("Battery"),
+            "firmware": _("Firmware"),
+        },
+    )
+    field_units(status, {"silent for (s)": unit_for("s", lang), "battery (%)": "percent"})
+    value_texts(status, "status", {k: _(v) for k, v in STATUSES.items()})
+    hidden(status, ["device_id"])
+    return [sensors, status]
+
+
+def _radio_panels(_: Gettext) -> list[dict[str, Any]]:
+    throughput = axis_label(
         panel(
             "timeseries",
-            "Throughput (5th percentile = user-experienced rate)",
+            _("Throughput (5th percentile = user-experienced rate)"),
             [sql_target(THROUGHPUT)],
             grid=(0, 12, 12, 8),
             unit="Mbits",
         ),
-        panel("timeseries", "Round-trip time", [sql_target(RTT)], grid=(12, 12, 12, 8), unit="ms"),
+        _("Throughput"),
+    )
+    names(
+        throughput,
+        {
+            "UL p5": _("Uplink, 5th percentile"),
+            "UL mean": _("Uplink, mean"),
+            "DL p5": _("Downlink, 5th percentile"),
+            "DL mean": _("Downlink, mean"),
+        },
+    )
+    rtt = axis_label(
         panel(
-            "geomap",
-            "Coverage: median RSRP per ~50 m cell (grey: under 10 samples)",
-            [sql_target(COVERAGE_MAP, "table")],
-            grid=(0, 20, 12, 10),
-            unit="dBm",
-            thresholds=[(None, "#d73027"), (-100, "#fee08b"), (-90, "#91cf60"), (-80, "#1a9850")],
-            options={
-                "view": {"id": "coords", "lat": 36.389, "lon": 139.063, "zoom": 13},
-                "layers": [
-                    {
-                        "type": "markers",
-                        "name": "cells",
-                        "location": {
-                            "mode": "coords",
-                            "latitude": "latitude",
-                            "longitude": "longitude",
-                        },
-                        "config": {
-                            "style": {
-                                "color": {"field": "median RSRP", "fixed": "#bbbbbb"},
-                                "size": {"fixed": 6},
-                            }
-                        },
-                    }
-                ],
-            },
+            "timeseries", _("Round-trip delay"), [sql_target(RTT)], grid=(12, 12, 12, 8), unit="ms"
         ),
-        panel(
-            "bargauge",
-            "RSRP quality bands (% of samples)",
-            [sql_target(BANDS, "table")],
-            grid=(12, 20, 12, 10),
-            unit="percent",
-            options={"orientation": "horizontal", "displayMode": "basic"},
-        ),
-        panel(
-            "table",
-            "Themes compared (samples in range, within each trial's period)",
-            [sql_target(THEMES, "table")],
-            grid=(0, 30, 16, 8),
-        ),
-        panel(
-            "table",
-            "Field sensors (SenML): latest",
-            [sql_target(SENSORS, "table")],
-            grid=(16, 30, 8, 8),
-        ),
-        panel(
-            "timeseries",
-            "Device availability (% of heartbeats reporting ok)",
-            [sql_target(AVAILABILITY)],
-            grid=(0, 38, 16, 8),
-            unit="percent",
-            thresholds=[(None, "red"), (90, "orange"), (99, "green")],
-            description="Share of the trial devices' heartbeats (about one a minute each) "
-            "that reported ok: degraded and fault count as unavailable. A silent device sends "
-            "nothing: see 'silent for' in the table.",
-        ),
-        panel(
-            "table",
-            "Devices: latest heartbeat",
-            [sql_target(DEVICE_STATUS, "table")],
-            grid=(16, 38, 8, 8),
-        ),
-    ]
-    return [
-        (
-            "council",
-            dashboard(
-                "fiveg-council",
-                "Local 5G trials (council)",
-                panels,
-                tags=["fiveg", "council"],
-                description="Maebashi local-5G trials against their targets (docs/fiveg-kpis.md)",
-                variables=[trial],
-                time_from="now-6h",
-                refresh="1m",
+        _("Round-trip delay"),
+    )
+    names(
+        rtt,
+        {
+            "RTT p50": _("Median"),
+            "RTT p95": _("95th percentile"),
+            "RTT p99": _("99th percentile"),
+        },
+    )
+    bands = panel(
+        "bargauge",
+        _("RSRP quality bands (% of samples)"),
+        [sql_target(BANDS, "table")],
+        grid=(12, 20, 12, 10),
+        unit="percent",
+        options={"orientation": "horizontal", "displayMode": "basic"},
+    )
+    names(
+        bands,
+        {"excellent": _("Excellent"), "good": _("Good"), "fair": _("Fair"), "poor": _("Poor")},
+    )
+    return [throughput, rtt, bands]
+
+
+def _themes(_: Gettext) -> dict[str, Any]:
+    theme = sql_label("t.theme", {k: _(v) for k, v in THEME_LABELS.items()})
+    p = panel(
+        "table",
+        _("Themes compared (samples in range, within each trial's period)"),
+        [sql_target(fill(THEMES, {"theme": theme}), "table")],
+        grid=(0, 30, 16, 8),
+    )
+    names(
+        p,
+        {
+            "theme": _("Theme"),
+            "trial": _("Trial"),
+            "samples": _("Samples"),
+            "UL p5 (Mbit/s)": _("Uplink, 5th percentile"),
+            "DL p5 (Mbit/s)": _("Downlink, 5th percentile"),
+            "RTT p95 (ms)": _("Round-trip delay, 95th percentile"),
+        },
+    )
+    field_units(
+        p,
+        {"UL p5 (Mbit/s)": "Mbits", "DL p5 (Mbit/s)": "Mbits", "RTT p95 (ms)": "ms"},
+    )
+    return hidden(p, ["trial_id"])
+
+
+def council_dashboard(lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
+    """The council's dashboard in ``lang``."""
+    _ = gettext_for(lang)
+    trial = query_variable(
+        "trial",
+        "SELECT title AS __text, trial_id AS __value FROM grafana.fiveg_trials"
+        " ORDER BY period_start DESC, trial_id",
+        label=_("Trial"),
+        multi=False,
+        include_all=False,
+    )
+    score, measured = _scorecard(_)
+    throughput, rtt, bands = _radio_panels(_)
+    sensors, status = _device_panels(_, lang)
+    panels = [
+        score,
+        names(
+            panel(
+                "stat",
+                _("Data coverage (5-minute intervals with samples)"),
+                [sql_target(COVERAGE_PCT, "table")],
+                grid=(16, 0, 8, 6),
+                unit="percent",
+                thresholds=[(None, "red"), (90, "orange"), (99, "green")],
+                options={"reduceOptions": {"values": False, "calcs": ["lastNotNull"]}},
             ),
-        )
+            {"data coverage": _("Data coverage")},
+        ),
+        measured,
+        throughput,
+        rtt,
+        _coverage_map(_),
+        bands,
+        _themes(_),
+        sensors,
+        names(
+            axis_label(
+                panel(
+                    "timeseries",
+                    _("Device availability (% of heartbeats reporting ok)"),
+                    [sql_target(AVAILABILITY)],
+                    grid=(0, 38, 16, 8),
+                    unit="percent",
+                    thresholds=[(None, "red"), (90, "orange"), (99, "green")],
+                    description=_(
+                        "Share of the trial devices' heartbeats (about one a minute each) that "
+                        "reported ok: degraded and fault count as unavailable. A silent device "
+                        "sends nothing: see 'silent for' in the table."
+                    ),
+                ),
+                _("Available"),
+            ),
+            {"available": _("Available")},
+        ),
+        status,
     ]
+    return dashboard(
+        "fiveg-council",
+        _("Local 5G trials (council)"),
+        panels,
+        tags=["fiveg", "council"],
+        description=_("Maebashi local 5G trials against their targets."),
+        variables=[trial],
+        time_from="now-6h",
+        refresh="1m",
+    )
+
+
+def dashboards(lang: Lang = DEFAULT_LANG) -> list[tuple[str, dict[str, Any]]]:
+    """The council's dashboards in ``lang`` (entry point ``mebuku.dashboards``)."""
+    return [("council", council_dashboard(lang))]

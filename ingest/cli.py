@@ -9,6 +9,7 @@ from types import FrameType
 
 import typer
 
+from core.i18n import cli_gettext as _
 from core.settings import get_settings
 from ingest.fields import Limits
 from ingest.worker import IngestWorker, WorkerConfig
@@ -19,30 +20,36 @@ log = logging.getLogger(__name__)
 def ingest(  # noqa: PLR0913 (each argument is one command-line option)
     group: str = typer.Option(
         "",
-        help="Shared-subscription group ($share/GROUP/...) so N workers split the load. "
-        "Default: none, a plain subscription, which is the zero-loss choice for a single "
-        "worker on Mosquitto 2.0 (its shared subscriptions lose messages across broker "
-        "restarts; see ingest/README.md).",
+        help=_(
+            "Shared-subscription group ($share/GROUP/...) so N workers split the load. "
+            "Default: none, a plain subscription, which is the zero-loss choice for a single "
+            "worker on Mosquitto 2.0 (its shared subscriptions lose messages across broker "
+            "restarts; see ingest/README.md)."
+        ),
     ),
-    instance: int = typer.Option(0, help="Worker number within the group (part of the client id)."),
+    instance: int = typer.Option(
+        0, help=_("Worker number within the group (part of the client id).")
+    ),
     client_id: str = typer.Option(
         None,
-        help="Fixed MQTT client id, so a restarted worker resumes its persistent session "
-        "(default mebuku-ingest-GROUP-INSTANCE, GROUP 'main' without a group).",
+        help=_(
+            "Fixed MQTT client id, so a restarted worker resumes its persistent session "
+            "(default mebuku-ingest-GROUP-INSTANCE, GROUP 'main' without a group)."
+        ),
     ),
-    topic_filter: str = typer.Option("maebashi/#", "--topic", help="Topic filter."),
-    batch_size: int = typer.Option(2000, help="Most messages per transaction."),
-    batch_wait_ms: int = typer.Option(100, help="Longest wait to fill a batch."),
+    topic_filter: str = typer.Option("maebashi/#", "--topic", help=_("Topic filter.")),
+    batch_size: int = typer.Option(2000, help=_("Most messages per transaction.")),
+    batch_wait_ms: int = typer.Option(100, help=_("Longest wait to fill a batch.")),
     receive_maximum: int = typer.Option(
         10000,
-        help="MQTT 5 Receive Maximum: unacknowledged messages the broker may send us.",
+        help=_("MQTT 5 Receive Maximum: unacknowledged messages the broker may send us."),
     ),
     max_backlog_mb: int = typer.Option(
         64,
-        help="Payload MiB held unacknowledged before the MQTT loop waits for the writer.",
+        help=_("Payload MiB held unacknowledged before the MQTT loop waits for the writer."),
     ),
     metrics_port: int = typer.Option(
-        None, help="Prometheus port (default MEBUKU_METRICS_PORT; 0 disables)."
+        None, help=_("Prometheus port (default MEBUKU_METRICS_PORT; 0 disables).")
     ),
 ) -> None:
     """Ingest MQTT telemetry and 5G measurements into the database (zero loss)."""
@@ -77,3 +84,7 @@ def ingest(  # noqa: PLR0913 (each argument is one command-line option)
     log.info("ingest worker %s running (metrics port %s)", cfg.client_id, cfg.metrics_port or "off")
     stop.wait()
     worker.stop()
+
+
+# `ingest` is a top-level command (entry point): its help is its docstring, in the locale.
+ingest.__doc__ = _("Ingest MQTT telemetry and 5G measurements into the database (zero loss).")

@@ -16,18 +16,26 @@ from rich.console import Console
 
 from core import tables
 from core.i18n import Lang
+from core.i18n import cli_gettext as _
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
-gtfs_app = typer.Typer(help="Static GTFS / GTFS-JP timetables.", no_args_is_help=True)
-app = typer.Typer(help="Bus operations: vehicle state worker and analytics.", no_args_is_help=True)
+gtfs_app = typer.Typer(help=_("Static GTFS / GTFS-JP timetables."), no_args_is_help=True)
+app = typer.Typer(
+    help=_("Bus operations: vehicle state worker and analytics."), no_args_is_help=True
+)
 
 
-@gtfs_app.command("import")
+@gtfs_app.command(
+    "import",
+    help=_(
+        "Load a feed as a new version (atomic); a broken feed is refused, naming file/line/field."
+    ),
+)
 def gtfs_import(
-    path: Path = typer.Argument(..., exists=True, dir_okay=False, help="GTFS(-JP) zip"),
-    force: bool = typer.Option(False, help="Import even when this file is already current."),
+    path: Path = typer.Argument(..., exists=True, dir_okay=False, help=_("GTFS(-JP) zip")),
+    force: bool = typer.Option(False, help=_("Import even when this file is already current.")),
 ) -> None:
     """Load a feed as a new version (atomic); a broken feed is refused, naming file/line/field."""
     from mobility.gtfs.importer import import_feed
@@ -38,27 +46,42 @@ def gtfs_import(
     try:
         v = import_feed(s.require_database_url(), path, force=force)
     except FeedError as e:
-        console.print(f"[red]feed refused:[/] {e}")
+        console.print("[red]" + _("feed refused:") + "[/] ", str(e), markup=True)
         raise typer.Exit(1) from None
     took = time.perf_counter() - started
     if v.unchanged:
-        console.print(f"version {v.id} is already this file ({v.sha256[:12]}); nothing to do")
+        console.print(
+            _("version {id} is already this file ({sha}); nothing to do").format(
+                id=v.id, sha=v.sha256[:12]
+            )
+        )
         return
-    console.print(f"[green]imported {path.name} as version {v.id} in {took:.2f} s[/]")
+    console.print(
+        "[green]"
+        + _("imported {file} as version {id} in {seconds:.2f} s").format(
+            file=path.name, id=v.id, seconds=took
+        )
+        + "[/]"
+    )
     for name, n in sorted(v.row_counts.items()):
         console.print(f"  {name:<22} {n:>8,}")
     for note in v.warnings:
-        console.print(f"[yellow]warning:[/] {note}")
+        console.print("[yellow]" + _("warning:") + "[/]", note)
 
 
-@gtfs_app.command("status")
+@gtfs_app.command(
+    "status",
+    help=_("The current and previous feed versions, and a warning when the current one expires."),
+)
 def gtfs_status() -> None:
     """The current and previous feed versions, and a warning when the current one expires."""
     from mobility.gtfs.freshness import current_feed_span, expiry_warning
     from mobility.gtfs.importer import JST
 
     s = get_settings()
-    table = tables.table("version", "current", "source", "imported at", "valid", "stop_times")
+    table = tables.table(
+        _("version"), _("current"), _("source"), _("imported at"), _("valid"), "stop_times"
+    )
     with psycopg.connect(s.require_database_url()) as conn:
         span = current_feed_span(conn)
         for r in conn.execute(
@@ -67,7 +90,7 @@ def gtfs_status() -> None:
         ):
             table.add_row(
                 str(r[0]),
-                "yes" if r[1] else "",
+                _("yes") if r[1] else "",
                 r[2],
                 r[3].isoformat(timespec="seconds"),
                 f"{r[4]} .. {r[5]}",
@@ -75,28 +98,33 @@ def gtfs_status() -> None:
             )
     tables.console().print(table)
     if span is None:
-        console.print("[yellow]warning:[/] no GTFS feed imported")
+        console.print("[yellow]" + _("warning:") + "[/]", _("no GTFS feed imported"))
     elif note := expiry_warning(*span, datetime.now(JST).date()):
-        console.print(f"[yellow]warning:[/] {note}")
+        console.print("[yellow]" + _("warning:") + "[/]", note)
 
 
-@app.command("worker")
+@app.command(
+    "worker",
+    help=_("Keep vehicle state and detect events from new bus_telemetry rows until SIGTERM."),
+)
 def worker(  # noqa: PLR0913 (each argument is one command-line option)
     metrics_port: int = typer.Option(
-        None, help="Prometheus port (default MEBUKU_MOBILITY_METRICS_PORT, 9109; 0 disables)."
+        None, help=_("Prometheus port (default MEBUKU_MOBILITY_METRICS_PORT, 9109; 0 disables).")
     ),
-    poll_ms: int = typer.Option(100, help="Polling interval for new telemetry."),
-    off_route_after_s: float = typer.Option(30, help="Seconds > 60 m off the shape to alert."),
-    overspeed_kmh: float = typer.Option(50, help="Overspeed alert limit."),
-    offline_after_s: float = typer.Option(120, help="Silence before a vehicle is offline."),
-    bunching_share: float = typer.Option(0.5, help="Bunching: headway under this share."),
+    poll_ms: int = typer.Option(100, help=_("Polling interval for new telemetry.")),
+    off_route_after_s: float = typer.Option(30, help=_("Seconds > 60 m off the shape to alert.")),
+    overspeed_kmh: float = typer.Option(50, help=_("Overspeed alert limit.")),
+    offline_after_s: float = typer.Option(120, help=_("Silence before a vehicle is offline.")),
+    bunching_share: float = typer.Option(0.5, help=_("Bunching: headway under this share.")),
     assign_margin_min: float = typer.Option(
-        30, help="Believe a bus's trip only within this many minutes of its timetable."
+        30, help=_("Believe a bus's trip only within this many minutes of its timetable.")
     ),
     max_fix_age_h: float = typer.Option(
         6.0,
-        help="Ignore fixes stamped more than this many hours before they arrived "
-        "(bounds each poll to recent chunks on TimescaleDB; 0 = no bound, for replays).",
+        help=_(
+            "Ignore fixes stamped more than this many hours before they arrived "
+            "(bounds each poll to recent chunks on TimescaleDB; 0 = no bound, for replays)."
+        ),
     ),
 ) -> None:
     """Keep vehicle state and detect events from new bus_telemetry rows until SIGTERM."""
@@ -135,11 +163,14 @@ def worker(  # noqa: PLR0913 (each argument is one command-line option)
     w.close()
 
 
-@app.command("performance")
+@app.command(
+    "performance",
+    help=_("Per route: on-time departures, delay, headway regularity, dwell, trips run/scheduled."),
+)
 def performance(
-    day: str = typer.Argument(..., help="Service day YYYY-MM-DD (Asia/Tokyo)"),
-    early_s: float = typer.Option(60, help="On time if at most this early."),
-    late_s: float = typer.Option(300, help="On time if at most this late."),
+    day: str = typer.Argument(..., help=_("Service day YYYY-MM-DD (Asia/Tokyo)")),
+    early_s: float = typer.Option(60, help=_("On time if at most this early.")),
+    late_s: float = typer.Option(300, help=_("On time if at most this late.")),
 ) -> None:
     """Per route: on-time departures, delay, headway regularity, dwell, trips run/scheduled."""
     from mobility.analytics.adherence import route_performance
@@ -147,19 +178,26 @@ def performance(
     s = get_settings()
     with psycopg.connect(s.require_database_url()) as conn:
         rows = route_performance(conn, date.fromisoformat(day), early_s=early_s, late_s=late_s)
+        names: dict[str, str] = dict(
+            conn.execute(
+                "SELECT r.route_id, coalesce(r.route_long_name, r.route_short_name, r.route_id)"
+                " FROM gtfs_routes r JOIN gtfs_feed_versions v ON v.id = r.feed_version"
+                " WHERE v.is_current"
+            ).fetchall()
+        )
     t = tables.table(
-        "route",
-        "departures",
-        "on time",
-        "mean delay s",
-        "p90 delay s",
-        "dwell s",
-        "headway cv",
-        "trips run/sched",
+        _("route"),
+        _("departures"),
+        _("on-time performance"),
+        _("mean delay (s)"),
+        _("90th percentile delay (s)"),
+        _("dwell (s)"),
+        _("headway variation (CV)"),
+        _("trips run / scheduled"),
     )
     for r in rows:
         t.add_row(
-            r.route_id,
+            names.get(r.route_id, r.route_id),
             str(r.departures),
             f"{(r.on_time_share or 0) * 100:.1f} %",
             f"{r.mean_delay_s or 0:.0f}",
@@ -171,23 +209,26 @@ def performance(
     tables.console().print(t)
 
 
-@app.command("autonomy")
-def autonomy(day: str = typer.Argument(..., help="Day YYYY-MM-DD (Asia/Tokyo)")) -> None:
+@app.command(
+    "autonomy", help=_("Autonomous share of distance and time, takeovers per 100 km by cause.")
+)
+def autonomy(day: str = typer.Argument(..., help=_("Day YYYY-MM-DD (Asia/Tokyo)"))) -> None:
     """Autonomous share of distance and time, takeovers per 100 km by cause."""
     from mobility.analytics.autonomy import autonomy_kpis
+    from mobility.dashboard import CAUSES
 
     s = get_settings()
     with psycopg.connect(s.require_database_url()) as conn:
         rows = autonomy_kpis(conn, date.fromisoformat(day))
     t = tables.table(
-        "vehicle",
+        _("vehicle"),
         "km",
-        "auto dist",
-        "auto time",
-        "takeovers/100 km",
-        "by cause",
-        "obstacle stops",
-        "remote",
+        _("autonomous share of distance"),
+        _("autonomous share of time"),
+        _("takeovers per 100 km"),
+        _("by cause"),
+        _("obstacle stops"),
+        _("remote interventions"),
     )
     for k in rows:
         t.add_row(
@@ -196,17 +237,22 @@ def autonomy(day: str = typer.Argument(..., help="Day YYYY-MM-DD (Asia/Tokyo)"))
             f"{(k.autonomous_distance_share or 0) * 100:.1f} %",
             f"{(k.autonomous_time_share or 0) * 100:.1f} %",
             f"{k.takeovers_per_100km() or 0:.1f}",
-            ", ".join(f"{c}: {n}" for c, n in sorted(k.takeovers_by_cause.items())),
+            ", ".join(
+                f"{_(CAUSES.get(c, c))}: {n}" for c, n in sorted(k.takeovers_by_cause.items())
+            ),
             str(k.obstacle_stops),
             str(k.remote_interventions),
         )
     tables.console().print(t)
 
 
-@app.command("road-distance")
+@app.command(
+    "road-distance",
+    help=_("Drivable distance between two points (road graph from settings or the feed's shapes)."),
+)
 def road_distance(
-    origin: str = typer.Argument(..., help="lat,lon"),
-    destination: str = typer.Argument(..., help="lat,lon"),
+    origin: str = typer.Argument(..., help=_("lat,lon")),
+    destination: str = typer.Argument(..., help=_("lat,lon")),
 ) -> None:
     """Drivable distance between two points (road graph from settings or the feed's shapes)."""
     from core.extras import MissingExtraError
@@ -227,16 +273,18 @@ def road_distance(
 
 
 vehicles_app = typer.Typer(
-    help="The bus vehicle registry (who may publish on maebashi/bus/...).", no_args_is_help=True
+    help=_("The bus vehicle registry (who may publish on maebashi/bus/...)."), no_args_is_help=True
 )
 app.add_typer(vehicles_app, name="vehicles")
 
 
-@vehicles_app.command("add")
+@vehicles_app.command(
+    "add", help=_("Register a vehicle; then `mebuku broker acl` and `mebuku broker passwd` for it.")
+)
 def vehicles_add(
-    vehicle_id: str = typer.Argument(..., help="Vehicle id = its broker user name."),
-    operator: str = typer.Option(..., "--operator", help="Operator (GTFS agency_id)."),
-    label: str = typer.Option("", help="A note, e.g. the plate number."),
+    vehicle_id: str = typer.Argument(..., help=_("Vehicle id = its broker user name.")),
+    operator: str = typer.Option(..., "--operator", help=_("Operator (GTFS agency_id).")),
+    label: str = typer.Option("", help=_("A note, e.g. the plate number.")),
 ) -> None:
     """Register a vehicle; then `mebuku broker acl` and `mebuku broker passwd` for it."""
     from mobility.vehicles.registry import VehicleError, add_vehicle
@@ -248,10 +296,14 @@ def vehicles_add(
         except VehicleError as e:
             console.print(f"[red]{e}[/]")
             raise typer.Exit(1) from None
-    console.print(f"registered {v.vehicle_id} ({v.operator_id})")
+    console.print(
+        _("registered {vehicle} ({operator})").format(vehicle=v.vehicle_id, operator=v.operator_id)
+    )
 
 
-@vehicles_app.command("retire")
+@vehicles_app.command(
+    "retire", help=_("Take a vehicle off the broker (at the next `mebuku broker acl`).")
+)
 def vehicles_retire(vehicle_id: str = typer.Argument(...)) -> None:
     """Take a vehicle off the broker (at the next `mebuku broker acl`)."""
     from mobility.vehicles.registry import retire_vehicle
@@ -259,20 +311,22 @@ def vehicles_retire(vehicle_id: str = typer.Argument(...)) -> None:
     s = get_settings()
     with psycopg.connect(s.require_database_url(), autocommit=True) as conn:
         if not retire_vehicle(conn, vehicle_id):
-            console.print(f"[red]no active vehicle {vehicle_id!r}[/]")
+            console.print(
+                "[red]" + _("no active vehicle {vehicle!r}").format(vehicle=vehicle_id) + "[/]"
+            )
             raise typer.Exit(1)
-    console.print(f"retired {vehicle_id}")
+    console.print(_("retired {vehicle}").format(vehicle=vehicle_id))
 
 
-@vehicles_app.command("list")
-def vehicles_list(all_: bool = typer.Option(False, "--all", help="Include retired.")) -> None:
+@vehicles_app.command("list", help=_("Registered vehicles."))
+def vehicles_list(all_: bool = typer.Option(False, "--all", help=_("Include retired."))) -> None:
     """Registered vehicles."""
     from mobility.vehicles.registry import list_vehicles
 
     s = get_settings()
     with psycopg.connect(s.require_database_url(), autocommit=True) as conn:
         rows = list_vehicles(conn, include_retired=all_)
-    t = tables.table("vehicle", "operator", "label", "registered", "retired")
+    t = tables.table(_("vehicle"), _("operator"), _("label"), _("registered"), _("retired"))
     for v in rows:
         t.add_row(
             v.vehicle_id,

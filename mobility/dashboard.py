@@ -6,27 +6,86 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.grafana import dashboard, panel, query_variable, sql_target
-from core.i18n import gettext
+from core.grafana import (
+    Gettext,
+    axis_label,
+    dashboard,
+    field_units,
+    fill,
+    hidden,
+    names,
+    panel,
+    query_variable,
+    sql_label,
+    sql_target,
+    sql_text,
+    unit_for,
+    value_texts,
+)
+from core.i18n import DEFAULT_LANG, N_, Lang, gettext_for
+
+# Codes of the vehicle and event tables, as people say them (docs/glossary.md).
+STATUSES: dict[str, str] = {
+    "in_transit": N_("In service"),
+    "stopped_at": N_("At a stop"),
+    "off_route": N_("Off route"),
+    "layover": N_("Layover"),
+    "offline": N_("Offline"),
+}
+MODES: dict[str, str] = {
+    "autonomous": N_("Autonomous"),
+    "manual": N_("Manual driving"),
+    "remote": N_("Remote driving"),
+}
+EVENT_TYPES: dict[str, str] = {
+    "takeover": N_("Takeover"),
+    "obstacle_stop": N_("Obstacle stop"),
+    "remote_intervention": N_("Remote intervention"),
+    "off_route": N_("Off route"),
+    "overspeed": N_("Overspeed"),
+    "offline": N_("Offline"),
+    "bunching": N_("Bunching"),
+}
+CAUSES: dict[str, str] = {
+    "parked_vehicle": N_("Parked vehicle"),
+    "pedestrian": N_("Pedestrian"),
+    "signal": N_("Traffic signal"),
+    "right_turn": N_("Right turn"),
+    "obstacle": N_("Obstacle"),
+    "other": N_("Other"),
+    "unknown": N_("Unknown"),
+}
+# GTFS direction_id as in the timetable: 0 outbound (下り), 1 inbound (上り).
+DIRECTIONS: dict[str, str] = {"0": N_("Outbound"), "1": N_("Inbound")}
+
+
+def direction_label(expr: str, _: Gettext) -> str:
+    """SQL naming a GTFS ``direction_id`` (上り/下り), never "direction 0/1"."""
+    whens = " ".join(f"WHEN {k} THEN {sql_text(_(v))}" for k, v in DIRECTIONS.items())
+    return f"CASE {expr} {whens} ELSE '' END"
+
 
 ROUTE_FILTER = "route_id IN ($route)"
 
 VEHICLES_NOW = """
 SELECT vs.vehicle_id, vs.lat AS latitude, vs.lon AS longitude,
        round((vs.delay_s / 60.0)::numeric, 1)::float8 AS "delay (min)",
-       vs.status, vs.route_id, r.route_long_name AS route, vs.next_stop_id,
-       round((vs.speed_mps * 3.6)::numeric, 1)::float8 AS "speed (km/h)", vs.mode, vs.ts
+       vs.status, coalesce(r.route_long_name, r.route_short_name, vs.route_id) AS route,
+       coalesce(ns.stop_name, vs.next_stop_id) AS next_stop,
+       round((vs.speed_mps * 3.6)::numeric, 1)::float8 AS "speed (km/h)", vs.mode, vs.ts,
+       vs.route_id, vs.next_stop_id
 FROM grafana.vehicle_state vs
 LEFT JOIN grafana.gtfs_routes r ON r.route_id = vs.route_id
+LEFT JOIN grafana.gtfs_stops ns ON ns.stop_id = vs.next_stop_id
 WHERE vs.status <> 'offline' AND vs.ts > now() - interval '15 minutes'
 ORDER BY vs.vehicle_id
 """
 
 VEHICLES_BY_STATUS = """
-SELECT status, count(*)::float8 AS vehicles
+SELECT {status} AS status, count(*)::float8 AS vehicles
 FROM grafana.vehicle_state
 WHERE ts > now() - interval '1 day'
-GROUP BY status ORDER BY status
+GROUP BY vehicle_state.status ORDER BY vehicle_state.status
 """
 
 SPEED = """
@@ -46,7 +105,7 @@ GROUP BY 1 ORDER BY 1
 """
 
 ON_TIME = """
-SELECT coalesce(r.route_long_name, d.route_id) AS route,
+SELECT coalesce(r.route_long_name, r.route_short_name, d.route_id) AS route,
        100.0 * sum(d.on_time) / nullif(sum(d.departures), 0) AS "on time %"
 FROM grafana.mobility_route_daily d
 LEFT JOIN grafana.gtfs_routes r ON r.route_id = d.route_id
@@ -56,19 +115,51 @@ GROUP BY 1 ORDER BY 2
 """
 
 DELAY = """
-SELECT $__timeGroupAlias(ts, $__interval), route_id AS metric, avg(delay_s) / 60.0 AS delay
-FROM grafana.vehicle_events
-WHERE $__timeFilter(ts) AND type = 'departure' AND route_id IN ($route)
+SELECT $__timeGroupAlias(e.ts, $__interval),
+       coalesce(r.route_long_name, r.route_short_name, e.route_id) AS metric,
+       avg(e.delay_s) / 60.0 AS delay
+FROM grafana.vehicle_events e
+LEFT JOIN grafana.gtfs_routes r ON r.route_id = e.route_id
+WHERE $__timeFilter(e.ts) AND e.type = 'departure' AND e.route_id IN ($route)
 GROUP BY 1, 2 ORDER BY 1
 """
 
+# Headways (minutes between consecutive departures of a route and direction at a stop),
+# summarised per route and direction over all its stops.
 HEADWAYS = """
-SELECT time, metric, headway FROM (
-    SELECT ts AS time, route_id || ' ' || stop_id AS metric,
+WITH h AS (
+    SELECT route_id, direction_id, stop_id,
            extract(epoch FROM ts - lag(ts) OVER w) / 60.0 AS headway
     FROM grafana.vehicle_events
     WHERE $__timeFilter(ts) AND type = 'departure' AND route_id IN ($route)
     WINDOW w AS (PARTITION BY route_id, direction_id, stop_id ORDER BY ts)
+)
+SELECT coalesce(r.route_long_name, r.route_short_name, h.route_id) AS route,
+       h.direction_id AS direction,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY h.headway) AS "median headway",
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY h.headway) AS "p90 headway",
+       max(h.headway) AS "max headway",
+       count(*)::float8 AS intervals,
+       count(DISTINCT h.stop_id)::float8 AS stops,
+       h.route_id
+FROM h LEFT JOIN grafana.gtfs_routes r ON r.route_id = h.route_id
+WHERE h.headway IS NOT NULL
+GROUP BY h.route_id, r.route_long_name, r.route_short_name, h.direction_id
+ORDER BY 1, 2
+"""
+
+# Drill-down: headways at the stop chosen in $stop, one series per route and direction.
+STOP_HEADWAYS = """
+SELECT time, metric, headway FROM (
+    SELECT e.ts AS time,
+           coalesce(r.route_long_name, r.route_short_name, e.route_id) || ' ' || {direction}
+               AS metric,
+           extract(epoch FROM e.ts - lag(e.ts) OVER w) / 60.0 AS headway
+    FROM grafana.vehicle_events e
+    LEFT JOIN grafana.gtfs_routes r ON r.route_id = e.route_id
+    WHERE $__timeFilter(e.ts) AND e.type = 'departure' AND e.route_id IN ($route)
+      AND e.stop_id = ${stop:sqlstring}
+    WINDOW w AS (PARTITION BY e.route_id, e.direction_id, e.stop_id ORDER BY e.ts)
 ) h
 WHERE headway IS NOT NULL
 ORDER BY time
@@ -76,11 +167,11 @@ ORDER BY time
 
 DWELL = """
 SELECT coalesce(s.stop_name, e.stop_id) AS stop, avg(e.dwell_s) AS "mean dwell",
-       max(e.dwell_s) AS "max dwell", count(*)::float8 AS departures
+       max(e.dwell_s) AS "max dwell", count(*)::float8 AS departures, e.stop_id
 FROM grafana.vehicle_events e
 LEFT JOIN grafana.gtfs_stops s ON s.stop_id = e.stop_id
 WHERE $__timeFilter(e.ts) AND e.type = 'departure' AND e.route_id IN ($route)
-GROUP BY 1 ORDER BY 2 DESC LIMIT 25
+GROUP BY 1, e.stop_id ORDER BY 2 DESC LIMIT 25
 """
 
 AUTONOMY = """
@@ -106,7 +197,7 @@ WITH km AS (
         FROM grafana.bus_telemetry WHERE $__timeFilter(ts) AND odometer_m IS NOT NULL
     ) d WHERE dd >= 0
 )
-SELECT coalesce(e.cause, 'unknown') AS cause, count(*)::float8 AS takeovers,
+SELECT {cause} AS cause, count(*)::float8 AS takeovers,
        100.0 * count(*) / km.km AS "per 100 km"
 FROM grafana.bus_events e, km
 WHERE $__timeFilter(e.ts) AND e.type = 'takeover'
@@ -114,23 +205,37 @@ GROUP BY 1, km.km ORDER BY 2 DESC
 """
 
 INTERVENTIONS = """
-SELECT type, count(*)::float8 AS events
+SELECT {type} AS type, count(*)::float8 AS events
 FROM grafana.bus_events
 WHERE $__timeFilter(ts) AND type IN ('takeover', 'obstacle_stop', 'remote_intervention')
-GROUP BY 1 ORDER BY 1
+GROUP BY bus_events.type ORDER BY bus_events.type
 """
 
 ALERTS = """
-SELECT ts AS time, vehicle_id, type, route_id, nullif(stop_id, '') AS stop_id,
-       round(delay_s::numeric)::float8 AS delay_s, detail::text AS detail
-FROM grafana.vehicle_events
-WHERE $__timeFilter(ts) AND type IN ('off_route', 'overspeed', 'offline', 'bunching')
-ORDER BY ts DESC LIMIT 200
+SELECT e.ts AS time, e.vehicle_id, e.type,
+       coalesce(r.route_long_name, r.route_short_name, e.route_id) AS route,
+       coalesce(s.stop_name, nullif(e.stop_id, '')) AS stop,
+       round(e.delay_s::numeric)::float8 AS delay_s, e.detail::text AS detail,
+       e.route_id, nullif(e.stop_id, '') AS stop_id
+FROM grafana.vehicle_events e
+LEFT JOIN grafana.gtfs_routes r ON r.route_id = e.route_id
+LEFT JOIN grafana.gtfs_stops s ON s.stop_id = e.stop_id
+WHERE $__timeFilter(e.ts) AND e.type IN ('off_route', 'overspeed', 'offline', 'bunching')
+ORDER BY e.ts DESC LIMIT 200
 """
 
 ROUTES = """
-SELECT coalesce(route_long_name, route_id) AS __text, route_id AS __value
+SELECT coalesce(route_long_name, route_short_name, route_id) AS __text, route_id AS __value
 FROM grafana.gtfs_routes ORDER BY route_id
+"""
+
+# Stops served by the chosen routes in the time range, by name (the drill-down's choice).
+STOPS = """
+SELECT DISTINCT coalesce(s.stop_name, e.stop_id) AS __text, e.stop_id AS __value
+FROM grafana.vehicle_events e
+LEFT JOIN grafana.gtfs_stops s ON s.stop_id = e.stop_id
+WHERE $__timeFilter(e.ts) AND e.type = 'departure' AND e.route_id IN ($route)
+ORDER BY 1
 """
 
 DELAY_COLOURS: list[tuple[float | None, str]] = [
@@ -142,14 +247,14 @@ DELAY_COLOURS: list[tuple[float | None, str]] = [
 ]
 
 
-def _map_options() -> dict[str, Any]:
+def _map_options(_: Gettext) -> dict[str, Any]:
     return {
         "view": {"id": "coords", "lat": 36.389, "lon": 139.063, "zoom": 12},
         "controls": {"showZoom": True, "mouseWheelZoom": True},
         "layers": [
             {
                 "type": "markers",
-                "name": "vehicles",
+                "name": _("Buses"),
                 "location": {"mode": "coords", "latitude": "latitude", "longitude": "longitude"},
                 "tooltip": True,
                 "config": {
@@ -163,6 +268,147 @@ def _map_options() -> dict[str, Any]:
             }
         ],
     }
+
+
+def _texts(table: dict[str, str], _: Gettext) -> dict[str, str]:
+    return {code: _(text) for code, text in table.items()}
+
+
+def _vehicles_map(_: Gettext, lang: Lang) -> dict[str, Any]:
+    p = panel(
+        "geomap",
+        _("Vehicles now (colour: schedule deviation, minutes)"),
+        [sql_target(VEHICLES_NOW, "table")],
+        grid=(0, 0, 16, 12),
+        unit=unit_for("m", lang),
+        thresholds=DELAY_COLOURS,
+        options=_map_options(_),
+        description=_("Blue early, green on time, yellow/orange late, red over 10 min."),
+    )
+    names(
+        p,
+        {
+            "vehicle_id": _("Vehicle"),
+            "latitude": _("Latitude"),
+            "longitude": _("Longitude"),
+            "delay (min)": _("Delay"),
+            "status": _("Status"),
+            "route": _("Route"),
+            "next_stop": _("Next stop"),
+            "speed (km/h)": _("Speed"),
+            "mode": _("Driving mode"),
+            "ts": _("Last fix"),
+            "route_id": _("Route id"),
+            "next_stop_id": _("Next stop code"),
+        },
+    )
+    field_units(p, {"speed (km/h)": "velocitykmh", "latitude": "none", "longitude": "none"})
+    value_texts(p, "status", _texts(STATUSES, _))
+    return value_texts(p, "mode", _texts(MODES, _))
+
+
+def _headway_panels(_: Gettext, lang: Lang) -> list[dict[str, Any]]:
+    minutes = unit_for("m", lang)
+    summary = panel(
+        "table",
+        _("Headways by route and direction"),
+        [sql_target(HEADWAYS, "table")],
+        grid=(12, 20, 12, 8),
+        unit=minutes,
+        description=_(
+            "Minutes between consecutive departures of a route and direction at the same "
+            "stop, over all its stops. Choose a stop above for its headways over time."
+        ),
+    )
+    names(
+        summary,
+        {
+            "route": _("Route"),
+            "direction": _("Direction"),
+            "median headway": _("Median headway"),
+            "p90 headway": _("90th percentile headway"),
+            "max headway": _("Longest headway"),
+            "intervals": _("Intervals"),
+            "stops": _("Stops"),
+        },
+    )
+    field_units(summary, {"intervals": "short", "stops": "short", "direction": "none"})
+    value_texts(summary, "direction", _texts(DIRECTIONS, _))
+    hidden(summary, ["route_id"])
+    per_stop = axis_label(
+        panel(
+            "timeseries",
+            _("Headways at the stop ${stop:text}"),
+            [sql_target(fill(STOP_HEADWAYS, {"direction": direction_label("e.direction_id", _)}))],
+            grid=(0, 44, 24, 8),
+            unit=minutes,
+            field_config={"custom": {"drawStyle": "points", "pointSize": 4}},
+            description=_("One series per route and direction; the stop is chosen above."),
+        ),
+        _("Headway"),
+    )
+    return [summary, per_stop]
+
+
+def _tables(_: Gettext, lang: Lang) -> list[dict[str, Any]]:
+    sec = unit_for("s", lang)
+    dwell = panel(
+        "table",
+        _("Dwell by stop"),
+        [sql_target(DWELL, "table")],
+        grid=(0, 28, 12, 8),
+        unit=sec,
+    )
+    names(
+        dwell,
+        {
+            "stop": _("Stop"),
+            "mean dwell": _("Mean dwell"),
+            "max dwell": _("Longest dwell"),
+            "departures": _("Departures"),
+        },
+    )
+    field_units(dwell, {"departures": "short"})
+    hidden(dwell, ["stop_id"])
+    takeovers = panel(
+        "table",
+        _("Takeovers by cause"),
+        [
+            sql_target(
+                TAKEOVERS.format(
+                    cause=sql_label("coalesce(e.cause, 'unknown')", _texts(CAUSES, _))
+                ),
+                "table",
+            )
+        ],
+        grid=(12, 28, 6, 8),
+    )
+    names(
+        takeovers,
+        {"cause": _("Cause"), "takeovers": _("Takeovers"), "per 100 km": _("Per 100 km")},
+    )
+    alerts = panel(
+        "table",
+        _("Alerts: off-route, overspeed, offline, bunching"),
+        [sql_target(ALERTS, "table")],
+        grid=(0, 36, 24, 8),
+    )
+    names(
+        alerts,
+        {
+            "time": _("Time"),
+            "vehicle_id": _("Vehicle"),
+            "type": _("Alert"),
+            "route": _("Route"),
+            "stop": _("Stop"),
+            "delay_s": _("Delay"),
+            "detail": _("Detail"),
+        },
+    )
+    field_units(alerts, {"delay_s": sec})
+    value_texts(alerts, "type", _texts(EVENT_TYPES, _))
+    hidden(alerts, ["route_id", "stop_id"])
+    return [dwell, takeovers, alerts]
 
 
 # Issue 15: arrival prediction accuracy per route, share within each MBTA bin.
@@ -185,109 +431,155 @@ GROUP BY 1 ORDER BY 1
 """
 
 
-def operators_dashboard() -> dict[str, Any]:
+def _accuracy_panel(_: Gettext) -> dict[str, Any]:
+    p = panel(
+        "table",
+        _("Arrival prediction accuracy by route (share within the MBTA bins)"),
+        [sql_target(PREDICTION_ACCURACY, "table")],
+        grid=(0, 52, 24, 8),
+        unit="percent",
+    )
+    names(
+        p,
+        {
+            "route": _("Route"),
+            "0-3 min %": _("0-3 min ahead"),
+            "3-6 min %": _("3-6 min ahead"),
+            "6-12 min %": _("6-12 min ahead"),
+            "12-30 min %": _("12-30 min ahead"),
+            "all %": _("All horizons"),
+            "predictions": _("Predictions scored"),
+        },
+    )
+    return field_units(p, {"predictions": "short"})
+
+
+def operators_dashboard(lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
+    """The bus-operations dashboard in ``lang``."""
+    _ = gettext_for(lang)
+    minutes = unit_for("m", lang)
+    dwell, takeovers, alerts = _tables(_, lang)
+    headways, stop_headways = _headway_panels(_, lang)
     panels = [
-        panel(
-            "geomap",
-            "Vehicles now (colour: schedule deviation, minutes)",
-            [sql_target(VEHICLES_NOW, "table")],
-            grid=(0, 0, 16, 12),
-            unit="m",
-            thresholds=DELAY_COLOURS,
-            options=_map_options(),
-            description="Blue early, green on time, yellow/orange late, red over 10 min.",
+        _vehicles_map(_, lang),
+        names(
+            panel(
+                "stat",
+                _("Vehicles by status"),
+                [
+                    sql_target(
+                        VEHICLES_BY_STATUS.format(
+                            status=sql_label("vehicle_state.status", _texts(STATUSES, _))
+                        ),
+                        "table",
+                    )
+                ],
+                grid=(16, 0, 8, 4),
+                options={"reduceOptions": {"calcs": ["lastNotNull"], "values": True}},
+            ),
+            {"vehicles": _("Vehicles")},
         ),
-        panel(
-            "stat",
-            "Vehicles by status",
-            [sql_target(VEHICLES_BY_STATUS, "table")],
-            grid=(16, 0, 8, 4),
-            options={"reduceOptions": {"calcs": ["lastNotNull"], "values": True}},
-        ),
-        panel(
-            "stat",
-            "Autonomy in range",
-            [sql_target(AUTONOMY, "table")],
-            grid=(16, 4, 8, 4),
-            options={"reduceOptions": {"calcs": ["lastNotNull"], "values": False}},
-        ),
-        panel(
-            "bargauge",
-            "On-time departures by route (-1/+5 min)",
-            [sql_target(ON_TIME, "table")],
-            grid=(16, 8, 8, 4),
-            unit="percent",
-            thresholds=[(None, "red"), (80, "yellow"), (90, "green")],
-            options={
-                "orientation": "horizontal",
-                "displayMode": "basic",
-                "reduceOptions": {"calcs": ["lastNotNull"], "values": True},
+        names(
+            panel(
+                "stat",
+                _("Autonomy in range"),
+                [sql_target(AUTONOMY, "table")],
+                grid=(16, 4, 8, 4),
+                unit="percent",
+                options={"reduceOptions": {"calcs": ["lastNotNull"], "values": False}},
+            ),
+            {
+                "autonomous distance %": _("Autonomous share of distance"),
+                "autonomous time %": _("Autonomous share of time"),
+                "km driven": _("Distance driven"),
             },
         ),
-        panel("timeseries", "Speed", [sql_target(SPEED)], grid=(0, 12, 12, 8), unit="velocitykmh"),
-        panel(
-            "timeseries",
-            "Driving mode (share of fixes)",
-            [sql_target(MODE_SHARE)],
-            grid=(12, 12, 12, 8),
-            unit="percent",
+        names(
+            panel(
+                "bargauge",
+                _("On-time departures by route (-1/+5 min)"),
+                [sql_target(ON_TIME, "table")],
+                grid=(16, 8, 8, 4),
+                unit="percent",
+                thresholds=[(None, "red"), (80, "yellow"), (90, "green")],
+                options={
+                    "orientation": "horizontal",
+                    "displayMode": "basic",
+                    "reduceOptions": {"calcs": ["lastNotNull"], "values": True},
+                },
+            ),
+            {"on time %": _("On-time performance")},
         ),
-        panel(
-            "timeseries",
-            "Departure delay by route",
-            [sql_target(DELAY)],
-            grid=(0, 20, 12, 8),
-            unit="m",
+        axis_label(
+            panel(
+                "timeseries",
+                _("Speed by vehicle"),
+                [sql_target(SPEED)],
+                grid=(0, 12, 12, 8),
+                unit="velocitykmh",
+            ),
+            _("Speed"),
         ),
-        panel(
-            "timeseries",
-            "Headways at stops",
-            [sql_target(HEADWAYS)],
-            grid=(12, 20, 12, 8),
-            unit="m",
-            field_config={"custom": {"drawStyle": "points", "pointSize": 4}},
+        names(
+            axis_label(
+                panel(
+                    "timeseries",
+                    _("Driving mode (share of fixes)"),
+                    [sql_target(MODE_SHARE)],
+                    grid=(12, 12, 12, 8),
+                    unit="percent",
+                ),
+                _("Share of fixes"),
+            ),
+            {"autonomous %": _("Autonomous"), "remote %": _("Remote driving")},
         ),
-        panel(
-            "table",
-            "Dwell by stop (seconds)",
-            [sql_target(DWELL, "table")],
-            grid=(0, 28, 12, 8),
+        axis_label(
+            panel(
+                "timeseries",
+                _("Departure delay by route"),
+                [sql_target(DELAY)],
+                grid=(0, 20, 12, 8),
+                unit=minutes,
+            ),
+            _("Delay"),
         ),
-        panel(
-            "table",
-            "Takeovers by cause",
-            [sql_target(TAKEOVERS, "table")],
-            grid=(12, 28, 6, 8),
+        headways,
+        dwell,
+        takeovers,
+        names(
+            panel(
+                "barchart",
+                _("Takeovers, obstacle stops, remote interventions"),
+                [
+                    sql_target(
+                        INTERVENTIONS.format(
+                            type=sql_label("bus_events.type", _texts(EVENT_TYPES, _))
+                        ),
+                        "table",
+                    )
+                ],
+                grid=(18, 28, 6, 8),
+                options={"xField": "type", "orientation": "horizontal"},
+            ),
+            {"events": _("Events"), "type": _("Event")},
         ),
-        panel(
-            "barchart",
-            "Takeovers, obstacle stops, remote interventions",
-            [sql_target(INTERVENTIONS, "table")],
-            grid=(18, 28, 6, 8),
-            options={"xField": "type", "orientation": "horizontal"},
-        ),
-        panel(
-            "table",
-            "Alerts: off-route, overspeed, offline, bunching",
-            [sql_target(ALERTS, "table")],
-            grid=(0, 36, 24, 8),
-        ),
-        panel(
-            "table",
-            gettext("Arrival prediction accuracy by route (share within the MBTA bins)"),
-            [sql_target(PREDICTION_ACCURACY, "table")],
-            grid=(0, 44, 24, 8),
-        ),
+        alerts,
+        stop_headways,
+        _accuracy_panel(_),
     ]
     return dashboard(
         "mebuku-bus-operations",
-        "Bus operations",
+        _("Bus operations"),
         panels,
         tags=["mobility", "operators"],
-        description="Live vehicles, schedule adherence and autonomous-bus KPIs.",
-        variables=[query_variable("route", ROUTES, label="Route")],
+        description=_("Live vehicles, schedule adherence and autonomous-bus KPIs."),
+        variables=[
+            query_variable("route", ROUTES, label=_("Route")),
+            query_variable("stop", STOPS, label=_("Stop"), multi=False, include_all=False),
+        ],
     )
 
 
-def dashboards() -> list[tuple[str, dict[str, Any]]]:
-    return [("operators", operators_dashboard())]
+def dashboards(lang: Lang = DEFAULT_LANG) -> list[tuple[str, dict[str, Any]]]:
+    """The mobility dashboards in ``lang`` (entry point ``mebuku.dashboards``)."""
+    return [("operators", operators_dashboard(lang))]

@@ -11,35 +11,49 @@ from rich.console import Console
 
 from api.grafana import build as build_mod
 from core.extras import MissingExtraError, require
+from core.i18n import cli_gettext as _
 
 console = Console(stderr=True)
-app = typer.Typer(help="Grafana dashboards: build JSON, publish, check.", no_args_is_help=True)
+app = typer.Typer(help=_("Grafana dashboards: build JSON, publish, check."), no_args_is_help=True)
 
 
-@app.command("build")
+@app.command(
+    "build",
+    help=_(
+        "Write every package's dashboards, Japanese and English, to "
+        "grafana/dashboards/<folder>/<uid>.json, and the provisioning files they need."
+    ),
+)
 def build(
-    out: Path = typer.Option(build_mod.DEFAULT_OUT, help="Dashboards folder."),
+    out: Path = typer.Option(build_mod.DEFAULT_OUT, help=_("Dashboards folder.")),
+    provisioning: Path = typer.Option(
+        build_mod.PROVISIONING, help=_("Provisioning folder (dashboard providers, alert rules).")
+    ),
     check_only: bool = typer.Option(
-        False, "--check", help="Only report whether the files are current (exit 1 if not)."
+        False, "--check", help=_("Only report whether the files are current (exit 1 if not).")
     ),
 ) -> None:
-    """Write every package's dashboards to grafana/dashboards/<folder>/<uid>.json."""
+    """Write every package's dashboards, Japanese and English, to
+    grafana/dashboards/<folder>/<uid>.json, and the provisioning files they need."""
     if check_only:
-        diffs = build_mod.differences(out)
+        diffs = build_mod.differences(out) + build_mod.provisioning_differences(provisioning)
         for d in diffs:
             console.print(f"[red]{d}[/]")
         if diffs:
             raise typer.Exit(1)
-        console.print("dashboards are current")
+        console.print(_("dashboards are current"))
         return
     paths = build_mod.write(out)
-    console.print(f"wrote {len(paths)} dashboard(s) under {out}")
+    build_mod.write_provisioning(provisioning)
+    console.print(_("wrote {n} dashboard(s) under {folder}").format(n=len(paths), folder=out))
 
 
 def _env(name: str, allow_empty: bool = False) -> str:
     value = os.environ.get(name)
     if value is None or (not value and not allow_empty):
-        console.print(f"[red]{name} is not set (or pass the option)[/]")
+        console.print(
+            "[red]" + _("{name} is not set (or pass the option)").format(name=name) + "[/]"
+        )
         raise typer.Exit(2)
     return value
 
@@ -59,19 +73,21 @@ def _api(url: str, token: str) -> Any:
     return GrafanaApi.from_url(url=url, credential=token, timeout=10)
 
 
-@app.command("push")
+@app.command(
+    "push", help=_("Create or update the data sources, folders and dashboards (safe to repeat).")
+)
 def push(
-    url: str = typer.Option(..., envvar="GRAFANA_URL", help="Grafana base URL."),
+    url: str = typer.Option(..., envvar="GRAFANA_URL", help=_("Grafana base URL.")),
     token: str = typer.Option(
-        ..., envvar="GRAFANA_TOKEN", help="Service account token (Editor or Admin)."
+        ..., envvar="GRAFANA_TOKEN", help=_("Service account token (Editor or Admin).")
     ),
-    db_host: str = typer.Option(None, help="host:port as Grafana reaches the database."),
+    db_host: str = typer.Option(None, help=_("host:port as Grafana reaches the database.")),
     db_name: str = typer.Option(None),
-    db_user: str = typer.Option(None, help="Preferably a read-only role."),
-    api_url: str = typer.Option(None, help="The Mebuku API as Grafana reaches it."),
-    sslmode: str = typer.Option("disable", help="disable, require, verify-ca, verify-full"),
+    db_user: str = typer.Option(None, help=_("Preferably a read-only role.")),
+    api_url: str = typer.Option(None, help=_("The Mebuku API as Grafana reaches it.")),
+    sslmode: str = typer.Option("disable", help=_("disable, require, verify-ca, verify-full")),
     city_team: list[str] = typer.Option(
-        [], help="Grafana team that may view the city folder (repeat); default: admins only."
+        [], help=_("Grafana team that may view the city folder (repeat); default: admins only.")
     ),
 ) -> None:
     """Create or update the data sources, folders and dashboards (safe to repeat).
@@ -98,15 +114,17 @@ def push(
         console.print(f"[red]{e}[/]")
         raise typer.Exit(1) from e
     for item in report.created:
-        console.print(f"created {item}")
+        console.print(_("created {item}").format(item=item))
     for item in report.updated:
-        console.print(f"updated {item}")
+        console.print(_("updated {item}").format(item=item))
 
 
-@app.command("check")
+@app.command(
+    "check", help=_("Ask Grafana to health-check each Mebuku data source (exit 1 if any fails).")
+)
 def check(
-    url: str = typer.Option(..., envvar="GRAFANA_URL", help="Grafana base URL."),
-    token: str = typer.Option(..., envvar="GRAFANA_TOKEN", help="Service account token."),
+    url: str = typer.Option(..., envvar="GRAFANA_URL", help=_("Grafana base URL.")),
+    token: str = typer.Option(..., envvar="GRAFANA_TOKEN", help=_("Service account token.")),
 ) -> None:
     """Ask Grafana to health-check each Mebuku data source (exit 1 if any fails)."""
     _need_grafana_client()

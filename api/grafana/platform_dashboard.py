@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.grafana import API_DATASOURCE, dashboard, panel, query_variable, sql_target
+from core.grafana import (
+    API_DATASOURCE,
+    axis_label,
+    dashboard,
+    names,
+    panel,
+    query_variable,
+    sql_target,
+    unit_for,
+)
+from core.i18n import DEFAULT_LANG, Lang, gettext_for
+from ingest.dashboard import reason_label
 from ingest.streams import TABLES
 
 # Every table of the stream catalogue.
@@ -46,10 +57,11 @@ WHERE $__timeFilter(received_at)
 """
 
 _REJECT_REASONS = """
-SELECT reason, topic, count(*) AS messages, max(received_at) AS last_seen
+SELECT {reason} AS reason, reason AS "reason (detail)", topic, count(*) AS messages,
+       max(received_at) AS last_seen
 FROM grafana.ingest_rejects
 WHERE $__timeFilter(received_at)
-GROUP BY reason, topic
+GROUP BY ingest_rejects.reason, topic
 ORDER BY messages DESC
 LIMIT 50
 """
@@ -58,70 +70,106 @@ _VEHICLES = "SELECT DISTINCT vehicle_id FROM grafana.bus_telemetry ORDER BY 1"
 
 
 def api_target(series: str, ref_id: str = "A") -> dict[str, Any]:
+    """A query of the API's JSON data source (series computed by the API)."""
     return {"refId": ref_id, "datasource": API_DATASOURCE, "target": series, "type": "timeserie"}
 
 
-def dashboards() -> list[tuple[str, dict[str, Any]]]:
+def platform_dashboard(lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
+    """The platform overview in ``lang``."""
+    _ = gettext_for(lang)
+    sec = unit_for("s", lang)
+    reasons = _REJECT_REASONS.replace("{reason}", reason_label("split_part(reason, ':', 1)", _))
     panels = [
-        panel(
-            "timeseries",
-            "Messages stored",
-            [sql_target(_MESSAGES)],
-            grid=(0, 0, 12, 8),
-            unit="short",
-            description="Messages of every stream stored per interval.",
-        ),
-        panel(
-            "timeseries",
-            "Ingest lag (bus telemetry)",
-            [sql_target(_LAG)],
-            grid=(12, 0, 12, 8),
-            unit="s",
-            description="Seconds from measurement on the bus to storage.",
-            thresholds=[(None, "green"), (5, "orange"), (30, "red")],
-        ),
-        panel(
-            "stat",
-            "Rejected messages",
-            [sql_target(_REJECTS, fmt="table")],
-            grid=(0, 8, 6, 6),
-            unit="short",
-            description="Malformed messages kept in ingest_rejects (nothing is lost).",
-            thresholds=[(None, "green"), (1, "orange")],
-        ),
-        panel(
-            "timeseries",
-            "Ingest lag, all devices (API)",
-            [api_target("ingest.lag_seconds")],
-            grid=(6, 8, 18, 6),
-            unit="s",
-            description="Computed by the API (JSON data source) over every device type.",
-        ),
-        panel(
-            "timeseries",
-            "Telemetry per vehicle",
-            [sql_target(_PER_VEHICLE)],
-            grid=(0, 14, 12, 8),
-            unit="short",
-        ),
-        panel(
-            "table",
-            "Rejects by reason",
-            [sql_target(_REJECT_REASONS, fmt="table")],
-            grid=(12, 14, 12, 8),
-        ),
-    ]
-    return [
-        (
-            "city",
-            dashboard(
-                "mebuku-platform",
-                "Mebuku platform: data flow",
-                panels,
-                tags=["mebuku", "platform", "ingest"],
-                description="Is data arriving from buses and 5G devices, how late, and what "
-                "is rejected.",
-                variables=[query_variable("vehicle", _VEHICLES, label="Vehicle")],
+        names(
+            axis_label(
+                panel(
+                    "timeseries",
+                    _("Messages stored"),
+                    [sql_target(_MESSAGES)],
+                    grid=(0, 0, 12, 8),
+                    unit="short",
+                    description=_("Messages of every stream stored per interval."),
+                ),
+                _("Messages"),
             ),
-        )
+            {"messages": _("Messages")},
+        ),
+        names(
+            axis_label(
+                panel(
+                    "timeseries",
+                    _("Ingest lag (bus telemetry)"),
+                    [sql_target(_LAG)],
+                    grid=(12, 0, 12, 8),
+                    unit=sec,
+                    description=_("Seconds from measurement on the bus to storage."),
+                    thresholds=[(None, "green"), (5, "orange"), (30, "red")],
+                ),
+                _("Lag"),
+            ),
+            {"p95 lag": _("95th percentile"), "mean lag": _("Mean")},
+        ),
+        names(
+            panel(
+                "stat",
+                _("Rejected messages"),
+                [sql_target(_REJECTS, fmt="table")],
+                grid=(0, 8, 6, 6),
+                unit="short",
+                description=_("Malformed messages kept in the dead letter (nothing is lost)."),
+                thresholds=[(None, "green"), (1, "orange")],
+            ),
+            {"rejected": _("Rejected messages")},
+        ),
+        axis_label(
+            panel(
+                "timeseries",
+                _("Ingest lag, all devices (API)"),
+                [api_target("ingest.lag_seconds")],
+                grid=(6, 8, 18, 6),
+                unit=sec,
+                description=_("Computed by the API (JSON data source) over every device type."),
+            ),
+            _("Lag"),
+        ),
+        axis_label(
+            panel(
+                "timeseries",
+                _("Telemetry per vehicle"),
+                [sql_target(_PER_VEHICLE)],
+                grid=(0, 14, 12, 8),
+                unit="short",
+            ),
+            _("Reports"),
+        ),
+        names(
+            panel(
+                "table",
+                _("Rejects by reason"),
+                [sql_target(reasons, fmt="table")],
+                grid=(12, 14, 12, 8),
+            ),
+            {
+                "reason": _("Reason"),
+                "reason (detail)": _("Reason (detail)"),
+                "topic": _("Topic"),
+                "messages": _("Messages"),
+                "last_seen": _("Last seen"),
+            },
+        ),
     ]
+    return dashboard(
+        "mebuku-platform",
+        _("Mebuku platform: data flow"),
+        panels,
+        tags=["mebuku", "platform", "ingest"],
+        description=_(
+            "Is data arriving from buses and 5G devices, how late, and what is rejected."
+        ),
+        variables=[query_variable("vehicle", _VEHICLES, label=_("Vehicle"))],
+    )
+
+
+def dashboards(lang: Lang = DEFAULT_LANG) -> list[tuple[str, dict[str, Any]]]:
+    """The platform dashboards in ``lang`` (entry point ``mebuku.dashboards``)."""
+    return [("city", platform_dashboard(lang))]

@@ -12,7 +12,7 @@ from typing import Any
 
 from grafana_client.client import GrafanaClientError
 
-from api.grafana.build import collect
+from api.grafana.build import audience, collect, folder_title
 from core.grafana import API_DATASOURCE, SQL_DATASOURCE
 
 POSTGRES_VERSION = 1500
@@ -126,12 +126,12 @@ def push(api: Any, conn: Connection, city_teams: list[str] | None = None) -> Pus
     for folder in sorted({f for f, _ in dashboards}):
         uid = folder_uid(folder)
         if _exists(api.folder.get_folder, uid):
-            api.folder.update_folder(uid, title=folder, overwrite=True)
+            api.folder.update_folder(uid, title=folder_title(folder), overwrite=True)
             report.updated.append(f"folder {uid}")
         else:
-            api.folder.create_folder(folder, uid=uid)
+            api.folder.create_folder(folder_title(folder), uid=uid)
             report.created.append(f"folder {uid}")
-        if folder in RESTRICTED_FOLDERS:
+        if audience(folder)[0] in RESTRICTED_FOLDERS:
             api.folder.update_folder_permissions(
                 uid, {"items": [{"teamId": t, "permission": VIEW} for t in viewers]}
             )

@@ -11,6 +11,7 @@ from types import FrameType
 
 import typer
 
+from core.i18n import cli_gettext as _
 from core.logging import redact_url
 from core.settings import get_settings
 from ingest.simulate.city import City, CityConfig
@@ -22,35 +23,37 @@ log = logging.getLogger(__name__)
 
 
 def simulate(
-    shuttles: int = typer.Option(2, help="Autonomous shuttles on 前橋駅 - 中央前橋駅."),
-    buses: int = typer.Option(6, help="City buses on GTFS-JP routes."),
-    phones_per_bus: int = typer.Option(1, help="5G test phones riding each bus."),
-    fixed_phones: int = typer.Option(2, help="Fixed 5G test phones per theme site."),
-    sensors: int = typer.Option(1, help="SenML field sensors per site."),
-    period: float = typer.Option(1.0, help="Seconds between telemetry reports per bus."),
-    radio_period: float = typer.Option(5.0, help="Seconds between radio reports per phone."),
+    shuttles: int = typer.Option(2, help=_("Autonomous shuttles on 前橋駅 - 中央前橋駅.")),
+    buses: int = typer.Option(6, help=_("City buses on GTFS-JP routes.")),
+    phones_per_bus: int = typer.Option(1, help=_("5G test phones riding each bus.")),
+    fixed_phones: int = typer.Option(2, help=_("Fixed 5G test phones per theme site.")),
+    sensors: int = typer.Option(1, help=_("SenML field sensors per site.")),
+    period: float = typer.Option(1.0, help=_("Seconds between telemetry reports per bus.")),
+    radio_period: float = typer.Option(5.0, help=_("Seconds between radio reports per phone.")),
     status_period: float = typer.Option(
-        60.0, min=0.0, help="Seconds between heartbeats per 5G device (0 = none)."
+        60.0, min=0.0, help=_("Seconds between heartbeats per 5G device (0 = none).")
     ),
-    duration: float = typer.Option(0.0, help="Simulated seconds to run; 0 = until stopped."),
-    speed: float = typer.Option(1.0, help="Time warp (1 = real time, 0 = as fast as possible)."),
-    rate: float = typer.Option(0.0, help="Cap on messages per second (0 = no cap)."),
-    start: str = typer.Option(None, help="Simulated start (RFC 3339; default now)."),
-    duplicates: float = typer.Option(0.0, help="Share of messages sent twice."),
-    out_of_order: float = typer.Option(0.0, help="Share of messages delayed behind later ones."),
-    malformed: float = typer.Option(0.0, help="Share of messages made invalid."),
-    off_route: float = typer.Option(0.1, help="Probability of a detour per city-bus trip."),
-    seed: int = typer.Option(1, help="Random seed (same seed, same traffic)."),
-    gtfs: Path = typer.Option(DEFAULT_GTFS, help="GTFS-JP zip with the routes to drive."),
-    qos: int = typer.Option(1, help="MQTT QoS of published messages."),
+    duration: float = typer.Option(0.0, help=_("Simulated seconds to run; 0 = until stopped.")),
+    speed: float = typer.Option(1.0, help=_("Time warp (1 = real time, 0 = as fast as possible).")),
+    rate: float = typer.Option(0.0, help=_("Cap on messages per second (0 = no cap).")),
+    start: str = typer.Option(None, help=_("Simulated start (RFC 3339; default now).")),
+    duplicates: float = typer.Option(0.0, help=_("Share of messages sent twice.")),
+    out_of_order: float = typer.Option(0.0, help=_("Share of messages delayed behind later ones.")),
+    malformed: float = typer.Option(0.0, help=_("Share of messages made invalid.")),
+    off_route: float = typer.Option(0.1, help=_("Probability of a detour per city-bus trip.")),
+    seed: int = typer.Option(1, help=_("Random seed (same seed, same traffic).")),
+    gtfs: Path = typer.Option(DEFAULT_GTFS, help=_("GTFS-JP zip with the routes to drive.")),
+    qos: int = typer.Option(1, help=_("MQTT QoS of published messages.")),
     timetable: bool = typer.Option(
         True,
         "--timetable/--loop",
-        help="Run the trips in service now by the feed's calendar (default), or loop "
-        "each bus over one route from the start time.",
+        help=_(
+            "Run the trips in service now by the feed's calendar (default), or loop "
+            "each bus over one route from the start time."
+        ),
     ),
     all_routes: bool = typer.Option(
-        False, help="Timetable mode: all routes, not only those serving Maebashi."
+        False, help=_("Timetable mode: all routes, not only those serving Maebashi.")
     ),
 ) -> None:
     """Publish realistic simulated buses, 5G phones and SenML sensors (with heartbeats)
@@ -98,3 +101,9 @@ def simulate(
     with Publisher(broker, qos=qos) as pub:
         stats = pub.run(city.messages(until), speed=speed, rate=rate, stop=stop)
     log.info("published %d messages in %.1fs", stats.published, stats.seconds)
+
+
+# `simulate` is a top-level command (entry point): its help is its docstring, in the locale.
+simulate.__doc__ = _(
+    "Publish realistic simulated buses, 5G phones and SenML sensors (with heartbeats) over MQTT."
+)

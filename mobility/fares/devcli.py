@@ -16,17 +16,20 @@ from pathlib import Path
 
 import typer
 
+from core.i18n import cli_gettext as _
 from core.settings import Settings, get_settings
 from mobility.fares import devcard
 
-app = typer.Typer(help="Development-only tools (MEBUKU_ENVIRONMENT=development).")
+app = typer.Typer(help=_("Development-only tools (MEBUKU_ENVIRONMENT=development)."))
 card_app = typer.Typer(
-    help="A test card authority: CA, CRL, card certificates, signed challenges, sessions.",
+    help=_("A test card authority: CA, CRL, card certificates, signed challenges, sessions."),
     no_args_is_help=True,
 )
 app.add_typer(card_app, name="card")
 
-DirOption = typer.Option(None, "--dir", help="The CA folder (default: <MEBUKU_STATE_DIR>/dev-ca).")
+DirOption = typer.Option(
+    None, "--dir", help=_("The CA folder (default: <MEBUKU_STATE_DIR>/dev-ca).")
+)
 
 
 def _fail(msg: str, code: int = 2) -> typer.Exit:
@@ -49,7 +52,10 @@ def _ca(folder: Path | None) -> devcard.DevCA:
     return devcard.DevCA(folder or s.state_dir / "dev-ca")
 
 
-@card_app.command("init")
+@card_app.command(
+    "init",
+    help=_("Create the test CA and its CRL (kept if they exist); print the settings to use."),
+)
 def card_init(folder: Path = DirOption) -> None:
     """Create the test CA and its CRL (kept if they exist); print the settings to use."""
     ca = _ca(folder)
@@ -59,9 +65,12 @@ def card_init(folder: Path = DirOption) -> None:
     print(f"MEBUKU_JPKI_CRL={ca.crl_path.absolute()}")
 
 
-@card_app.command("issue")
+@card_app.command(
+    "issue",
+    help=_("Issue a test card certificate and key (kept if it exists); print the certificate."),
+)
 def card_issue(
-    name: str = typer.Argument(..., help="A name for the card"), folder: Path = DirOption
+    name: str = typer.Argument(..., help=_("A name for the card")), folder: Path = DirOption
 ) -> None:
     """Issue a test card certificate and key (kept if it exists); print the certificate."""
     ca = _ca(folder)
@@ -72,7 +81,9 @@ def card_issue(
         raise _fail(str(e)) from None
 
 
-@card_app.command("revoke")
+@card_app.command(
+    "revoke", help=_("Revoke a test card: a new CRL the API picks up at once (its sessions end).")
+)
 def card_revoke(name: str = typer.Argument(...), folder: Path = DirOption) -> None:
     """Revoke a test card: a new CRL the API picks up at once (its sessions end)."""
     ca = _ca(folder)
@@ -83,10 +94,12 @@ def card_revoke(name: str = typer.Argument(...), folder: Path = DirOption) -> No
     print(f"revoked {name} (serial {serial:x}) in {ca.crl_path}")
 
 
-@card_app.command("sign")
+@card_app.command(
+    "sign", help=_("Sign a challenge nonce as the card would; print the base64url signature.")
+)
 def card_sign(
     name: str = typer.Argument(...),
-    nonce: str = typer.Argument(..., help="The nonce from POST /v1/auth/challenge"),
+    nonce: str = typer.Argument(..., help=_("The nonce from POST /v1/auth/challenge")),
     folder: Path = DirOption,
 ) -> None:
     """Sign a challenge nonce as the card would; print the base64url signature."""
@@ -126,10 +139,12 @@ def sign_in(ca: devcard.DevCA, name: str, api: str) -> str:
     return str(_post(f"{base}/v1/auth/session", body)["token"])
 
 
-@card_app.command("login")
+@card_app.command(
+    "login", help=_("Sign in with a test card (issued if new) and print the session token.")
+)
 def card_login(
     name: str = typer.Argument(...),
-    api: str = typer.Option("http://127.0.0.1:8000", "--api", help="The API's base URL."),
+    api: str = typer.Option("http://127.0.0.1:8000", "--api", help=_("The API's base URL.")),
     folder: Path = DirOption,
 ) -> None:
     """Sign in with a test card (issued if new) and print the session token."""
@@ -141,11 +156,11 @@ def card_login(
         raise _fail(str(e)) from None
 
 
-@app.command("seed")
+@app.command("seed", help=_("Seed demo residents, cards and a month of rides (once per database)."))
 def seed(
     folder: Path = DirOption,
-    days: int = typer.Option(30, min=1, max=60, help="Days of ride history."),
-    count: int = typer.Option(36, min=1, max=500, help="How many residents."),
+    days: int = typer.Option(30, min=1, max=60, help=_("Days of ride history.")),
+    count: int = typer.Option(36, min=1, max=500, help=_("How many residents.")),
 ) -> None:
     """Seed demo residents, cards and a month of rides (once per database)."""
     import psycopg

@@ -56,6 +56,7 @@ def cli(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., 
     """`mebuku operators ...` in-process, against this module's database."""
     monkeypatch.setenv("MEBUKU_DATABASE_URL", db_url)
     monkeypatch.setenv("MEBUKU_PSEUDONYM_KEY", TEST_PSEUDONYM_KEY)
+    monkeypatch.setenv("MEBUKU_LANG", "ja")  # the CLI's default, whatever the machine's locale
     get_settings.cache_clear()
     runner = CliRunner()
 
@@ -81,6 +82,15 @@ def test_operators_create_list_revoke(cli: Callable[..., Result]) -> None:
     assert cli("revoke", key_id).exit_code == 1
     bad = cli("create", "--role", "operator")
     assert bad.exit_code == 2 and "operator id" in bad.output
+    stray = cli("create", "--role", "operator", "--operator-id", "gunma-chuo")
+    assert stray.exit_code == 2
+    assert "事業者 'gunma-chuo' は core/operators.toml にありません" in stray.output
+
+
+def test_operators_cli_speaks_english_when_asked(
+    cli: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEBUKU_LANG", "en")
     stray = cli("create", "--role", "operator", "--operator-id", "gunma-chuo")
     assert stray.exit_code == 2 and "'gunma-chuo' is not in core/operators.toml" in stray.output
 

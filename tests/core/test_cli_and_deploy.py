@@ -33,18 +33,30 @@ def test_help_lists_the_groups() -> None:
     assert sub.returncode == 0 and "migrate" in sub.stdout and "status" in sub.stdout
 
 
+def test_help_speaks_the_locale() -> None:
+    """Japanese unless the locale (or MEBUKU_LANG) says English."""
+    ja = mebuku("db", "--help", env={"MEBUKU_LANG": "", "LC_ALL": "", "LANG": "C.UTF-8"})
+    assert ja.returncode == 0 and "未適用のマイグレーションを適用します" in ja.stdout
+    assert "オプション" in ja.stdout
+    en = mebuku("db", "--help", env={"MEBUKU_LANG": "", "LC_ALL": "en_US.UTF-8"})
+    assert "Apply pending migrations" in en.stdout and "未適用" not in en.stdout
+    assert "Apply pending" in mebuku("db", "--help", env={"MEBUKU_LANG": "en"}).stdout
+
+
 def test_db_migrate_and_status_from_the_command_line(empty_db_url: str) -> None:
-    env = {"MEBUKU_DATABASE_URL": empty_db_url}
+    env = {"MEBUKU_DATABASE_URL": empty_db_url, "MEBUKU_LANG": "ja"}
     first = mebuku("db", "migrate", env=env)
     assert first.returncode == 0, first.stderr
-    assert "applied" in first.stderr
+    assert "件のマイグレーションを適用しました" in first.stderr
     second = mebuku("db", "migrate", env=env)
-    # The second run applies nothing ("  applied <file>" lines are what the first printed).
-    assert second.returncode == 0 and "applied" not in second.stdout + second.stderr
-    assert "0 migration" not in second.stderr and "up to date" in second.stderr
-    status = mebuku("db", "status", env=env)
+    # The second run applies nothing (the first printed one "適用しました" line per file).
+    out = second.stdout + second.stderr
+    assert second.returncode == 0 and "適用しました" not in out
+    assert "最新の状態です" in second.stderr
+    status = mebuku("db", "status", env={**env, "MEBUKU_LANG": "en"})
     assert status.returncode == 0
     assert "0 pending" in status.stderr and "core/0002_timeseries_tables.sql" in status.stdout
+    assert "applied at" in status.stdout
 
 
 def test_missing_database_url_is_a_clear_error() -> None:

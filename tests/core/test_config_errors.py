@@ -187,13 +187,13 @@ def test_commands_find_a_running_demos_servers_in_its_state_folder(here: Path, d
     env_file = state / "demo.env"
     write_demo_env(env_file, {"MEBUKU_DATABASE_URL": db_url})
     assert env_file.stat().st_mode & 0o777 == 0o600
-    out = mebuku("db", "status", cwd=here, MEBUKU_LOG_LEVEL="DEBUG")
+    out = mebuku("db", "status", cwd=here, MEBUKU_LOG_LEVEL="DEBUG", MEBUKU_LANG="ja")
     assert out.returncode == 0, out.stderr
     assert f"using the running demo's from {env_file}" in out.stderr
-    assert "0 pending" in out.stderr
+    assert "未適用 0 件" in out.stderr
     # A variable that is set wins over the demo's file.
     out = mebuku("db", "status", cwd=here, MEBUKU_DATABASE_URL="postgresql://x@127.0.0.1:1/y")
-    assert out.returncode != 0 and "0 pending" not in out.stderr
+    assert out.returncode != 0 and "未適用 0 件" not in out.stderr
     # A file others can read is not trusted (it could point anywhere).
     env_file.chmod(0o644)
     assert_config_error(mebuku("db", "status", cwd=here), NO_DB)

@@ -42,7 +42,14 @@ class Demo:
         for option, port in ports.items():
             args += [f"--{option}", str(port)]
         clean = {k: v for k, v in os.environ.items() if not k.startswith("MEBUKU_")}
-        self.env = {**clean, "PYTHONPATH": str(REPO_ROOT), "MEBUKU_STATE_DIR": str(state), **env}
+        # Japanese, the CLI's default, whatever the machine's locale (MEBUKU_LANG wins).
+        self.env = {
+            **clean,
+            "PYTHONPATH": str(REPO_ROOT),
+            "MEBUKU_STATE_DIR": str(state),
+            "MEBUKU_LANG": "ja",
+            **env,
+        }
         with self.log.open("ab") as fh:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "core.cli", "demo", *args],
@@ -267,7 +274,7 @@ def test_a_child_that_keeps_failing_stops_the_demo_with_its_last_lines(state: Pa
         assert "api keeps failing (5 exits within 60 s, last status 2)" in out
         assert "last output of api:" in out
         assert f"MEBUKU_ROAD_GRAPH_PATH: {state / 'missing.osm'} does not exist" in out
-        assert "Mebuku demo" not in out  # no table of what runs where
+        assert "Mebuku デモ" not in out  # no table of what runs where
         assert processes_using(state) == []
 
 

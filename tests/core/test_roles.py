@@ -484,7 +484,7 @@ def test_db_roles_command_sets_passwords_and_check_names_missing_decisions(
 ) -> None:
     from tests.core.test_cli_and_deploy import mebuku
 
-    env = {"MEBUKU_DATABASE_URL": empty_db_url}
+    env = {"MEBUKU_DATABASE_URL": empty_db_url, "MEBUKU_LANG": "ja"}
     assert mebuku("db", "migrate", env=env).returncode == 0
     ok = mebuku("db", "roles", "--check", env=env)
     assert ok.returncode == 0, ok.stderr
@@ -494,7 +494,7 @@ def test_db_roles_command_sets_passwords_and_check_names_missing_decisions(
         ).fetchone()
     out = mebuku("db", "roles", env={**env, "MEBUKU_DB_SETTLE_PASSWORD": "settle-pw-123"})
     assert out.returncode == 0, out.stderr
-    assert "mebuku_settle" in out.stdout and "set now" in out.stdout
+    assert "mebuku_settle" in out.stdout and "設定しました" in out.stdout
     assert "settle-pw-123" not in out.stdout + out.stderr
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         after = conn.execute(
@@ -504,7 +504,7 @@ def test_db_roles_command_sets_passwords_and_check_names_missing_decisions(
         conn.execute("CREATE TABLE forgotten (x int)")
     missing = mebuku("db", "roles", "--check", env=env)
     assert missing.returncode == 1
-    assert "public.forgotten" in missing.stderr
+    assert "public.forgotten の権限が定められていません" in missing.stderr
 
 
 def test_two_databases_on_a_new_server_migrate_at_once() -> None:

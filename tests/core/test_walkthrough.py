@@ -106,12 +106,12 @@ def _walk(roles: dict[str, list[Step]], state: Path) -> None:
             "ADMIN_KEY": by[("admin", None)],
         }
         # The demo's own output: each key whole on its line, and a resident token.
-        started = wait_until(lambda: "Press Ctrl-C to stop." in demo.output(), 60, every=0.5)
+        started = wait_until(lambda: "Ctrl-C で停止します。" in demo.output(), 60, every=0.5)
         out = demo.output()
         assert started, out[-3000:]
         for k in keys:
             assert f"\n{k['key']}\n" in out
-        assert "Resident session token (resident-01)" in out
+        assert "利用者のセッショントークン（resident-01）" in out
         failures = []
         for role, steps in roles.items():
             missing: list[str] = []

@@ -14,9 +14,10 @@ from tests.conftest import REPO_ROOT, TEST_PSEUDONYM_KEY
 from tests.fiveg import known_set
 
 
-def mebuku(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def mebuku(db_url: str, *args: str, **lang: str) -> subprocess.CompletedProcess[str]:
+    """`mebuku fiveg ARGS` in Japanese (the default), or as ``MEBUKU_LANG="en"`` says."""
     env = {**os.environ, "MEBUKU_DATABASE_URL": db_url, "MEBUKU_PSEUDONYM_KEY": TEST_PSEUDONYM_KEY,
-           "COLUMNS": "200"}  # fmt: skip
+           "COLUMNS": "200", "MEBUKU_LANG": "ja", **lang}  # fmt: skip
     return subprocess.run(
         [sys.executable, "-m", "core.cli", "fiveg", *args],
         capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=120,
@@ -30,14 +31,20 @@ def test_load_trials_kpis_and_report(db_url: str, tmp_path: Path) -> None:
     files = sorted(str(p) for p in (REPO_ROOT / "fiveg" / "trials").iterdir())
     r = mebuku(db_url, "load-trial", str(trial), *files)
     assert r.returncode == 0, r.stderr
-    assert "loaded known-bus-trial (transport, 3 devices)" in r.stderr
-    assert "loaded ambulance-video-2026 (emergency, 2 devices)" in r.stderr
+    assert "known-bus-trial を登録しました（交通（自動運転バスの遠隔監視）、端末 3 台）" in r.stderr
+    assert (
+        "ambulance-video-2026 を登録しました（救急搬送（救急車からの映像伝送）、端末 2 台）"
+        in r.stderr
+    )
     k = mebuku(db_url, "kpis", "known-bus-trial", "--json")
     assert k.returncode == 0, k.stderr
     body = json.loads(k.stdout)
     assert body["overall"]["samples"] == 600 and body["scorecard"]["passed"] is False
     table = mebuku(db_url, "kpis", "known-bus-trial")
-    assert "ul_mbps_p5" in table.stdout and "overall: FAIL" in table.stdout
+    assert "上り通信速度（5パーセンタイル値・体感速度）" in table.stdout
+    assert "総合判定：不合格" in table.stdout and "ul_mbps_p5" not in table.stdout
+    en = mebuku(db_url, "kpis", "known-bus-trial", MEBUKU_LANG="en")
+    assert "Uplink throughput, 5th percentile" in en.stdout and "overall: Fail" in en.stdout
     pdf = tmp_path / "r.pdf"
     rep = mebuku(db_url, "report", "known-bus-trial", "-o", str(pdf))
     assert rep.returncode == 0, rep.stderr
@@ -62,7 +69,7 @@ def test_invalid_definition_is_a_clear_error(db_url: str, tmp_path: Path) -> Non
     f.write_text(json.dumps(bad), encoding="utf-8")
     r = mebuku(db_url, "load-trial", str(f))
     assert r.returncode == 2
-    assert "invalid trial definition" in r.stderr and "period_end must be after" in r.stderr
+    assert "実証の定義が正しくありません" in r.stderr and "period_end must be after" in r.stderr
     assert "Traceback" not in r.stderr
 
 
@@ -82,4 +89,4 @@ def test_demo_trials_start_now_and_wait_for_data(db_url: str) -> None:
     assert before <= start <= datetime.now(UTC)
     assert body["scorecard"]["verdict"] == "insufficient-data"
     table = mebuku(db_url, "kpis", "demo-education")
-    assert "INSUFFICIENT DATA" in table.stdout
+    assert "総合判定：判定不能（データ不足）：データ充足率" in table.stdout

@@ -26,7 +26,47 @@ PROVISIONING = REPO_ROOT / "grafana" / "provisioning"
 
 def test_committed_dashboards_are_current() -> None:
     diffs = build.differences(REPO_ROOT / "grafana" / "dashboards")
+    diffs += build.provisioning_differences(PROVISIONING)
     assert not diffs, f"run `mebuku grafana build`: {diffs}"
+
+
+def test_every_dashboard_exists_in_japanese_and_english() -> None:
+    """Japanese is the default set (declared uid and folder); English copies have their own
+    uid and folder, and each links to the other."""
+    dashboards = build.collect()
+    by_uid = {d["uid"]: (f, d) for f, d in dashboards}
+    ja = [(f, d) for f, d in dashboards if "ja" in d["tags"]]
+    assert ja and len(ja) * 2 == len(dashboards)
+    for folder, d in ja:
+        en_folder, en = by_uid[d["uid"] + "-en"]
+        assert folder in build.FOLDERS and en_folder == folder + "-en"
+        assert "en" in en["tags"] and "ja" not in en["tags"]
+        assert [link["url"] for link in d["links"]] == [f"/d/{en['uid']}"]
+        assert [link["url"] for link in en["links"]] == [f"/d/{d['uid']}"]
+        assert d["title"] != en["title"]
+        # Same panels and queries' shape in both languages.
+        assert [p["type"] for p in d["panels"]] == [p["type"] for p in en["panels"]]
+
+
+def test_providers_give_every_folder_a_title_in_its_language() -> None:
+    providers = yaml.safe_load((PROVISIONING / "dashboards" / "mebuku.yaml").read_text())
+    by_uid = {p["folderUid"]: p for p in providers["providers"]}
+    folders = {f for f, _ in build.collect()}
+    assert set(by_uid) == {f"mebuku-{f}" for f in folders}
+    assert by_uid["mebuku-council"]["folder"] == "ローカル5G推進協議会"
+    assert by_uid["mebuku-council-en"]["folder"] == "Local 5G council (English)"
+    for folder in folders:
+        assert by_uid[f"mebuku-{folder}"]["options"]["path"].endswith(f"/{folder}")
+
+
+def test_alert_rule_speaks_japanese_and_reads_a_grafana_view() -> None:
+    doc = yaml.safe_load((PROVISIONING / "alerting" / "ingest.yaml").read_text())
+    (group,) = doc["groups"]
+    (rule,) = group["rules"]
+    assert rule["title"] == "データ受信処理の停滞または無応答"
+    assert group["folder"] == "交通事業者"
+    assert rule["annotations"]["summary_en"].startswith("An ingest worker")
+    assert "grafana.ingest_heartbeat" in rule["data"][0]["model"]["rawSql"]
 
 
 def test_build_writes_folders_and_removes_stale(tmp_path: Path) -> None:
@@ -34,7 +74,10 @@ def test_build_writes_folders_and_removes_stale(tmp_path: Path) -> None:
     (tmp_path / "city" / "gone.json").write_text("{}")
     paths = build.write(tmp_path)
     assert not (tmp_path / "city" / "gone.json").exists()
-    assert {p.parent.name for p in paths} <= set(build.FOLDERS)
+    assert {p.parent.name for p in paths} == {
+        *build.FOLDERS,
+        *(f"{f}-en" for f in build.FOLDERS),
+    }
     assert build.differences(tmp_path) == []
 
 
@@ -69,8 +112,7 @@ def test_provisioning_matches_published_datasources() -> None:
     assert api["url"] == "${MEBUKU_API_URL}/grafana"
     assert api["secureJsonData"]["httpHeaderValue1"] == "${MEBUKU_GRAFANA_API_KEY}"
     providers = yaml.safe_load((PROVISIONING / "dashboards" / "mebuku.yaml").read_text())
-    (provider,) = providers["providers"]
-    assert provider["options"]["foldersFromFilesStructure"] is True
+    assert all(p["type"] == "file" for p in providers["providers"])
 
 
 def test_push_is_idempotent_and_check_reports_health(
@@ -90,6 +132,7 @@ def test_push_is_idempotent_and_check_reports_health(
             "MEBUKU_DB_PASSWORD": str(db.get("password", "")),
             "MEBUKU_API_URL": api_url,
             "MEBUKU_GRAFANA_API_KEY": key,
+            "MEBUKU_LANG": "en",  # the messages this test reads are the English ones
         }.items():
             monkeypatch.setenv(name, value)
 
@@ -101,7 +144,8 @@ def test_push_is_idempotent_and_check_reports_health(
             u: f"mebuku-{f}" for u, f in expected.items()
         }
         # The city folder is closed to Grafana's default Viewer/Editor roles: admins only.
-        assert fake.folder_permissions == {"mebuku-city": []}
+        assert fake.folder_permissions == {"mebuku-city": [], "mebuku-city-en": []}
+        assert fake.folders["mebuku-operators"]["title"] == "交通事業者"
         snapshot = (dict(fake.datasources), {u: d["dashboard"] for u, d in fake.dashboards.items()})
 
         second = runner.invoke(grafana_cli, ["push"])
@@ -149,8 +193,42 @@ def test_push_opens_the_city_folder_to_named_teams_only(
             monkeypatch.setenv(name, value)
         ok = runner.invoke(grafana_cli, ["push", "--city-team", "city-finance"])
         assert ok.exit_code == 0, ok.output
-        assert fake.folder_permissions == {"mebuku-city": [{"teamId": 7, "permission": 1}]}
+        team = [{"teamId": 7, "permission": 1}]
+        assert fake.folder_permissions == {"mebuku-city": team, "mebuku-city-en": team}
         missing = runner.invoke(grafana_cli, ["push", "--city-team", "city-finanse"])
         assert missing.exit_code == 1
         assert "team 'city-finanse' not found" in missing.output
-        assert fake.folder_permissions == {"mebuku-city": [{"teamId": 7, "permission": 1}]}
+        assert fake.folder_permissions == {"mebuku-city": team, "mebuku-city-en": team}
+
+
+PROPERTY_IDS = {"displayName", "unit", "custom.hidden", "mappings"}
+
+
+def test_dashboard_json_structure_renders() -> None:
+    """What Grafana needs to lay out and draw each panel (no Grafana server runs here):
+    panels inside the 24-column grid without overlaps, overrides Grafana understands,
+    value mappings in its format, map layers colouring by a column the query returns."""
+    for _folder, d in build.collect():
+        cells: set[tuple[int, int]] = set()
+        for p in build.iter_panels(d):
+            g = p["gridPos"]
+            assert g["x"] >= 0 and g["x"] + g["w"] <= 24 and g["h"] > 0, (d["uid"], p["title"])
+            mine = {
+                (x, y)
+                for x in range(g["x"], g["x"] + g["w"])
+                for y in range(g["y"], g["y"] + g["h"])
+            }
+            assert not cells & mine, f"{d['uid']}: {p['title']} overlaps another panel"
+            cells |= mine
+            for o in p["fieldConfig"]["overrides"]:
+                assert o["matcher"]["id"] == "byName" and o["matcher"]["options"]
+                for prop in o["properties"]:
+                    assert prop["id"] in PROPERTY_IDS, prop
+                    if prop["id"] == "mappings":
+                        (m,) = prop["value"]
+                        assert m["type"] == "value"
+                        assert all(set(v) == {"text", "index"} for v in m["options"].values())
+            sql = " ".join(t.get("rawSql", "") for t in p["targets"])
+            for layer in p["options"].get("layers", []):
+                colour = layer["config"]["style"]["color"]["field"]
+                assert f'"{colour}"' in sql, f"{p['title']}: map colours by {colour!r}"

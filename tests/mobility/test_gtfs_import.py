@@ -200,7 +200,7 @@ def test_expired_feed_is_reported_by_import_status_and_readyz(
     if date.today() <= date(2026, 3, 31) - timedelta(days=14):
         pytest.skip("the bundled feed is still valid today")
     assert any("2026-03-31" in w for w in version.warnings)
-    env = {**os.environ, "MEBUKU_DATABASE_URL": db_url, "COLUMNS": "200"}
+    env = {**os.environ, "MEBUKU_DATABASE_URL": db_url, "COLUMNS": "200", "MEBUKU_LANG": "ja"}
     out = subprocess.run(
         [sys.executable, "-m", "core.cli", "gtfs", "status"],
         env=env,
@@ -209,7 +209,7 @@ def test_expired_feed_is_reported_by_import_status_and_readyz(
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    assert "warning" in out.stderr and "2026-03-31" in out.stderr
+    assert "注意：" in out.stderr and "2026-03-31" in out.stderr
     with TestClient(create_app(settings)) as client:
         body = client.get("/readyz").json()
     assert "2026-03-31" in body["warnings"]["gtfs"]

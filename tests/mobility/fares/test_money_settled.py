@@ -69,7 +69,12 @@ async def reverse(url: str, op: str, record: str, now: datetime) -> list[int]:
 
 
 def mebuku(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, MEBUKU_DATABASE_URL=url, MEBUKU_PSEUDONYM_KEY=TEST_PSEUDONYM_KEY)
+    env = dict(
+        os.environ,
+        MEBUKU_DATABASE_URL=url,
+        MEBUKU_PSEUDONYM_KEY=TEST_PSEUDONYM_KEY,
+        MEBUKU_LANG="ja",  # the default language of the CLI, whatever the machine's locale
+    )
     return subprocess.run(
         [str(Path(sys.executable).parent / "mebuku"), *args],
         env=env,
@@ -125,7 +130,7 @@ async def test_closed_month_stays_byte_identical_and_late_records_adjust_the_nex
     again = tmp_path / "again"
     out = mebuku(db_url, "settle", "--month", "2026-07", "--out", str(again))
     assert out.returncode == 0, out.stderr
-    assert "closed" in out.stderr
+    assert "締め済み" in out.stderr  # month closed: stored statements, SHA-256 verified
     assert {p.name: p.read_bytes() for p in again.glob("statement-*")} == issued
     h = {"X-API-Key": keys.admin}
     for op in OPS:

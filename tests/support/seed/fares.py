@@ -33,18 +33,18 @@ def seed(url: str) -> None:
                     " meter_fare_yen, riders, flags, policy_version) VALUES (%s, %s, 'seed-taxi',"
                     " %s, %s, 139.0729, 36.3837, 139.0745, 36.3922, 1400, 1, %s,"
                     " 'mytaku-2022-04')",
-                    ["seed-taxi-co", rec, when, when + timedelta(minutes=12), flags],
+                    ["demo-taxi", rec, when, when + timedelta(minutes=12), flags],
                 )
                 cur.execute(
                     "INSERT INTO fare_taxi_riders (operator_id, record_id, position, idm_hash,"
                     " resident_id, pickup_at, dropoff_at, subsidy_yen, reason)"
                     " VALUES (%s, %s, 0, %s, %s, %s, %s, 700, 'subsidised')",
-                    ["seed-taxi-co", rec, h, rid, when, when + timedelta(minutes=12)],
+                    ["demo-taxi", rec, h, rid, when, when + timedelta(minutes=12)],
                 )
                 cur.execute(
                     "INSERT INTO fare_ledger (period, operator_id, source, record_id,"
                     " resident_id, kind, amount_yen, ride_at, service_day, fiscal_year,"
-                    " policy_version, posted_at) VALUES (%s, 'seed-taxi-co', 'taxi', %s, %s,"
+                    " policy_version, posted_at) VALUES (%s, 'demo-taxi', 'taxi', %s, %s,"
                     " 'mytaku', 700, %s, %s, %s, 'mytaku-2022-04', %s)",
                     [
                         datetime.now(JST).date().replace(day=1),
