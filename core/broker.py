@@ -5,8 +5,9 @@ topic has exactly a ``{vehicle_id}`` (``maebashi/bus/{vehicle_id}/telemetry|even
 own vehicle id; a 5G device only the streams with ``{site_id}`` and ``{device_id}``
 (``maebashi/5g/{site_id}/{device_id}/radio|senml|status``), for its own device id and the
 sites of the trials it is registered in. The topics come from the stream catalogue
-(``mebuku.streams``, :mod:`core.streams`), so a new stream needs no edit here. The ACL has no ``pattern`` lines, so nothing is granted
-that is not listed under an account, and Mosquitto denies the rest (a denied QoS 1 publish
+(``mebuku.streams``, :mod:`core.streams`), so a new stream needs no edit here. The ACL
+has no ``pattern`` lines, so nothing is granted that is not listed under an account, and
+Mosquitto denies the rest (a denied QoS 1 publish
 gets PUBACK 0x87 "not authorized" in MQTT 5; a denied QoS 0 publish is dropped and the
 connection closed, eclipse-mosquitto/mosquitto#2579).
 

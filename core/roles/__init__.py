@@ -33,8 +33,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import SecretStr
 
-from core.streams import StreamDecl, declared, grafana_view_sql
 from core.settings import Settings
+from core.streams import StreamDecl, declared, grafana_view_sql
 
 log = logging.getLogger(__name__)
 

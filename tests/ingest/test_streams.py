@@ -14,16 +14,15 @@ tests/core/test_broker_acl.py.
 from __future__ import annotations
 
 import json
+import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-
-import tomllib
-from importlib import resources
 
 from core import roles
 from core.broker import Account, bus_account, fiveg_account
