@@ -1,10 +1,13 @@
 """Mosquitto access control generated from the registries: ``mebuku broker acl|passwd``.
 
-A device's broker user name is its registry id. A bus may publish only
-``maebashi/bus/{vehicle_id}/telemetry|event`` for its own vehicle id; a 5G device only
-``maebashi/5g/{site_id}/{device_id}/radio|senml|status`` for its own device id and the sites of
-the trials it is registered in. The ACL has no ``pattern`` lines, so nothing is granted
-that is not listed under an account, and Mosquitto denies the rest (a denied QoS 1 publish
+A device's broker user name is its registry id. A bus may publish only the streams whose
+topic has exactly a ``{vehicle_id}`` (``maebashi/bus/{vehicle_id}/telemetry|event``), for its
+own vehicle id; a 5G device only the streams with ``{site_id}`` and ``{device_id}``
+(``maebashi/5g/{site_id}/{device_id}/radio|senml|status``), for its own device id and the
+sites of the trials it is registered in. The topics come from the stream catalogue
+(``mebuku.streams``, :mod:`core.streams`), so a new stream needs no edit here. The ACL
+has no ``pattern`` lines, so nothing is granted that is not listed under an account, and
+Mosquitto denies the rest (a denied QoS 1 publish
 gets PUBACK 0x87 "not authorized" in MQTT 5; a denied QoS 0 publish is dropped and the
 connection closed, eclipse-mosquitto/mosquitto#2579).
 
@@ -28,7 +31,7 @@ from pathlib import Path
 import psycopg
 import typer
 
-from core import plugins
+from core import plugins, streams
 from core.i18n import cli_gettext as _
 from core.settings import get_settings
 
@@ -57,26 +60,17 @@ class Account:
 
 
 def bus_account(vehicle_id: str, note: str = "") -> Account:
-    """A bus may publish only its own telemetry and events, so a stolen bus credential cannot
-    impersonate another vehicle."""
-    return Account(
-        vehicle_id,
-        write=(f"maebashi/bus/{vehicle_id}/telemetry", f"maebashi/bus/{vehicle_id}/event"),
-        note=note,
-    )
-
-
-# The last topic level of each 5G stream (ingest/streams.py; core does not import ingest,
-# tests/ingest/test_streams.py checks the two agree).
-FIVEG_TOPIC_KINDS = ("radio", "senml", "status")
+    """A bus: every catalogue stream keyed by ``{vehicle_id}``, for its own id only."""
+    return Account(vehicle_id, write=streams.device_topics(vehicle_id=vehicle_id), note=note)
 
 
 def fiveg_account(device_id: str, site_ids: Iterable[str], note: str = "") -> Account:
-    """A 5G device may publish only its own streams at the sites its trials cover."""
+    """A 5G device: every catalogue stream keyed by ``{site_id}/{device_id}``, for its own
+    id under each of its sites."""
     topics = [
-        f"maebashi/5g/{site}/{device_id}/{kind}"
+        t
         for site in sorted(set(site_ids))
-        for kind in FIVEG_TOPIC_KINDS
+        for t in streams.device_topics(site_id=site, device_id=device_id)
     ]
     return Account(device_id, write=tuple(topics), note=note)
 

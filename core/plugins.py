@@ -8,6 +8,7 @@ domain (dependencies point inward):
 - ``mebuku.routers``: modules with a FastAPI ``router``
 - ``mebuku.dashboards``: ``def dashboards() -> list[(folder, dashboard)]``
 - ``mebuku.broker``: ``def accounts(conn) -> list[Account]`` (core/broker.py)
+- ``mebuku.streams``: ``def declarations() -> list[StreamDecl]`` (core/streams.py)
 
 Entries load in name order (hence the numeric prefixes). An entry that fails to import
 raises :class:`PluginError` naming the group, the entry and the module, with the import

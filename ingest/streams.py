@@ -1,21 +1,28 @@
 """The stream catalogue: every MQTT stream the ingestor accepts, in one place.
 
 Each :class:`Stream` names its topic pattern, its parser, the table its rows go to (with
-the key columns that make a redelivery a no-op) and its JSON Schema under docs/schemas/.
-Everything else that lists streams or tables is derived from :data:`STREAMS`: the parser
-dispatch (:func:`ingest.parse.parse_message`), the writer's tables
+the key columns that make a redelivery a no-op), its JSON Schema under docs/schemas/,
+the service roles that read its table besides the API, and any column Grafana must see
+blurred. Everything else that lists streams or tables is derived from :data:`STREAMS`: the
+parser dispatch (:func:`ingest.parse.parse_message`), the writer's tables
 (:data:`ingest.rows.TABLES`), the ingest and platform dashboards, the API's ingest series
-and the panel seed. The contract tests (tests/ingest/test_streams.py) run over it, so a
-new stream is a catalogue entry, a migration, a schema file and a parser.
+and the panel seed; and, through the ``mebuku.streams`` entry point
+(:func:`declarations`, read by :mod:`core.streams`), the broker ACL, the table's grants
+and its ``grafana.<table>`` view. The contract tests (tests/ingest/test_streams.py) run
+over it, so a new stream is a catalogue entry, a migration, a schema file and a parser
+(ingest/README.md, "Adding a stream").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
+from core.i18n import N_
+from core.streams import StreamDecl
 from ingest.fields import Limits
 from ingest.parsers import parse_event, parse_radio, parse_senml, parse_status, parse_telemetry
 from ingest.rows import TableSpec
@@ -32,6 +39,14 @@ class Stream:
     parser: Parser
     table: TableSpec
     schema: str  # file name under docs/schemas/
+    # Service roles that read the table besides api and maintain (core/roles/grants.toml
+    # [streams] gives every stream table the writer's, the API's and retention's rights).
+    readers: tuple[str, ...] = ()
+    # column -> SQL expression that grafana.<table> shows instead of the raw value
+    grafana: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # What people call the stream: an English catalogue msgid (core/locale), shown in its
+    # language on dashboards; empty means the name.
+    title: str = ""
 
     @property
     def levels(self) -> tuple[str, ...]:
@@ -50,6 +65,11 @@ class Stream:
     def filter(self) -> str:
         """The MQTT subscription filter (placeholders become ``+``)."""
         return "/".join("+" if p.startswith("{") else p for p in self.levels)
+
+    def declaration(self) -> StreamDecl:
+        """What core derives the ACL, grants and Grafana view from."""
+        return StreamDecl(self.topic, self.table.name, self.table.columns, self.readers,
+                          self.grafana)  # fmt: skip
 
 
 TELEMETRY = TableSpec(
@@ -126,14 +146,33 @@ STREAMS: tuple[Stream, ...] = (
         parse_telemetry,
         TELEMETRY,
         "bus-telemetry.json",
+        readers=("mobility",),  # the vehicle tracker follows the buses
+        title=N_("Bus telemetry"),
     ),
-    Stream("events", "maebashi/bus/{vehicle_id}/event", parse_event, EVENTS, "bus-event.json"),
+    Stream(
+        "events",
+        "maebashi/bus/{vehicle_id}/event",
+        parse_event,
+        EVENTS,
+        "bus-event.json",
+        title=N_("Bus events"),
+    ),
     Stream(
         "5G radio",
         "maebashi/5g/{site_id}/{device_id}/radio",
         parse_radio,
         RADIO,
         "fiveg-radio.json",
+        # Phones take part in 5G trials: Grafana sees positions snapped to the dashboards'
+        # ~50 m cell centres (0.00045 deg lat x 0.00056 deg lon), so no viewer can follow
+        # a handset.
+        grafana=MappingProxyType(
+            {
+                "lat": "(floor(lat / 0.00045) + 0.5) * 0.00045",
+                "lon": "(floor(lon / 0.00056) + 0.5) * 0.00056",
+            }
+        ),
+        title=N_("5G radio measurements"),
     ),
     Stream(
         "SenML",
@@ -141,6 +180,7 @@ STREAMS: tuple[Stream, ...] = (
         parse_senml,
         SENSOR,
         "fiveg-senml.json",
+        title=N_("Field sensors (SenML)"),
     ),
     Stream(
         "5G device status",
@@ -148,11 +188,17 @@ STREAMS: tuple[Stream, ...] = (
         parse_status,
         STATUS,
         "fiveg-device-status.json",
+        title=N_("5G device heartbeats"),
     ),
 )
 
 # Every table the ingestor writes, in catalogue order (one table may serve several streams).
 TABLES: dict[str, TableSpec] = {s.table.name: s.table for s in STREAMS}
+
+
+def declarations() -> list[StreamDecl]:
+    """The catalogue for core (entry point ``mebuku.streams``): broker ACL, grants, views."""
+    return [s.declaration() for s in STREAMS]
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,12 @@ added by later migrations are covered (or denied, with a warning) at once.
 Passwords never live in migrations: :func:`set_passwords` sets them from
 ``MEBUKU_DB_<ROLE>_PASSWORD`` (as SCRAM verifiers computed here, so the clear text never
 reaches the server's logs). Core names tables only as strings, it imports no domain.
+
+The stream tables are decided from the stream catalogue, not by a line each: every table
+a ``mebuku.streams`` entry declares (:mod:`core.streams`) gets the ``[streams]`` grants
+of grants.toml plus SELECT for the entry's ``readers``, and :func:`apply` creates its
+``grafana.<table>`` view. A stream table named in ``[tables]`` as well is refused (one
+place for each decision).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import fnmatch
 import logging
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -28,6 +34,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import SecretStr
 
 from core.settings import Settings
+from core.streams import StreamDecl, declared, grafana_view_sql
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +66,34 @@ class Policy:
     temporary: tuple[str, ...]
     functions: dict[str, list[str]] = field(default_factory=dict)
     role_settings: dict[str, dict[str, str]] = field(default_factory=dict)
+    stream_grants: dict[str, list[str]] = field(default_factory=dict)  # [streams] grants
+    streams: tuple[StreamDecl, ...] = ()  # set by with_streams
+
+    def with_streams(self, decls: tuple[StreamDecl, ...]) -> Policy:
+        """This policy plus a decision for each stream table of the catalogue. Pure.
+
+        A stream table gets ``[streams] grants`` and SELECT for each of its ``readers``;
+        one that ``[tables]`` decides too, or an unknown reader, is a PolicyError.
+        """
+        tables = dict(self.tables)
+        for d in decls:
+            if d.table in self.tables:
+                raise PolicyError(
+                    f"{d.table} is a stream table (its decision comes from the stream"
+                    " catalogue and [streams]): remove its line from [tables]"
+                )
+            if not self.stream_grants:
+                raise PolicyError("grants.toml has no [streams] grants for the stream tables")
+            grants = {role: list(privs) for role, privs in self.stream_grants.items()}
+            for reader in d.readers:
+                if reader not in self.roles:
+                    raise PolicyError(f"{d.table}: unknown reader role {reader!r}")
+                if not any(p.startswith("SELECT") for p in grants.get(reader, [])):
+                    grants[reader] = ["SELECT", *grants.get(reader, [])]
+            if d.table in self.append_only:
+                raise PolicyError(f"{d.table}: a stream table cannot be append-only (retention)")
+            tables[d.table] = grants
+        return replace(self, tables=tables, streams=self.streams + tuple(decls))
 
     def role(self, short: str) -> str:
         """The database role for a short name, prefixed so it cannot clash with other roles."""
@@ -96,22 +131,25 @@ def _split(privs: str) -> list[str]:
     return out
 
 
+def _grants(rel: str, grants: Any, roles: dict[str, str]) -> dict[str, list[str]]:
+    """One ``{ role = "PRIVILEGES" }`` table, validated."""
+    if not isinstance(grants, dict):
+        raise PolicyError(f'{rel}: expected {{ role = "PRIVILEGES" }}, got {grants!r}')
+    out: dict[str, list[str]] = {}
+    for role, privs in grants.items():
+        if role not in roles:
+            raise PolicyError(f"{rel}: unknown role {role!r}")
+        parsed = _split(str(privs))
+        for p in parsed:
+            if not _PRIVILEGE.match(p):
+                raise PolicyError(f"{rel}: {role}: privilege {p!r} is not allowed")
+        out[role] = parsed
+    return out
+
+
 def _parse_tables(data: dict[str, Any], roles: dict[str, str]) -> dict[str, dict[str, list[str]]]:
     """Relation -> role -> privileges, each privilege checked against the allowed words."""
-    tables: dict[str, dict[str, list[str]]] = {}
-    for rel, grants in data.get("tables", {}).items():
-        if not isinstance(grants, dict):
-            raise PolicyError(f'{rel}: expected {{ role = "PRIVILEGES" }}, got {grants!r}')
-        tables[rel] = {}
-        for role, privs in grants.items():
-            if role not in roles:
-                raise PolicyError(f"{rel}: unknown role {role!r}")
-            parsed = _split(str(privs))
-            for p in parsed:
-                if not _PRIVILEGE.match(p):
-                    raise PolicyError(f"{rel}: {role}: privilege {p!r} is not allowed")
-            tables[rel][role] = parsed
-    return tables
+    return {rel: _grants(rel, g, roles) for rel, g in data.get("tables", {}).items()}
 
 
 def _check_append_only(
@@ -145,6 +183,7 @@ def parse_policy(data: dict[str, Any]) -> Policy:
     if not roles:
         raise PolicyError("grants.toml declares no roles")
     tables = _parse_tables(data, roles)
+    stream_grants = _grants("[streams] grants", data.get("streams", {}).get("grants", {}), roles)
     append_only = tuple(data.get("append_only", {}).get("tables", []))
     _check_append_only(tables, append_only)
     temporary = tuple(data.get("database", {}).get("temporary", []))
@@ -153,13 +192,34 @@ def parse_policy(data: dict[str, Any]) -> Policy:
         if who not in roles:
             raise PolicyError(f"unknown role {who!r}")
     role_settings = _parse_role_settings(data, roles)
-    return Policy(roles, tables, append_only, temporary, functions, role_settings)
+    return Policy(roles, tables, append_only, temporary, functions, role_settings, stream_grants)
 
 
 def load_policy() -> Policy:
-    """The policy shipped with the package, read as package data so an installed wheel has it."""
+    """The policy shipped with the package (package data, so an installed wheel has it),
+    with a decision for every table of the installed stream catalogue."""
     text = (resources.files(PACKAGE) / "grants.toml").read_text(encoding="utf-8")
-    return parse_policy(tomllib.loads(text))
+    return parse_policy(tomllib.loads(text)).with_streams(declared())
+
+
+def _stream_views(conn: psycopg.Connection, policy: Policy) -> None:
+    """Create or refresh ``grafana.<table>`` for every stream table that exists."""
+    if conn.execute("SELECT to_regnamespace('grafana')").fetchone() == (None,):
+        return
+    done: set[str] = set()
+    for d in policy.streams:
+        if d.table in done or conn.execute(
+            "SELECT to_regclass(%s)", [f'public."{d.table}"']
+        ).fetchone() == (None,):
+            continue
+        done.add(d.table)
+        try:
+            with conn.transaction():  # savepoint: a changed column list cannot be replaced
+                conn.execute(grafana_view_sql(d))
+        except psycopg.errors.InvalidTableDefinition:
+            conn.execute(sql.SQL("DROP VIEW {}").format(sql.Identifier("grafana", d.table)))
+            conn.execute(grafana_view_sql(d))
+            log.info("grafana.%s recreated with the catalogue's columns", d.table)
 
 
 def relations(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
@@ -338,6 +398,7 @@ def apply(conn: psycopg.Connection, policy: Policy | None = None) -> list[str]:
     missing: list[str] = []
     with conn.transaction():
         _ensure_roles(conn, policy)
+        _stream_views(conn, policy)
         _grant_database(conn, policy, everyone)
         users: dict[str, set[str]] = {s: set() for s in SCHEMAS}
         users["public"].update(policy.roles)  # functions such as time_bucket live there

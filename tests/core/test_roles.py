@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 import pytest
@@ -18,6 +19,7 @@ from psycopg import sql
 
 from core import migrator, roles, timeseries
 from core.settings import Settings
+from core.streams import StreamDecl
 from ingest import writer
 from ingest.parse import parse_message
 from tests.conftest import make_settings
@@ -147,6 +149,49 @@ def test_policy_refuses_to_let_anyone_rewrite_append_only_tables() -> None:
     data["tables"] = {"fare_ledger": {"api": "TRUNCATE"}}
     with pytest.raises(roles.PolicyError, match="not allowed"):
         roles.parse_policy(data)
+
+
+def test_stream_tables_are_decided_by_the_catalogue_once() -> None:
+    decl = StreamDecl("maebashi/x/{device_id}/beat", "x_beats", ("device_id", "ts"), ("mobility",))
+    data: dict[str, Any] = {
+        "roles": {"ingest": "w", "api": "r", "mobility": "m"},
+        "streams": {"grants": {"ingest": "SELECT, INSERT", "api": "SELECT"}},
+        "tables": {},
+    }
+    policy = roles.parse_policy(data).with_streams((decl,))
+    assert policy.decision("public", "x_beats") == {
+        "ingest": ["SELECT", "INSERT"],
+        "api": ["SELECT"],
+        "mobility": ["SELECT"],
+    }
+    # A second decision for a stream table, in [tables], is refused (one place each).
+    data["tables"] = {"x_beats": {"api": "SELECT"}}
+    with pytest.raises(roles.PolicyError, match="stream table"):
+        roles.parse_policy(data).with_streams((decl,))
+    data["tables"] = {}
+    unknown = StreamDecl("maebashi/x/{device_id}/beat", "x_beats", ("ts",), ("nobody",))
+    with pytest.raises(roles.PolicyError, match="unknown reader"):
+        roles.parse_policy(data).with_streams((unknown,))
+
+
+def test_a_stream_view_with_other_columns_is_replaced_by_the_catalogue_one(
+    empty_db_url: str,
+) -> None:
+    migrator.migrate(empty_db_url, make_settings(empty_db_url))
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("DROP VIEW grafana.bus_events")
+        conn.execute("CREATE VIEW grafana.bus_events AS SELECT ts, detail FROM bus_events")
+        assert roles.apply(conn) == []
+        cols = [
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema ="
+                " 'grafana' AND table_name = 'bus_events' ORDER BY ordinal_position"
+            )
+        ]
+    assert cols == ["vehicle_id", "ts", "type", "cause", "detail", "received_at"]
+    with psycopg.connect(roles.role_url(empty_db_url, "grafana")) as grafana:
+        grafana.execute("SELECT vehicle_id FROM grafana.bus_events LIMIT 1")
 
 
 def test_role_url_swaps_the_user_and_never_reuses_the_owner_password() -> None:

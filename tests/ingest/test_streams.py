@@ -2,25 +2,33 @@
 
 A new catalogue entry is covered here with no new test code: its JSON Schema and its
 parser agree (examples pass both; generic violations derived from the schema fail
-both), its table in the database has the catalogue's columns and key, the broker lets a
-device publish it, and the ingest dashboard charts its rows once the simulator's
-messages went through the parser and the writer. The series API has its own battery in
-tests/api/test_stream_series.py.
+both), its table in the database has the catalogue's columns and key, the broker ACL
+lets its own device (and no other) publish it, the Grafana role reads it through a
+generated ``grafana.<table>`` view and never the table, each service role has exactly
+the grants the catalogue implies (no grants.toml line), and the ingest dashboard charts
+its rows once the simulator's messages went through the parser and the writer. The
+series API has its own battery in tests/api/test_stream_series.py, the real broker in
+tests/core/test_broker_acl.py.
 """
 
 from __future__ import annotations
 
 import json
+import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from core.broker import bus_account, fiveg_account
+from core import roles
+from core.broker import Account, bus_account, fiveg_account
+from core.i18n import gettext
 from core.roles import role_url
+from core.streams import RECEIVED_AT, declared
 from ingest.dashboard import ingest_health
 from ingest.parse import parse_message
 from ingest.rows import Reject, Rows
@@ -118,14 +126,83 @@ def test_table_has_the_catalogue_columns_and_key(stream: Stream, db_url: str) ->
     assert key == set(stream.table.key)
 
 
+def _account(stream: Stream, **ids: str) -> Account:
+    """The broker account of the device kind whose ids fill the stream's topic."""
+    if set(stream.ids) == {"vehicle_id"}:
+        return bus_account(ids["vehicle_id"])
+    if set(stream.ids) == {"site_id", "device_id"}:
+        return fiveg_account(ids["device_id"], [ids["site_id"]])
+    raise AssertionError(f"{stream.topic}: no broker account kind publishes {stream.ids}")
+
+
 @every_stream
-def test_a_device_may_publish_its_stream(stream: Stream) -> None:
+def test_the_broker_acl_lets_only_its_own_device_publish_it(stream: Stream) -> None:
     topic = _topic(stream)
-    if "vehicle_id" in stream.ids:
-        account = bus_account(IDS["vehicle_id"])
-    else:
-        account = fiveg_account(IDS["device_id"], [IDS["site_id"]])
+    account = _account(stream, **IDS)
     assert topic in account.write
+    # Derived from the catalogue's pattern: only the device's own ids, no wildcards.
+    assert all("+" not in t and "#" not in t for t in account.write)
+    other = {k: f"other-{v}" for k, v in IDS.items()}
+    assert topic not in _account(stream, **other).write
+    assert stream.topic_for(**{k: other[k] for k in stream.ids}) in _account(stream, **other).write
+
+
+def test_core_reads_the_catalogue_through_its_entry_point() -> None:
+    assert declared() == tuple(s.declaration() for s in STREAMS)
+
+
+def _view_columns(conn: psycopg.Connection, schema: str, table: str) -> list[str]:
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+            [schema, table],
+        )
+    ]
+
+
+@every_stream
+def test_grafana_reads_the_stream_through_its_generated_view(
+    stream: Stream, seeded_db: str
+) -> None:
+    table = stream.table.name
+    with psycopg.connect(seeded_db) as conn:
+        assert _view_columns(conn, "grafana", table) == [*stream.table.columns, RECEIVED_AT]
+        plain = [c for c in stream.table.columns if c not in stream.grafana]
+        cols = ", ".join(plain)
+        expected = conn.execute(f"SELECT {cols} FROM public.{table} ORDER BY {cols}").fetchall()
+    with psycopg.connect(role_url(seeded_db, "grafana")) as conn:
+        seen = conn.execute(f"SELECT {cols} FROM grafana.{table} ORDER BY {cols}").fetchall()
+        assert seen and seen == expected  # every row, the unblurred columns as stored
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(f"SELECT 1 FROM public.{table} LIMIT 1")
+
+
+def _has(conn: psycopg.Connection, role: str, table: str, privilege: str) -> bool:
+    row = conn.execute(
+        "SELECT has_table_privilege(%s, %s, %s)", [roles.ROLE_PREFIX + role, table, privilege]
+    ).fetchone()
+    return bool(row and row[0])
+
+
+@every_stream
+def test_stream_table_grants_come_from_the_catalogue(stream: Stream, db_url: str) -> None:
+    table = stream.table.name
+    text = (resources.files(roles.PACKAGE) / "grants.toml").read_text(encoding="utf-8")
+    assert table not in tomllib.loads(text)["tables"], "decided by the catalogue, not a line"
+    policy = roles.load_policy()
+    with psycopg.connect(db_url) as conn:
+        assert roles.uncovered(conn, policy) == []
+        # The writer appends and cannot delete; retention deletes; the API reads only.
+        assert _has(conn, "ingest", table, "INSERT") and _has(conn, "ingest", table, "SELECT")
+        assert not _has(conn, "ingest", table, "DELETE")
+        assert not _has(conn, "ingest", table, "UPDATE")
+        assert _has(conn, "maintain", table, "DELETE")
+        assert _has(conn, "api", table, "SELECT") and not _has(conn, "api", table, "INSERT")
+        assert not _has(conn, "grafana", table, "SELECT")
+        for short in set(policy.roles) - {"ingest", "api", "maintain", "grafana"}:
+            assert _has(conn, short, table, "SELECT") == (short in stream.readers), short
 
 
 @pytest.fixture(scope="module")
@@ -138,11 +215,11 @@ def seeded_db(db_url: str) -> str:
 def test_stream_is_charted_on_the_ingest_dashboard(stream: Stream, seeded_db: str) -> None:
     # The simulator's messages went through parse_message and the writer (ingest's panel
     # seed); the panel, run as Grafana's role, must show this stream's rows.
-    d = ingest_health()
+    d = ingest_health("en")
     target = next(p for p in d["panels"] if p["title"] == "Rows stored per minute")["targets"][0]
     start, end = time_range(d, datetime.now(UTC))
     ctx = QueryContext(start, end, panel_interval(start, end, MAX_DATA_POINTS, MIN_INTERVAL), False)
     with psycopg.connect(role_url(seeded_db, "grafana")) as conn:
         desc, rows = run(conn, expand(target["rawSql"], ctx))
     metric = [c.name for c in desc].index("metric")
-    assert stream.name in {r[metric] for r in rows}
+    assert gettext(stream.title or stream.name, "en") in {r[metric] for r in rows}
