@@ -21,9 +21,7 @@ def portal_msgids() -> set[str]:
         ids |= {m[1] for m in found if isinstance(m[1], str)}
     for path in sorted((PORTAL / "templates").glob("*.html")):
         with path.open("rb") as f:
-            ids |= {
-                m[2] for m in babel_extract(f, KEYWORDS.keys(), [], {}) if isinstance(m[2], str)
-            }
+            ids |= {m[2] for m in babel_extract(f, list(KEYWORDS), [], {}) if isinstance(m[2], str)}
     return ids
 
 

@@ -37,7 +37,7 @@ def device(client: TestClient, base_url: str = "http://testserver") -> Iterator[
     """Another browser (its own cookies) on the same app and event loop as ``client``."""
     saved, saved_base = dict(client.cookies), client.base_url
     client.cookies.clear()
-    client.base_url = base_url  # type: ignore[assignment]
+    client.base_url = base_url
     try:
         yield client
     finally:
