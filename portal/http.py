@@ -20,11 +20,11 @@ from psycopg import AsyncConnection
 
 from core.i18n import N_, as_lang, gettext_for
 from core.settings import Settings, get_settings
-from core.web import Principal, auth_rate_limit, db_conn, public
+from core.web import Principal, Role, auth_rate_limit, db_conn, public
 from mobility.fares import cards, history, ledger, residents
 from mobility.fares.policy import NoPolicyError, load_policies
 from mobility.fares.rules import local_day
-from portal import signin, stops, store, words
+from portal import counter, signin, stops, store, words
 from portal.web import (
     DISPLAY_COOKIE,
     LANG_COOKIE,
@@ -34,6 +34,7 @@ from portal.web import (
     FormError,
     Page,
     cookie_principal,
+    fmt_time,
     parse_display,
     read_form,
     redirect,
@@ -62,19 +63,49 @@ def _settings(request: Request) -> Settings:
 
 
 async def _page(request: Request, principal: Principal | None = None) -> Page:
+    session: counter.CounterSession | None = getattr(request.state, "portal_counter", None)
+    banner = None
+    if session is not None and principal is not None:
+        banner = {
+            "staff": session.staff,
+            "until": fmt_time(session.expires_at),
+            "until_iso": session.expires_at.isoformat(),
+        }
     return Page(
         request=request,
         lang=request_lang(request),
         display=parse_display(request.cookies.get(DISPLAY_COOKIE)),
         resident_id=principal.resident_id if principal else None,
+        counter=banner,
     )
 
 
+async def _counter_session(request: Request) -> counter.CounterSession | None:
+    token = request.cookies.get(counter.COUNTER_COOKIE)
+    if not token or len(token) > 200:
+        return None
+    async with request.app.state.pool.connection() as conn:
+        return await counter.lookup(conn, token)
+
+
 async def _resident(request: Request) -> Principal | None:
+    """The resident whose pages these are: at a city counter the one whose card signed
+    (every page view audited), else the resident of the session cookie."""
+    session = await _counter_session(request)
+    if session is not None and session.resident_id is not None:
+        request.state.portal_counter = session
+        async with request.app.state.pool.connection() as conn:
+            detail = f"{request.method} {request.url.path}"
+            await counter.audit(conn, session.staff, session.resident_id, "view", detail)
+        rid = session.resident_id
+        return Principal(role=Role.RESIDENT, subject=str(rid), resident_id=rid)
     return await cookie_principal(request)
 
 
 def _to_signin(request: Request) -> Response:
+    """Signed out: to the sign-in page (at a counter whose view ended: back to the counter)."""
+    if request.cookies.get(counter.COUNTER_COOKIE):
+        return redirect("/my/counter?ended=1")
     return redirect("/my/signin")
 
 
@@ -221,8 +252,12 @@ async def signout(request: Request, conn: Conn) -> Response:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         await revoke_session(conn, token[:200])
-    resp = redirect("/my/signin")
+    at_counter = request.cookies.get(counter.COUNTER_COOKIE)
+    if at_counter:
+        await counter.end(conn, at_counter[:200])
+    resp = redirect("/my/counter" if at_counter else "/my/signin")
     resp.delete_cookie(SESSION_COOKIE, path="/")
+    resp.delete_cookie(counter.COUNTER_COOKIE, path="/")
     return resp
 
 
@@ -376,7 +411,11 @@ async def statement(request: Request, conn: Conn, month: str = "") -> Response:
         return _problem_page(
             page, 400, N_("Month must be YYYY-MM"), N_("Open the page from the menu."), "/my/rides"
         )
-    body = await statement_pdf(conn, principal.resident_id, m, page.lang)
+    session: counter.CounterSession | None = getattr(request.state, "portal_counter", None)
+    staff = session.staff if session is not None else None
+    body = await statement_pdf(conn, principal.resident_id, m, page.lang, staff)
+    if session is not None:
+        await counter.audit(conn, session.staff, principal.resident_id, "statement", f"{m:%Y-%m}")
     resp = Response(body, media_type="application/pdf")
     resp.headers["Content-Disposition"] = f'inline; filename="statement-{m:%Y-%m}.pdf"'
     resp.headers["Cache-Control"] = "no-store"
@@ -674,3 +713,133 @@ async def notices_save(request: Request, conn: Conn) -> Response:
         return form
     await store.save_notice_prefs(conn, principal.resident_id, store.parse_notice_form(form))
     return redirect("/my/notices?done=saved")
+
+
+# ---------------------------------------------------------------- counter assistance
+
+
+def _counter_cookie(resp: Response, request: Request, token: str) -> None:
+    set_cookie(resp, request, counter.COUNTER_COOKIE, token, int(counter.MAX_TOTAL.seconds))
+
+
+@router.get("/my/counter", response_class=HTMLResponse)
+async def counter_page(request: Request, conn: Conn) -> Response:
+    """City staff: start a counter session, then the resident's card signs at the reader."""
+    page = await _page(request)
+    session = await _counter_session(request)
+    settings = _settings(request)
+    values: dict[str, Any] = {"session": session, "dev": False, "nonce": ""}
+    if session is not None:
+        values["until"] = fmt_time(session.expires_at)
+        try:
+            values["nonce"] = await signin.new_challenge(conn, settings)
+        except signin.SignInUnavailableError:
+            values["unavailable"] = True
+        values["dev"] = signin.dev_authority(settings) is not None
+    ended = request.query_params.get("ended") == "1"
+    _ = gettext_for(page.lang)
+    return render(
+        page,
+        "counter.html",
+        message=_("The counter view has ended.") if ended else None,
+        **values,
+    )
+
+
+@router.post(
+    "/my/counter/start", response_class=HTMLResponse, dependencies=[Depends(auth_rate_limit)]
+)
+async def counter_start(request: Request, conn: Conn) -> Response:
+    """Staff sign in with their admin API key (checked by the API's own authenticator)."""
+    page = await _page(request)
+    form = await _form(request, page)
+    if isinstance(form, Response):
+        return form
+    authenticate = request.app.state.authenticate
+    staff = await authenticate(request, None, form.get("api_key", "")[:200] or None)
+    if staff is None or staff.role is not Role.ADMIN:
+        _ = gettext_for(page.lang)
+        log.info("counter session refused: not an admin key")
+        return render(
+            page,
+            "counter.html",
+            status=403,
+            session=None,
+            error=_("This key is not a city staff key."),
+        )
+    token = await counter.start(conn, f"admin:{staff.subject}")
+    resp = redirect("/my/counter")
+    _counter_cookie(resp, request, token)
+    return resp
+
+
+async def _counter_answer(
+    request: Request, conn: AsyncConnection, form: dict[str, str]
+) -> tuple[bytes, Any] | None:
+    """The resident's card answer at the counter (or the test card in development)."""
+    settings = _settings(request)
+    nonce, cert, sig = form.get("nonce", ""), form.get("certificate", ""), form.get("signature", "")
+    card_name = form.get("card", "")
+    if card_name:
+        ca = signin.dev_authority(settings)
+        if ca is None:
+            return None
+        from mobility.fares.devcard import DevCardError
+
+        nonce = await signin.new_challenge(conn, settings)
+        try:
+            cert, sig = await anyio.to_thread.run_sync(
+                signin.dev_card_answer, ca, card_name[:64], nonce
+            )
+        except DevCardError:
+            return None
+    try:
+        return await signin.verify_answer(conn, settings, nonce[:100], cert[:20_000], sig[:2_000])
+    except (signin.SignInRefusedError, signin.SignInUnavailableError):
+        return None
+
+
+@router.post(
+    "/my/counter/card", response_class=HTMLResponse, dependencies=[Depends(auth_rate_limit)]
+)
+async def counter_card(request: Request, conn: Conn) -> Response:
+    """The resident's card signed a fresh challenge: open their view (enrolling on first
+    use, as a sign-in does)."""
+    page = await _page(request)
+    form = await _form(request, page)
+    if isinstance(form, Response):
+        return form
+    token = request.cookies.get(counter.COUNTER_COOKIE, "")[:200]
+    session = await counter.lookup(conn, token) if token else None
+    if session is None:
+        return redirect("/my/counter?ended=1")
+    answer = await _counter_answer(request, conn, form)
+    if answer is None:
+        await counter.audit(conn, session.staff, None, "card-refused")
+        _ = gettext_for(page.lang)
+        return render(
+            page,
+            "counter.html",
+            status=401,
+            session=session,
+            nonce="",
+            until=fmt_time(session.expires_at),
+            error=_("The card could not sign you in. Please try again with a new request."),
+        )
+    cert_hash, not_after = answer
+    rid, _enrolled = await residents.sign_in_resident(conn, cert_hash, not_after)
+    await counter.attach_resident(conn, token, rid)
+    return redirect("/my/")
+
+
+@router.post("/my/counter/extend", response_class=HTMLResponse)
+async def counter_extend(request: Request, conn: Conn) -> Response:
+    """Another 15 minutes (at most an hour in all), so nobody is cut off mid-task."""
+    page = await _page(request)
+    form = await _form(request, page)
+    if isinstance(form, Response):
+        return form
+    token = request.cookies.get(counter.COUNTER_COOKIE, "")[:200]
+    if not token or await counter.extend(conn, token) is None:
+        return redirect("/my/counter?ended=1")
+    return redirect(safe_next(form.get("next")))

@@ -8,7 +8,6 @@ alone. Screenshots at phone and desktop widths go to tests/.cache/screenshots.""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -69,7 +68,7 @@ def sign_in(driver: Any, app: FastAPI, base: str, card: str) -> None:
     name.clear()
     name.send_keys(card)
     by_css(driver, "form[action='/my/signin/dev'] button").click()
-    assert driver.current_url == base + "/my/", driver.page_source[:500]
+    wait_url(driver, base + "/my/")
 
 
 def wait_for(driver: Any, text: str) -> None:
@@ -77,6 +76,13 @@ def wait_for(driver: Any, text: str) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     WebDriverWait(driver, 10).until(lambda d: text in d.page_source)
+
+
+def wait_url(driver: Any, url: str) -> None:
+    """Wait until the browser has navigated to ``url``."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 10).until(lambda d: d.current_url == url)
 
 
 def figure(driver: Any, element_id: str) -> int:
@@ -142,15 +148,17 @@ def test_a_resident_of_78_uses_the_portal(
     driver.get(base + "/stops/")
     by_css(driver, "#q").send_keys("表町")
     by_css(driver, "form[action='/stops/'] button").click()
+    wait_for(driver, "/stops/g033_01")
     check_page(driver, axe, "stops-search")
     by_css(driver, "a[href='/stops/g033_01']").click()
-    assert "表町 の次のバス" in driver.page_source
+    wait_for(driver, "表町 の次のバス")
     check_page(driver, axe, "stop")
     driver.get(base + "/stops/")
     by_css(driver, "#from").send_keys("表町")
     by_css(driver, "#to").send_keys("中央前橋駅前")
     by_css(driver, "form[action='/stops/fare'] button").click()
-    assert "シニア割引" in driver.page_source and "お支払いは" in driver.page_source
+    wait_for(driver, "シニア割引")
+    assert "お支払いは" in driver.page_source
     check_page(driver, axe, "fare")
     # notice settings
     driver.get(base + "/my/notices")
@@ -185,7 +193,7 @@ def test_language_text_size_contrast_and_easy_japanese(
     by_css(driver, "#easy").click()
     by_css(driver, "#l-ja").click()
     by_css(driver, "form[action='/my/display'] button").click()
-    driver.get(base + "/my/")
+    wait_url(driver, base + "/my/")
     cls = driver.execute_script("return document.documentElement.className")
     assert cls == "text-larger contrast"
     size = driver.execute_script(
@@ -280,7 +288,7 @@ def test_keyboard_only_sign_in_and_find_the_next_bus(driver: Any, app: FastAPI, 
             break
     press(Key.CONTROL, "a")
     press("browser-keyboard", Key.ENTER)
-    assert driver.current_url == base + "/my/"
+    wait_url(driver, base + "/my/")
     # skip link, then the main content takes focus
     press(Key.TAB)
     assert driver.switch_to.active_element.get_attribute("class") == "skip"
@@ -292,12 +300,13 @@ def test_keyboard_only_sign_in_and_find_the_next_bus(driver: Any, app: FastAPI, 
         if driver.switch_to.active_element.get_attribute("id") == "q":
             break
     press("表町", Key.ENTER)
+    wait_for(driver, "/stops/g033_01")
     for _ in range(60):
         press(Key.TAB)
         if driver.switch_to.active_element.get_attribute("href") == base + "/stops/g033_01":
             break
     press(Key.ENTER)
-    assert re.search(r"表町 の次のバス", driver.page_source)
+    wait_for(driver, "表町 の次のバス")
 
 
 def test_sign_in_page_is_accessible_signed_out(
@@ -321,3 +330,42 @@ def test_the_axe_harness_does_find_violations(driver: Any, base: str, axe: str) 
     )
     ids = {v["id"] for v in browser.axe_violations(driver, axe)}
     assert {"image-alt", "color-contrast"} <= ids
+
+
+def test_counter_assistance_warns_before_the_view_ends(
+    driver: Any, app: FastAPI, base: str, keys: Keys, axe: str, db_url: str
+) -> None:
+    import psycopg
+
+    app.state.rate_buckets = {}
+    driver.delete_all_cookies()
+    driver.get(base + "/my/counter")
+    check_page(driver, axe, "counter-start")
+    by_css(driver, "#api-key").send_keys(keys.admin)
+    by_css(driver, "form[action='/my/counter/start'] button").click()
+    wait_for(driver, "窓口セッション")
+    check_page(driver, axe, "counter-card")
+    name = by_css(driver, "#card-name")
+    name.clear()
+    name.send_keys("browser-counter")
+    by_css(driver, ".dev form[action='/my/counter/card'] button").click()
+    wait_url(driver, base + "/my/")
+    wait_for(driver, "窓口での手続き（担当")
+    warning = by_css(driver, ".counter-warning")
+    assert not warning.is_displayed()
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE portal_counter_sessions SET expires_at = now() + interval '90 s'"
+            " WHERE ended_at IS NULL AND resident_id IS NOT NULL"
+        )
+    driver.get(base + "/my/rides")
+    assert by_css(driver, ".counter-warning").is_displayed()  # the 2-minute warning
+    check_page(driver, axe, "counter-rides")
+    by_css(driver, "form[action='/my/counter/extend'] button").click()
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 10, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: not by_css(d, ".counter-warning").is_displayed()
+    )  # extended by 15 minutes: the warning is gone
+    driver.delete_all_cookies()
