@@ -10,7 +10,8 @@ wording comes from the catalogue (Japanese first); pages carry no third-party co
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+import re
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any
 
 import anyio
@@ -24,7 +25,7 @@ from core.web import Principal, Role, auth_rate_limit, db_conn, public
 from mobility.fares import cards, history, ledger, residents
 from mobility.fares.policy import NoPolicyError, load_policies
 from mobility.fares.rules import local_day
-from portal import counter, signin, stops, store, words
+from portal import counter, notices, signin, stops, store, words
 from portal.web import (
     DISPLAY_COOKIE,
     LANG_COOKIE,
@@ -695,6 +696,9 @@ async def notices_page(request: Request, conn: Conn) -> Response:
     return render(
         page,
         "notices.html",
+        quiet=await notices.quiet_hours(conn, rid),
+        vapid_key=_vapid_public(request),
+        devices=len(await notices.subscriptions(conn, rid)),
         prefs=await store.notice_prefs(conn, rid),
         saved=[stops.Stop(i, names.get(i, i), None) for i in ids],
         message=_("Your notice settings are saved.") if done else None,
@@ -712,7 +716,73 @@ async def notices_save(request: Request, conn: Conn) -> Response:
     if isinstance(form, Response):
         return form
     await store.save_notice_prefs(conn, principal.resident_id, store.parse_notice_form(form))
+    quiet = _quiet_from_form(form)
+    if quiet is not None:
+        await notices.save_quiet_hours(conn, principal.resident_id, *quiet)
     return redirect("/my/notices?done=saved")
+
+
+def _quiet_from_form(form: dict[str, str]) -> tuple[time, time] | None:
+    try:
+        return time.fromisoformat(form["quiet_from"]), time.fromisoformat(form["quiet_to"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _vapid_public(request: Request) -> str | None:
+    """The applicationServerKey for browsers, when a VAPID key is configured."""
+    key = _settings(request).portal_vapid_private_key
+    if key is None:
+        return None
+    cached: tuple[str, str] | None = getattr(request.app.state, "portal_vapid", None)
+    secret = key.get_secret_value()
+    if cached is None or cached[0] != secret:
+        from portal.push import load_vapid, public_key_b64
+
+        cached = (secret, public_key_b64(load_vapid(secret)))
+        request.app.state.portal_vapid = cached
+    return cached[1]
+
+
+@router.get("/my/sw.js")
+async def service_worker() -> Response:
+    """The service worker that shows pushed notices (scope /my/)."""
+    resp = _static("sw.js", "text/javascript; charset=utf-8")
+    resp.headers["Cache-Control"] = "no-cache"
+    return resp
+
+
+_B64U = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+@router.post("/my/push/subscribe", response_class=HTMLResponse)
+async def push_subscribe(request: Request, conn: Conn) -> Response:
+    """Store this device's push subscription (sent by the notices page's script)."""
+    principal = await _resident(request)
+    if principal is None or principal.resident_id is None:
+        return Response(status_code=401)
+    page = await _page(request, principal)
+    form = await _form(request, page)
+    if isinstance(form, Response):
+        return form
+    endpoint, p256dh, auth = form.get("endpoint", ""), form.get("p256dh", ""), form.get("auth", "")
+    valid = (
+        endpoint.startswith(("https://", "http://"))
+        and len(endpoint) <= 2000
+        and 80 <= len(p256dh) <= 100
+        and 16 <= len(auth) <= 30
+        and bool(_B64U.match(p256dh) and _B64U.match(auth))
+    )
+    if not valid:
+        return _problem_page(
+            page,
+            422,
+            N_("The form could not be sent"),
+            N_("This browser could not turn on notices."),
+            "/my/notices",
+        )
+    await notices.subscribe(conn, principal.resident_id, endpoint, p256dh, auth, page.lang)
+    return Response(status_code=204)
 
 
 # ---------------------------------------------------------------- counter assistance

@@ -103,3 +103,44 @@ async def bus_trips(
         )
         async for r in cur
     ]
+
+
+@dataclass(frozen=True)
+class Received:
+    """A ride or tap that arrived (for receipts and notices): whose card it was, and the
+    holder of a card reported lost when a lost card was presented."""
+
+    source: str  # "taxi" or "bus"
+    operator_id: str
+    record_id: str
+    ride_at: datetime
+    received_at: datetime
+    resident_id: int | None
+    amount_yen: int  # MyTaku subsidy or bus discount
+    lost_card_holder: int | None
+
+
+_RECEIVED_SQL = """
+SELECT 'taxi', x.operator_id, x.record_id, x.pickup_at, t.received_at, x.resident_id,
+       x.subsidy_yen, lost.resident_id
+FROM fare_taxi_riders x
+JOIN fare_taxi_rides t ON t.operator_id = x.operator_id AND t.record_id = x.record_id
+LEFT JOIN fare_ic_cards lost ON lost.idm_hash = x.idm_hash AND lost.status = 'lost'
+WHERE t.received_at > %(a)s AND t.received_at <= %(b)s
+UNION ALL
+SELECT 'bus', b.operator_id, b.record_id, b.tap_on_at, b.received_at, b.resident_id,
+       b.discount_yen, lost.resident_id
+FROM fare_bus_taps b
+LEFT JOIN fare_ic_cards lost ON lost.idm_hash = b.idm_hash AND lost.status = 'lost'
+WHERE b.received_at > %(a)s AND b.received_at <= %(b)s
+ORDER BY 5
+LIMIT %(limit)s
+"""
+
+
+async def received_between(
+    conn: AsyncConnection, after: datetime, until: datetime, limit: int = 5000
+) -> list[Received]:
+    """Rides and taps received in (after, until], oldest first."""
+    cur = await conn.execute(_RECEIVED_SQL, {"a": after, "b": until, "limit": limit})
+    return [Received(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), r[7]) async for r in cur]

@@ -113,6 +113,9 @@ def screenshot(driver: Any, name: str) -> Path:
     width = driver.get_window_size()["width"]
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(width, max(400, min(int(height) + 140, 4000)))
+    driver.execute_async_script(  # let the resized page paint before the picture
+        "const done = arguments[0]; requestAnimationFrame(() => setTimeout(done, 150));"
+    )
     path = SCREENSHOTS / f"{name}-{width}.png"
     driver.save_screenshot(str(path))
     return path

@@ -20,6 +20,7 @@ from core.settings import Settings
 from mobility.fares import devcard
 from mobility.fares.rules import JST
 from mobility.gtfs.importer import import_feed
+from portal.push import new_vapid_key
 from tests.conftest import make_settings
 from tests.mobility.feeds import REAL_FEED
 
@@ -62,6 +63,7 @@ def portal_settings(
         state_dir=state_dir,
         jpki_trust_anchors=dev_ca.cert_path,
         jpki_crl=dev_ca.crl_path,
+        portal_vapid_private_key=new_vapid_key(),
     )
 
 
