@@ -2,7 +2,7 @@
 
 Every route is declared ``public`` at the API level (a browser sends no bearer header);
 pages that show a resident's data check the session cookie themselves
-(:func:`portal.web.cookie_principal`, the API's own authenticator) and send anyone else to
+(:func:`portal.web.cookie_principal`: the same session checks as a bearer token) and send anyone else to
 the sign-in page. A resident only ever sees data of ``principal.resident_id``. All
 wording comes from the catalogue (Japanese first); pages carry no third-party content.
 """
@@ -81,26 +81,26 @@ async def _page(request: Request, principal: Principal | None = None) -> Page:
     )
 
 
-async def _counter_session(request: Request) -> counter.CounterSession | None:
+async def _counter_session(
+    request: Request, conn: AsyncConnection
+) -> counter.CounterSession | None:
     token = request.cookies.get(counter.COUNTER_COOKIE)
     if not token or len(token) > 200:
         return None
-    async with request.app.state.pool.connection() as conn:
-        return await counter.lookup(conn, token)
+    return await counter.lookup(conn, token)
 
 
-async def _resident(request: Request) -> Principal | None:
+async def _resident(request: Request, conn: AsyncConnection) -> Principal | None:
     """The resident whose pages these are: at a city counter the one whose card signed
     (every page view audited), else the resident of the session cookie."""
-    session = await _counter_session(request)
+    session = await _counter_session(request, conn)
     if session is not None and session.resident_id is not None:
         request.state.portal_counter = session
-        async with request.app.state.pool.connection() as conn:
-            detail = f"{request.method} {request.url.path}"
-            await counter.audit(conn, session.staff, session.resident_id, "view", detail)
+        detail = f"{request.method} {request.url.path}"
+        await counter.audit(conn, session.staff, session.resident_id, "view", detail)
         rid = session.resident_id
         return Principal(role=Role.RESIDENT, subject=str(rid), resident_id=rid)
-    return await cookie_principal(request)
+    return await cookie_principal(request, conn)
 
 
 def _to_signin(request: Request) -> Response:
@@ -154,7 +154,7 @@ async def portal_js() -> Response:
 async def signin_page(request: Request, conn: Conn) -> Response:
     """Sign in with the My Number Card (a card app answers the challenge; in development
     the test card authority may play the card)."""
-    page = await _page(request, await _resident(request))
+    page = await _page(request, await _resident(request, conn))
     if page.resident_id is not None:
         return redirect("/my/")
     settings = _settings(request)
@@ -275,9 +275,9 @@ async def switch_language(request: Request, to: str = "ja", next: str = "/my/") 
 
 
 @router.get("/my/display", response_class=HTMLResponse)
-async def display_page(request: Request, next: str = "/my/") -> Response:
+async def display_page(request: Request, conn: Conn, next: str = "/my/") -> Response:
     """Text size, high contrast, easy Japanese and language, remembered on this device."""
-    page = await _page(request, await _resident(request))
+    page = await _page(request, await _resident(request, conn))
     return render(page, "display.html", next=safe_next(next))
 
 
@@ -307,7 +307,7 @@ async def display_save(request: Request) -> Response:
 async def home(request: Request, conn: Conn) -> Response:
     """My MyTaku: rides left today and this fiscal year, yen received, next resets, and
     why recent rides were or were not subsidised."""
-    principal = await _resident(request)
+    principal = await _resident(request, conn)
     if principal is None or principal.resident_id is None:
         return _to_signin(request)
     page = await _page(request, principal)
@@ -359,7 +359,7 @@ async def _month_rows(
 @router.get("/my/rides", response_class=HTMLResponse)
 async def rides(request: Request, conn: Conn, month: str = "") -> Response:
     """My taxi rides and bus taps of one month, with the discount applied and why."""
-    principal = await _resident(request)
+    principal = await _resident(request, conn)
     if principal is None or principal.resident_id is None:
         return _to_signin(request)
     page = await _page(request, principal)
@@ -402,7 +402,7 @@ async def statement_pdf(
 @router.get("/my/rides/statement.pdf")
 async def statement(request: Request, conn: Conn, month: str = "") -> Response:
     """A printable monthly statement (PDF, in the page language; Japanese first)."""
-    principal = await _resident(request)
+    principal = await _resident(request, conn)
     if principal is None or principal.resident_id is None:
         return _to_signin(request)
     page = await _page(request, principal)
@@ -444,7 +444,7 @@ async def _cards_page(
 @router.get("/my/cards", response_class=HTMLResponse)
 async def cards_page(request: Request, conn: Conn) -> Response:
     """My IC cards: link, report lost, unlink, with the rules explained."""
-    principal = await _resident(request)
+    principal = await _resident(request, conn)
     if principal is None or principal.resident_id is None:
         return _to_signin(request)
     page = await _page(request, principal)
@@ -495,7 +495,7 @@ def _link_allowed(request: Request, rid: int) -> bool:
 @router.post("/my/cards", response_class=HTMLResponse)
 async def link_card(request: Request, conn: Conn) -> Response:
     """Link a card by its IDm (the same rules as ``POST /v1/me/cards``)."""
-    principal = await _resident(request)
+    principal = await _resident(request, conn)
     if principal is None or principal.resident_id is None:
         return _to_signin(request)
     page = await _page(request, principal)
@@ -526,7 +526,7 @@ async def link_card(request: Request, conn: Conn) -> Response:
 
 
 async def _end_card(request: Request, conn: AsyncConnection, card_id: int, how: str) -> Response:
-    principal = await _resident(request)
+    principal = await _resident(request, conn)
     if principal is None or principal.resident_id is None:
         return _to_signin(request)
     page = await _page(request, principal)
@@ -570,7 +570,7 @@ async def unlink(card_id: int, request: Request, conn: Conn) -> Response:
 @router.get("/stops/", response_class=HTMLResponse)
 async def stops_page(request: Request, conn: Conn, q: str = "") -> Response:
     """Find a stop by name (no sign-in needed)."""
-    page = await _page(request, await _resident(request))
+    page = await _page(request, await _resident(request, conn))
     found = await stops.find_stops(conn, q) if q.strip() else []
     return render(page, "stops.html", q=q[:50], found=found)
 
@@ -585,7 +585,7 @@ async def fare_page(
     """The fare between two stops (by name), with my discount when signed in."""
     origin = origin[:50].strip()
     dest = to[:50].strip()
-    principal = await _resident(request)
+    principal = await _resident(request, conn)
     page = await _page(request, principal)
     if not origin or not dest:
         return render(page, "stops.html", origin=origin, dest=dest)
@@ -628,7 +628,7 @@ async def fare_page(
 @router.get("/stops/{stop_id}", response_class=HTMLResponse)
 async def stop_page(stop_id: str, request: Request, conn: Conn) -> Response:
     """The next buses at a stop, with live delays where a vehicle reports."""
-    principal = await _resident(request)
+    principal = await _resident(request, conn)
     page = await _page(request, principal)
     stop = await stops.get_stop(conn, stop_id)
     if stop is None:
@@ -655,7 +655,7 @@ async def stop_page(stop_id: str, request: Request, conn: Conn) -> Response:
 @router.post("/my/stops", response_class=HTMLResponse)
 async def save_stop(request: Request, conn: Conn) -> Response:
     """Save or forget a stop (for late-bus notices and quick access)."""
-    principal = await _resident(request)
+    principal = await _resident(request, conn)
     if principal is None or principal.resident_id is None:
         return _to_signin(request)
     page = await _page(request, principal)
@@ -684,7 +684,7 @@ async def save_stop(request: Request, conn: Conn) -> Response:
 @router.get("/my/notices", response_class=HTMLResponse)
 async def notices_page(request: Request, conn: Conn) -> Response:
     """Which notices I want (per type, with thresholds) and my saved stops."""
-    principal = await _resident(request)
+    principal = await _resident(request, conn)
     if principal is None or principal.resident_id is None:
         return _to_signin(request)
     page = await _page(request, principal)
@@ -708,7 +708,7 @@ async def notices_page(request: Request, conn: Conn) -> Response:
 @router.post("/my/notices", response_class=HTMLResponse)
 async def notices_save(request: Request, conn: Conn) -> Response:
     """Store the opt-ins (delivery uses them)."""
-    principal = await _resident(request)
+    principal = await _resident(request, conn)
     if principal is None or principal.resident_id is None:
         return _to_signin(request)
     page = await _page(request, principal)
@@ -758,7 +758,7 @@ _B64U = re.compile(r"^[A-Za-z0-9_-]+$")
 @router.post("/my/push/subscribe", response_class=HTMLResponse)
 async def push_subscribe(request: Request, conn: Conn) -> Response:
     """Store this device's push subscription (sent by the notices page's script)."""
-    principal = await _resident(request)
+    principal = await _resident(request, conn)
     if principal is None or principal.resident_id is None:
         return Response(status_code=401)
     page = await _page(request, principal)
@@ -796,7 +796,7 @@ def _counter_cookie(resp: Response, request: Request, token: str) -> None:
 async def counter_page(request: Request, conn: Conn) -> Response:
     """City staff: start a counter session, then the resident's card signs at the reader."""
     page = await _page(request)
-    session = await _counter_session(request)
+    session = await _counter_session(request, conn)
     settings = _settings(request)
     values: dict[str, Any] = {"session": session, "dev": False, "nonce": ""}
     if session is not None:
@@ -819,8 +819,9 @@ async def counter_page(request: Request, conn: Conn) -> Response:
 @router.post(
     "/my/counter/start", response_class=HTMLResponse, dependencies=[Depends(auth_rate_limit)]
 )
-async def counter_start(request: Request, conn: Conn) -> Response:
-    """Staff sign in with their admin API key (checked by the API's own authenticator)."""
+async def counter_start(request: Request) -> Response:
+    """Staff sign in with their admin API key (checked by the API's own authenticator,
+    before this request takes a pool connection of its own)."""
     page = await _page(request)
     form = await _form(request, page)
     if isinstance(form, Response):
@@ -837,7 +838,8 @@ async def counter_start(request: Request, conn: Conn) -> Response:
             session=None,
             error=_("This key is not a city staff key."),
         )
-    token = await counter.start(conn, f"admin:{staff.subject}")
+    async with request.app.state.pool.connection() as conn:
+        token = await counter.start(conn, f"admin:{staff.subject}")
     resp = redirect("/my/counter")
     _counter_cookie(resp, request, token)
     return resp

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import cache
@@ -23,8 +23,10 @@ from urllib.parse import parse_qs, urlencode
 import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from psycopg import AsyncConnection
 
 from core.i18n import Lang, as_lang, negotiate, translator
+from core.sessions import lookup_session
 from core.web import Principal, Role
 from portal.words import yen
 
@@ -245,22 +247,21 @@ def redirect(url: str) -> RedirectResponse:
     return resp
 
 
-SessionResolver = Callable[[Request, str], Awaitable[Principal | None]]
-
-
-async def cookie_principal(request: Request) -> Principal | None:
-    """The resident of the session cookie, checked like a bearer token (expiry, sign-out,
-    revoked card) through the API's own authenticator."""
+async def cookie_principal(request: Request, conn: AsyncConnection) -> Principal | None:
+    """The resident of the session cookie, checked as the API checks a bearer token
+    (unexpired, not signed out, and every domain's session check, e.g. a revoked card),
+    on the request's own connection (one pool connection per request)."""
     token = request.cookies.get(SESSION_COOKIE)
     if not token or len(token) > 200:
         return None
-    authenticate = getattr(request.app.state, "authenticate", None)
-    if authenticate is None:
+    live = await lookup_session(conn, token)
+    if live is None:
         return None
-    principal: Principal | None = await authenticate(request, token, None)
-    if principal is None or principal.role is not Role.RESIDENT:
-        return None
-    return principal
+    for check in getattr(request.app.state, "session_checks", ()):
+        if not await check(request, conn, live):
+            return None
+    rid = live.resident_id
+    return Principal(role=Role.RESIDENT, subject=str(rid), resident_id=rid)
 
 
 def query_string(**params: str) -> str:
