@@ -142,7 +142,7 @@ def build_statement(d: StatementData, lang: Lang = "ja") -> bytes:
                     Paragraph(why, st["cell"]),
                 ]
             )
-        story.append(_table(rows, [38, 22, 24, 22, 68], name))
+        story.append(_table(rows, [36, 20, 28, 20, 70], name))
     else:
         story.append(Paragraph(_("No taxi rides this month."), st["body"]))
     story.append(Paragraph(_("Bus rides"), st["h2"]))
