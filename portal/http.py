@@ -2,8 +2,8 @@
 
 Every route is declared ``public`` at the API level (a browser sends no bearer header);
 pages that show a resident's data check the session cookie themselves
-(:func:`portal.web.cookie_principal`: the same session checks as a bearer token) and send anyone else to
-the sign-in page. A resident only ever sees data of ``principal.resident_id``. All
+(:func:`portal.web.cookie_principal`: the same session checks as a bearer token) and send
+anyone else to the sign-in page. A resident only ever sees data of ``principal.resident_id``. All
 wording comes from the catalogue (Japanese first); pages carry no third-party content.
 """
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import cache
 from importlib import resources
+from ipaddress import ip_address, ip_network
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -75,8 +76,25 @@ def safe_next(path: str | None, default: str = "/my/") -> str:
 
 
 def is_tls(request: Request) -> bool:
-    """Whether the page was served over TLS (then every cookie is Secure)."""
-    return request.url.scheme == "https"
+    """Whether the page was served over TLS (then every cookie is Secure): directly, or
+    through a trusted reverse proxy (``MEBUKU_API_TRUSTED_PROXIES``) that says so."""
+    if request.url.scheme == "https":
+        return True
+    if request.headers.get("x-forwarded-proto", "").strip().lower() != "https":
+        return False
+    settings = getattr(request.app.state, "settings", None)
+    proxies: list[str] = getattr(settings, "api_trusted_proxies", None) or []
+    peer = request.client.host if request.client else ""
+    return behind_trusted_proxy(peer, proxies)
+
+
+def behind_trusted_proxy(peer: str, proxies: list[str]) -> bool:
+    """Whether ``peer`` is one of the trusted proxies (addresses or networks)."""
+    try:
+        addr = ip_address(peer)
+    except ValueError:
+        return False
+    return any(addr in ip_network(p, strict=False) for p in proxies)
 
 
 def set_cookie(

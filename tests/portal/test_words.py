@@ -9,7 +9,7 @@ import pytest
 from mobility.fares.history import BusTrip, TaxiTrip
 from mobility.fares.rules import Reason
 from portal import store, words
-from portal.web import Display, parse_display, safe_next
+from portal.web import Display, behind_trusted_proxy, parse_display, safe_next
 
 T = datetime(2026, 11, 20, 1, tzinfo=UTC)
 
@@ -82,3 +82,10 @@ def test_display_cookie_and_safe_next() -> None:
     assert safe_next("/stops/g033_01") == "/stops/g033_01"
     for bad in ("https://evil.example/", "//evil.example/", "/\\evil", "/v1/me", None):
         assert safe_next(bad) == "/my/"
+
+
+def test_secure_cookies_behind_a_trusted_proxy_only() -> None:
+    assert behind_trusted_proxy("10.0.0.5", ["10.0.0.0/8"])
+    assert not behind_trusted_proxy("192.0.2.1", ["10.0.0.0/8"])
+    assert not behind_trusted_proxy("10.0.0.5", [])
+    assert not behind_trusted_proxy("testclient", ["10.0.0.0/8"])
