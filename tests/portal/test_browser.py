@@ -257,6 +257,8 @@ PAGES = [
     "/my/display",
     "/stops/",
     "/stops/g033_01",
+    "/stops/nowhere",
+    "/my/counter",
     "/stops/fare?from=%E8%A1%A8%E7%94%BA&to=%E4%B8%AD%E5%A4%AE%E5%89%8D%E6%A9%8B%E9%A7%85%E5%89%8D",
 ]
 
