@@ -300,6 +300,16 @@ class Settings(BaseSettings):
         description="Messages waiting and nothing committed this long (database up) = stalled",
     )
 
+    # Issue 17 (resident portal): Web Push (RFC 8292 VAPID) for the portal's notices.
+    portal_vapid_private_key: SecretStr | None = Field(
+        default=None,
+        description="VAPID private key (base64url raw P-256 or PEM; `mebuku portal vapid-key`)",
+    )
+    portal_vapid_subject: str = Field(
+        default="mailto:kotsu-seisaku@city.maebashi.example",
+        description="VAPID contact (mailto: or https:) the push services may write to",
+    )
+
     @field_validator("mqtt_url")
     @classmethod
     def _check_mqtt(cls, v: str | None) -> str | None:

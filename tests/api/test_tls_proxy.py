@@ -8,6 +8,7 @@ health endpoint stands upstream in its place."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
@@ -90,7 +91,8 @@ def proxied(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, Path, str
                 return True
 
             for p in (port, gport):
-                assert wait_until(lambda p=p: listens(p), 30, every=0.05), "caddy did not listen"
+                up = functools.partial(listens, p)
+                assert wait_until(up, 30, every=0.05), "caddy did not listen"
             yield f"https://127.0.0.1:{port}", cert.ca, f"https://127.0.0.1:{gport}"
         finally:
             proc.terminate()

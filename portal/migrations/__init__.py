@@ -1,0 +1,1 @@
+"""SQL migrations of the resident portal (set 60_portal)."""
