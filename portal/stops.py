@@ -1,27 +1,22 @@
 """Bus stops for the pages: find a stop, the next buses at it, the fare between two stops.
 
-``next_buses`` is THE seam for live departures. Today it reads the current GTFS timetable
-(services running on the Japan day, by calendar and calendar_dates; an expired feed runs
-on its weekday pattern, as the mobility worker does) and adds the current delay of the
-vehicle serving each trip (``vehicle_state.delay_s``, written by the mobility worker),
-dropping trips whose vehicle has already passed the stop. When
-``mobility.predictions.upcoming_at_stop(conn, stop_id, *, now, limit)`` lands, replace the
-body of :func:`next_buses` with a call to it and map its rows to :class:`NextBus`; nothing
-else in the portal reads timetables or vehicles.
+``next_buses`` is the one place the portal learns when buses come: it asks the arrival
+predictions (``mobility.predictions.upcoming_at_stop``: learned travel and dwell times
+for buses on their way, the timetable for trips not started yet) and maps their rows to
+:class:`NextBus`; nothing else in the portal reads timetables or vehicles.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from psycopg import AsyncConnection
 
 from core.operators import canonical_operator_id
 from mobility.fares.policy import NoPolicyError, load_policies
-from mobility.fares.rules import JST, age_on, bus_discount, local_day
-
-LIVE_FOR = timedelta(minutes=10)  # a vehicle position older than this is not live
+from mobility.fares.rules import age_on, bus_discount, local_day
+from mobility.predictions import UnknownStopError, upcoming_at_stop
 
 
 @dataclass(frozen=True)
@@ -79,74 +74,26 @@ async def get_stop(conn: AsyncConnection, stop_id: str) -> Stop | None:
     return Stop(r[0], r[1] or r[0], r[2]) if r else None
 
 
-_NEXT_SQL = """
-WITH v AS (SELECT gtfs_current_version() AS id),
-covered AS (
-  SELECT EXISTS (SELECT 1 FROM gtfs_calendar c, v WHERE c.feed_version = v.id
-                 AND %(day)s BETWEEN c.start_date AND c.end_date) AS yes
-),
-svc AS (
-  (SELECT c.service_id FROM gtfs_calendar c, v, covered
-   WHERE c.feed_version = v.id
-     AND (NOT covered.yes OR %(day)s BETWEEN c.start_date AND c.end_date)
-     AND (ARRAY[c.monday, c.tuesday, c.wednesday, c.thursday, c.friday, c.saturday,
-                c.sunday])[%(dow)s]
-   UNION
-   SELECT d.service_id FROM gtfs_calendar_dates d, v
-   WHERE d.feed_version = v.id AND d.date = %(day)s AND d.exception_type = 1)
-  EXCEPT
-  SELECT d.service_id FROM gtfs_calendar_dates d, v
-  WHERE d.feed_version = v.id AND d.date = %(day)s AND d.exception_type = 2
-)
-SELECT st.trip_id, coalesce(nullif(r.route_long_name, ''), r.route_short_name, r.route_id),
-       coalesce(nullif(st.stop_headsign, ''), t.trip_headsign, ''),
-       coalesce(st.departure_s, st.arrival_s), vs.delay_s
-FROM gtfs_stop_times st
-JOIN v ON st.feed_version = v.id
-JOIN gtfs_trips t ON t.feed_version = v.id AND t.trip_id = st.trip_id
-JOIN svc ON svc.service_id = t.service_id
-JOIN gtfs_routes r ON r.feed_version = v.id AND r.route_id = t.route_id
-LEFT JOIN vehicle_state vs ON vs.trip_id = st.trip_id AND vs.service_date = %(day)s
-     AND vs.status <> 'offline' AND vs.ts > %(live_since)s
-WHERE st.stop_id = %(stop)s
-  AND coalesce(st.pickup_type, 0) <> 1
-  AND (vs.next_stop_sequence IS NULL OR vs.next_stop_sequence <= st.stop_sequence)
-  AND coalesce(st.departure_s, st.arrival_s) + coalesce(vs.delay_s, 0) >= %(now_s)s - 60
-ORDER BY coalesce(st.departure_s, st.arrival_s) + coalesce(vs.delay_s, 0), st.trip_id
-LIMIT %(limit)s
-"""
-
-
-def service_day_start(day: date) -> datetime:
-    """GTFS times count from noon minus 12 hours of the service day (Japan time)."""
-    return datetime(day.year, day.month, day.day, 12, tzinfo=JST) - timedelta(hours=12)
-
-
 async def next_buses(
     conn: AsyncConnection, stop_id: str, *, now: datetime, limit: int = 6
 ) -> list[NextBus]:
-    """The next departures at ``stop_id`` from ``now`` (the seam: see the module docstring)."""
-    day = local_day(now)
-    start = service_day_start(day)
-    now_s = int((now - start).total_seconds())
-    cur = await conn.execute(
-        _NEXT_SQL,
-        {
-            "day": day,
-            "dow": day.isoweekday(),
-            "stop": stop_id[:200],
-            "now_s": now_s,
-            "live_since": now - LIVE_FOR,
-            "limit": limit,
-        },
-    )
-    out: list[NextBus] = []
-    async for trip_id, route, headsign, dep_s, delay_s in cur:
-        sched = start + timedelta(seconds=int(dep_s))
-        delay = None if delay_s is None else round(float(delay_s) / 60)
-        expected = sched + timedelta(seconds=float(delay_s or 0))
-        out.append(NextBus(route, headsign, sched, expected, delay, trip_id))
-    return out
+    """The next buses at ``stop_id`` from ``now``, from the arrival predictions (the seam:
+    see the module docstring); an unknown stop has none."""
+    try:
+        rows = await upcoming_at_stop(conn, stop_id[:200], now=now, limit=limit)
+    except UnknownStopError:
+        return []
+    return [
+        NextBus(
+            route=r.route_name,
+            headsign=r.headsign or "",
+            scheduled_at=r.scheduled,
+            expected_at=r.predicted,
+            delay_min=round(r.delay_s / 60) if r.realtime and r.delay_s is not None else None,
+            trip_id=r.trip_id,
+        )
+        for r in rows
+    ]
 
 
 async def timetable_ends(conn: AsyncConnection) -> date | None:
