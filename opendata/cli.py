@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg
 import typer
+from rich.console import Console
+from rich.progress import Progress
 
-from core import tables
+from core import roles, tables
 from core.i18n import gettext, process_lang
-from core.settings import get_settings
+from core.settings import ConfigError, get_settings
+from opendata.ckan import push_release
+from opendata.datasets import DATASETS
+from opendata.release import ReleaseOptions, publish
 from opendata.towns import load_towns, read_towns
 
 app = typer.Typer(help="Open data: towns, budgets, releases.", no_args_is_help=True)
 out = tables.console()
+err = Console(stderr=True)
 
 
 @app.command("towns")
@@ -38,3 +46,52 @@ def budget_cmd(
             [fiscal_year, program, budget_yen],
         )
     out.print(gettext("Budget recorded", process_lang()))
+
+
+def export_url(url: str, password: str | None) -> str:
+    """The export's connection: always as mebuku_opendata (never the owner)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    if conninfo_to_dict(url).get("user") == roles.ROLE_PREFIX + "opendata" and not password:
+        return url
+    return roles.role_url(url, "opendata", password)
+
+
+@app.command("publish")
+def publish_cmd(
+    out_dir: Path | None = typer.Option(None, "--out", help="release folder (MEBUKU_OPENDATA_DIR)"),
+    base_url: str = typer.Option(
+        "http://localhost:8000/open/", help="where the folder is served (catalogue links)"
+    ),
+) -> None:
+    """Write a new versioned release (and push it to CKAN when configured)."""
+    lang = process_lang()
+    s = get_settings().require("database_url")
+    target = out_dir or s.opendata_dir
+    if target is None:
+        raise ConfigError([gettext("MEBUKU_OPENDATA_DIR is not set and --out was not given", lang)])
+    pw = s.db_opendata_password.get_secret_value() if s.db_opendata_password else None
+    opts = ReleaseOptions(
+        target, k=s.opendata_k, epsilon=s.opendata_epsilon, base_url=base_url,
+        api_url=base_url.removesuffix("open/"), lang=lang,
+    )  # fmt: skip
+    steps = len(DATASETS) + 3
+    with (
+        Progress(console=err, transient=True) as bar,
+        psycopg.connect(export_url(s.require_database_url(), pw)) as conn,
+    ):
+        task = bar.add_task(gettext("Publishing open data", lang), total=steps)
+
+        def step(name: str) -> None:
+            bar.update(task, advance=1, description=name)
+
+        rel = publish(conn, opts, step)
+    out.print(
+        gettext("Release {id} written to {folder}", lang).format(
+            id=rel.release_id, folder=rel.folder
+        )
+    )
+    if s.ckan_url:
+        key = s.ckan_api_key.get_secret_value() if s.ckan_api_key else None
+        pushed = push_release(rel, s.ckan_url, key, base_url)
+        out.print(gettext("{n} datasets sent to CKAN", lang).format(n=pushed))
