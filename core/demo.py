@@ -133,7 +133,9 @@ def dev_card_env(settings: Settings, state: Path) -> dict[str, str]:
     }
 
 
-def setup_steps(settings: Settings, state: Path | None = None) -> list[Command]:
+def setup_steps(
+    settings: Settings, state: Path | None = None, api_port: int = 8000
+) -> list[Command]:
     gtfs = settings.gtfs_path or DEFAULT_GTFS
     trials = [str(p) for p in sorted(DEMO_TRIALS.glob("*.toml"))]
     dev: list[Command] = []
@@ -167,6 +169,14 @@ def setup_steps(settings: Settings, state: Path | None = None) -> list[Command]:
             "register the demo 5G trials (starting now, 4 hours)",
         ),
         *dev,
+        # Issue 16: towns, then a first open-data release (after the seed), served at /open.
+        Command("opendata", ["opendata", "towns"], "load town blocks", key="opendata towns"),
+        Command(
+            "opendata",
+            ["opendata", "publish", "--base-url", f"http://127.0.0.1:{api_port}/open/"],
+            "publish the first open-data release",
+            key="opendata publish",
+        ),
     ]
 
 
@@ -730,7 +740,8 @@ def run_demo(
         exe = [sys.executable, "-m", "core.cli"]
         done_file = state / "setup-done.json"
         done: dict[str, str] = json.loads(done_file.read_text()) if done_file.exists() else {}
-        for step in setup_steps(settings, state):
+        env.setdefault("MEBUKU_OPENDATA_DIR", str(state / "opendata"))  # issue 16: /open
+        for step in setup_steps(settings, state, ports.api):
             if step.group not in available:
                 continue
             key = _step_fingerprint(step, db_url) if step.once else None
