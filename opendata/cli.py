@@ -10,16 +10,22 @@ from rich.console import Console
 from rich.progress import Progress
 
 from core import roles, tables
-from core.i18n import gettext, process_lang
+from core.i18n import N_, gettext, process_lang
 from core.settings import ConfigError, get_settings
 from opendata.ckan import push_release
-from opendata.datasets import DATASETS
+from opendata.datasets import BY_ID, DATASETS
+from opendata.export import ExportError
 from opendata.release import ReleaseOptions, publish
 from opendata.towns import load_towns, read_towns
 
 app = typer.Typer(help="Open data: towns, budgets, releases.", no_args_is_help=True)
 out = tables.console()
 err = Console(stderr=True)
+STEPS = {
+    "read": N_("Reading the aggregate views"),
+    "catalogue": N_("Writing the catalogue"),
+    "record": N_("Recording the release"),
+}
 
 
 @app.command("towns")
@@ -83,9 +89,14 @@ def publish_cmd(
         task = bar.add_task(gettext("Publishing open data", lang), total=steps)
 
         def step(name: str) -> None:
-            bar.update(task, advance=1, description=name)
+            title = BY_ID[name].title if name in BY_ID else STEPS.get(name, name)
+            bar.update(task, advance=1, description=gettext(title, lang))
 
-        rel = publish(conn, opts, step)
+        try:
+            rel = publish(conn, opts, step)
+        except ExportError as e:
+            err.print(gettext("Open data not published: {reason}", lang).format(reason=e))
+            raise typer.Exit(1) from None
     out.print(
         gettext("Release {id} written to {folder}", lang).format(
             id=rel.release_id, folder=rel.folder
