@@ -15,6 +15,8 @@ from core.i18n import N_, Lang, gettext
 from opendata.datasets import AGE_BANDS
 
 OTHER_TOWNS = N_("Other towns (fewer than 10 users)")
+HOUR = N_("Hour")
+PER_1000 = N_("Users per 1,000 residents")
 
 
 def _case(column: str, codes: dict[str, str], lang: Lang) -> str:
@@ -41,7 +43,7 @@ def _mytaku_panels(lang: Lang) -> list[dict[str, Any]]:
                     f" sum(rides) AS {_q('Rides', lang)},"
                     f" max(population) AS {_q('Town population', lang)},"
                     " round(1000.0 * sum(residents) / nullif(max(population), 0), 1)"
-                    f" AS {_q('Users per 1,000 residents', lang)}"
+                    f" AS {_q(PER_1000, lang)}"
                     " FROM grafana.ebpm_mytaku_town WHERE $__timeFilter(month)"
                     " GROUP BY town_code, town_name ORDER BY 2 DESC",
                     "table",
@@ -113,7 +115,7 @@ def _operations_panels(lang: Lang) -> list[dict[str, Any]]:
             gettext("On-time share by route and hour of day (range)", lang),
             [
                 sql_target(
-                    f"SELECT route_name AS {_q('Route name', lang)}, hour AS {_q('Hour', lang)},"
+                    f"SELECT route_name AS {_q('Route name', lang)}, hour AS {_q(HOUR, lang)},"
                     f" sum(departures) AS {_q('Departures', lang)},"
                     " round(100.0 * sum(on_time) / nullif(sum(departures), 0), 1)"
                     f" AS {_q('On-time share', lang)}"

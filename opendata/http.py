@@ -9,6 +9,7 @@ are checked against the dataset list before any path is built.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,6 +22,7 @@ from fastapi.responses import Response
 from core.i18n import gettext, negotiate
 from core.web import ProblemError, public, rate_limit
 from opendata.datasets import DATASETS
+from opendata.landing import render_index
 from opendata.release import LATEST, RELEASES, latest
 
 open_rate_limit = rate_limit("open", capacity=120, per_seconds=60.0)
@@ -117,8 +119,18 @@ async def open_release_file(
 
 @router.get("/open/", responses=_RESPONSES, summary="Open data index")
 async def open_index(request: Request) -> Response:
-    """The latest release's metadata (files, suppression, privacy loss) as JSON."""
-    return await open_latest_file(request, "metadata.json")
+    """The latest release: a page for people (Accept: text/html, in the reader's language)
+    or its metadata (files, suppression, privacy loss) as JSON."""
+    response = await open_latest_file(request, "metadata.json")
+    if "text/html" not in request.headers.get("accept", "") or response.status_code != 200:
+        return response
+    lang = negotiate(request.headers.get("accept-language"))
+    page = render_index(json.loads(bytes(response.body)), lang).encode("utf-8")
+    skip = ("content-length", "content-type")
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in skip}
+    headers["ETag"] = '"' + hashlib.sha256(page).hexdigest()[:32] + '"'
+    headers["Vary"] = "Accept, Accept-Language"
+    return Response(page, media_type="text/html; charset=utf-8", headers=headers)
 
 
 __all__ = ["LATEST", "router"]

@@ -98,7 +98,12 @@ class Protected:
 
 
 def _grid(table: CountTable) -> dict[Cell, int]:
-    return {(r, c): table.value(r, c) for r in table.all_rows for c in table.all_cols}
+    """Every cell of the extended grid (interior, row and column totals, grand total)."""
+    grid: dict[Cell, int] = {(r, c): 0 for r in table.all_rows for c in table.all_cols}
+    for (r, c), v in table.cells.items():
+        for cell in ((r, c), (r, TOTAL), (TOTAL, c), (TOTAL, TOTAL)):
+            grid[cell] += int(v)
+    return grid
 
 
 def _unsafe_after(prev: Previous | None, v: int, k: int) -> bool:
@@ -121,8 +126,8 @@ def primary_cells(
     for cell, v in _grid(table).items():
         if 0 < v < k or _unsafe_after(history.get(table.key(cell)), v, k):
             out.add(cell)
-    grid_cells = set(_grid(table))
-    out |= {c for c in force if c in grid_cells and table.value(*c) > 0}
+    grid = _grid(table)
+    out |= {c for c in force if grid.get(c, 0) > 0}
     return out
 
 
@@ -184,21 +189,46 @@ def _rectangle(grid: dict[Cell, int], suppressed: set[Cell], cell: Cell) -> set[
     return None if best is None else best[3]
 
 
-def _line_short(grid: dict[Cell, int], sup: set[Cell], k: int) -> tuple[Cell, ...] | None:
-    """Cells of one line whose suppressed group sums below k while its total is published,
-    or None when every line is fine."""
+def _short_lines(grid: dict[Cell, int], sup: set[Cell], k: int) -> list[list[Cell]]:
+    """Lines (rows, columns) whose suppressed cells sum below k while the line's total is
+    published: the difference "total minus published cells" would be a small group."""
     lines: dict[tuple[str, str], list[Cell]] = {}
     for r, c in grid:
         lines.setdefault(("r", r), []).append((r, c))
         lines.setdefault(("c", c), []).append((r, c))
+    out = []
     for (kind, name), cells in sorted(lines.items()):
         total = (name, TOTAL) if kind == "r" else (TOTAL, name)
         hidden = [x for x in cells if x in sup and x != total]
-        if total in sup or not hidden:
+        if total not in sup and hidden and 0 < sum(grid[x] for x in hidden) < k:
+            out.append(cells)
+    return out
+
+
+def _close_cycles(grid: dict[Cell, int], sup: set[Cell], bridges: set[Cell]) -> None:
+    """A 2x2 positive cycle through each bridge (skipping bridges whose row or column
+    this pass already touched: they are looked at again on the next pass)."""
+    touched: set[str] = set()
+    for r, c in sorted(bridges):
+        if r in touched or c in touched:
             continue
-        if 0 < sum(grid[x] for x in hidden) < k:
-            return tuple(cells)
-    return None
+        new = _rectangle(grid, sup, (r, c))
+        if new is None:  # no positive cycle exists: publish nothing of this table
+            sup |= {x for x, v in grid.items() if v > 0}
+            return
+        sup |= new
+        touched |= {x for cell in new for x in cell}
+
+
+def _widen(grid: dict[Cell, int], sup: set[Cell], line: list[Cell]) -> None:
+    """Hide the smallest positive published cell of a line (interior cells first)."""
+    candidates = sorted(
+        (grid[x], x) for x in line if x not in sup and grid[x] > 0 and TOTAL not in x
+    ) or sorted((grid[x], x) for x in line if x not in sup and grid[x] > 0)
+    if candidates:
+        sup.add(candidates[0][1])
+    else:
+        sup |= set(line)
 
 
 def protect(
@@ -212,25 +242,15 @@ def protect(
     primary = primary_cells(table, k, history, force)
     sup = set(primary)
     for _ in range(4 * len(grid) + 4):
-        positive = {x for x in sup if grid[x] > 0}
-        bridges = sorted(_bridges(positive))
+        bridges = _bridges({x for x in sup if grid[x] > 0})
         if bridges:
-            new = _rectangle(grid, sup, bridges[0])
-            if new is None:  # no positive cycle exists: publish nothing of this table
-                sup |= {x for x, v in grid.items() if v > 0}
-                continue
-            sup |= new
+            _close_cycles(grid, sup, bridges)
             continue
-        short = _line_short(grid, sup, k)
-        if short is None:
+        short = _short_lines(grid, sup, k)
+        if not short:
             break
-        candidates = sorted(
-            (grid[x], x) for x in short if x not in sup and grid[x] > 0 and TOTAL not in x
-        ) or sorted((grid[x], x) for x in short if x not in sup and grid[x] > 0)
-        if not candidates:
-            sup |= set(short)
-            continue
-        sup.add(candidates[0][1])
+        for line in short:
+            _widen(grid, sup, line)
     return Protected(table, grid, primary, sup - primary)
 
 

@@ -3,6 +3,7 @@ the published names (CSV headers, dataset titles, dashboards) come out in Japane
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from babel.messages.extract import extract_from_file
@@ -37,5 +38,8 @@ def test_headers_titles_and_dashboards_are_japanese() -> None:
     ((folder, board),) = dashboards()
     assert folder == "city" and board["title"] == "EBPM：交通とローカル5Gのエビデンス"
     assert all(not p["title"].isascii() for p in board["panels"])
+    for p in board["panels"]:
+        for alias in re.findall(r'AS "([^"]+)"', p["targets"][0]["rawSql"]):
+            assert not alias.isascii() or alias == "KPI", (p["title"], alias)
     english = dashboards("en")[0][1]
     assert english["title"] == "EBPM: mobility and local 5G for policy"

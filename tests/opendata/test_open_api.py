@@ -112,3 +112,19 @@ def test_the_rate_limit_answers_429_with_retry_after(db_url: str, release_dir) -
         last = c.get("/open/latest/metadata.json")
     assert codes[:120] == [200] * 120
     assert last.status_code == 429 and int(last.headers["retry-after"]) >= 1
+
+
+def test_the_index_page_is_japanese_html_for_browsers(client: TestClient, release_dir) -> None:
+    _, rid = release_dir
+    r = client.get("/open/", headers={"Accept": "text/html"})
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "text/html; charset=utf-8"
+    assert r.headers["access-control-allow-origin"] == "*"
+    page = r.text
+    assert '<html lang="ja">' in page and rid in page
+    assert "マイタク利用状況（町丁・年齢区分別）" in page
+    assert 'href="latest/mytaku_use.csv"' in page and "データ定義書" in page
+    assert "10 人未満を表す数値はありません" in page
+    en = client.get("/open/", headers={"Accept": "text/html", "Accept-Language": "en"}).text
+    assert '<html lang="en">' in en and "MyTaku use by town and age band" in en
+    assert client.get("/open/").json()["release_id"] == rid  # JSON for programs
