@@ -38,6 +38,10 @@ FILES: dict[str, str] = {
 LATEST_CACHE = "public, max-age=300"
 RELEASE_CACHE = "public, max-age=31536000, immutable"
 _RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The file (CSV, GeoJSON, JSON, JSON-LD, zip; /open/ also as HTML)",
+        "content": {m: {} for m in sorted({*FILES.values(), "text/html"})},
+    },
     304: {"description": "Not modified (If-None-Match matched the ETag)"},
     404: {"description": "No such release or file"},
     429: {"description": "Too many requests"},

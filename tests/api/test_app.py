@@ -172,7 +172,12 @@ def test_missing_domain_module_is_skipped_but_broken_one_raises(tmp_path, monkey
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ModuleNotFoundError):
         import_router("brokenpkg.http")
-    assert set(DOMAIN_ROUTERS) == {"mobility.http", "mobility.fares.http", "fiveg.http"}
+    assert set(DOMAIN_ROUTERS) == {
+        "mobility.http",
+        "mobility.fares.http",
+        "fiveg.http",
+        "opendata.http",
+    }
 
 
 def test_validation_error_names_the_field(client: TestClient, creds: Credentials) -> None:
