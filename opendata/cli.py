@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 
 import psycopg
@@ -17,6 +18,14 @@ from opendata.datasets import BY_ID, DATASETS
 from opendata.export import ExportError
 from opendata.release import ReleaseOptions, publish
 from opendata.towns import load_towns, read_towns
+
+
+class Program(StrEnum):
+    """The fare programmes a budget is recorded for."""
+
+    mytaku = "mytaku"
+    bus_discount = "bus_discount"
+
 
 app = typer.Typer(help="Open data: towns, budgets, releases.", no_args_is_help=True)
 out = tables.console()
@@ -41,7 +50,7 @@ def towns_cmd() -> None:
 def budget_cmd(
     fiscal_year: int = typer.Argument(..., help="fiscal year (April-March), e.g. 2026"),
     budget_yen: int = typer.Argument(..., min=0, help="budget in yen"),
-    program: str = typer.Option("mytaku", help="mytaku or bus_discount"),
+    program: Program = typer.Option(Program.mytaku, help="programme"),
 ) -> None:
     """Record a programme's budget for a fiscal year (as the schema owner)."""
     url = get_settings().require_database_url()
@@ -49,7 +58,7 @@ def budget_cmd(
         conn.execute(
             "INSERT INTO opendata_budgets (fiscal_year, program, budget_yen) VALUES (%s, %s, %s)"
             " ON CONFLICT (fiscal_year, program) DO UPDATE SET budget_yen = EXCLUDED.budget_yen",
-            [fiscal_year, program, budget_yen],
+            [fiscal_year, program.value, budget_yen],
         )
     out.print(gettext("Budget recorded", process_lang()))
 

@@ -224,3 +224,18 @@ def test_publish_without_a_folder_is_a_one_line_config_error(db_url: str) -> Non
 
 def test_dataset_ids_are_unique() -> None:
     assert len(BY_ID) == len(DATASETS)
+
+
+def test_budget_command_records_the_budget_the_views_compare_with(db_url: str) -> None:
+    env = {"MEBUKU_DATABASE_URL": db_url, "MEBUKU_LANG": "ja"}
+    res = mebuku("opendata", "budget", "2031", "12000000", env=env)
+    assert res.returncode == 0, res.stderr
+    assert "予算を記録しました" in res.stdout
+    bad = mebuku("opendata", "budget", "2031", "5", "--program", "nope", env=env)
+    assert bad.returncode == 2
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            "SELECT spent_yen, budget_yen FROM opendata.subsidy_budget"
+            " WHERE fiscal_year = 2031 AND program = 'mytaku'"
+        ).fetchone()
+    assert row == (0, 12_000_000)
