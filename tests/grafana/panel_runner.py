@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 
 from api.grafana.build import collect, iter_panels
+from core import plugins
 from core.grafana import SQL_DATASOURCE
 from tests.support.grafana_macros import QueryContext, Variable, expand, panel_interval
 
@@ -24,7 +25,6 @@ SEED_MODULES = (
     "tests.support.seed.mobility",
     "tests.support.seed.fares",
     "tests.support.seed.fiveg",
-    "tests.support.seed.opendata",
 )
 NUMERIC_OIDS = {20, 21, 23, 26, 700, 701, 1700}
 TIME_OIDS = {1082, 1114, 1184} | NUMERIC_OIDS
@@ -51,7 +51,9 @@ def seed_all(url: str) -> list[str]:
     from tests.grafana.core_seed import seed_core_tables
 
     ran = []
-    for name in SEED_MODULES:
+    # Then the seeds packages declare in the mebuku.panel_seeds entry-point group.
+    declared = [m for m in plugins.modules("mebuku.panel_seeds") if m not in SEED_MODULES]
+    for name in (*SEED_MODULES, *declared):
         importlib.import_module(name).seed(url)
         ran.append(name)
     seed_core_tables(url)
