@@ -82,7 +82,8 @@ def publish_cmd(
     """Write a new versioned release (and push it to CKAN when configured)."""
     lang = process_lang()
     s = get_settings().require("database_url")
-    target = out_dir or s.opendata_dir
+    demo = s.demo_env_file  # a running demo publishes to its own folder (and serves it)
+    target = out_dir or s.opendata_dir or (demo.parent / "opendata" if demo else None)
     if target is None:
         raise ConfigError([gettext("MEBUKU_OPENDATA_DIR is not set and --out was not given", lang)])
     pw = s.db_opendata_password.get_secret_value() if s.db_opendata_password else None
