@@ -30,7 +30,7 @@ FROM fare_residents;
 INSERT INTO fare_taxi_rides (operator_id, record_id, vehicle_id, pickup_at, dropoff_at,
     pickup_lon, pickup_lat, dropoff_lon, dropoff_lat, meter_fare_yen, riders, policy_version)
 SELECT 'taxi', 'r' || i, 'v', ts, ts + interval '15 min',
-       139.02 + (i * 7919 % 1000) / 5000.0, 36.33 + (i * 104729 % 1000) / 6000.0,
+       139.02 + (i::bigint * 7919 % 1000) / 5000.0, 36.33 + (i::bigint * 104729 % 1000) / 6000.0,
        139.07, 36.38, 1500, 1, 'mytaku-2022-04'
 FROM (SELECT i, timestamptz '2026-04-01' + (i % 365) * interval '1 day' AS ts
       FROM generate_series(1, {rides}) i) x;
