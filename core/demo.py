@@ -135,7 +135,9 @@ def dev_card_env(settings: Settings, state: Path) -> dict[str, str]:
     }
 
 
-def setup_steps(settings: Settings, state: Path | None = None) -> list[Command]:
+def setup_steps(
+    settings: Settings, state: Path | None = None, api_port: int = 8000
+) -> list[Command]:
     """The one-shot set-up commands of a demo run, in order; kept as data so the fingerprint of each
     step decides whether it runs again."""
     gtfs = settings.gtfs_path or DEFAULT_GTFS
@@ -175,6 +177,14 @@ def setup_steps(settings: Settings, state: Path | None = None) -> list[Command]:
             _("register the demo 5G trials (starting now, 4 hours)"),
         ),
         *dev,
+        # Issue 16: towns, then a first open-data release (after the seed), served at /open.
+        Command("opendata", ["opendata", "towns"], _("load town blocks"), key="opendata towns"),
+        Command(
+            "opendata",
+            ["opendata", "publish", "--base-url", f"http://127.0.0.1:{api_port}/open/"],
+            _("publish the first open-data release"),
+            key="opendata publish",
+        ),
     ]
 
 
@@ -734,12 +744,13 @@ def _run_setup(
     exe: list[str],
     env: dict[str, str],
     available: set[str],
+    api_port: int,
 ) -> None:
     """Run the one-shot set-up steps of the installed groups; a ``once`` step whose
     fingerprint is recorded in ``setup-done.json`` is not run again."""
     done_file = state / "setup-done.json"
     done: dict[str, str] = json.loads(done_file.read_text()) if done_file.exists() else {}
-    for step in setup_steps(settings, state):
+    for step in setup_steps(settings, state, api_port):
         if step.group not in available:
             continue
         key = _step_fingerprint(step, db_url) if step.once else None
@@ -881,7 +892,8 @@ def run_demo(
 
         available = _available_groups()
         exe = [sys.executable, "-m", "core.cli"]
-        _run_setup(settings, state, db_url, exe, env, available)
+        env.setdefault("MEBUKU_OPENDATA_DIR", str(state / "opendata"))  # issue 16: /open
+        _run_setup(settings, state, db_url, exe, env, available, ports.api)
         dev_ca = "dev" in available and settings.jpki_trust_anchors is None
         env.update(dev_card_env(settings, state) if dev_ca else {})
         keys = _demo_keys(state, exe, env) if "operators" in available else []

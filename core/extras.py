@@ -11,6 +11,7 @@ EXTRAS = {
     "road": "road networks from OSM files (osmnx, geopandas)",
     "grafana": "publishing dashboards to Grafana (grafana-client)",
     "report": "the council's PDF report (matplotlib, reportlab)",
+    "opendata": "noisy open-data counts and CKAN upload (opendp, ckanapi)",
 }
 
 

@@ -248,6 +248,26 @@ class Settings(BaseSettings):
     db_settle_password: SecretStr | None = None
     db_maintain_password: SecretStr | None = None
     db_grafana_password: SecretStr | None = None
+    db_opendata_password: SecretStr | None = None
+
+    # Open data (issue 16, opendata/): privacy threshold, noise budget, release folder, CKAN.
+    opendata_k: int = Field(
+        default=10,
+        ge=2,
+        le=1000,
+        description="Smallest number of persons a published cell may describe",
+    )
+    opendata_epsilon: float = Field(
+        default=0.0,
+        ge=0,
+        le=10,
+        description="Privacy-loss budget per release for noisy resident counts; 0 = no noise",
+    )
+    opendata_dir: Path | None = Field(
+        default=None, description="Folder of open-data releases (publish writes, /open serves)"
+    )
+    ckan_url: str | None = Field(default=None, description="CKAN portal to publish to (optional)")
+    ckan_api_key: SecretStr | None = Field(default=None, description="CKAN API token")
 
     # issue 11 (i11-screen): card sign-in fails closed. A CRL is required unless this
     # development-only switch is on; MEBUKU_ENVIRONMENT says where the platform runs.

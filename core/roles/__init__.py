@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 PACKAGE = "core.roles"
 ROLE_PREFIX = "mebuku_"
-SCHEMAS = ("public", "mebuku", "grafana")
+SCHEMAS = ("public", "mebuku", "grafana", "opendata")
 # Relation kinds a grant decision must cover: table, partitioned table, view,
 # materialized view, foreign table.
 RELKINDS = ("r", "p", "v", "m", "f")

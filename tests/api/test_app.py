@@ -176,6 +176,7 @@ def test_missing_domain_module_is_skipped_but_broken_one_raises(tmp_path, monkey
         "mobility.http",
         "mobility.fares.http",
         "fiveg.http",
+        "opendata.http",
         "portal.http",
     }
 

@@ -91,6 +91,7 @@ def test_dashboards_and_routers_come_from_entry_points() -> None:
         "mobility.http",
         "mobility.fares.http",
         "fiveg.http",
+        "opendata.http",
         "portal.http",
     ]
     loaded = {p.module for p in plugins.load("mebuku.dashboards")}

@@ -79,7 +79,7 @@ def test_parser_reads_commands_and_answers() -> None:
 @pytest.mark.timeout(READY_S + 4 * ANSWER_S + 60)
 def test_every_role_of_the_readme_walkthrough_answers() -> None:
     roles = walkthrough((REPO_ROOT / "README.md").read_text(encoding="utf-8"))
-    assert set(roles) == {"operator", "council", "resident", "staff"}
+    assert set(roles) == {"operator", "council", "resident", "staff", "public"}
     assert all(any(s.answer for s in steps) for steps in roles.values())
     root = server_dir("mebuku-walkthrough-")  # the servers' own users can enter it as root
     state = root / "state"

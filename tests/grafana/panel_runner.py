@@ -24,6 +24,7 @@ SEED_MODULES = (
     "tests.support.seed.mobility",
     "tests.support.seed.fares",
     "tests.support.seed.fiveg",
+    "tests.support.seed.opendata",
 )
 NUMERIC_OIDS = {20, 21, 23, 26, 700, 701, 1700}
 TIME_OIDS = {1082, 1114, 1184} | NUMERIC_OIDS

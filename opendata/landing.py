@@ -1,0 +1,88 @@
+"""The human page of /open/ (pure): what the latest release holds, in the reader's
+language (Japanese first), with download links, data dictionaries and the licence."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from html import escape
+from typing import Any
+
+from core.i18n import N_, Lang, gettext
+from opendata.catalogue import CATALOGUE_DESCRIPTION, CATALOGUE_TITLE, PUBLISHER_NAME
+from opendata.datasets import BY_ID
+
+DICTIONARY = N_("Data dictionary")
+SUPPRESSED_NOTE = N_("Small groups suppressed")
+PUBLISHER = N_("Publisher")
+RELEASE = N_("Release")
+LICENCE = N_("Licence")
+CATALOGUE_LINK = N_("Catalogue (DCAT, JSON-LD)")
+DATASET = N_("Dataset")
+FILES = N_("Files")
+ROWS = N_("Rows")
+
+STYLE = """
+body{font-family:"Noto Sans CJK JP","Hiragino Sans",sans-serif;margin:2rem auto;max-width:60rem;
+color:#222;line-height:1.6;padding:0 1rem}
+h1{font-size:1.6rem;border-bottom:3px solid #2a7d4f;padding-bottom:.3rem}
+table{border-collapse:collapse;width:100%;margin-top:1rem}
+th,td{border-bottom:1px solid #ddd;padding:.5rem;text-align:left;vertical-align:top}
+th{background:#f3f7f4;white-space:nowrap}
+.note{background:#fff8e5;padding:.8rem;border-left:4px solid #e0a800}
+small{color:#666}a{color:#1a5fb4}
+"""
+
+
+def _rows(f: Mapping[str, Any]) -> str:
+    return f"{int(f['rows']):,}" if f.get("schema") else "—"
+
+
+def render_index(meta: Mapping[str, Any], lang: Lang = "ja") -> str:
+    """The /open/ page for a release's metadata.json."""
+    _ = lambda m: escape(gettext(m, lang))  # noqa: E731 - a local shorthand
+    rid = escape(str(meta["release_id"]))
+    rows = []
+    for f in meta["files"]:
+        ds = BY_ID.get(f["dataset"])
+        if ds is None:
+            continue
+        link = f'<a href="latest/{escape(f["file"])}">{escape(f["file"])}</a>'
+        schema = (
+            f'<br><a href="latest/{escape(f["schema"])}">{_(DICTIONARY)}</a>'
+            if f.get("schema")
+            else ""
+        )
+        protected = f"<br><small>{_(SUPPRESSED_NOTE)}</small>" if ds.protected else ""
+        rows.append(
+            f"<tr><td><strong>{_(ds.title)}</strong><br><small>{_(ds.description)}</small></td>"
+            f"<td>{link}{schema}{protected}</td><td>{_rows(f)}</td></tr>"
+        )
+    loss = meta.get("privacy_loss", {})
+    note = _(
+        N_(
+            "No figure describes fewer than {k} persons: small cells and the cells that "
+            "would reveal them are left empty (秘匿), the same way in every release."
+        )
+    ).format(k=int(meta["k"]))
+    eps = float(loss.get("epsilon_spent", 0))
+    if eps > 0:
+        note += " " + _(N_("Resident counts carry random noise (privacy loss ε = {eps}).")).format(
+            eps=f"{eps:g}"
+        )
+    return f"""<!doctype html>
+<html lang="{lang}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_(CATALOGUE_TITLE)}</title>
+<link rel="alternate" type="application/ld+json" href="catalog.jsonld">
+<style>{STYLE}</style></head><body>
+<h1>{_(CATALOGUE_TITLE)}</h1>
+<p>{_(CATALOGUE_DESCRIPTION)}</p>
+<p>{_(PUBLISHER)}: {_(PUBLISHER_NAME)} ・ {_(RELEASE)}: <code>{rid}</code> ・
+{_(LICENCE)}: <a href="https://creativecommons.org/licenses/by/4.0/deed.ja">CC BY 4.0</a> ・
+<a href="catalog.jsonld">{_(CATALOGUE_LINK)}</a></p>
+<p class="note">{note}</p>
+<table><thead><tr><th>{_(DATASET)}</th><th>{_(FILES)}</th>
+<th>{_(ROWS)}</th></tr></thead><tbody>
+{"".join(rows)}
+</tbody></table></body></html>
+"""

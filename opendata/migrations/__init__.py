@@ -1,0 +1,1 @@
+"""SQL migrations of the open-data package (set 50_opendata)."""
