@@ -363,9 +363,11 @@ def bench_drain(
     """The same queued backlog drained by a bare consumer, then by one `mebuku ingest`.
 
     Both sessions exist before the flood, so the broker queues every message for each.
-    Rates run from the first to the last message (the worker: from its first to its
-    last committed batch, read from its acks counter), so process start-up is not in
-    them. Returns (bare msg/s, worker msg/s, sent, bare received, worker stored).
+    The bare rate runs from its first to its last message; the worker's from its
+    connection to the broker (the writer process is started and ready before that) to
+    its last committed batch (read from its acks counter, polled every 0.1 s), so
+    process start-up is not in it but its first batch's wait and commit are. Returns
+    (bare msg/s, worker msg/s, sent, bare received, worker stored).
     """
     make_session(broker.port, "bench-bare")
     # the worker's own session (its client id and subscription), created up front so a
@@ -374,25 +376,29 @@ def bench_drain(
     ps, sent = flood(broker.port, procs, seconds)
     for p in ps:
         p.join()
+    print(f"queued {sent.value:,}; load average {load()}", flush=True)
     bare_rate, bare_got = drain_bare(broker.port, "bench-bare", sent.value)
     ws = start_workers(url, broker, 1, "", settle=0)
     port = ws[0][1]
-    acks = "mebuku_ingest_acks_total"
-    t_first = n_first = t_last = 0.0
+    t_first = t_last = 0.0
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        n = metric_value(port, acks)
-        now = time.monotonic()
-        if n > 0 and not t_first:
-            t_first, n_first = now, n
-        if n >= sent.value:
-            t_last = now
+        if not t_first:
+            if metric_value(port, "mebuku_ingest_mqtt_connected") > 0:
+                t_first = time.monotonic()
+        elif metric_value(port, "mebuku_ingest_acks_total") >= sent.value:
+            t_last = time.monotonic()
             break
-        time.sleep(0.2)
+        time.sleep(0.1)
     got = stored(url)
     stop_workers(ws)
-    worker_rate = (sent.value - n_first) / max(t_last - t_first, 1e-9) if t_last else 0.0
+    worker_rate = sent.value / max(t_last - t_first, 1e-9) if t_last else 0.0
     return bare_rate, worker_rate, sent.value, bare_got, got
+
+
+def load() -> str:
+    """The 1, 5 and 15 minute load averages (the machine is shared)."""
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def histogram_quantiles(text: str, name: str, qs: tuple[float, ...]) -> list[float]:
@@ -487,6 +493,11 @@ def main() -> None:
                 )
             )
             print(results[-1], flush=True)
+            print(
+                f"RATIO worker / bare consumer = {worker / max(bare, 1):.0%} "
+                f"({worker:,.0f} / {bare:,.0f} msg/s, {loss}; load average {load()})",
+                flush=True,
+            )
             broker = fresh_broker(broker, roots)
         if not (args.latency_only or args.backlog_only):
             r = bench_broker(broker, seconds, args.publishers)

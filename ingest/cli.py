@@ -75,5 +75,8 @@ def ingest(
     signal.signal(signal.SIGINT, _signal)
     worker.start()
     log.info("ingest worker %s running (metrics port %s)", cfg.client_id, cfg.metrics_port or "off")
-    stop.wait()
+    while not stop.wait(0.5) and not worker.failed.is_set():
+        pass
     worker.stop()
+    if worker.failed.is_set():  # the writer process kept dying: let the supervisor see it
+        raise typer.Exit(1)
