@@ -41,6 +41,11 @@ def ingest(
         64,
         help="Payload MiB held unacknowledged before the MQTT loop waits for the writer.",
     ),
+    writer_restarts: int = typer.Option(
+        5,
+        help="Times in a row the writer process (parse + COPY) may die and be started "
+        "again before the worker stops with exit status 1.",
+    ),
     metrics_port: int = typer.Option(
         None, help="Prometheus port (default MEBUKU_METRICS_PORT; 0 disables)."
     ),
@@ -63,6 +68,7 @@ def ingest(
         stall_seconds=s.ingest_stall_seconds,
         heartbeat_interval=min(5.0, s.ingest_stall_seconds / 3),
         limits=Limits.from_settings(s),
+        writer_restarts=writer_restarts,
     )
     worker = IngestWorker(cfg)
     stop = threading.Event()

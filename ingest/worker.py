@@ -289,8 +289,15 @@ class IngestWorker:
         to_r.close()
         from_w.close()
         self._proc, self._to_writer, self._from_writer = proc, to_w, from_r
-        if not from_r.poll(60) or from_r.recv() != ("ready",):
-            raise RuntimeError("the ingest writer process did not start")
+        try:
+            ready = from_r.poll(60) and from_r.recv() == ("ready",)
+        except (EOFError, OSError):
+            ready = False
+        if not ready:
+            proc.join(1)
+            raise RuntimeError(
+                f"the ingest writer process did not start (exit code {proc.exitcode})"
+            )
 
     @property
     def writer_pid(self) -> int | None:
