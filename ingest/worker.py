@@ -51,7 +51,20 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from core.settings import MqttAddress
 from ingest.fields import Limits
 from ingest.metrics import IngestMetrics
-from ingest.pipeline import Inbound, LogSetup, StoreConfig, Summary, parse_item, serve
+from ingest.pipeline import (
+    GENERATION,
+    MID,
+    PAYLOAD,
+    QOS,
+    RECEIVED,
+    Inbound,
+    LogSetup,
+    RawInbound,
+    StoreConfig,
+    Summary,
+    parse_item,
+    serve,
+)
 from ingest.writer import PAYLOAD_PREFIX, WriteResult, classify
 
 __all__ = ["Inbound", "IngestWorker", "Status", "WorkerConfig", "parse_item"]
@@ -116,10 +129,10 @@ class IngestWorker:
         # dispatcher pops (deque operations are atomic: no lock on the hot path).
         # QoS 1 is bounded by Receive Maximum; QoS 0 beyond the limit is dropped
         # (at-most-once by definition), counted and logged.
-        self.pending: deque[Inbound] = deque()
+        self.pending: deque[RawInbound] = deque()
         self.qos0_limit = max(cfg.receive_maximum, 1) * 2
         # Handed to the writer, not yet committed: (seq, batch), oldest first.
-        self._inflight: deque[tuple[int, list[Inbound]]] = deque()
+        self._inflight: deque[tuple[int, list[RawInbound]]] = deque()
         self._inflight_msgs = 0
         self._seq = 0
         # Payload bytes received and not yet acknowledged = received - released; each
@@ -234,9 +247,7 @@ class IngestWorker:
         if self._received_bytes - self._released_bytes + n > self.cfg.max_backlog_bytes:
             self._wait_for_budget(n)
         self._received_bytes += n
-        self.pending.append(
-            Inbound(topic, payload, msg.mid, qos, time.time(), self._gen, size, digest)
-        )
+        self.pending.append((topic, payload, msg.mid, qos, time.time(), self._gen, size, digest))
 
     @property
     def _backlog_bytes(self) -> int:
@@ -327,7 +338,7 @@ class IngestWorker:
             return False
         if len(p) >= self.cfg.batch_size or self._draining.is_set():
             return True
-        return time.time() - p[0].received >= self.cfg.batch_wait
+        return time.time() - p[0][RECEIVED] >= self.cfg.batch_wait
 
     def _send_batches(self) -> None:
         while len(self._inflight) < WRITER_WINDOW and self._due():
@@ -354,6 +365,8 @@ class IngestWorker:
                 self._on_report(self._from_writer.recv())
         except (EOFError, OSError):
             pass
+        if self._gave_up:
+            return  # the writer stopped on its own: it could not reach the database in time
         if self._proc.sentinel in ready or not self._proc.is_alive():
             self._writer_died()
 
@@ -416,23 +429,23 @@ class IngestWorker:
         if self._from_writer is not None:
             self._from_writer.close()
 
-    def _committed(self, batch: list[Inbound], s: Summary) -> None:
+    def _committed(self, batch: list[RawInbound], s: Summary) -> None:
         """A batch's transaction committed: acknowledge its messages, then count."""
         self._last_commit = s.committed
         self._crashes = 0
         self._db_reachable = True
         self._ack(batch)
         self._inflight_msgs -= len(batch)
-        self._release(sum(len(m.payload) for m in batch))
+        self._release(sum(len(m[PAYLOAD]) for m in batch))
         self._observe(len(batch), s)
 
-    def _ack(self, batch: list[Inbound]) -> None:
+    def _ack(self, batch: list[RawInbound]) -> None:
         ack = self.client.ack
         with self._gen_lock:
             gen = self._gen
             for m in batch:
-                if m.qos > 0 and m.generation == gen:
-                    ack(m.mid, m.qos)
+                if m[QOS] > 0 and m[GENERATION] == gen:
+                    ack(m[MID], m[QOS])
                     self.acked += 1
         self.metrics.acks.inc(len(batch))
 
@@ -462,9 +475,9 @@ class IngestWorker:
     def _oldest(self) -> float | None:
         """Receipt time of the oldest unacknowledged message (None: nothing waits)."""
         with contextlib.suppress(IndexError):  # the dispatcher may pop meanwhile
-            return self._inflight[0][1][0].received
+            return self._inflight[0][1][0][RECEIVED]
         with contextlib.suppress(IndexError):
-            return self.pending[0].received
+            return self.pending[0][RECEIVED]
         return None
 
     def status(self) -> Status:
@@ -501,6 +514,7 @@ class IngestWorker:
             "seconds_since_commit": round(st.since_commit, 3),
             "database_reachable": st.db_reachable,
             "mqtt_connected": self.client.is_connected(),
+            "acknowledged": self.acked,
             "stall_seconds": self.cfg.stall_seconds,
         }
         return (503 if st.stalled else 200), body
