@@ -27,6 +27,9 @@ import pytest
 
 from core.db import drop_database
 from core.settings import Settings
+from ingest.metrics import IngestMetrics
+from ingest.pipeline import Inbound, lag_histogram, parse_item, stream_of
+from ingest.rows import Rows
 from ingest.simulate.publisher import Publisher
 from ingest.worker import IngestWorker, WorkerConfig
 from tests.conftest import new_database
@@ -138,6 +141,55 @@ def test_writer_that_keeps_dying_fails_the_worker_and_the_broker_keeps_the_messa
         assert wait_until(lambda: again.acked == 200, 10), again.acked
     finally:
         again.stop()
+
+
+def test_lags_bucketed_by_the_writer_equal_one_observe_per_message() -> None:
+    """The writer buckets lags; the MQTT process adds them at once. Same histogram."""
+    now = datetime.now(UTC).timestamp()
+    ages = [0.001, 0.004, 0.02, 0.3, 0.75, 1.0, 4.0, 59.0, 299.0, 1000.0, 5000.0]
+    msgs = [
+        Inbound(
+            "maebashi/bus/v1/telemetry",
+            json.dumps({"ts": int((now - a) * 1000), "lat": 36.39, "lon": 139.06}).encode(),
+            i,
+            1,
+            now,
+            0,
+            0,
+        )
+        for i, a in enumerate(ages)
+    ]
+    items = [parse_item(m) for m in msgs]
+    assert all(isinstance(it.parsed, Rows) for it in items)
+    one_by_one, at_once = IngestMetrics(), IngestMetrics()
+    for it in items:
+        assert isinstance(it.parsed, Rows)
+        ts = it.parsed.rows[0][1]
+        one_by_one.lag_seconds.observe(max(now - ts.timestamp(), 0.0))
+    at_once.observe_lags(*lag_histogram(items, now))
+
+    def samples(m: IngestMetrics) -> dict[str, float]:
+        return {
+            f"{s.name}{sorted(s.labels.items())}": s.value
+            for metric in m.registry.collect()
+            if metric.name == "mebuku_ingest_lag_seconds"
+            for s in metric.samples
+            if not s.name.endswith("_created")
+        }
+
+    expected = samples(one_by_one)
+    got = samples(at_once)
+    assert expected.keys() == got.keys()
+    for k, v in expected.items():
+        assert got[k] == pytest.approx(v), k
+    assert got["mebuku_ingest_lag_seconds_count[]"] == len(ages)
+
+
+def test_stream_labels() -> None:
+    assert stream_of("maebashi/bus/v1/telemetry") == "telemetry"
+    assert stream_of("maebashi/5g/site/dev/senml") == "senml"
+    assert stream_of("maebashi/bus/telemetry") == "other"
+    assert stream_of("elsewhere/bus/v1/telemetry") == "other"
 
 
 # --- `mebuku ingest` as a real process -------------------------------------------------
