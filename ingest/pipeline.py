@@ -79,6 +79,7 @@ class LogSetup:
 
     @classmethod
     def of_this_process(cls) -> LogSetup:
+        """Read the root logger's set-up (as ``core.logging.setup_logging`` made it)."""
         root = logging.getLogger()
         fmt, secrets = "text", set[str]()
         for h in root.handlers:
@@ -90,6 +91,7 @@ class LogSetup:
         return cls(root.level, fmt, tuple(sorted(secrets)))
 
     def apply(self) -> None:
+        """Set the same up in this (new) process."""
         setup_logging(logging.getLevelName(self.level), self.fmt, self.secrets)
 
 

@@ -122,6 +122,9 @@ WRITER_WINDOW = 2
 
 
 class IngestWorker:
+    """One ingest worker: the MQTT process's side (paho, dispatcher, acks, health) and
+    the writer process it starts and supervises."""
+
     def __init__(self, cfg: WorkerConfig, metrics: IngestMetrics | None = None) -> None:
         self.cfg = cfg
         self.metrics = metrics or IngestMetrics()
@@ -409,6 +412,9 @@ class IngestWorker:
             code,
             len(self._inflight),
         )
+        for conn in (self._to_writer, self._from_writer):
+            if conn is not None:
+                conn.close()
         time.sleep(min(0.5 * 2 ** (self._crashes - 1), 10.0))
         self._start_writer()
         assert self._to_writer is not None
