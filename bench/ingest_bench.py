@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -357,15 +358,32 @@ def metric_value(port: int, name: str) -> float:
     return 0.0
 
 
-def bench_drain(
-    url: str, broker: EmbeddedMosquitto, seconds: float, procs: int
-) -> tuple[float, float, int, int, int]:
+@dataclass
+class Drain:
+    """One backlog drained twice: by the bare consumer and by one worker."""
+
+    sent: int
+    bare_rate: float  # msg/s
+    bare_got: int
+    worker_rate: float  # msg/s
+    stored: int
+    # CPU microseconds per message while draining: the bare consumer's process, the
+    # worker's MQTT process and its writer process (parse + COPY)
+    bare_cpu: float
+    mqtt_cpu: float
+    writer_cpu: float
+
+
+def bench_drain(url: str, broker: EmbeddedMosquitto, seconds: float, procs: int) -> Drain:
     """The same queued backlog drained by a bare consumer, then by one `mebuku ingest`.
 
     Both sessions exist before the flood, so the broker queues every message for each.
-    Rates run from the first to the last message (the worker: from its first to its
-    last committed batch, read from its acks counter), so process start-up is not in
-    them. Returns (bare msg/s, worker msg/s, sent, bare received, worker stored).
+    The bare rate runs from its first to its last message; the worker's from its
+    connection to the broker (the writer process is started and ready before that) to
+    its last acknowledgement after a commit (its /healthz, polled every 0.1 s), so
+    process start-up is not in it but its first batch's wait and commit are. CPU time
+    per message (from /proc, over the same spans) does not depend on how busy the
+    shared machine is.
     """
     make_session(broker.port, "bench-bare")
     # the worker's own session (its client id and subscription), created up front so a
@@ -374,25 +392,101 @@ def bench_drain(
     ps, sent = flood(broker.port, procs, seconds)
     for p in ps:
         p.join()
-    bare_rate, bare_got = drain_bare(broker.port, "bench-bare", sent.value)
+    n = sent.value
+    print(f"queued {n:,}; load average {load()}", flush=True)
+    c0 = time.process_time()
+    bare_rate, bare_got = drain_bare(broker.port, "bench-bare", n)
+    bare_cpu = time.process_time() - c0
     ws = start_workers(url, broker, 1, "", settle=0)
-    port = ws[0][1]
-    acks = "mebuku_ingest_acks_total"
-    t_first = n_first = t_last = 0.0
+    pid, port = ws[0][0].pid, ws[0][1]
+    t_first = t_last = 0.0
+    cpu0 = cpu = (0.0, 0.0)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        n = metric_value(port, acks)
-        now = time.monotonic()
-        if n > 0 and not t_first:
-            t_first, n_first = now, n
-        if n >= sent.value:
-            t_last = now
+        h = healthz(port)
+        if not t_first:
+            if h.get("mqtt_connected"):
+                t_first, cpu0 = time.monotonic(), cpu_seconds(pid)
+        elif h.get("acknowledged", 0) >= n:
+            t_last, cpu = time.monotonic(), cpu_seconds(pid)
             break
-        time.sleep(0.2)
+        time.sleep(0.1)
     got = stored(url)
     stop_workers(ws)
-    worker_rate = (sent.value - n_first) / max(t_last - t_first, 1e-9) if t_last else 0.0
-    return bare_rate, worker_rate, sent.value, bare_got, got
+    worker_rate = n / max(t_last - t_first, 1e-9) if t_last else 0.0
+    per = 1e6 / max(n, 1)
+    return Drain(
+        n,
+        bare_rate,
+        bare_got,
+        worker_rate,
+        got,
+        bare_cpu * per,
+        (cpu[0] - cpu0[0]) * per,
+        (cpu[1] - cpu0[1]) * per,
+    )
+
+
+def drain_rows(d: Drain) -> list[tuple[str, str, str]]:
+    """The table rows of a backlog drain."""
+    loss = "zero loss" if d.stored == d.sent else f"LOST {d.sent - d.stored}"
+    return [
+        (
+            "bare paho consumer (QoS 1, no parsing, no database), draining a backlog",
+            f"{d.bare_rate:,.0f} msg/s",
+            f"{d.sent:,} queued, {d.bare_got:,} received; {d.bare_cpu:.0f} us CPU per message",
+        ),
+        (
+            "mebuku ingest, 1 worker, draining the same backlog",
+            f"{d.worker_rate:,.0f} msg/s",
+            f"{d.sent:,} queued, {d.stored:,} stored: {loss}; "
+            f"**{d.worker_rate / max(d.bare_rate, 1):.0%} of the bare consumer**",
+        ),
+        (
+            "CPU per message while draining (independent of the machine's load)",
+            f"MQTT process {d.mqtt_cpu:.0f} us + writer {d.writer_cpu:.0f} us",
+            f"the bare consumer needs {d.bare_cpu:.0f} us: the MQTT process is at "
+            f"{d.bare_cpu / max(d.mqtt_cpu, 1e-9):.0%} of its speed when it has a core",
+        ),
+    ]
+
+
+def healthz(port: int) -> dict[str, Any]:
+    """The worker's /healthz body (cheaper to poll than /metrics), {} until it answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+            return dict(json.loads(r.read()))
+    except (OSError, ValueError):
+        return {}
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) of the worker process and of its writer process."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def of(p: int) -> float:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    writers = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                cmd = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"spawn_main" in cmd:
+                writers += of(int(entry.name))
+    return of(pid), writers
+
+
+def load() -> str:
+    """The 1, 5 and 15 minute load averages (the machine is shared)."""
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def histogram_quantiles(text: str, name: str, qs: tuple[float, ...]) -> list[float]:
@@ -468,25 +562,19 @@ def main() -> None:
 
         if not args.latency_only:
             url = fresh_db(pg, "bench_backlog")
-            bare, worker, sent, bare_got, got = bench_drain(url, broker, seconds, args.publishers)
-            loss = "zero loss" if got == sent else f"LOST {sent - got}"
-            results.append(
-                (
-                    "bare paho consumer (QoS 1, no parsing, no database), draining a backlog",
-                    f"{bare:,.0f} msg/s",
-                    f"{sent:,} queued, {bare_got:,} received",
-                )
+            d = bench_drain(url, broker, seconds, args.publishers)
+            results += drain_rows(d)
+            for row in results[-3:]:
+                print(row, flush=True)
+            loss = "zero loss" if d.stored == d.sent else f"LOST {d.sent - d.stored}"
+            print(
+                f"RATIO worker / bare consumer = {d.worker_rate / max(d.bare_rate, 1):.0%} "
+                f"({d.worker_rate:,.0f} / {d.bare_rate:,.0f} msg/s, {loss}); CPU per message: "
+                f"bare {d.bare_cpu:.0f} us, worker MQTT process {d.mqtt_cpu:.0f} us "
+                f"(bare / MQTT process = {d.bare_cpu / max(d.mqtt_cpu, 1e-9):.0%}), writer "
+                f"process {d.writer_cpu:.0f} us; load average {load()}",
+                flush=True,
             )
-            print(results[-1], flush=True)
-            results.append(
-                (
-                    "mebuku ingest, 1 worker, draining the same backlog",
-                    f"{worker:,.0f} msg/s",
-                    f"{sent:,} queued, {got:,} stored: {loss}; "
-                    f"**{worker / max(bare, 1):.0%} of the bare consumer**",
-                )
-            )
-            print(results[-1], flush=True)
             broker = fresh_broker(broker, roots)
         if not (args.latency_only or args.backlog_only):
             r = bench_broker(broker, seconds, args.publishers)

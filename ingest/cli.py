@@ -48,6 +48,13 @@ def ingest(  # noqa: PLR0913 (each argument is one command-line option)
         64,
         help=_("Payload MiB held unacknowledged before the MQTT loop waits for the writer."),
     ),
+    writer_restarts: int = typer.Option(
+        5,
+        help=_(
+            "Times in a row the writer process (parse + COPY) may die and be started "
+            "again before the worker stops with exit status 1."
+        ),
+    ),
     metrics_port: int = typer.Option(
         None, help=_("Prometheus port (default MEBUKU_METRICS_PORT; 0 disables).")
     ),
@@ -70,6 +77,7 @@ def ingest(  # noqa: PLR0913 (each argument is one command-line option)
         stall_seconds=s.ingest_stall_seconds,
         heartbeat_interval=min(5.0, s.ingest_stall_seconds / 3),
         limits=Limits.from_settings(s),
+        writer_restarts=writer_restarts,
     )
     worker = IngestWorker(cfg)
     stop = threading.Event()
@@ -82,8 +90,11 @@ def ingest(  # noqa: PLR0913 (each argument is one command-line option)
     signal.signal(signal.SIGINT, _signal)
     worker.start()
     log.info("ingest worker %s running (metrics port %s)", cfg.client_id, cfg.metrics_port or "off")
-    stop.wait()
+    while not stop.wait(0.5) and not worker.failed.is_set():
+        pass
     worker.stop()
+    if worker.failed.is_set():  # the writer process kept dying: let the supervisor see it
+        raise typer.Exit(1)
 
 
 # `ingest` is a top-level command (entry point): its help is its docstring, in the locale.

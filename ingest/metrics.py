@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -135,6 +135,20 @@ class IngestMetrics:
             "Time the MQTT loop waited because the backlog was over its byte budget",
             registry=r,
         )
+        self.writer_restarts = Counter(
+            "mebuku_ingest_writer_restarts",
+            "Times the writer process died and was started again",
+            registry=r,
+        )
+
+    def observe_lags(self, counts: Sequence[int], total: float) -> None:
+        """Add a batch's lags, bucketed by the writer process (``LAG_BUCKETS`` plus +Inf),
+        at once: one ``observe`` per message would cost the MQTT process's GIL."""
+        h = self.lag_seconds
+        for bucket, n in zip(h._buckets, counts, strict=True):
+            if n:
+                bucket.inc(n)
+        h._sum.inc(total)
 
     def serve(self, port: int, health: HealthCheck | None = None) -> ThreadingHTTPServer | None:
         """Expose /metrics and /healthz on ``port`` (0: no endpoint)."""

@@ -1,11 +1,18 @@
 """The ingest worker: MQTT 5 persistent session in, batched idempotent writes out.
 
-The paho network thread only enqueues. A writer thread takes batches (by size or time),
-parses them, writes them in one transaction and only then acknowledges each message
-(manual acks), in the order received. Memory stays flat during an outage: payloads above
-the size limit are cut to a 4 KiB stub on arrival, the broker never has more than Receive
-Maximum unacknowledged QoS 1 messages out to us, and the network thread waits while the
-unacknowledged payload bytes are over their budget.
+Two processes. This one runs paho's network loop, whose callback only notes each message
+(a deque append); a dispatcher thread hands batches (by size or time) to the writer
+process (``ingest/pipeline.py``), which parses them and writes each in one transaction,
+and acknowledges a batch's messages (manual acks, in the order received) only when the
+writer reports its commit. Parsing and COPY never hold this process's GIL, so the network
+loop runs close to a bare consumer's speed. A writer that dies is started again and gets
+every unacknowledged batch again (ON CONFLICT drops what had committed); one that keeps
+dying makes the worker fail (``failed``, ``/healthz`` 503, ``mebuku ingest`` exits 1).
+
+Memory stays flat during an outage: payloads above the size limit are cut to a 4 KiB stub
+on arrival, the broker never has more than Receive Maximum unacknowledged QoS 1 messages
+out to us, and the network thread waits while the unacknowledged payload bytes are over
+their budget.
 
 Failures are retried only while they look like an outage; a batch that keeps failing
 while the database answers a health query is split down to the message that breaks it
@@ -23,13 +30,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import queue
+import multiprocessing as mp
 import socket
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -42,17 +51,23 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from core.settings import MqttAddress
 from ingest.fields import Limits
 from ingest.metrics import IngestMetrics
-from ingest.parse import parse_message
-from ingest.rows import Reject, Rows
-from ingest.writer import (
-    PAYLOAD_PREFIX,
-    Item,
-    WriteResult,
-    classify,
-    describe,
-    prepare,
-    write_batch,
+from ingest.pipeline import (
+    GENERATION,
+    MID,
+    PAYLOAD,
+    QOS,
+    RECEIVED,
+    Inbound,
+    LogSetup,
+    RawInbound,
+    StoreConfig,
+    Summary,
+    parse_item,
+    serve,
 )
+from ingest.writer import PAYLOAD_PREFIX, WriteResult, classify
+
+__all__ = ["Inbound", "IngestWorker", "Status", "WorkerConfig", "parse_item"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +92,9 @@ class WorkerConfig:
     poison_retries: int = 5
     stall_seconds: float = 60.0
     heartbeat_interval: float = 5.0
+    # The writer process dying this many times in a row (no commit in between) makes
+    # the worker fail instead of restarting it again.
+    writer_restarts: int = 5
     # What the parser accepts (times within retention and skew); `mebuku ingest` passes
     # Limits.from_settings. The bare default bounds the past at 2000 only (replays).
     limits: Limits = field(default_factory=Limits)
@@ -84,17 +102,6 @@ class WorkerConfig:
     @property
     def subscription(self) -> str:
         return f"$share/{self.group}/{self.topic_filter}" if self.group else self.topic_filter
-
-
-class Inbound(NamedTuple):
-    topic: str
-    payload: bytes  # the first PAYLOAD_PREFIX bytes when the payload was over the limit
-    mid: int
-    qos: int
-    received: float
-    generation: int
-    size: int  # of the whole payload
-    sha256: bytes | None = None  # of the whole payload, set only when it was cut
 
 
 @dataclass(frozen=True)
@@ -109,43 +116,34 @@ class Status:
     reason: str
 
 
-def _stream(topic: str) -> str:
-    parts = topic.split("/")
-    return parts[-1] if parts[0] == "maebashi" and len(parts) in (4, 5) else "other"
-
-
-def parse_item(m: Inbound, max_payload: int = 262_144, limits: Limits | None = None) -> Item:
-    if m.sha256 is not None:  # cut on arrival: never parsed, only its size and digest kept
-        detail = (
-            f"payload of {m.size} bytes exceeds {max_payload} (MEBUKU_INGEST_MAX_PAYLOAD_BYTES)"
-        )
-        return Item(m.topic, m.payload, Reject("too_large", detail), m.size, m.sha256)
-    try:
-        parsed = parse_message(
-            m.topic, m.payload, datetime.fromtimestamp(m.received, UTC), limits=limits or Limits()
-        )
-    except Exception as e:  # a parser bug must not stop the pipeline
-        log.exception("parser failed on %s", m.topic)
-        parsed = Reject("parser_error", repr(e)[:200])
-    return Item(m.topic, m.payload, parsed)
+# Batches handed to the writer and not yet reported committed: one being written, one
+# waiting in the pipe, so the writer never idles while the network loop gathers the next.
+WRITER_WINDOW = 2
 
 
 class IngestWorker:
+    """One ingest worker: the MQTT process's side (paho, dispatcher, acks, health) and
+    the writer process it starts and supervises."""
+
     def __init__(self, cfg: WorkerConfig, metrics: IngestMetrics | None = None) -> None:
         self.cfg = cfg
         self.metrics = metrics or IngestMetrics()
+        # Received, not yet handed to the writer. The network thread appends, the
+        # dispatcher pops (deque operations are atomic: no lock on the hot path).
         # QoS 1 is bounded by Receive Maximum; QoS 0 beyond the limit is dropped
         # (at-most-once by definition), counted and logged.
-        self.inbox: queue.Queue[Inbound] = queue.Queue()
+        self.pending: deque[RawInbound] = deque()
         self.qos0_limit = max(cfg.receive_maximum, 1) * 2
-        # Payload bytes received and not yet acknowledged. Over budget, the network
-        # thread waits for the writer, at most half a keepalive per message so pings go
-        # out (ack() from the writer only queues the PUBACK: no lock is held against it).
-        self._backlog_bytes = 0
-        self._backlog_cond = threading.Condition(threading.Lock())
-        self._stream_counters: dict[str, Any] = {}  # labels() lookups cost on the hot path
-        self._batch_first: float | None = None  # receipt time of the batch being written
-        self._batch_len = 0
+        # Handed to the writer, not yet committed: (seq, batch), oldest first.
+        self._inflight: deque[tuple[int, list[RawInbound]]] = deque()
+        self._inflight_msgs = 0
+        self._seq = 0
+        # Payload bytes received and not yet acknowledged = received - released; each
+        # counter has one writing thread. Over budget, the network thread waits for the
+        # dispatcher, at most half a keepalive per message so pings go out.
+        self._received_bytes = 0
+        self._released_bytes = 0
+        self._budget = threading.Condition(threading.Lock())
         self._started_at = time.time()
         self._last_commit = self._started_at
         self._db_reachable = True
@@ -158,8 +156,17 @@ class IngestWorker:
         self._draining = threading.Event()
         self._stopped = threading.Event()
         self.subscribed = threading.Event()  # set once the broker granted the subscription
-        self._conn: psycopg.Connection | None = None
-        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
+        self.failed = threading.Event()  # the writer process kept dying: stop, exit 1
+        self._gave_up = False
+        self._mp = mp.get_context("spawn")  # the writer inherits no socket or thread
+        self._stopping = self._mp.Event()  # tells the writer to stop retrying soon
+        self._proc: BaseProcess | None = None
+        self._to_writer: Connection | None = None
+        self._from_writer: Connection | None = None
+        self._crashes = 0  # writer deaths since its last commit
+        self._dispatcher = threading.Thread(
+            target=self._dispatch_loop, name="ingest-dispatch", daemon=True
+        )
         self.client = self._make_client()
         self.totals = WriteResult()
         self.acked = 0
@@ -227,7 +234,8 @@ class IngestWorker:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = msg._topic.decode("utf-8", "replace")
-        if msg.qos == 0 and self.inbox.qsize() >= self.qos0_limit:
+        qos = msg.qos
+        if qos == 0 and len(self.pending) + self._inflight_msgs >= self.qos0_limit:
             self.metrics.qos0_dropped.inc()
             log.warning("inbox full: dropping a QoS 0 message on %s (publish at QoS 1)", topic)
             return
@@ -235,233 +243,262 @@ class IngestWorker:
         size = len(payload)
         if size > self.cfg.max_payload_bytes:
             # keep 4 KiB and the digest, drop the rest now: it is never parsed or stored
-            m = Inbound(
-                topic,
-                bytes(payload[:PAYLOAD_PREFIX]),
-                msg.mid,
-                msg.qos,
-                time.time(),
-                self._gen,
-                size,
-                hashlib.sha256(payload).digest(),
-            )
+            digest = hashlib.sha256(payload).digest()
+            payload, n = bytes(payload[:PAYLOAD_PREFIX]), PAYLOAD_PREFIX
         else:
-            m = Inbound(topic, bytes(payload), msg.mid, msg.qos, time.time(), self._gen, size)
-        self._reserve(len(m.payload))
-        self.inbox.put(m)
-        stream = _stream(topic)
-        counter = self._stream_counters.get(stream)
-        if counter is None:
-            counter = self._stream_counters[stream] = self.metrics.messages.labels(stream)
-        counter.inc()
+            payload, n, digest = bytes(payload), size, None
+        if self._received_bytes - self._released_bytes + n > self.cfg.max_backlog_bytes:
+            self._wait_for_budget(n)
+        self._received_bytes += n
+        self.pending.append((topic, payload, msg.mid, qos, time.time(), self._gen, size, digest))
 
-    def _reserve(self, n: int) -> None:
-        """Count ``n`` backlog bytes; wait first while over budget (bounded, see __init__)."""
-        with self._backlog_cond:
-            if self._backlog_bytes and self._backlog_bytes + n > self.cfg.max_backlog_bytes:
-                t0 = time.monotonic()
-                self._backlog_cond.wait_for(
-                    lambda: (
-                        self._backlog_bytes + n <= self.cfg.max_backlog_bytes
-                        or self._draining.is_set()
-                    ),
-                    timeout=max(self.cfg.keepalive / 2, 1.0),
-                )
-                self.metrics.backpressure_seconds.inc(time.monotonic() - t0)
-            self._backlog_bytes += n
+    @property
+    def _backlog_bytes(self) -> int:
+        """Payload bytes received and not yet acknowledged."""
+        return self._received_bytes - self._released_bytes
+
+    def _wait_for_budget(self, n: int) -> None:
+        """Wait while ``n`` more bytes would exceed the budget (bounded, see __init__)."""
+        if not self._backlog_bytes:
+            return  # always let one message in, however large
+        t0 = time.monotonic()
+        with self._budget:
+            self._budget.wait_for(
+                lambda: (
+                    self._backlog_bytes + n <= self.cfg.max_backlog_bytes or self._draining.is_set()
+                ),
+                timeout=max(self.cfg.keepalive / 2, 1.0),
+            )
+        self.metrics.backpressure_seconds.inc(time.monotonic() - t0)
 
     def _release(self, n: int) -> None:
-        with self._backlog_cond:
-            self._backlog_bytes -= n
-            self._backlog_cond.notify_all()
+        self._released_bytes += n
+        with self._budget:
+            self._budget.notify_all()
 
-    # Database side (writer thread) -----------------------------------------------------
+    # Writer process (dispatcher thread) --------------------------------------------------
 
-    def _db(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(
-                self.cfg.database_url, connect_timeout=5, application_name="mebuku-ingest"
+    def _store_config(self) -> StoreConfig:
+        c = self.cfg
+        return StoreConfig(
+            database_url=c.database_url,
+            max_payload_bytes=c.max_payload_bytes,
+            poison_retries=c.poison_retries,
+            drain_timeout=c.drain_timeout,
+            limits=c.limits,
+            log=LogSetup.of_this_process(),
+        )
+
+    def _start_writer(self) -> None:
+        """Start the writer process and wait until it is ready for batches."""
+        to_r, to_w = self._mp.Pipe(duplex=False)
+        from_r, from_w = self._mp.Pipe(duplex=False)
+        proc = self._mp.Process(
+            target=serve,
+            args=(to_r, from_w, self._store_config(), self._stopping),
+            name="mebuku-ingest-writer",
+            daemon=True,
+        )
+        proc.start()
+        to_r.close()
+        from_w.close()
+        self._proc, self._to_writer, self._from_writer = proc, to_w, from_r
+        try:
+            ready = from_r.poll(60) and from_r.recv() == ("ready",)
+        except (EOFError, OSError):
+            ready = False
+        if not ready:
+            proc.join(1)
+            raise RuntimeError(
+                f"the ingest writer process did not start (exit code {proc.exitcode})"
             )
-            prepare(self._conn)
-        return self._conn
 
-    def _drop_db(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-        self._conn = None
+    @property
+    def writer_pid(self) -> int | None:
+        """The writer process's pid (for operators and tests)."""
+        return self._proc.pid if self._proc is not None else None
 
-    def _take(self) -> list[Inbound]:
+    def _dispatch_loop(self) -> None:
         try:
-            first = self.inbox.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        batch = [first]
-        deadline = time.monotonic() + self.cfg.batch_wait
-        while len(batch) < self.cfg.batch_size:
+            while not self._finished():
+                self._send_batches()
+                self._wait_writer(min(self.cfg.batch_wait, 0.02))
+        except Exception:  # only a bug gets here
+            log.exception("ingest dispatcher failed; messages stay unacknowledged")
+            self.failed.set()
+        finally:
+            self._stop_writer()
+
+    def _finished(self) -> bool:
+        if self.failed.is_set() or self._gave_up:
+            return True
+        return self._draining.is_set() and not self.pending and not self._inflight
+
+    def _due(self) -> bool:
+        """Whether the pending messages make a batch now (full, old enough, or stopping)."""
+        p = self.pending
+        if not p:
+            return False
+        if len(p) >= self.cfg.batch_size or self._draining.is_set():
+            return True
+        return time.time() - p[0][RECEIVED] >= self.cfg.batch_wait
+
+    def _send_batches(self) -> None:
+        while len(self._inflight) < WRITER_WINDOW and self._due():
+            n = min(self.cfg.batch_size, len(self.pending))
+            pop = self.pending.popleft
+            batch = [pop() for _ in range(n)]
+            self._seq += 1
+            self._inflight.append((self._seq, batch))
+            self._inflight_msgs += n
+            assert self._to_writer is not None
             try:
-                batch.append(self.inbox.get_nowait())
-            except queue.Empty:
-                left = deadline - time.monotonic()
-                if left <= 0 or self._draining.is_set():
-                    break
-                try:
-                    batch.append(self.inbox.get(timeout=min(left, 0.02)))
-                except queue.Empty:
-                    continue
-        return batch
+                self._to_writer.send((self._seq, batch))
+            except OSError:
+                return  # the writer died: _wait_writer restarts it and sends this again
 
-    def db_healthy(self) -> bool:
-        """The health query: a fresh connection answers and our tables are there.
-
-        A batch that keeps failing while this is true is poison, not an outage. The
-        tables are part of it so that a database not migrated yet is waited for, not
-        mistaken for bad messages.
-        """
+    def _wait_writer(self, timeout: float) -> None:
+        """Handle what the writer reported; restart it if it died."""
+        assert self._from_writer is not None and self._proc is not None
+        ready = wait([self._from_writer, self._proc.sentinel], timeout)
+        if not ready:
+            return
         try:
-            with psycopg.connect(self.cfg.database_url, connect_timeout=3, autocommit=True) as c:
-                row = c.execute(
-                    "SELECT to_regclass('bus_telemetry') IS NOT NULL"
-                    " AND to_regclass('bus_events') IS NOT NULL"
-                    " AND to_regclass('fiveg_radio') IS NOT NULL"
-                    " AND to_regclass('fiveg_sensor') IS NOT NULL"
-                    " AND to_regclass('ingest_rejects') IS NOT NULL"
-                ).fetchone()
-            ok = bool(row and row[0])
-        except Exception:
-            ok = False
-        self._db_reachable = ok
-        return ok
+            while self._from_writer.poll():
+                self._on_report(self._from_writer.recv())
+        except (EOFError, OSError):
+            pass
+        if self._gave_up:
+            return  # the writer stopped on its own: it could not reach the database in time
+        if self._proc.sentinel in ready or not self._proc.is_alive():
+            self._writer_died()
 
-    def _store(self, items: list[Item]) -> WriteResult | None:
-        """Write with retries; None if we gave up because the worker is stopping.
+    def _on_report(self, msg: tuple[Any, ...]) -> None:
+        kind = msg[0]
+        if kind == "done":
+            seq, batch = self._inflight.popleft()
+            if seq != msg[1]:  # cannot happen: the writer reports in order
+                raise RuntimeError(f"writer reported batch {msg[1]}, expected {seq}")
+            self._committed(batch, msg[2])
+        elif kind == "db":
+            self._db_reachable = bool(msg[1])
+        elif kind == "gave_up":
+            log.warning(
+                "stopping with %d uncommitted messages (broker keeps them)",
+                len(self.pending) + self._inflight_msgs,
+            )
+            self._gave_up = True
 
-        After ``poison_retries`` failures while the database answers, the batch is
-        written in poison mode: every failure splits it, down to the message to reject.
-        """
-        delay = 0.2
-        strikes = 0
-        give_up_at: float | None = None
-        while True:
-            poison = strikes >= self.cfg.poison_retries
-            if poison:
-                self.metrics.poison_batches.inc()
-                log.error(
-                    "a batch of %d messages failed %d times while the database answers: "
-                    "splitting it to find the message that breaks it",
-                    len(items),
-                    strikes,
-                )
-            try:
-                res = write_batch(self._db, items, poison=poison, healthy=self.db_healthy)
-                self._db_reachable = True
-                return res
-            except Exception as e:
-                self._drop_db()
-                self.metrics.db_retries.inc()
-                if poison:
-                    strikes = 0  # the database went away mid-split: start counting again
-                if classify(e) == "retry" and not self.db_healthy():
-                    log.warning("database unavailable (%s); retrying in %.1fs", describe(e), delay)
-                else:
-                    strikes += 1
-                    log.warning(
-                        "batch of %d failed while the database answers (%s); attempt %d of %d "
-                        "before splitting it",
-                        len(items),
-                        describe(e),
-                        strikes,
-                        self.cfg.poison_retries,
-                    )
-                if self._draining.is_set():
-                    give_up_at = give_up_at or time.monotonic() + self.cfg.drain_timeout
-                    if time.monotonic() > give_up_at:
-                        return None
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+    def _writer_died(self) -> None:
+        """Start a new writer and send it every unacknowledged batch, or fail."""
+        assert self._proc is not None
+        self._proc.join(5)
+        code = self._proc.exitcode
+        self._crashes += 1
+        self.metrics.writer_restarts.inc()
+        if self._draining.is_set() or self._crashes > self.cfg.writer_restarts:
+            log.error(
+                "the ingest writer process died (exit code %s), %d times without a commit "
+                "in between: stopping; %d messages stay unacknowledged at the broker",
+                code,
+                self._crashes,
+                len(self.pending) + self._inflight_msgs,
+            )
+            self.failed.set()
+            return
+        log.error(
+            "the ingest writer process died (exit code %s); starting a new one and sending "
+            "it the %d unacknowledged batches again",
+            code,
+            len(self._inflight),
+        )
+        for conn in (self._to_writer, self._from_writer):
+            if conn is not None:
+                conn.close()
+        time.sleep(min(0.5 * 2 ** (self._crashes - 1), 10.0))
+        self._start_writer()
+        assert self._to_writer is not None
+        for seq, batch in self._inflight:
+            self._to_writer.send((seq, batch))
 
-    def _write_loop(self) -> None:
-        while not (self._draining.is_set() and self.inbox.empty()):
-            batch = self._take()
-            if not batch:
-                continue
-            self._batch_first, self._batch_len = batch[0].received, len(batch)
-            t0 = time.perf_counter()
-            try:
-                items = [parse_item(m, self.cfg.max_payload_bytes, self.cfg.limits) for m in batch]
-                res = self._store(items)
-            except Exception:  # only a bug gets here: _store retries or splits everything
-                log.exception("unexpected error writing a batch; messages stay unacknowledged")
-                self._drop_db()
-                time.sleep(1)
-                self._requeue(batch)
-                continue
-            if res is None:
-                log.warning("stopping with %d uncommitted messages (broker keeps them)", len(batch))
-                break
-            committed = time.time()
-            self._last_commit = committed
-            self._ack(batch)
-            self._batch_first, self._batch_len = None, 0
-            self._release(sum(len(m.payload) for m in batch))
-            self._observe(batch, items, res, time.perf_counter() - t0, committed)
-        self._drop_db()
+    def _stop_writer(self) -> None:
+        """Ask the writer to finish (the batches before this are done) and wait for it."""
+        if self._proc is None or self._to_writer is None:
+            return
+        with contextlib.suppress(OSError):
+            self._to_writer.send(None)
+        self._proc.join(10)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(5)
+        self._to_writer.close()
+        if self._from_writer is not None:
+            self._from_writer.close()
 
-    def _requeue(self, batch: list[Inbound]) -> None:
-        """Put a batch back in front of the inbox (kept in order, still unacknowledged)."""
-        with self.inbox.mutex:
-            self.inbox.queue.extendleft(reversed(batch))
-            self.inbox.not_empty.notify()
+    def _committed(self, batch: list[RawInbound], s: Summary) -> None:
+        """A batch's transaction committed: acknowledge its messages, then count."""
+        self._last_commit = s.committed
+        self._crashes = 0
+        self._db_reachable = True
+        self._ack(batch)
+        self._inflight_msgs -= len(batch)
+        self._release(sum(len(m[PAYLOAD]) for m in batch))
+        self._observe(len(batch), s)
 
-    def _ack(self, batch: list[Inbound]) -> None:
+    def _ack(self, batch: list[RawInbound]) -> None:
+        ack = self.client.ack
         with self._gen_lock:
             gen = self._gen
             for m in batch:
-                if m.qos > 0 and m.generation == gen:
-                    self.client.ack(m.mid, m.qos)
+                if m[QOS] > 0 and m[GENERATION] == gen:
+                    ack(m[MID], m[QOS])
                     self.acked += 1
         self.metrics.acks.inc(len(batch))
 
-    def _observe(
-        self,
-        batch: list[Inbound],
-        items: list[Item],
-        res: WriteResult,
-        seconds: float,
-        committed: float,
-    ) -> None:
+    def _observe(self, n: int, s: Summary) -> None:
         m = self.metrics
+        res = s.result
         self.totals.add(res)
-        m.batch_size.observe(len(batch))
-        m.flush_seconds.observe(seconds)
-        m.queue_depth.set(self.inbox.qsize())
-        for table, n in res.inserted.items():
-            m.rows.labels(table).inc(n)
-        for table, n in res.duplicates.items():
-            m.duplicates.labels(table).inc(n)
-        for reason, n in res.rejects.items():
-            m.rejects.labels(reason).inc(n)
-        for it in items:
-            if isinstance(it.parsed, Rows) and it.parsed.rows:
-                ts = it.parsed.rows[0][it.parsed.table.columns.index("ts")]
-                m.lag_seconds.observe(max(committed - ts.timestamp(), 0.0))
-
-    # Lifecycle ----------------------------------------------------------------------------
+        m.batch_size.observe(n)
+        m.flush_seconds.observe(s.seconds)
+        m.queue_depth.set(len(self.pending) + self._inflight_msgs)
+        for stream, k in s.streams.items():
+            m.messages.labels(stream).inc(k)
+        for table, k in res.inserted.items():
+            m.rows.labels(table).inc(k)
+        for table, k in res.duplicates.items():
+            m.duplicates.labels(table).inc(k)
+        for reason, k in res.rejects.items():
+            m.rejects.labels(reason).inc(k)
+        m.observe_lags(s.lag_counts, s.lag_sum)
+        if s.retries:
+            m.db_retries.inc(s.retries)
+        if s.poison:
+            m.poison_batches.inc(s.poison)
 
     # Stall detection ----------------------------------------------------------------------
 
+    def _oldest(self) -> float | None:
+        """Receipt time of the oldest unacknowledged message (None: nothing waits)."""
+        with contextlib.suppress(IndexError):  # the dispatcher may pop meanwhile
+            return self._inflight[0][1][0][RECEIVED]
+        with contextlib.suppress(IndexError):
+            return self.pending[0][RECEIVED]
+        return None
+
     def status(self) -> Status:
+        """Waiting messages, the oldest one's age, time since the last commit, stalled?"""
         now = time.time()
-        first = self._batch_first
-        if first is None:
-            with self.inbox.mutex:
-                first = self.inbox.queue[0].received if self.inbox.queue else None
-        waiting = self.inbox.qsize() + self._batch_len
+        first = self._oldest()
+        waiting = len(self.pending) + self._inflight_msgs
         oldest = max(now - first, 0.0) if first is not None else 0.0
         since = max(now - self._last_commit, 0.0)
         quiet = min(oldest, since)
         stalled = waiting > 0 and quiet > self.cfg.stall_seconds and self._db_reachable
-        if stalled:
+        if self.failed.is_set():
+            stalled = True
+            reason = "the writer process keeps dying: the worker stopped (see its log)"
+        elif stalled:
             reason = (
                 f"{waiting} messages waiting, the oldest for {oldest:.0f} s, and nothing "
                 f"committed for {since:.0f} s while the database answers"
@@ -483,6 +520,7 @@ class IngestWorker:
             "seconds_since_commit": round(st.since_commit, 3),
             "database_reachable": st.db_reachable,
             "mqtt_connected": self.client.is_connected(),
+            "acknowledged": self.acked,
             "stall_seconds": self.cfg.stall_seconds,
         }
         return (503 if st.stalled else 200), body
@@ -553,8 +591,10 @@ class IngestWorker:
     # Lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start the writer process, then the threads, then connect to the broker."""
+        self._start_writer()
         self._http = self.metrics.serve(self.cfg.metrics_port, self.health)
-        self._writer.start()
+        self._dispatcher.start()
         self._heartbeat.start()
         self.client.connect_async(
             self.cfg.mqtt.host,
@@ -568,9 +608,13 @@ class IngestWorker:
     def stop(self) -> None:
         """Flush what was received, acknowledge it, then disconnect."""
         self._draining.set()
-        with self._backlog_cond:
-            self._backlog_cond.notify_all()
-        self._writer.join(self.cfg.drain_timeout + 10)
+        self._stopping.set()
+        with self._budget:
+            self._budget.notify_all()
+        if self._dispatcher.is_alive():
+            self._dispatcher.join(self.cfg.drain_timeout + 20)
+        else:
+            self._stop_writer()
         self._stopped.set()
         self._heartbeat.join(10)
         if self._http is not None:
