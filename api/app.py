@@ -33,7 +33,7 @@ from core import plugins
 from core.db import async_pool
 from core.sessions import lookup_session
 from core.settings import Settings
-from core.web import Principal, Role
+from core.web import Principal, Role, problem_handlers_of
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,8 @@ def create_app(
     for name in domain_routers:
         router, mod = load_router(name)
         app.include_router(router)
+        # domain errors -> problems, one handler per exception class (core/web.py)
+        problems.install_domain(app, problem_handlers_of(mod))
         # issue 11: a domain module may export session_check(request, conn, session)
         check = getattr(mod, "session_check", None)
         if check is not None:

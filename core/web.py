@@ -7,6 +7,13 @@ service (``api/``) supplies the other half: it verifies credentials through
 ``app.state.authenticate`` (set by its app factory), opens ``app.state.pool`` and turns
 ``ProblemError`` into RFC 9457 ``application/problem+json`` responses.
 
+Domain errors become problems in one place: next to ``router`` a domain module may export
+``problem_handlers``, a mapping from its exception classes to functions that turn one
+into a :class:`ProblemError` (:data:`ProblemHandlers`). The API installs each as an
+exception handler once, when it mounts the router, so a route simply lets a domain error
+propagate and every route answers it the same way (titles translated as for any
+``ProblemError``).
+
 Default deny: an endpoint without ``require_roles`` is refused by the API's route check,
 unless it depends on :func:`public` (sign-in challenges, for example). Authentication
 endpoints add :func:`rate_limit` so one client address cannot hammer them.
@@ -16,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
@@ -63,6 +70,34 @@ class ProblemError(Exception):
         self.title = title
         self.detail = detail
         self.extra = extra
+
+
+ProblemMapper = Callable[[Any], ProblemError]
+"""Turns one domain exception into the problem the client sees (pure, no I/O)."""
+ProblemHandlers = Mapping[type[Exception], ProblemMapper]
+"""What a domain module exports as ``problem_handlers`` next to its ``router``."""
+
+
+def problem_handlers_of(module: object) -> dict[type[Exception], ProblemMapper]:
+    """A domain module's ``problem_handlers``, checked (empty when it declares none).
+
+    Raises TypeError naming the module when a key is not an exception class or a value is
+    not callable, so a typo stops the API at start instead of leaking a 500 later.
+    """
+    declared = getattr(module, "problem_handlers", None)
+    if declared is None:
+        return {}
+    name = getattr(module, "__name__", repr(module))
+    if not isinstance(declared, Mapping):
+        raise TypeError(f"{name}.problem_handlers must be a mapping")
+    out: dict[type[Exception], ProblemMapper] = {}
+    for exc_type, mapper in declared.items():
+        if not (isinstance(exc_type, type) and issubclass(exc_type, Exception)):
+            raise TypeError(f"{name}.problem_handlers: {exc_type!r} is not an exception class")
+        if exc_type is Exception or not callable(mapper):
+            raise TypeError(f"{name}.problem_handlers[{exc_type.__name__}] is not usable")
+        out[exc_type] = mapper
+    return out
 
 
 # Credentials: residents send "Authorization: Bearer <session token>"; operators, council
