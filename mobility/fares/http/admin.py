@@ -28,10 +28,19 @@ from mobility.fares.schemas import (
     StaffCertIn,
 )
 
-from .common import Admin, Conn, RowId, log, problems, pseudonym_key, ready_store
+from .common import (
+    ROUTER_DEPENDENCIES,
+    Admin,
+    Conn,
+    RowId,
+    log,
+    problems,
+    pseudonym_key,
+    ready_store,
+)
 from .errors import certificate_refused
 
-router = APIRouter()
+router = APIRouter(dependencies=ROUTER_DEPENDENCIES)
 
 
 async def _existing_resident(conn: AsyncConnection, resident_id: int) -> None:

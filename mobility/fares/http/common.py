@@ -18,6 +18,7 @@ from core.operators import canonical_operator_id
 from core.sessions import LiveSession, live_cert_hashes, revoke_cert_sessions
 from core.settings import Settings, get_settings
 from core.web import (
+    SCREENED_SCOPE_KEY,
     Principal,
     ProblemError,
     Role,
@@ -46,8 +47,11 @@ async def screen_request(request: Request) -> None:
     """Refuse Individual Numbers anywhere in the request, before validation echoes them.
 
     The API's ASGI screen (``api/screen.py``) already refused them before routing; this is
-    the second line should the router ever be mounted without it.
+    the second line should the router ever be mounted without it (that screen marks the
+    requests it passed, :data:`core.web.SCREENED_SCOPE_KEY`).
     """
+    if request.scope.get(SCREENED_SCOPE_KEY):
+        return
     if request.query_params:
         refuse_my_number(dict(request.query_params))
     if request.path_params:
@@ -60,6 +64,10 @@ async def screen_request(request: Request) -> None:
         except ValueError:
             return  # FastAPI reports the malformed JSON
         refuse_my_number(body)
+
+
+ROUTER_DEPENDENCIES = [Depends(screen_request)]
+"""Every fares router's first dependency."""
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:

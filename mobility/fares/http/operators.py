@@ -21,6 +21,7 @@ from mobility.fares.schemas import (
 )
 
 from .common import (
+    ROUTER_DEPENDENCIES,
     Conn,
     OperatorId,
     OperatorOrAdmin,
@@ -33,7 +34,7 @@ from .common import (
 )
 from .residents import fare_lookup
 
-router = APIRouter()
+router = APIRouter(dependencies=ROUTER_DEPENDENCIES)
 
 
 @router.post(

@@ -35,10 +35,10 @@ from mobility.fares.schemas import (
     SubsidyOut,
 )
 
-from .common import Conn, Resident, RowId, problems, pseudonym_key, resident_id
+from .common import ROUTER_DEPENDENCIES, Conn, Resident, RowId, problems, pseudonym_key, resident_id
 from .errors import FARE_NOT_FOUND_DETAIL
 
-router = APIRouter()
+router = APIRouter(dependencies=ROUTER_DEPENDENCIES)
 
 
 @router.get("/v1/me", tags=["residents"], response_model=MeOut)

@@ -24,6 +24,7 @@ from mobility.fares.schemas import Challenge, Renewal, Session, SignIn
 
 from .common import (
     PUBLIC_AUTH,
+    ROUTER_DEPENDENCIES,
     Conn,
     Resident,
     log,
@@ -33,7 +34,7 @@ from .common import (
     resident_id,
 )
 
-router = APIRouter()
+router = APIRouter(dependencies=ROUTER_DEPENDENCIES)
 
 
 @router.post(
