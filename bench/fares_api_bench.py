@@ -51,7 +51,6 @@ SERVER = (
 )
 
 
-
 def make_app() -> object:
     """The API as ``mebuku api`` serves it (settings from the environment)."""
     from api.app import create_app
@@ -275,8 +274,11 @@ def main() -> None:
                 time.sleep(0.2)
         if args.profile:
             spy = subprocess.Popen(
-                [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(server.pid)]
-                + ["--format", "raw", "--rate", "250", "--nonblocking", "-o", args.profile],
+                [
+                    *(str(Path(sys.executable).with_name("py-spy")), "record"),
+                    *("--pid", str(server.pid), "--format", "raw", "--rate", "250"),
+                    *("--nonblocking", "-o", args.profile),
+                ],
                 stdout=subprocess.DEVNULL,
             )
         print(
