@@ -77,3 +77,19 @@ def test_the_fares_domain_maps_each_of_its_errors() -> None:
     mapped = problem_handlers_of(fares_http)
     assert NoPolicyError in mapped
     assert mapped[NoPolicyError](NoPolicyError("x")).status == 422
+
+
+def test_the_fares_second_line_screen_refuses_when_mounted_without_the_api_screen() -> None:
+    from mobility.fares.mynumber import check_digit
+
+    number = "12345678901" + str(check_digit("12345678901"))
+    app = FastAPI()  # the fares router alone: no api.screen.RequestScreen in front
+    app.include_router(fares_http.router)
+    problems.install(app)
+    client = TestClient(app)
+    r = client.post("/v1/fares/quote", json={"kind": "taxi", "note": number})
+    assert r.status_code == 422
+    assert r.json()["type"] == PROBLEM_BASE + "individual-number-refused"
+    assert number not in r.text
+    r = client.get("/v1/me/rides", params={"limit": number})
+    assert r.json()["type"] == PROBLEM_BASE + "individual-number-refused"

@@ -22,9 +22,9 @@ from . import admin, operators, residents, signin
 from .common import screen_request, session_check
 from .errors import problem_handlers
 
-# One flat router: each part's routes (with the screen as their first dependency) are
-# taken over as they are, so FastAPI matches a request against one level of routes
-# instead of a nested router per part (its matching runs on every request).
+# One flat router: each part's routes (each behind the second-line screen,
+# ``common.ScreenedRoute``) are taken over as they are, so FastAPI matches a request
+# against one level of routes instead of a nested router per part.
 router = APIRouter()
 for _part in (signin, residents, operators, admin):
     router.routes.extend(_part.router.routes)

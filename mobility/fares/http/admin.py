@@ -29,10 +29,10 @@ from mobility.fares.schemas import (
 )
 
 from .common import (
-    ROUTER_DEPENDENCIES,
     Admin,
     Conn,
     RowId,
+    ScreenedRoute,
     log,
     problems,
     pseudonym_key,
@@ -40,7 +40,7 @@ from .common import (
 )
 from .errors import certificate_refused
 
-router = APIRouter(dependencies=ROUTER_DEPENDENCIES)
+router = APIRouter(route_class=ScreenedRoute)
 
 
 async def _existing_resident(conn: AsyncConnection, resident_id: int) -> None:

@@ -21,11 +21,11 @@ from mobility.fares.schemas import (
 )
 
 from .common import (
-    ROUTER_DEPENDENCIES,
     Conn,
     OperatorId,
     OperatorOrAdmin,
     RecordId,
+    ScreenedRoute,
     operator_scope,
     problems,
     pseudonym_key,
@@ -34,7 +34,7 @@ from .common import (
 )
 from .residents import fare_lookup
 
-router = APIRouter(dependencies=ROUTER_DEPENDENCIES)
+router = APIRouter(route_class=ScreenedRoute)
 
 
 @router.post(

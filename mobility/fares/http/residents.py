@@ -35,10 +35,10 @@ from mobility.fares.schemas import (
     SubsidyOut,
 )
 
-from .common import ROUTER_DEPENDENCIES, Conn, Resident, RowId, problems, pseudonym_key, resident_id
+from .common import Conn, Resident, RowId, ScreenedRoute, problems, pseudonym_key, resident_id
 from .errors import FARE_NOT_FOUND_DETAIL
 
-router = APIRouter(dependencies=ROUTER_DEPENDENCIES)
+router = APIRouter(route_class=ScreenedRoute)
 
 
 @router.get("/v1/me", tags=["residents"], response_model=MeOut)

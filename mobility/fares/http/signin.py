@@ -24,9 +24,9 @@ from mobility.fares.schemas import Challenge, Renewal, Session, SignIn
 
 from .common import (
     PUBLIC_AUTH,
-    ROUTER_DEPENDENCIES,
     Conn,
     Resident,
+    ScreenedRoute,
     log,
     problems,
     pseudonym_key,
@@ -34,7 +34,7 @@ from .common import (
     resident_id,
 )
 
-router = APIRouter(dependencies=ROUTER_DEPENDENCIES)
+router = APIRouter(route_class=ScreenedRoute)
 
 
 @router.post(
