@@ -261,6 +261,8 @@ def main() -> None:
         )
         if args.profile:
             args.workers = 1  # uvicorn then serves in the process py-spy samples
+            if not Path(sys.executable).with_name("py-spy").exists():
+                sys.exit("--profile needs py-spy in this environment: pip install py-spy")
         code = SERVER.format(port=port, workers=args.workers, app_dir=str(Path(__file__).parent))
         server = subprocess.Popen([sys.executable, "-c", code], env=env)
         deadline = time.time() + 30
