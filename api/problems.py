@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.i18n import gettext, negotiate
-from core.web import PROBLEM_BASE, ProblemError
+from core.web import PROBLEM_BASE, ProblemError, ProblemMapper
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +187,24 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(request, 500, "internal-error", "Internal server error")
+
+
+def domain_handler(to_problem: ProblemMapper) -> Any:
+    """An exception handler answering a domain error with the problem ``to_problem`` maps
+    it to (the same response as raising that :class:`ProblemError`)."""
+
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        return await _problem_error(request, to_problem(exc))
+
+    return handler
+
+
+def install_domain(app: FastAPI, handlers: dict[type[Exception], ProblemMapper]) -> None:
+    """Register a domain's ``problem_handlers`` (core/web.py) once for the whole app."""
+    for exc_type, to_problem in handlers.items():
+        if exc_type in app.exception_handlers:
+            raise RuntimeError(f"two domains map {exc_type.__qualname__} to problems")
+        app.add_exception_handler(exc_type, domain_handler(to_problem))
 
 
 def install(app: FastAPI) -> None:

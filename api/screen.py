@@ -20,6 +20,7 @@ import asyncio
 import codecs
 import json
 import logging
+import re
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
@@ -27,7 +28,7 @@ from urllib.parse import parse_qsl, unquote, unquote_plus
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.web import PROBLEM_BASE
+from core.web import PROBLEM_BASE, SCREENED_SCOPE_KEY
 from mobility.fares.mynumber import find_my_number_fields, json_pairs, looks_like_my_number, mask
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,9 @@ NOT_SCREENED_HEADERS = frozenset(
 )
 DECODE_ROUNDS = 3  # percent-decoding repeated, so %2531 is seen as 1
 THREAD_BODY_BYTES = 64 * 1024  # larger bodies are screened in a worker thread
+_ASCII_DIGITS = "0123456789"
+_DIGIT_BYTES = tuple(bytes([d]) for d in b"0123456789")
+_EXPONENT = re.compile(rb"[0-9][eE]")
 
 
 def _decoded(text: str, plus: bool = False) -> Iterable[str]:
@@ -61,8 +65,18 @@ def _decoded(text: str, plus: bool = False) -> Iterable[str]:
         yield text
 
 
+def too_few_digits(text: str) -> bool:
+    """True when ``text`` provably holds no Individual Number in any decoded form: ASCII
+    (normalisation leaves it as it is), no ``%`` (nothing to percent-decode into a digit)
+    and fewer than 12 digits in all. Most headers, paths and queries; checked first
+    because it costs far less than normalising and searching each decoded form."""
+    return text.isascii() and "%" not in text and sum(map(text.count, _ASCII_DIGITS)) < 12
+
+
 def _any_text(texts: Iterable[str], plus: bool = False) -> bool:
-    return any(looks_like_my_number(v) for t in texts for v in _decoded(t, plus))
+    return any(
+        looks_like_my_number(v) for t in texts if not too_few_digits(t) for v in _decoded(t, plus)
+    )
 
 
 def screen_target(raw_path: bytes, path: str, query: bytes) -> list[str]:
@@ -133,11 +147,30 @@ def _text_views(body: bytes, charset: str | None) -> Iterable[str]:
         yield body.replace(b"\x00", b"").decode("latin-1")
 
 
+def literal_json_clean(body: bytes) -> bool:
+    """True when a body, if it is JSON, provably holds no Individual Number: ASCII, no
+    escapes (``\\``), no exponent (``1e11``) and fewer than 12 digits in all. Every key,
+    string and number of such JSON is then a literal slice of these bytes, none of which
+    can hold 12 digits; the full walk of :func:`screen_body` would find nothing."""
+    return (
+        body.isascii()
+        and b"\\" not in body
+        and sum(map(body.count, _DIGIT_BYTES)) < 12
+        and _EXPONENT.search(body) is None
+    )
+
+
 def screen_body(body: bytes, content_type: str) -> list[str]:
     """``body.<field>`` for JSON fields holding a number, or ``body`` for other bodies."""
     if not body:
         return []
     media_type, params = _media_type(content_type)
+    if _is_json(media_type) and literal_json_clean(body):
+        try:
+            json.loads(body)
+            return []  # valid JSON, read by the app as exactly these clean bytes
+        except (ValueError, RecursionError):
+            pass  # not JSON: screened as text below
     if _is_json(media_type) or not media_type.startswith(("multipart/", "application/x-www")):
         ok, value = _json_value(body)
         if ok:
@@ -246,6 +279,7 @@ class RequestScreen:
                 fields=sorted(set(where)),
             )
             return
+        scope[SCREENED_SCOPE_KEY] = True  # domains' second-line screens may skip
         await self.app(scope, self._replay(body, receive), self._checked(send))
 
     async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, str]:

@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -226,10 +227,17 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     ap.add_argument("--warmup", type=float, default=3, help="seconds at rate, not counted")
     ap.add_argument("--pairs", type=int, default=300, help="distinct stop pairs for bus quotes")
+    ap.add_argument("--only", choices=["subsidy", "quote"], help="run one endpoint only")
+    ap.add_argument(
+        "--profile",
+        metavar="PATH",
+        help="sample the API (one worker) with py-spy into PATH (collapsed stacks)",
+    )
     args = ap.parse_args()
     db = ScratchDatabase(os.environ.get("MEBUKU_BENCH_ADMIN_URL"))
     url, pg = db.url, db.server
     server = None
+    spy: subprocess.Popen[bytes] | None = None
     try:
         migrator.migrate(url, Settings(database_url=url, pseudonym_key=KEY, _env_file=None))
         import_feed(url, FEED)
@@ -251,6 +259,10 @@ def main() -> None:
             MEBUKU_PSEUDONYM_KEY=KEY,
             MEBUKU_LOG_LEVEL="WARNING",
         )
+        if args.profile:
+            args.workers = 1  # uvicorn then serves in the process py-spy samples
+            if not Path(sys.executable).with_name("py-spy").exists():
+                sys.exit("--profile needs py-spy in this environment: pip install py-spy")
         code = SERVER.format(port=port, workers=args.workers, app_dir=str(Path(__file__).parent))
         server = subprocess.Popen([sys.executable, "-c", code], env=env)
         deadline = time.time() + 30
@@ -262,6 +274,15 @@ def main() -> None:
                 if time.time() > deadline or server.poll() is not None:
                     raise RuntimeError("API server did not start") from None
                 time.sleep(0.2)
+        if args.profile:
+            spy = subprocess.Popen(
+                [
+                    *(str(Path(sys.executable).with_name("py-spy")), "record"),
+                    *("--pid", str(server.pid), "--format", "raw", "--rate", "250"),
+                    *("--nonblocking", "-o", args.profile),
+                ],
+                stdout=subprocess.DEVNULL,
+            )
         print(
             f"\n{args.rate:.0f} req/s for {args.seconds:.0f} s per endpoint,"
             f" {args.residents} residents, loopback, {args.workers} uvicorn worker(s)"
@@ -272,7 +293,8 @@ def main() -> None:
         )
         ok = True
         cpu_rows: list[tuple[str, float, float, float]] = []
-        for kind, label in (("subsidy", "GET /v1/me/subsidy"), ("quote", "POST /v1/fares/quote")):
+        endpoints = [("subsidy", "GET /v1/me/subsidy"), ("quote", "POST /v1/fares/quote")]
+        for kind, label in [e for e in endpoints if args.only in (None, e[0])]:
             api0 = tree_cpu_s(server.pid)
             db0 = tree_cpu_s(pg.proc.pid) if pg and pg.proc else 0.0
             gen0 = time.process_time()
@@ -296,6 +318,9 @@ def main() -> None:
         print(f"machine load average (1 min): {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         print(f"target: p99 < 50 ms, no errors -> {'PASS' if ok else 'FAIL'}")
     finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         if server is not None:
             server.terminate()
             server.wait(10)

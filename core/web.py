@@ -7,6 +7,13 @@ service (``api/``) supplies the other half: it verifies credentials through
 ``app.state.authenticate`` (set by its app factory), opens ``app.state.pool`` and turns
 ``ProblemError`` into RFC 9457 ``application/problem+json`` responses.
 
+Domain errors become problems in one place: next to ``router`` a domain module may export
+``problem_handlers``, a mapping from its exception classes to functions that turn one
+into a :class:`ProblemError` (:data:`ProblemHandlers`). The API installs each as an
+exception handler once, when it mounts the router, so a route simply lets a domain error
+propagate and every route answers it the same way (titles translated as for any
+``ProblemError``).
+
 Default deny: an endpoint without ``require_roles`` is refused by the API's route check,
 unless it depends on :func:`public` (sign-in challenges, for example). Authentication
 endpoints add :func:`rate_limit` so one client address cannot hammer them.
@@ -16,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
@@ -27,6 +34,9 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from psycopg import AsyncConnection
 
 PROBLEM_BASE = "https://mebuku.maebashi.example/problems/"
+SCREENED_SCOPE_KEY = "mebuku.individual_number_screened"
+"""ASGI scope key the API's request screen (``api/screen.py``) sets on every request it
+let through, so a domain's own second-line screen need not parse the body again."""
 
 
 class Role(StrEnum):
@@ -67,6 +77,34 @@ class ProblemError(Exception):
         self.extra = extra
 
 
+ProblemMapper = Callable[[Any], ProblemError]
+"""Turns one domain exception into the problem the client sees (pure, no I/O)."""
+ProblemHandlers = Mapping[type[Exception], ProblemMapper]
+"""What a domain module exports as ``problem_handlers`` next to its ``router``."""
+
+
+def problem_handlers_of(module: object) -> dict[type[Exception], ProblemMapper]:
+    """A domain module's ``problem_handlers``, checked (empty when it declares none).
+
+    Raises TypeError naming the module when a key is not an exception class or a value is
+    not callable, so a typo stops the API at start instead of leaking a 500 later.
+    """
+    declared = getattr(module, "problem_handlers", None)
+    if declared is None:
+        return {}
+    name = getattr(module, "__name__", repr(module))
+    if not isinstance(declared, Mapping):
+        raise TypeError(f"{name}.problem_handlers must be a mapping")
+    out: dict[type[Exception], ProblemMapper] = {}
+    for exc_type, mapper in declared.items():
+        if not (isinstance(exc_type, type) and issubclass(exc_type, Exception)):
+            raise TypeError(f"{name}.problem_handlers: {exc_type!r} is not an exception class")
+        if exc_type is Exception or not callable(mapper):
+            raise TypeError(f"{name}.problem_handlers[{exc_type.__name__}] is not usable")
+        out[exc_type] = mapper
+    return out
+
+
 # Credentials: residents send "Authorization: Bearer <session token>"; operators, council
 # and admin staff send "X-API-Key: <key>". Declared here so OpenAPI lists both schemes.
 bearer_scheme = HTTPBearer(auto_error=False, description="Resident session token")
@@ -74,20 +112,34 @@ api_key_scheme = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="Operator, council or admin API key"
 )
 
-Authenticator = Callable[[Request, str | None, str | None], Awaitable[Principal | None]]
+Authenticator = Callable[
+    [Request, AsyncConnection, str | None, str | None], Awaitable[Principal | None]
+]
+"""``(request, conn, bearer token, API key)`` -> the caller, or None (set by the API)."""
 
 
-async def current_principal(
+async def db_conn(request: Request) -> AsyncIterator[AsyncConnection]:
+    """An autocommit connection from the API's pool for the length of one request.
+
+    One per request: FastAPI caches the dependency, so credentials are checked on the
+    same connection the endpoint then uses (one pool checkout, not two).
+    """
+    async with request.app.state.pool.connection() as conn:
+        yield conn
+
+
+async def _authenticate(
     request: Request,
-    bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
-    api_key: str | None = Depends(api_key_scheme),
+    bearer: HTTPAuthorizationCredentials | None,
+    api_key: str | None,
+    conn: AsyncConnection,
 ) -> Principal:
     """The caller, from a session token or an API key; without either, a 401 problem."""
     authenticate: Authenticator | None = getattr(request.app.state, "authenticate", None)
     if authenticate is None:
         raise ProblemError(503, "auth-unavailable", "Authentication is not configured")
     token = bearer.credentials if bearer else None
-    principal = await authenticate(request, token, api_key)
+    principal = await authenticate(request, conn, token, api_key)
     if principal is None:
         raise ProblemError(
             401,
@@ -98,11 +150,31 @@ async def current_principal(
     return principal
 
 
+async def current_principal(
+    request: Request,
+    bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
+    api_key: str | None = Depends(api_key_scheme),
+    conn: AsyncConnection = Depends(db_conn),
+) -> Principal:
+    """The verified caller (401 without valid credentials)."""
+    return await _authenticate(request, bearer, api_key, conn)
+
+
 def require_roles(*roles: Role) -> Callable[..., Awaitable[Principal]]:
-    """A dependency that lets only these roles through and returns the caller."""
+    """A dependency that lets only these roles through and returns the caller.
+
+    It verifies the credentials itself (the same check as :func:`current_principal`) so
+    that every request solves one dependency level fewer.
+    """
     allowed = frozenset(roles)
 
-    async def dependency(principal: Principal = Depends(current_principal)) -> Principal:
+    async def dependency(
+        request: Request,
+        bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
+        api_key: str | None = Depends(api_key_scheme),
+        conn: AsyncConnection = Depends(db_conn),
+    ) -> Principal:
+        principal = await _authenticate(request, bearer, api_key, conn)
         if principal.role not in allowed:
             raise ProblemError(
                 403,
@@ -114,12 +186,6 @@ def require_roles(*roles: Role) -> Callable[..., Awaitable[Principal]]:
 
     dependency.__mebuku_roles__ = allowed  # type: ignore[attr-defined]
     return dependency
-
-
-async def db_conn(request: Request) -> AsyncIterator[AsyncConnection]:
-    """An autocommit connection from the API's pool for the length of one request."""
-    async with request.app.state.pool.connection() as conn:
-        yield conn
 
 
 def ensure_own_operator(principal: Principal, operator_id: str) -> None:

@@ -53,11 +53,13 @@ class CardTakenError(Exception):
 
 
 class CardLimitError(Exception):
-    """The resident already has the maximum number of active cards."""
+    """The resident already has the maximum number of active cards; ``by_staff``: city
+    staff were moving a card to them (a dispute), not the resident linking one."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, by_staff: bool = False) -> None:
         super().__init__(f"at most {limit} active cards")
         self.limit = limit
+        self.by_staff = by_staff
 
 
 _INSERT = (
@@ -175,7 +177,7 @@ async def staff_resolve(  # noqa: PLR0913 (keyword-only; its caller, fares/http.
         if action == "reassign":
             assert to_resident is not None
             if await _active_count(conn, to_resident) >= max_active:
-                raise CardLimitError(max_active)
+                raise CardLimitError(max_active, by_staff=True)
             cur = await conn.execute(_INSERT, [h, idm[-4:], to_resident])
             row = await cur.fetchone()
             assert row is not None

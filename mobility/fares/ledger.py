@@ -99,6 +99,11 @@ class RiderOutcome:
     reason: str
     public_reason: str = ""
 
+    @property
+    def status(self) -> str:
+        """``subsidised`` or ``not-subsidised``: what anyone may be told about the rider."""
+        return "subsidised" if self.subsidy_yen > 0 else "not-subsidised"
+
 
 @dataclass
 class TaxiOutcome:

@@ -172,7 +172,7 @@ def find_my_number_fields(value: Any, path: str = "") -> list[str]:
     while stack:
         v, where = stack.pop()
         if isinstance(v, str):
-            if (len(v) >= 12 or not v.isascii()) and looks_like_my_number(v):
+            if _may_hold(v) and looks_like_my_number(v):
                 found.append(where)
         elif isinstance(v, bool) or v is None:
             continue
@@ -182,7 +182,7 @@ def find_my_number_fields(value: Any, path: str = "") -> list[str]:
         elif isinstance(v, dict | _Pairs):
             for k, item in v.items() if isinstance(v, dict) else v:
                 stack.append((item, (*where, str(k))))
-                if isinstance(k, str) and looks_like_my_number(k):
+                if isinstance(k, str) and _may_hold(k) and looks_like_my_number(k):
                     found.append((*where, _KEY))
         elif isinstance(v, list | tuple):
             stack.extend((item, (*where, i)) for i, item in enumerate(v))
@@ -190,6 +190,11 @@ def find_my_number_fields(value: Any, path: str = "") -> list[str]:
 
 
 _KEY = object()
+
+
+def _may_hold(text: str) -> bool:
+    """False for ASCII shorter than 12 characters (cannot hold 12 digits): not searched."""
+    return len(text) >= 12 or not text.isascii()
 
 
 def _format_path(prefix: str, where: tuple[Any, ...]) -> str:

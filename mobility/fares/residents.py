@@ -101,7 +101,12 @@ async def sign_in_resident(
 
 
 class CertificateTakenError(Exception):
-    """The new certificate already belongs to another resident."""
+    """The new certificate already belongs to another resident; ``renewal``: the resident
+    was linking it themselves (both cards signed), else city staff were."""
+
+    def __init__(self, renewal: bool) -> None:
+        super().__init__("certificate enrolled for another resident")
+        self.renewal = renewal
 
 
 async def link_certificate(
@@ -112,14 +117,14 @@ async def link_certificate(
     if owner == resident_id:
         return False
     if owner is not None:
-        raise CertificateTakenError
+        raise CertificateTakenError(renewal=by == "renewal")
     cur = await conn.execute(
         "INSERT INTO fare_resident_certs (cert_hash, resident_id, not_after, linked_by)"
         " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
         [cert_hash, resident_id, not_after, by],
     )
     if cur.rowcount == 0:
-        raise CertificateTakenError
+        raise CertificateTakenError(renewal=by == "renewal")
     return True
 
 

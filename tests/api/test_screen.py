@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.screen import (
     AccessLogFilter,
+    literal_json_clean,
     masked_path,
     screen_body,
     screen_headers,
@@ -250,3 +251,29 @@ def test_no_response_header_carries_cr_or_lf(app: TestClient, creds: Credentials
         r = app.get("/v1/test/header", params={"value": value}, headers=admin)
         assert r.status_code == 500 and "x-echo" not in r.headers
         assert r.json()["type"].endswith("internal-error")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"n": 2e11}',  # 200000000000 is a valid Individual Number in 2 digits
+        b'{"n": 2E+11, "kind": "taxi"}',
+        b'{"a": 1234, "s": "' + b"\\u0032" + b"\\u0030" * 11 + b'"}',  # escaped digits
+        b'{"a": "2000-0000-0000"}',
+    ],
+)
+def test_the_short_cut_for_small_json_never_lets_a_number_through(body: bytes) -> None:
+    """Bodies with few literal digits skip the full walk only when no escape or exponent
+    can make more digits appear; these spell 200000000000 that way and are refused."""
+    assert not literal_json_clean(body)
+    assert screen_body(body, "application/json")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"kind": "taxi", "meter_fare_yen": 2400, "registrants": 1}', b"[1, 2, 3]", b"{}"],
+)
+def test_small_clean_json_takes_the_short_cut_with_the_same_answer(body: bytes) -> None:
+    assert literal_json_clean(body)
+    assert screen_body(body, "application/json") == []
+    assert screen_body(body, "text/plain") == []  # the full text screen agrees
