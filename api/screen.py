@@ -149,7 +149,7 @@ def _text_views(body: bytes, charset: str | None) -> Iterable[str]:
 
 def literal_json_clean(body: bytes) -> bool:
     """True when a body, if it is JSON, provably holds no Individual Number: ASCII, no
-    escapes (``\\``), no exponent (``1e11``) and fewer than 12 digits in all. Every key,
+    escapes (no backslash), no exponent (``1e11``) and fewer than 12 digits in all. Every key,
     string and number of such JSON is then a literal slice of these bytes, none of which
     can hold 12 digits; the full walk of :func:`screen_body` would find nothing."""
     return (
