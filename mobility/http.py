@@ -88,6 +88,7 @@ Format = Annotated[
 async def gtfs_rt_vehicle_positions(
     conn: Annotated[AsyncConnection, Depends(db_conn)], format: Format = "protobuf"
 ) -> Response:
+    """Where every bus is now, in the standard feed journey planners already read."""
     return _feed_response(vehicle_positions(await _vehicle_rows(conn), datetime.now(UTC)), format)
 
 
@@ -101,6 +102,8 @@ async def gtfs_rt_vehicle_positions(
 async def gtfs_rt_trip_updates(
     conn: Annotated[AsyncConnection, Depends(db_conn)], format: Format = "protobuf"
 ) -> Response:
+    """Predicted times at the stops ahead of every bus, so journey planners can show riders
+    when their bus really comes rather than the timetable."""
     vehicles = await _vehicle_rows(conn)
     now = datetime.now(UTC)
     try:
@@ -126,6 +129,8 @@ async def gtfs_rt_trip_updates(
 
 
 class StopArrivalOut(BaseModel):
+    """One bus due at a stop: what a stop sign or app shows a rider waiting there."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -190,6 +195,8 @@ async def stop_arrivals(
 
 
 class VehicleOut(BaseModel):
+    """A vehicle's latest state, for an operator watching the fleet."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -228,6 +235,8 @@ class VehicleOut(BaseModel):
 
 
 class TrackPoint(BaseModel):
+    """One fix of a vehicle's track, for an operator replaying where a bus went."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -250,6 +259,8 @@ class TrackPoint(BaseModel):
 
 
 class EventOut(BaseModel):
+    """Something a vehicle did, for an operator reviewing service or an incident."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -282,6 +293,8 @@ class EventOut(BaseModel):
 
 
 class RoutePerformanceOut(BaseModel):
+    """A route's punctuality and regularity over a period, for service planning."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -434,7 +447,7 @@ EventType = Literal[
 
 
 @router.get("/v1/operators/{operator_id}/events", response_model=list[EventOut])
-async def operator_events(
+async def operator_events(  # noqa: PLR0913 (path, query and dependencies FastAPI injects)
     operator_id: OperatorId,
     principal: Staff,
     conn: Conn,
