@@ -128,9 +128,8 @@ async def gtfs_rt_trip_updates(
 # -- next arrivals at a stop -------------------------------------------------------------
 
 
+# One bus due at a stop: what a stop sign or app shows a rider waiting there.
 class StopArrivalOut(BaseModel):
-    """One bus due at a stop: what a stop sign or app shows a rider waiting there."""
-
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -194,9 +193,8 @@ async def stop_arrivals(
 # -- operator endpoints ------------------------------------------------------------------
 
 
+# A vehicle's latest state, for an operator watching the fleet.
 class VehicleOut(BaseModel):
-    """A vehicle's latest state, for an operator watching the fleet."""
-
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -234,9 +232,8 @@ class VehicleOut(BaseModel):
     offset_m: float | None = Field(None, description="Distance from the trip's shape")
 
 
+# One fix of a vehicle's track, for an operator replaying where a bus went.
 class TrackPoint(BaseModel):
-    """One fix of a vehicle's track, for an operator replaying where a bus went."""
-
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -258,9 +255,8 @@ class TrackPoint(BaseModel):
     mode: str | None = None
 
 
+# Something a vehicle did, for an operator reviewing service or an incident.
 class EventOut(BaseModel):
-    """Something a vehicle did, for an operator reviewing service or an incident."""
-
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -292,9 +288,8 @@ class EventOut(BaseModel):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
+# A route's punctuality and regularity over a period, for service planning.
 class RoutePerformanceOut(BaseModel):
-    """A route's punctuality and regularity over a period, for service planning."""
-
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
