@@ -74,6 +74,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WorkerConfig:
+    """Everything one worker process needs, so `mebuku ingest`, tests and benchmarks start
+    the same worker with their own addresses and bounds."""
+
     database_url: str
     mqtt: MqttAddress
     client_id: str
@@ -101,6 +104,8 @@ class WorkerConfig:
 
     @property
     def subscription(self) -> str:
+        """The topic to subscribe to: a shared subscription when grouped, so several
+        workers split the stream instead of each writing every message."""
         return f"$share/{self.group}/{self.topic_filter}" if self.group else self.topic_filter
 
 

@@ -88,6 +88,7 @@ Format = Annotated[
 async def gtfs_rt_vehicle_positions(
     conn: Annotated[AsyncConnection, Depends(db_conn)], format: Format = "protobuf"
 ) -> Response:
+    """Where every bus is now, in the standard feed journey planners already read."""
     return _feed_response(vehicle_positions(await _vehicle_rows(conn), datetime.now(UTC)), format)
 
 
@@ -101,6 +102,8 @@ async def gtfs_rt_vehicle_positions(
 async def gtfs_rt_trip_updates(
     conn: Annotated[AsyncConnection, Depends(db_conn)], format: Format = "protobuf"
 ) -> Response:
+    """Predicted times at the stops ahead of every bus, so journey planners can show riders
+    when their bus really comes rather than the timetable."""
     vehicles = await _vehicle_rows(conn)
     now = datetime.now(UTC)
     try:
@@ -125,6 +128,7 @@ async def gtfs_rt_trip_updates(
 # -- next arrivals at a stop -------------------------------------------------------------
 
 
+# One bus due at a stop: what a stop sign or app shows a rider waiting there.
 class StopArrivalOut(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -189,6 +193,7 @@ async def stop_arrivals(
 # -- operator endpoints ------------------------------------------------------------------
 
 
+# A vehicle's latest state, for an operator watching the fleet.
 class VehicleOut(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -227,6 +232,7 @@ class VehicleOut(BaseModel):
     offset_m: float | None = Field(None, description="Distance from the trip's shape")
 
 
+# One fix of a vehicle's track, for an operator replaying where a bus went.
 class TrackPoint(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -249,6 +255,7 @@ class TrackPoint(BaseModel):
     mode: str | None = None
 
 
+# Something a vehicle did, for an operator reviewing service or an incident.
 class EventOut(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -281,6 +288,7 @@ class EventOut(BaseModel):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
+# A route's punctuality and regularity over a period, for service planning.
 class RoutePerformanceOut(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -434,7 +442,7 @@ EventType = Literal[
 
 
 @router.get("/v1/operators/{operator_id}/events", response_model=list[EventOut])
-async def operator_events(
+async def operator_events(  # noqa: PLR0913 (path, query and dependencies FastAPI injects)
     operator_id: OperatorId,
     principal: Staff,
     conn: Conn,

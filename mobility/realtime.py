@@ -27,6 +27,8 @@ FULL = rt.FeedHeader.FULL_DATASET
 
 @dataclass(frozen=True)
 class VehicleRow:
+    """A vehicle_state row as the feeds need it, so the feed builders stay free of SQL."""
+
     vehicle_id: str
     ts: datetime
     lat: float
@@ -45,6 +47,8 @@ class VehicleRow:
 
 @dataclass(frozen=True)
 class StopAhead:
+    """A scheduled stop still ahead of a trip: where trip updates put their predictions."""
+
     stop_sequence: int
     stop_id: str
     arrival_epoch: float  # scheduled
@@ -70,6 +74,8 @@ def _trip(desc: rt.TripDescriptor, v: VehicleRow) -> None:
 
 
 def vehicle_positions(vehicles: Iterable[VehicleRow], now: datetime) -> rt.FeedMessage:
+    """The VehiclePositions feed journey planners poll; offline vehicles are left out so
+    no app shows a bus that stopped reporting as if it were still there."""
     msg = rt.FeedMessage()
     _header(msg, now)
     for v in vehicles:

@@ -133,7 +133,7 @@ def iter_panels(d: Dashboard) -> list[dict[str, Any]]:
 
 
 def render(d: Dashboard) -> str:
-    """The file text: sorted keys, Japanese kept as characters (not \\u escapes)."""
+    r"""The file text: sorted keys, Japanese kept as characters (not \u escapes)."""
     return json.dumps(d, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 

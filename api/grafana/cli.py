@@ -76,7 +76,7 @@ def _api(url: str, token: str) -> Any:
 @app.command(
     "push", help=_("Create or update the data sources, folders and dashboards (safe to repeat).")
 )
-def push(
+def push(  # noqa: PLR0913 (each argument is one command-line option)
     url: str = typer.Option(..., envvar="GRAFANA_URL", help=_("Grafana base URL.")),
     token: str = typer.Option(
         ..., envvar="GRAFANA_TOKEN", help=_("Service account token (Editor or Admin).")

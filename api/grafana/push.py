@@ -32,6 +32,7 @@ class Connection:
 
 
 def datasources(c: Connection) -> list[dict[str, Any]]:
+    """The two data sources the dashboards expect by uid, pointed at this installation."""
     return [
         {
             "name": "Mebuku TimescaleDB",
@@ -67,6 +68,7 @@ def datasources(c: Connection) -> list[dict[str, Any]]:
 
 
 def folder_uid(folder: str) -> str:
+    """A stable folder uid, so repeated pushes update the folder instead of adding one."""
     return f"mebuku-{folder}"
 
 
@@ -83,6 +85,8 @@ class GrafanaSetupError(RuntimeError):
 
 
 def team_ids(api: Any, names: list[str]) -> list[int]:
+    """The Grafana ids of named teams; a missing team fails the push rather than silently
+    leaving a restricted folder closed to the people it was meant for."""
     ids = []
     for name in names:
         found = [t for t in api.teams.get_team_by_name(name) if t.get("name") == name]
@@ -94,6 +98,8 @@ def team_ids(api: Any, names: list[str]) -> list[int]:
 
 @dataclass
 class PushReport:
+    """What push created and what it updated, so the operator sees what changed."""
+
     created: list[str]
     updated: list[str]
 
@@ -152,6 +158,8 @@ def push(api: Any, conn: Connection, city_teams: list[str] | None = None) -> Pus
 
 @dataclass(frozen=True)
 class Health:
+    """One data source's health as Grafana sees it, with its reason when it fails."""
+
     uid: str
     ok: bool
     message: str

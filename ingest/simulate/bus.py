@@ -32,6 +32,8 @@ TAKEOVER_CAUSES = (
 
 @dataclass(frozen=True)
 class StopVisit:
+    """When a bus really stood at a stop, the truth arrival detection is tested against."""
+
     trip_id: str | None
     stop_id: str
     stop_sequence: int
@@ -41,6 +43,8 @@ class StopVisit:
 
 @dataclass(frozen=True)
 class OffRouteEpisode:
+    """A detour the bus really drove, the truth off-route detection is tested against."""
+
     start: datetime
     end: datetime
     max_offset_m: float
@@ -60,6 +64,8 @@ class VehicleTruth:
 
 @dataclass
 class BusConfig:
+    """How one simulated vehicle drives, so a test can make it late, detour or hand over."""
+
     vehicle_id: str
     plans: list[TripPlan]  # driven in turn, cyclically
     autonomous: bool = False
@@ -98,6 +104,8 @@ class BusSimulator:
         self.truth = VehicleTruth(cfg.vehicle_id)
 
     def messages(self, until: datetime | None = None) -> Iterator[SimMessage]:
+        """The vehicle's telemetry and events until ``until`` (None: forever), generated
+        lazily so a day of traffic never has to sit in memory."""
         t = self.start
         seq = 0
         odometer = 0.0
@@ -154,28 +162,17 @@ class BusSimulator:
                         event_topic, t, "door", None, {"open": True, "stop_id": stop.stop.stop_id}
                     )
                 else:
-                    brake = v * v / (2 * DECEL)
                     cruise = self._cruise(plan, next_stop, t, remaining) * speed_noise
-                    target = 0.0 if remaining <= brake + v * self.cfg.period_s else cruise
-                    if target > v:
-                        v = min(target, v + ACCEL * self.cfg.period_s)
-                    else:
-                        v = max(0.5 if remaining > 0.5 else 0.0, v - DECEL * self.cfg.period_s)
+                    v = self._speed_step(v, remaining, cruise)
                     step = min(v * self.cfg.period_s, max(remaining, 0.0))
                     d += step
                     odometer += step
                     self.truth.distance_m += step
                     soc = max(5.0, soc - step * 0.00005)
                     km = step / 1000
-                    if incident_at is not None and d >= incident_at:
-                        incident_at = None
-                        hold_until = t + timedelta(seconds=self.rng.uniform(60, 240))
-                        hold_reason = "obstacle"
-                        v = 0.0
-                        self.truth.obstacle_stops += 1
-                        yield self._event(event_topic, t, "obstacle_stop", "obstacle", None)
-                    elif self.rng.random() < km * self.cfg.obstacle_stops_per_km and remaining > 30:
-                        hold_until = t + timedelta(seconds=self.rng.uniform(5, 20))
+                    incident_at, obstacle_s = self._obstacle(incident_at, d, km, remaining)
+                    if obstacle_s is not None:
+                        hold_until = t + timedelta(seconds=obstacle_s)
                         hold_reason = "obstacle"
                         v = 0.0
                         self.truth.obstacle_stops += 1
@@ -230,6 +227,16 @@ class BusSimulator:
                     OffRouteEpisode(detour_seen[0], detour_seen[-1], round(detour_max, 1))
                 )
 
+    def _speed_step(self, v: float, remaining: float, cruise: float) -> float:
+        """Speed after one period: accelerate towards cruise, and brake in time to come to
+        rest exactly at the stop (creeping the last metres rather than stopping short)."""
+        period = self.cfg.period_s
+        brake = v * v / (2 * DECEL)
+        target = 0.0 if remaining <= brake + v * period else cruise
+        if target > v:
+            return min(target, v + ACCEL * period)
+        return max(0.5 if remaining > 0.5 else 0.0, v - DECEL * period)
+
     def _hold(self, plan: TripPlan, i: int, t: datetime) -> float:
         """Seconds at stop ``i``: layover at the end, else a dwell, longer at busy stops and
         in the rush hours; in timetable mode never before the scheduled departure."""
@@ -257,6 +264,18 @@ class BusSimulator:
         if due <= 0:
             return cap
         return max(2.5, min(cap, 1.15 * remaining / due))
+
+    def _obstacle(
+        self, incident_at: float | None, d: float, km: float, remaining: float
+    ) -> tuple[float | None, float | None]:
+        """Whether the bus has to stop for something in the road on this step: the trip's
+        incident once it reaches it (a long hold), else now and then a short obstacle.
+        Returns the incident still ahead and the seconds to hold, None to drive on."""
+        if incident_at is not None and d >= incident_at:
+            return None, self.rng.uniform(60, 240)
+        if self.rng.random() < km * self.cfg.obstacle_stops_per_km and remaining > 30:
+            return incident_at, self.rng.uniform(5, 20)
+        return incident_at, None
 
     def _incident(self, plan: TripPlan) -> float | None:
         """Where on this trip an incident (a breakdown ahead, an accident) holds the bus."""

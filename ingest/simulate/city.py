@@ -15,7 +15,7 @@ from ingest.simulate.bus import BusConfig, BusSimulator
 from ingest.simulate.faults import Faults, inject
 from ingest.simulate.feed import DEFAULT_GTFS, Feed, TripPlan, reversed_plan
 from ingest.simulate.fiveg import (
-    SENSOR_FIRMWARE,
+    SENSOR,
     SITES,
     device_status,
     fixed_phone,
@@ -36,6 +36,9 @@ from ingest.simulate.timetable import (
 
 @dataclass
 class CityConfig:
+    """How big and how faulty the simulated city is, so a demo, a test and a load
+    benchmark can each ask for the city they need."""
+
     shuttles: int = 2
     buses: int = 6
     phones_per_bus: int = 1
@@ -183,6 +186,8 @@ class City:
         return [plan, back[0]] if back else [plan, reversed_plan(plan)]
 
     def streams(self, until: datetime | None = None) -> list[Iterator[SimMessage]]:
+        """Each device's own stream in time order, kept apart so :meth:`messages` can merge
+        them by time (each seeded on its own, so adding a device changes no other)."""
         cfg = self.cfg
         out: list[Iterator[SimMessage]] = []
         for b in self.buses:
@@ -240,7 +245,7 @@ class City:
             for k in range(cfg.fixed_phones_per_site):
                 beats(i, f"phone-{s.site_id}-{k + 1}")
             for k in range(cfg.sensors_per_site):
-                beats(i, f"wx-{s.site_id}-{k + 1}", firmware=SENSOR_FIRMWARE, battery=False)
+                beats(i, f"wx-{s.site_id}-{k + 1}", hardware=SENSOR)
         return out
 
     def messages(self, until: datetime | None = None) -> Iterator[SimMessage]:

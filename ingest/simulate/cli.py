@@ -22,7 +22,7 @@ from ingest.simulate.publisher import Publisher
 log = logging.getLogger(__name__)
 
 
-def simulate(
+def simulate(  # noqa: PLR0913 (each argument is one command-line option)
     shuttles: int = typer.Option(2, help=_("Autonomous shuttles on 前橋駅 - 中央前橋駅.")),
     buses: int = typer.Option(6, help=_("City buses on GTFS-JP routes.")),
     phones_per_bus: int = typer.Option(1, help=_("5G test phones riding each bus.")),

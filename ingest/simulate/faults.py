@@ -16,12 +16,17 @@ from ingest.simulate.messages import SimMessage
 
 @dataclass(frozen=True)
 class Faults:
+    """How unreliable the network and devices are, so the ingest path is tested against
+    duplicates, reordering and garbage at known rates."""
+
     duplicates: float = 0.0  # share of messages sent twice
     out_of_order: float = 0.0  # share held back behind 1..50 later messages
     malformed: float = 0.0  # share made invalid
 
 
 def corrupt(m: SimMessage, rng: random.Random) -> SimMessage:
+    """An invalid copy of ``m`` (truncated, unknown topic, wrong type or out of range):
+    each kind of bad input the parser must send to the dead letters."""
     kind = rng.randrange(4)
     if kind == 0:  # truncated JSON
         payload = m.payload[: max(1, len(m.payload) // 2)]
@@ -46,6 +51,8 @@ def corrupt(m: SimMessage, rng: random.Random) -> SimMessage:
 
 
 def inject(msgs: Iterator[SimMessage], faults: Faults, rng: random.Random) -> Iterator[SimMessage]:
+    """``msgs`` with the faults applied, as a real network would deliver them; lazily, so
+    a long run keeps only the held-back messages in memory."""
     held: list[tuple[int, SimMessage]] = []
     for n, msg in enumerate(msgs, start=1):
         m = msg

@@ -26,6 +26,8 @@ CHUO_MAEBASHI = "m003_01"
 
 @dataclass(frozen=True)
 class Stop:
+    """A bus stop with its name, so simulated buses stop where the real ones do."""
+
     stop_id: str
     name: str
     lat: float
@@ -34,6 +36,8 @@ class Stop:
 
 @dataclass(frozen=True)
 class StopOnPath:
+    """A stop placed along a path, so a bus knows where to brake for it."""
+
     stop: Stop
     sequence: int
     distance: float  # metres along the path
@@ -56,11 +60,13 @@ class TripPlan:
 
     @property
     def start_s(self) -> int:
+        """When the trip leaves its first stop (timetable mode), to know when to start it."""
         assert self.times is not None
         return self.times[0][1]
 
     @property
     def end_s(self) -> int:
+        """When the trip reaches its last stop (timetable mode), to know when it is over."""
         assert self.times is not None
         return self.times[-1][0]
 
@@ -99,6 +105,9 @@ def _gtfs_date(text: str) -> date:
 
 @dataclass
 class Feed:
+    """The parts of a GTFS-JP zip the simulators need, read without the database so the
+    simulator runs anywhere the zip is."""
+
     stops: dict[str, Stop]
     shapes: dict[str, list[tuple[float, float]]]
     trips: list[dict[str, str]]
@@ -111,6 +120,7 @@ class Feed:
 
     @classmethod
     def load(cls, path: Path = DEFAULT_GTFS) -> Feed:
+        """Read the zip at ``path`` (default: the bundled Maebashi feed)."""
         with zipfile.ZipFile(path) as z:
             stops = {
                 r["stop_id"]: Stop(
@@ -339,6 +349,7 @@ def _filled(
 
 
 def reversed_plan(plan: TripPlan) -> TripPlan:
+    """The same path driven the other way, for a route whose feed has no return trip."""
     path = Polyline.of(list(reversed(plan.path.points)))
     stops = tuple(
         StopOnPath(s.stop, i, path.length - s.distance)

@@ -20,6 +20,8 @@ from ingest.simulate.messages import SimMessage, dumps, rfc3339
 
 @dataclass(frozen=True)
 class Site:
+    """A local 5G site (one gNB cell), so measurements come from a real place and cell."""
+
     site_id: str
     theme: str  # transport | education | emergency
     lat: float
@@ -66,6 +68,7 @@ def radio_sample(site: Site, lat: float, lon: float, rng: random.Random) -> dict
 
 
 def nearest_site(lat: float, lon: float, sites: tuple[Site, ...] = SITES) -> Site:
+    """The site a phone at (lat, lon) would be served by: the closest one."""
     return min(sites, key=lambda s: distance_m(lat, lon, s.lat, s.lon))
 
 
@@ -150,6 +153,19 @@ PHONE_FIRMWARE = "MB5G-2.4.1"
 SENSOR_FIRMWARE = "wx-1.8.0"
 
 
+@dataclass(frozen=True)
+class Hardware:
+    """What a device's heartbeat reports about itself: its firmware, and whether it runs on
+    a battery (phones) or on mains power (field sensors)."""
+
+    firmware: str = PHONE_FIRMWARE
+    battery: bool = True
+
+
+PHONE = Hardware()
+SENSOR = Hardware(SENSOR_FIRMWARE, battery=False)
+
+
 def device_status(
     site: Site,
     device: str,
@@ -158,8 +174,7 @@ def device_status(
     rng: random.Random,
     until: datetime | None = None,
     *,
-    firmware: str = PHONE_FIRMWARE,
-    battery: bool = True,
+    hardware: Hardware = PHONE,
 ) -> Iterator[SimMessage]:
     """Heartbeats of one device (``.../status``): mostly ok, now and then degraded or in
     fault; the battery drains slowly and is recharged below 20 % (none when mains-powered)."""
@@ -170,9 +185,9 @@ def device_status(
         body: dict[str, object] = {
             "ts": rfc3339(t),
             "status": "fault" if roll < 0.01 else "degraded" if roll < 0.04 else "ok",
-            "firmware": firmware,
+            "firmware": hardware.firmware,
         }
-        if battery:
+        if hardware.battery:
             charge = 100.0 if charge < 20 else charge - rng.uniform(0, 0.5)
             body["battery_pct"] = round(charge, 1)
         topic = f"maebashi/5g/{site.site_id}/{device}/status"

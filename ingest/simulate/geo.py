@@ -12,11 +12,14 @@ from core.geo import bearing_deg, distance_m
 
 @dataclass(frozen=True)
 class Polyline:
+    """A path with its cumulative lengths, so positions along it are found by bisection."""
+
     points: tuple[tuple[float, float], ...]
     cumulative: tuple[float, ...]
 
     @classmethod
     def of(cls, points: list[tuple[float, float]]) -> Polyline:
+        """A polyline through ``points`` (lat, lon), measuring its lengths once."""
         cum = [0.0]
         for (a, b), (c, d) in itertools.pairwise(points):
             cum.append(cum[-1] + distance_m(a, b, c, d))
@@ -24,6 +27,7 @@ class Polyline:
 
     @property
     def length(self) -> float:
+        """Total length in metres: where a bus on this path reaches its end."""
         return self.cumulative[-1]
 
     def at(self, distance: float) -> tuple[float, float, float]:

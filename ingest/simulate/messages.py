@@ -10,6 +10,9 @@ from typing import Any
 
 @dataclass(frozen=True)
 class SimMessage:
+    """A message to publish, carrying its simulated time and truth flags so tests can
+    check what ingest did with each one."""
+
     ts: datetime
     topic: str
     payload: bytes
@@ -27,4 +30,5 @@ def rfc3339(ts: datetime) -> str:
 
 
 def dumps(obj: dict[str, Any] | list[Any]) -> bytes:
+    """Compact UTF-8 JSON, Japanese kept as characters, as the devices send it."""
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()

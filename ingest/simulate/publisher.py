@@ -22,12 +22,17 @@ from ingest.simulate.messages import SimMessage
 
 @dataclass
 class PublishStats:
+    """How many messages were sent and acknowledged, for the publisher's report."""
+
     published: int = 0
     acked: int = 0
     seconds: float = 0.0
 
 
 class Publisher:
+    """An MQTT 5 client that bounds unacknowledged messages, so a simulator in time warp
+    cannot run unboundedly ahead of the broker (paho's own queue is left unlimited)."""
+
     def __init__(
         self,
         mqtt_addr: MqttAddress,
@@ -72,6 +77,7 @@ class Publisher:
         self.client.loop_stop()
 
     def publish(self, topic: str, payload: bytes) -> None:
+        """Send one message, waiting first while too many are unacknowledged (QoS > 0)."""
         if self.qos > 0:
             with self._cond:
                 while self.stats.published - self.stats.acked >= self.max_outstanding:

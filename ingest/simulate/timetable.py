@@ -28,6 +28,7 @@ class Block:
 
     @property
     def end_s(self) -> int:
+        """When the block's last trip ends: the vehicle is out of service after it."""
         return self.trips[-1].end_s
 
     def at(self, tod: float) -> int | None:

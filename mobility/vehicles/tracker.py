@@ -19,7 +19,7 @@ from shapely import Point
 from shapely.ops import substring
 
 from core.geo import project
-from mobility.vehicles.schedule import Schedule, TripPlan, service_day_epoch
+from mobility.vehicles.schedule import Schedule, StopOnTrip, TripPlan, service_day_epoch
 
 Status = Literal["in_transit", "stopped_at", "off_route", "layover", "offline"]
 EventType = Literal[
@@ -29,6 +29,8 @@ EventType = Literal[
 
 @dataclass(frozen=True)
 class TrackerConfig:
+    """The tracker's thresholds, kept apart so a city can tune them without touching logic."""
+
     stop_radius_m: float = 50.0
     off_route_m: float = 60.0
     off_route_after_s: float = 30.0
@@ -63,6 +65,9 @@ class Fix:
 
 @dataclass(frozen=True)
 class Event:
+    """Something a vehicle did, kept because boards, delay statistics and alerts need the
+    moment it happened, not just the vehicle's latest state."""
+
     vehicle_id: str
     ts: float
     type: EventType
@@ -79,6 +84,8 @@ class Event:
 
 @dataclass(frozen=True)
 class VehicleState:
+    """What a vehicle looks like now: the row the map, the boards and GTFS-RT publish."""
+
     vehicle_id: str
     ts: float
     lat: float
@@ -140,10 +147,12 @@ class Tracker:
     # -- public -----------------------------------------------------------------------
 
     def state(self, vehicle_id: str) -> VehicleState | None:
+        """The vehicle's latest state, or None for a vehicle never heard from."""
         v = self.vehicles.get(vehicle_id)
         return v.state if v else None
 
     def states(self) -> list[VehicleState]:
+        """Every vehicle's latest state, so a snapshot can be written or published."""
         return [v.state for v in self.vehicles.values()]
 
     def tick(self, now: float) -> list[Event]:
@@ -166,7 +175,8 @@ class Tracker:
         return events
 
     def process(self, fix: Fix) -> tuple[VehicleState, list[Event]]:
-        cfg = self.config
+        """Fold one fix into its vehicle's state; the events are what the fix changed, so
+        each is emitted once however often the bus reports."""
         v = self.vehicles.get(fix.vehicle_id)
         events: list[Event] = []
         if v is None:
@@ -194,80 +204,18 @@ class Tracker:
             if speed is None:
                 speed = self._derived_speed(v, fix.ts, dist)
         speed = speed or 0.0
-        at_rest = speed < cfg.at_rest_mps
+        at_rest = speed < self.config.at_rest_mps
 
-        # Off route: far from the shape for long enough (reported once per episode).
         off_route = False
         if trip is not None and offset is not None:
-            if offset > cfg.off_route_m:
-                if v.off_since is None:
-                    v.off_since = fix.ts
-                if not v.off_reported and fix.ts - v.off_since >= cfg.off_route_after_s:
-                    v.off_reported = True
-                    events.append(
-                        self._event(
-                            v,
-                            trip,
-                            fix.ts,
-                            "off_route",
-                            episode_start=v.off_since,
-                            offset_m=round(offset, 1),
-                        )
-                    )
-                off_route = v.off_reported
-            else:
-                if v.off_reported and v.off_since is not None:
-                    events.append(
-                        self._event(
-                            v,
-                            trip,
-                            fix.ts,
-                            "on_route",
-                            episode_start=v.off_since,
-                            duration_s=fix.ts - v.off_since,
-                        )
-                    )
-                v.off_since, v.off_reported = None, False
-
-        # Overspeed, with 1 m/s hysteresis so a bus hovering at the limit reports once.
-        if speed > cfg.overspeed_mps and not v.overspeeding:
-            v.overspeeding = True
-            events.append(
-                Event(
-                    fix.vehicle_id,
-                    fix.ts,
-                    "overspeed",
-                    fix.trip_id,
-                    fix.route_id,
-                    detail={"speed_mps": round(speed, 2), "limit_mps": cfg.overspeed_mps},
-                )
-            )
-        elif speed < cfg.overspeed_mps - 1.0:
-            v.overspeeding = False
+            events.extend(self._track_off_route(v, trip, fix.ts, offset))
+            off_route = v.off_reported
+        events.extend(self._track_overspeed(v, fix, speed))
 
         if trip is not None and dist is not None and v.off_since is None:
             events.extend(self._stops(v, trip, fix.ts, dist, speed, at_rest))
 
-        status: Status = "in_transit"
-        delay: float | None = None
-        next_stop = None
-        if trip is not None and dist is not None:
-            plan = trip.plan
-            if trip.next_idx < len(plan.stops):
-                next_stop = plan.stops[trip.next_idx]
-            delay = fix.ts - (trip.day0 + plan.scheduled_at(dist))
-            if trip.done:
-                delay = None  # laying over after the trip: no longer late or early on it
-            if off_route:
-                status = "off_route"
-            elif trip.done or (trip.next_idx == 0 and at_rest and trip.arrived_at is not None):
-                status = "layover"
-            elif at_rest and trip.arrived_at is not None:
-                status = "stopped_at"
-            if trip.next_idx == 0 and delay is not None and delay < 0:
-                delay = 0.0  # waiting at the terminus before departure is on time
-        elif at_rest:
-            status = "layover"
+        status, delay, next_stop = self._progress(trip, dist, fix.ts, at_rest, off_route)
         v.state = VehicleState(
             vehicle_id=fix.vehicle_id,
             ts=fix.ts,
@@ -289,6 +237,88 @@ class Tracker:
         )
         v.prev_ts, v.prev_dist, v.prev_speed, v.prev_at_rest = fix.ts, dist, speed, at_rest
         return v.state, events
+
+    def _track_off_route(self, v: _Vehicle, trip: _Trip, ts: float, offset: float) -> list[Event]:
+        """Off route: far from the shape for long enough, reported once per episode (a
+        single stray GPS fix is not a detour); back on route closes the episode."""
+        cfg = self.config
+        if offset > cfg.off_route_m:
+            if v.off_since is None:
+                v.off_since = ts
+            if not v.off_reported and ts - v.off_since >= cfg.off_route_after_s:
+                v.off_reported = True
+                return [
+                    self._event(
+                        v,
+                        trip,
+                        ts,
+                        "off_route",
+                        episode_start=v.off_since,
+                        offset_m=round(offset, 1),
+                    )
+                ]
+            return []
+        events: list[Event] = []
+        if v.off_reported and v.off_since is not None:
+            events.append(
+                self._event(
+                    v,
+                    trip,
+                    ts,
+                    "on_route",
+                    episode_start=v.off_since,
+                    duration_s=ts - v.off_since,
+                )
+            )
+        v.off_since, v.off_reported = None, False
+        return events
+
+    def _track_overspeed(self, v: _Vehicle, fix: Fix, speed: float) -> list[Event]:
+        """Overspeed, with 1 m/s hysteresis so a bus hovering at the limit reports once."""
+        cfg = self.config
+        if speed > cfg.overspeed_mps and not v.overspeeding:
+            v.overspeeding = True
+            return [
+                Event(
+                    fix.vehicle_id,
+                    fix.ts,
+                    "overspeed",
+                    fix.trip_id,
+                    fix.route_id,
+                    detail={"speed_mps": round(speed, 2), "limit_mps": cfg.overspeed_mps},
+                )
+            ]
+        if speed < cfg.overspeed_mps - 1.0:
+            v.overspeeding = False
+        return []
+
+    @staticmethod
+    def _progress(
+        trip: _Trip | None, dist: float | None, ts: float, at_rest: bool, off_route: bool
+    ) -> tuple[Status, float | None, StopOnTrip | None]:
+        """Status, delay and next stop as riders should read them: a bus waiting at its
+        terminus or laying over after its trip is neither late nor early."""
+        status: Status = "in_transit"
+        delay: float | None = None
+        next_stop: StopOnTrip | None = None
+        if trip is not None and dist is not None:
+            plan = trip.plan
+            if trip.next_idx < len(plan.stops):
+                next_stop = plan.stops[trip.next_idx]
+            delay = ts - (trip.day0 + plan.scheduled_at(dist))
+            if trip.done:
+                delay = None  # laying over after the trip: no longer late or early on it
+            if off_route:
+                status = "off_route"
+            elif trip.done or (trip.next_idx == 0 and at_rest and trip.arrived_at is not None):
+                status = "layover"
+            elif at_rest and trip.arrived_at is not None:
+                status = "stopped_at"
+            if trip.next_idx == 0 and delay is not None and delay < 0:
+                delay = 0.0  # waiting at the terminus before departure is on time
+        elif at_rest:
+            status = "layover"
+        return status, delay, next_stop
 
     # -- trip matching ----------------------------------------------------------------
 
@@ -415,7 +445,7 @@ class Tracker:
     ) -> list[Event]:
         cfg, plan = self.config, trip.plan
         events: list[Event] = []
-        pts, pd, pv = v.prev_ts, v.prev_dist, v.prev_speed
+        pts, pd = v.prev_ts, v.prev_dist
         while trip.next_idx < len(plan.stops):
             stop = plan.stops[trip.next_idx]
             s = stop.dist_m
@@ -424,13 +454,7 @@ class Tracker:
                 if dist < s - cfg.stop_radius_m:
                     break
                 if at_rest:
-                    # Came to rest in the stop's stretch: arrived when it stopped moving,
-                    # extrapolated from the last moving fix, bounded by the two fixes.
-                    arrived = ts
-                    if pts is not None and pd is not None and pv > 0 and not v.prev_at_rest:
-                        arrived = min(ts, max(pts, pts + (dist - pd) / pv))
-                    elif pts is not None and v.prev_at_rest and trip.cross_est is None:
-                        arrived = pts if pd is not None and pd >= s - cfg.stop_radius_m else ts
+                    arrived = self._rest_arrival(v, trip, ts, dist, s)
                     trip.arrived_at, trip.rest_seen, trip.depart_est = arrived, True, None
                     events.append(self._stop_event(v, trip, "arrival", arrived))
                 else:
@@ -465,6 +489,17 @@ class Tracker:
             events.extend(self._departure(v, trip, trip.depart_est or ts))
             self._next_stop(trip)
         return events
+
+    def _rest_arrival(self, v: _Vehicle, trip: _Trip, ts: float, dist: float, s: float) -> float:
+        """Came to rest in the stop's stretch: arrived when it stopped moving, extrapolated
+        from the last moving fix, bounded by the two fixes (not the time of this fix,
+        which may be long after the bus pulled in)."""
+        pts, pd, pv = v.prev_ts, v.prev_dist, v.prev_speed
+        if pts is not None and pd is not None and pv > 0 and not v.prev_at_rest:
+            return min(ts, max(pts, pts + (dist - pd) / pv))
+        if pts is not None and v.prev_at_rest and trip.cross_est is None:
+            return pts if pd is not None and pd >= s - self.config.stop_radius_m else ts
+        return ts
 
     @staticmethod
     def _next_stop(trip: _Trip) -> None:

@@ -99,6 +99,8 @@ def fix_from_row(row: Sequence[object]) -> Fix:
 
 @dataclass(frozen=True)
 class WorkerConfig:
+    """The state worker's timing knobs, so tests and replays can run it faster or slower."""
+
     poll_s: float = 0.1
     batch: int = 20_000
     hold: timedelta = timedelta(milliseconds=300)
@@ -156,9 +158,11 @@ class StateWorker:
         self._pending: tuple[dict[str, tuple[VehicleState, datetime]], list[Event]] = ({}, [])
 
     def close(self) -> None:
+        """Release the database connection (the worker owns it, so nothing else will)."""
         self.conn.close()
 
     def stop(self) -> None:
+        """Ask :meth:`run` to finish after the current poll, e.g. from a signal handler."""
         self._stop.set()
 
     def _maybe_reload_feed(self) -> None:
