@@ -8,6 +8,7 @@ has ``<package>/dashboard.py`` with ``def dashboards() -> list[tuple[str, dict]]
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 SCHEMA_VERSION = 42
@@ -89,6 +90,16 @@ def query_variable(
     }
 
 
+def reads_minute_rollup(p: Panel) -> bool:
+    """True for a panel reading a per-minute rollup (``grafana.*_1m``): it gets Grafana's
+    minimum interval of 1 minute, so a count per ``$__interval`` never means per minute
+    at one zoom and per 20 s at another."""
+    return any(_MINUTE_ROLLUP.search(t.get("rawSql", "")) for t in p.get("targets", []))
+
+
+_MINUTE_ROLLUP = re.compile(r"\bgrafana\.\w+_1m\b")
+
+
 def dashboard(
     uid: str,
     title: str,
@@ -103,6 +114,8 @@ def dashboard(
     """A complete dashboard; panel ids are assigned in order."""
     for i, p in enumerate(panels, start=1):
         p["id"] = i
+        if reads_minute_rollup(p):
+            p.setdefault("interval", "1m")
     return {
         "uid": uid,
         "title": title,

@@ -1,0 +1,297 @@
+"""The rollup-backed panels answer what the raw-row queries they replaced answered.
+
+Issue 14, item 4: the panels read per-minute rollups (core/migrations/0300) instead of
+raw rows. On two hours of a simulated fleet (tests/support/fleet.py) whose first hour is
+materialized (`mebuku db maintain` on plain PostgreSQL, a continuous-aggregate refresh
+on TimescaleDB) and whose second hour is still only in the raw tables (the live tail /
+real-time aggregation), each panel's SQL, expanded as Grafana would, is compared with the
+raw query it replaced, for a minute-aligned range (Grafana's range edges cut a minute;
+the rollups count whole minutes). Counts, sums and means must be equal; percentiles read
+from the lag histogram within one bin and a half (9 %); the autonomy shares within one
+percentage point (whole minutes per mode instead of fix-to-fix steps).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+
+from api.grafana import platform_dashboard as platform
+from core import migrator
+from core.db import has_timescale
+from ingest import dashboard as ingest
+from mobility import dashboard as mobility
+from tests.conftest import make_settings
+from tests.support.fleet import Volume, load
+from tests.support.grafana_macros import QueryContext, Variable, expand
+
+HOUR = 3600
+Row = tuple[Any, ...]
+
+# The raw-row queries the panels ran before (ingest/dashboard.py, mobility/dashboard.py,
+# api/grafana/platform_dashboard.py at the start of issue 14).
+RAW_ROWS_PER_MINUTE = (
+    "SELECT * FROM (\n"
+    + "\nUNION ALL\n".join(
+        f"SELECT $__timeGroupAlias(received_at, '1m'), '{label}' AS metric, count(*) AS value "
+        f"FROM grafana.{table} WHERE $__timeFilter(ts) AND $__timeFilter(received_at) GROUP BY 1"
+        for table, label in ingest._STREAMS
+    )
+    + "\n) q ORDER BY 1, 2"
+)
+RAW_REJECT_SHARE = (
+    "SELECT (SELECT count(*) FROM grafana.ingest_rejects WHERE $__timeFilter(received_at))"
+    "::float8 / greatest(1, "
+    + " + ".join(
+        f"(SELECT count(*) FROM grafana.{t} WHERE $__timeFilter(ts))" for t, _ in ingest._STREAMS
+    )
+    + " + (SELECT count(*) FROM grafana.ingest_rejects WHERE $__timeFilter(received_at)))"
+)
+RAW_LAG = """
+SELECT $__timeGroupAlias(received_at, '1m'),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - ts)),
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - ts))
+FROM grafana.bus_telemetry
+WHERE $__timeFilter(ts) AND $__timeFilter(received_at)
+GROUP BY 1 ORDER BY 1
+"""
+RAW_FRESHNESS = """
+SELECT vehicle_id, max(ts), extract(epoch FROM now() - max(ts)), count(*)
+FROM grafana.bus_telemetry WHERE $__timeFilter(ts) GROUP BY vehicle_id ORDER BY 3 DESC
+"""
+RAW_SPEED = """
+SELECT $__timeGroupAlias(ts, $__interval), vehicle_id AS metric, avg(speed_mps) * 3.6 AS speed
+FROM grafana.bus_telemetry WHERE $__timeFilter(ts) GROUP BY 1, 2 ORDER BY 1, 2
+"""
+RAW_MODE_SHARE = """
+SELECT $__timeGroupAlias(ts, $__interval),
+       100.0 * avg((mode = 'autonomous')::int), 100.0 * avg((mode = 'remote')::int)
+FROM grafana.bus_telemetry WHERE $__timeFilter(ts) AND mode IS NOT NULL
+GROUP BY 1 ORDER BY 1
+"""
+RAW_AUTONOMY = """
+WITH t AS (
+    SELECT mode, odometer_m - lag(odometer_m) OVER w AS dd,
+           lag(mode) OVER w AS pmode, extract(epoch FROM ts - lag(ts) OVER w) AS dt
+    FROM grafana.bus_telemetry
+    WHERE $__timeFilter(ts) AND odometer_m IS NOT NULL
+    WINDOW w AS (PARTITION BY vehicle_id ORDER BY ts)
+)
+SELECT coalesce(100.0 * sum(dd) FILTER (WHERE pmode = 'autonomous') / nullif(sum(dd), 0), 0),
+       coalesce(100.0 * sum(dt) FILTER (WHERE pmode = 'autonomous') / nullif(sum(dt), 0), 0),
+       coalesce(sum(dd), 0) / 1000.0
+FROM t WHERE dd >= 0 AND dt <= 60
+"""
+RAW_TAKEOVERS = """
+WITH km AS (
+    SELECT greatest(coalesce(sum(dd), 0) / 1000.0, 0.001) AS km FROM (
+        SELECT odometer_m - lag(odometer_m) OVER (PARTITION BY vehicle_id ORDER BY ts) AS dd
+        FROM grafana.bus_telemetry WHERE $__timeFilter(ts) AND odometer_m IS NOT NULL
+    ) d WHERE dd >= 0
+)
+SELECT coalesce(e.cause, 'unknown') AS cause, count(*)::float8 AS takeovers,
+       100.0 * count(*) / km.km AS "per 100 km"
+FROM grafana.bus_events e, km
+WHERE $__timeFilter(e.ts) AND e.type = 'takeover'
+GROUP BY 1, km.km ORDER BY 2 DESC, 1
+"""
+RAW_MESSAGES = (
+    """
+SELECT $__timeGroupAlias(ts, $__interval), count(*)::float8
+FROM ("""
+    + "\n  UNION ALL ".join(
+        f"SELECT ts FROM grafana.{t} WHERE $__timeFilter(ts)" for t, _ in ingest._STREAMS
+    )
+    + """) m GROUP BY 1 ORDER BY 1
+"""
+)
+RAW_PLATFORM_LAG = """
+SELECT $__timeGroupAlias(ts, $__interval),
+  percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - ts)),
+  avg(extract(epoch FROM received_at - ts))::float8
+FROM grafana.bus_telemetry WHERE $__timeFilter(ts) GROUP BY 1 ORDER BY 1
+"""
+RAW_PER_VEHICLE = """
+SELECT $__timeGroupAlias(ts, $__interval), vehicle_id AS metric, count(*)::float8
+FROM grafana.bus_telemetry WHERE $__timeFilter(ts) AND vehicle_id IN ($vehicle)
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
+RAW_VEHICLES = "SELECT DISTINCT vehicle_id FROM grafana.bus_telemetry ORDER BY 1"
+
+
+def _num(x: Any) -> Any:
+    return float(x) if isinstance(x, Decimal | int | float) and not isinstance(x, bool) else x
+
+
+def _close(a: Any, b: Any, rel: float, abs_: float) -> bool:
+    a, b = _num(a), _num(b)
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
+    return bool(a == b)
+
+
+def assert_same(
+    raw: Sequence[Row], rollup: Sequence[Row], *, rel: float = 1e-9, abs_: float = 1e-9,
+    key: Callable[[Row], Any] = lambda r: r,
+) -> None:  # fmt: skip
+    """Same rows (after ``key``), values equal within ``rel`` / ``abs_``."""
+    assert raw, "the raw query returned nothing: the comparison would be vacuous"
+    assert len(raw) == len(rollup), (len(raw), len(rollup))
+    order = lambda r: tuple(str(_num(x)) for x in r[:2])  # noqa: E731 (time, series)
+    for r, g in zip(sorted(raw, key=order), sorted(rollup, key=order), strict=True):
+        r, g = key(r), key(g)
+        assert len(r) == len(g), (r, g)
+        assert all(_close(a, b, rel, abs_) for a, b in zip(r, g, strict=True)), (r, g)
+
+
+@pytest.fixture(scope="module")
+def fleet(db_url: str) -> tuple[str, datetime, datetime]:
+    return _load_fleet(db_url)
+
+
+def _load_fleet(url: str) -> tuple[str, datetime, datetime]:
+    """Two hours of 4 buses and 6 devices ending 3 minutes ago, the first hour materialized
+    (the watermark put at its end), the second only raw. Returns (url, start, end)."""
+    end = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=3)
+    start = end - timedelta(hours=2)
+    vol = Volume(buses=4, devices=6, days=2 / 24)
+    load(url, vol, start, 2 * HOUR)
+    mid = start + timedelta(hours=1)
+    with psycopg.connect(url, autocommit=True) as conn:
+        # Some clocks ahead of the broker (negative lag) and some late commits (minutes).
+        conn.execute(
+            "UPDATE bus_telemetry SET received_at = ts - interval '0.3 s' "
+            "WHERE vehicle_id = 'bench-bus-002' AND seq % 7 = 0"
+        )
+        conn.execute(
+            "UPDATE bus_telemetry SET received_at = ts + interval '95 s' "
+            "WHERE vehicle_id = 'bench-bus-003' AND seq % 11 = 0"
+        )
+        # Materialize the first hour only: the second is answered from raw rows.
+        timescale = has_timescale(conn)
+        for (name,) in conn.execute("SELECT name FROM mebuku.rollups").fetchall():
+            if timescale:
+                conn.execute(
+                    f"CALL refresh_continuous_aggregate('{name}', NULL, %s::timestamptz)", [mid]
+                )
+            else:
+                conn.execute("SELECT mebuku.refresh_rollup(%s)", [name])
+                conn.execute(
+                    "UPDATE mebuku.rollups SET watermark = %s WHERE name = %s", [mid, name]
+                )
+    return url, start, end
+
+
+def run(url: str, sql: str, ctx: QueryContext) -> list[Row]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(expand(sql, ctx).encode()).fetchall()
+
+
+def contexts(
+    start: datetime, end: datetime, timescale: bool
+) -> list[tuple[str, QueryContext]]:  # fmt: skip
+    """Minute-aligned ranges (Grafana's ``to`` is inclusive: stop 1 ms before the minute):
+    the whole two hours at 1 and 5 minutes, and 30 minutes across the materialized edge."""
+    vehicles = {"vehicle": Variable([f"bench-bus-{v:03d}" for v in (1, 2, 3, 4)], multi=True)}
+    ms = timedelta(milliseconds=1)
+    mid = start + timedelta(hours=1)
+    return [
+        ("2h/1m", QueryContext(start, end - ms, timedelta(minutes=1), timescale, vehicles)),
+        ("2h/5m", QueryContext(start, end - ms, timedelta(minutes=5), timescale, vehicles)),
+        (
+            "edge/1m",
+            QueryContext(
+                mid - timedelta(minutes=15),
+                mid + timedelta(minutes=15) - ms,
+                timedelta(minutes=1),
+                timescale,
+                vehicles,
+            ),
+        ),
+    ]
+
+
+def check_panels(url: str, start: datetime, end: datetime, timescale: bool) -> int:
+    """Compare every rollup-backed panel with its raw query; returns comparisons made."""
+    compared = 0
+    for name, ctx in contexts(start, end, timescale):
+        assert run(url, "SELECT count(*) FROM grafana.bus_telemetry", ctx)[0][0] > 10_000, name
+        exact = [
+            (RAW_ROWS_PER_MINUTE, ingest._rows_per_minute()),
+            (RAW_REJECT_SHARE, ingest._reject_share()),
+            (RAW_SPEED, mobility.SPEED),
+            (RAW_MODE_SHARE, mobility.MODE_SHARE),
+            (RAW_TAKEOVERS, mobility.TAKEOVERS.replace("ORDER BY 2 DESC", "ORDER BY 2 DESC, 1")),
+            (RAW_MESSAGES, platform._MESSAGES),
+            (RAW_PER_VEHICLE, platform._PER_VEHICLE.replace("ORDER BY 1", "ORDER BY 1, 2")),
+        ]
+        for raw, rollup in exact:
+            assert_same(run(url, raw, ctx), run(url, rollup, ctx))
+            compared += 1
+        # Freshness: "silent for" is measured at each query's own now().
+        assert_same(
+            run(url, RAW_FRESHNESS, ctx), run(url, ingest.FRESHNESS, ctx), abs_=5.0,
+            key=lambda r: (r[0], r[1], round(float(r[2])), r[3]),
+        )  # fmt: skip
+        # Percentiles from the histogram: within a bin and a half; the mean exact.
+        lag_raw, lag_rollup = run(url, RAW_LAG, ctx), run(url, ingest.LAG, ctx)
+        assert_same(lag_raw, lag_rollup, rel=0.09, abs_=0.001)
+        assert_same(
+            run(url, RAW_PLATFORM_LAG, ctx), run(url, platform._LAG, ctx), rel=0.09, abs_=0.001
+        )
+        assert_same(
+            run(url, RAW_AUTONOMY, ctx), run(url, mobility.AUTONOMY, ctx), rel=1e-6, abs_=1.0
+        )
+        compared += 4
+    vehicles = contexts(start, end, timescale)[0][1]
+    assert run(url, RAW_VEHICLES, vehicles) == run(url, platform._VEHICLES, vehicles)
+    return compared + 1
+
+
+def test_rollup_panels_match_raw_queries_on_plain_postgresql(
+    fleet: tuple[str, datetime, datetime],
+) -> None:
+    url, start, end = fleet
+    with psycopg.connect(url) as conn:
+        assert not has_timescale(conn)
+        # Part of the answer comes from the materialized view, part from the live tail.
+        wm = conn.execute(
+            "SELECT watermark FROM mebuku.rollups WHERE name = 'bus_telemetry_1m'"
+        ).fetchone()
+        assert wm is not None and start < wm[0] < end
+    assert check_panels(url, start, end, timescale=False) == 3 * 11 + 1
+    # The panels expand with the data source's TimescaleDB option too (time_bucket).
+    assert check_panels(url, start, end, timescale=True) == 3 * 11 + 1
+
+
+def test_the_lag_histogram_sees_late_and_early_commits(
+    fleet: tuple[str, datetime, datetime],
+) -> None:
+    url, start, end = fleet
+    ctx = contexts(start, end, False)[0][1]
+    rows = run(
+        url,
+        "SELECT min(lag_s), max(lag_s), sum(n) FROM grafana.bus_telemetry_lag_1m "
+        "WHERE $__timeFilter(bucket)",
+        ctx,
+    )
+    low, high, n = rows[0]
+    assert low == 0  # negative lags land in bin 0
+    assert 90 < high < 100  # the 95 s commits, to within a bin
+    raw = run(url, "SELECT count(*) FROM grafana.bus_telemetry WHERE $__timeFilter(ts)", ctx)
+    assert n == raw[0][0]
+
+
+@pytest.mark.timescale
+def test_rollup_panels_match_raw_queries_on_timescaledb(timescale_url: str) -> None:
+    migrator.migrate(timescale_url, make_settings(timescale_url))
+    url, start, end = _load_fleet(timescale_url)
+    with psycopg.connect(url) as conn:
+        assert has_timescale(conn)
+    assert check_panels(url, start, end, timescale=True) == 3 * 11 + 1
