@@ -2,7 +2,8 @@
 
 Every panel reads the raw samples of the selected trial's devices in the dashboard's time
 range (``$__timeFilter``), with the same percentile definition as the API
-(``percentile_cont``). The scorecard shows each target as "% of target" so one set of
+(``percentile_cont``); band shares and data coverage read the 5-minute rollup instead
+(exact counts, whole 5-minute buckets). The scorecard shows each target as "% of target" so one set of
 thresholds (red below 100 %, green from 100 %) fits every trial's own targets.
 """
 
@@ -15,6 +16,8 @@ from fiveg.targets import KPIS, KpiInfo
 
 DEVICES = "SELECT device_id FROM grafana.fiveg_trial_devices WHERE trial_id = '${trial}'"
 IN_TRIAL = f"$__timeFilter(ts) AND device_id IN ({DEVICES})"
+# The same devices in the 5-minute rollup (fiveg/migrations/0002, grafana.fiveg_radio_5m).
+IN_TRIAL_5M = f"$__timeFilter(bucket) AND device_id IN ({DEVICES})"
 
 
 def _kpi_expr(name: str, k: KpiInfo) -> str:
@@ -65,10 +68,10 @@ ORDER BY t.reference, t.kpi
 """
 
 COVERAGE_PCT = f"""
-SELECT 100.0 * count(DISTINCT time_bucket('5 minutes', ts)) * 300
+SELECT 100.0 * count(DISTINCT bucket) * 300
        / greatest(extract(epoch FROM $__timeTo()::timestamptz - $__timeFrom()::timestamptz), 1)
        AS "data coverage"
-FROM grafana.fiveg_radio WHERE {IN_TRIAL}
+FROM grafana.fiveg_radio_5m WHERE {IN_TRIAL_5M} AND n > 0
 """
 
 THROUGHPUT = f"""
@@ -103,14 +106,14 @@ FROM grafana.fiveg_radio WHERE {IN_TRIAL} AND lat IS NOT NULL AND lon IS NOT NUL
 GROUP BY 1, 2
 """
 
+# Band counts per device and 5 minutes (every sample with an RSRP is in one band).
 BANDS = f"""
-SELECT 100.0 * count(*) FILTER (WHERE rsrp_dbm >= -80) / nullif(count(rsrp_dbm), 0) AS "excellent",
-       100.0 * count(*) FILTER (WHERE rsrp_dbm >= -90 AND rsrp_dbm < -80)
-             / nullif(count(rsrp_dbm), 0) AS "good",
-       100.0 * count(*) FILTER (WHERE rsrp_dbm >= -100 AND rsrp_dbm < -90)
-             / nullif(count(rsrp_dbm), 0) AS "fair",
-       100.0 * count(*) FILTER (WHERE rsrp_dbm < -100) / nullif(count(rsrp_dbm), 0) AS "poor"
-FROM grafana.fiveg_radio WHERE {IN_TRIAL}
+SELECT 100.0 * sum(rsrp_excellent) / nullif(sum(n_rsrp), 0) AS "excellent",
+       100.0 * sum(rsrp_good) / nullif(sum(n_rsrp), 0) AS "good",
+       100.0 * sum(rsrp_fair) / nullif(sum(n_rsrp), 0) AS "fair",
+       100.0 * sum(rsrp_poor) / nullif(sum(n_rsrp), 0) AS "poor"
+FROM (SELECT *, rsrp_excellent + rsrp_good + rsrp_fair + rsrp_poor AS n_rsrp
+      FROM grafana.fiveg_radio_5m WHERE {IN_TRIAL_5M}) r
 """
 
 THEMES = """

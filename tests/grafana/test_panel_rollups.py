@@ -13,8 +13,10 @@ percentage point (whole minutes per mode instead of fix-to-fix steps).
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -25,11 +27,13 @@ import pytest
 from api.grafana import platform_dashboard as platform
 from core import migrator
 from core.db import has_timescale
+from fiveg import dashboard as fiveg
 from ingest import dashboard as ingest
 from mobility import dashboard as mobility
 from tests.conftest import make_settings
-from tests.support.fleet import Volume, load
+from tests.support.fleet import Volume, load, register_devices
 from tests.support.grafana_macros import QueryContext, Variable, expand
+from tests.support.seed.fiveg import _save, example_trials
 
 HOUR = 3600
 Row = tuple[Any, ...]
@@ -123,6 +127,20 @@ FROM grafana.bus_telemetry WHERE $__timeFilter(ts) AND vehicle_id IN ($vehicle)
 GROUP BY 1, 2 ORDER BY 1, 2
 """
 RAW_VEHICLES = "SELECT DISTINCT vehicle_id FROM grafana.bus_telemetry ORDER BY 1"
+RAW_COVERAGE_PCT = f"""
+SELECT 100.0 * count(DISTINCT time_bucket('5 minutes', ts)) * 300
+       / greatest(extract(epoch FROM $__timeTo()::timestamptz - $__timeFrom()::timestamptz), 1)
+FROM grafana.fiveg_radio WHERE {fiveg.IN_TRIAL}
+"""
+RAW_BANDS = f"""
+SELECT 100.0 * count(*) FILTER (WHERE rsrp_dbm >= -80) / nullif(count(rsrp_dbm), 0),
+       100.0 * count(*) FILTER (WHERE rsrp_dbm >= -90 AND rsrp_dbm < -80)
+             / nullif(count(rsrp_dbm), 0),
+       100.0 * count(*) FILTER (WHERE rsrp_dbm >= -100 AND rsrp_dbm < -90)
+             / nullif(count(rsrp_dbm), 0),
+       100.0 * count(*) FILTER (WHERE rsrp_dbm < -100) / nullif(count(rsrp_dbm), 0)
+FROM grafana.fiveg_radio WHERE {fiveg.IN_TRIAL}
+"""
 
 
 def _num(x: Any) -> Any:
@@ -161,6 +179,8 @@ def _load_fleet(url: str) -> tuple[str, datetime, datetime]:
     end = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=3)
     start = end - timedelta(hours=2)
     vol = Volume(buses=4, devices=6, days=2 / 24)
+    asyncio.run(_save(url, example_trials(end)))
+    register_devices(url, vol.devices, start, end + timedelta(days=1))
     load(url, vol, start, 2 * HOUR)
     mid = start + timedelta(hours=1)
     with psycopg.connect(url, autocommit=True) as conn:
@@ -182,8 +202,12 @@ def _load_fleet(url: str) -> tuple[str, datetime, datetime]:
                 )
             else:
                 conn.execute("SELECT mebuku.refresh_rollup(%s)", [name])
+                # As refresh_rollup would have set it then: the start of mid's bucket.
                 conn.execute(
-                    "UPDATE mebuku.rollups SET watermark = %s WHERE name = %s", [mid, name]
+                    "UPDATE mebuku.rollups SET watermark = CASE WHEN bucket_tz IS NULL"
+                    " THEN time_bucket(bucket_width, %(t)s)"
+                    " ELSE time_bucket(bucket_width, %(t)s, bucket_tz) END WHERE name = %(n)s",
+                    {"t": mid, "n": name},
                 )
     return url, start, end
 
@@ -198,7 +222,10 @@ def contexts(
 ) -> list[tuple[str, QueryContext]]:  # fmt: skip
     """Minute-aligned ranges (Grafana's ``to`` is inclusive: stop 1 ms before the minute):
     the whole two hours at 1 and 5 minutes, and 30 minutes across the materialized edge."""
-    vehicles = {"vehicle": Variable([f"bench-bus-{v:03d}" for v in (1, 2, 3, 4)], multi=True)}
+    vehicles = {
+        "vehicle": Variable([f"bench-bus-{v:03d}" for v in (1, 2, 3, 4)], multi=True),
+        "trial": Variable(["bus-supervision-2026"]),
+    }
     ms = timedelta(milliseconds=1)
     mid = start + timedelta(hours=1)
     return [
@@ -251,6 +278,19 @@ def check_panels(url: str, start: datetime, end: datetime, timescale: bool) -> i
         compared += 4
     vehicles = contexts(start, end, timescale)[0][1]
     assert run(url, RAW_VEHICLES, vehicles) == run(url, platform._VEHICLES, vehicles)
+    # The 5-minute rollup over whole 5-minute buckets.
+    five = timedelta(minutes=5)
+    first = start + (-(start - datetime(2000, 1, 3, tzinfo=UTC)) % five)
+    last = end - ((end - datetime(2000, 1, 3, tzinfo=UTC)) % five)
+    for a, b in ((first, last), (first + five, last - 3 * five)):
+        ctx = replace(vehicles, time_from=a, time_to=b - timedelta(milliseconds=1))
+        assert (
+            run(url, f"SELECT count(*) FROM grafana.fiveg_radio WHERE {fiveg.IN_TRIAL}", ctx)[0][0]
+            > 1000
+        )
+        assert_same(run(url, RAW_BANDS, ctx), run(url, fiveg.BANDS, ctx))
+        assert_same(run(url, RAW_COVERAGE_PCT, ctx), run(url, fiveg.COVERAGE_PCT, ctx))
+        compared += 2
     return compared + 1
 
 
@@ -265,9 +305,9 @@ def test_rollup_panels_match_raw_queries_on_plain_postgresql(
             "SELECT watermark FROM mebuku.rollups WHERE name = 'bus_telemetry_1m'"
         ).fetchone()
         assert wm is not None and start < wm[0] < end
-    assert check_panels(url, start, end, timescale=False) == 3 * 11 + 1
+    assert check_panels(url, start, end, timescale=False) == 3 * 11 + 4 + 1
     # The panels expand with the data source's TimescaleDB option too (time_bucket).
-    assert check_panels(url, start, end, timescale=True) == 3 * 11 + 1
+    assert check_panels(url, start, end, timescale=True) == 3 * 11 + 4 + 1
 
 
 def test_the_lag_histogram_sees_late_and_early_commits(
@@ -294,4 +334,4 @@ def test_rollup_panels_match_raw_queries_on_timescaledb(timescale_url: str) -> N
     url, start, end = _load_fleet(timescale_url)
     with psycopg.connect(url) as conn:
         assert has_timescale(conn)
-    assert check_panels(url, start, end, timescale=True) == 3 * 11 + 1
+    assert check_panels(url, start, end, timescale=True) == 3 * 11 + 4 + 1

@@ -24,3 +24,9 @@ SELECT bucket, date_bin AS committed,
             ELSE power(10, -3 + (width_bucket - 0.5) / 40.0) END::double precision AS lag_s,
        n, sum_lag_s
 FROM public.bus_telemetry_lag_1m;
+
+-- The council dashboard's band shares and data coverage (fiveg/migrations/0002).
+CREATE VIEW grafana.fiveg_radio_5m AS
+SELECT bucket, site_id, device_id, n, n_dl, sum_dl, n_ul, sum_ul, n_rtt, sum_rtt, n_jitter,
+       sum_jitter, n_loss, sum_loss, rsrp_excellent, rsrp_good, rsrp_fair, rsrp_poor
+FROM public.fiveg_radio_5m;
