@@ -1,10 +1,12 @@
 """The 5G council's Grafana dashboard: scorecard, KPIs over time, coverage, themes.
 
-Every panel reads the raw samples of the selected trial's devices in the dashboard's time
-range (``$__timeFilter``), with the same percentile definition as the API
-(``percentile_cont``); band shares and data coverage read the 5-minute rollup instead
-(exact counts, whole 5-minute buckets). The scorecard shows each target as "% of target" so one set of
-thresholds (red below 100 %, green from 100 %) fits every trial's own targets.
+The scorecard, band shares and data coverage read the rollups of fiveg/migrations/0002
+(grafana.fiveg_radio_5m, grafana.fiveg_radio_hist_1h: whole 5-minute buckets and hours;
+percentiles within one histogram bin, as the API's ``source=rollup``); the other panels
+read the raw samples of the selected trial's devices in the dashboard's time range
+(``$__timeFilter``), with the same percentile definition as the API (``percentile_cont``).
+The scorecard shows each target as "% of target" so one set of thresholds (red below
+100 %, green from 100 %) fits every trial's own targets.
 """
 
 from __future__ import annotations
@@ -20,27 +22,59 @@ IN_TRIAL = f"$__timeFilter(ts) AND device_id IN ({DEVICES})"
 IN_TRIAL_5M = f"$__timeFilter(bucket) AND device_id IN ({DEVICES})"
 
 
+IN_TRIAL_1H = f"$__timeFilter(bucket) AND device_id IN ({DEVICES})"
+# (sum, count) columns of grafana.fiveg_radio_5m per fiveg_radio column.
+_SUMS = {c: (f"sum_{s}", f"n_{s}") for c, s in (
+    ("dl_mbps", "dl"), ("ul_mbps", "ul"), ("rtt_ms", "rtt"), ("jitter_ms", "jitter"),
+    ("loss_pct", "loss"),
+)}  # fmt: skip
+
+
 def _kpi_expr(name: str, k: KpiInfo) -> str:
-    """The SQL of one catalogue KPI over grafana.fiveg_radio (same definitions as the API)."""
+    """The SQL of one catalogue KPI from the rollups (same definitions as the API's
+    ``source=rollup``): means from the 5-minute sums ``m``, percentiles and the share
+    under the latency bound from the hourly log histograms ``h`` (fiveg/histogram.py:
+    the rank's bin, placed by rank inside it; within one bin, 5.9 %)."""
     if k.stat == "mean":
-        return f"avg({k.column})"
+        total, count = _SUMS[k.column]
+        return f"(SELECT sum({total}) / nullif(sum({count}), 0) FROM m)"
     if k.stat == "percentile":
-        return f"percentile_cont({k.q:g}) WITHIN GROUP (ORDER BY {k.column})"
+        # percentile_cont's rank r: between the order statistics floor(r) and ceil(r),
+        # each placed by rank inside its bin (fiveg.histogram.percentiles).
+        def order_stat(i: str) -> str:
+            return (
+                f"(SELECT lo + (hi - lo) * ({i} - (cum - n) + 0.5) / n FROM h\n"
+                f"      WHERE metric = '{k.column}' AND cum > {i} ORDER BY bin LIMIT 1)"
+            )
+
+        return (
+            f"(SELECT a + (r - floor(r)) * (b - a) FROM (SELECT r, {order_stat('floor(r)')} AS a,\n"
+            f"    {order_stat('ceil(r)')} AS b\n"
+            f"    FROM (SELECT {k.q:g} * (max(total) - 1) AS r FROM h\n"
+            f"          WHERE metric = '{k.column}') t) x)"
+        )
+    bound = "(SELECT latency_bound_ms FROM grafana.fiveg_trials WHERE trial_id = '${trial}')"
     return (
-        f"100.0 * count(*) FILTER (WHERE {k.column} <= (\n"
-        "      SELECT latency_bound_ms FROM grafana.fiveg_trials WHERE trial_id = '${trial}'))\n"
-        f"      / nullif(count({k.column}), 0)"
+        f"(SELECT 100.0 * sum(CASE WHEN hi <= {bound} THEN n WHEN lo < {bound}\n"
+        f"    THEN n * ({bound} - lo) / (hi - lo) ELSE 0 END) / nullif(sum(n), 0)\n"
+        f"    FROM h WHERE metric = '{k.column}')"
     )
 
 
 # Every KPI of the catalogue (fiveg.targets.KPIS) for the selected trial over the time
-# range, as one jsonb object.
+# range, as one jsonb object, from the rollups (whole 5-minute buckets and hours).
 _KPI_PAIRS = ",\n".join(f"  '{name}', {_kpi_expr(name, k)}" for name, k in KPIS.items())
 KPI_JSON = f"""
+WITH m AS (SELECT * FROM grafana.fiveg_radio_5m WHERE {IN_TRIAL_5M}),
+h AS (
+  SELECT metric, bin, lo, hi, n, sum(n) OVER (PARTITION BY metric ORDER BY bin) AS cum,
+         sum(n) OVER (PARTITION BY metric) AS total
+  FROM (SELECT metric, bin, lo, hi, sum(n) AS n FROM grafana.fiveg_radio_hist_1h
+        WHERE {IN_TRIAL_1H} AND bin IS NOT NULL GROUP BY 1, 2, 3, 4) b
+)
 SELECT jsonb_build_object(
 {_KPI_PAIRS}
 ) AS k
-FROM grafana.fiveg_radio WHERE {IN_TRIAL}
 """
 
 SCORE = f"""

@@ -132,6 +132,24 @@ SELECT 100.0 * count(DISTINCT time_bucket('5 minutes', ts)) * 300
        / greatest(extract(epoch FROM $__timeTo()::timestamptz - $__timeFrom()::timestamptz), 1)
 FROM grafana.fiveg_radio WHERE {fiveg.IN_TRIAL}
 """
+# The scorecard's KPIs as they were computed from raw samples (percentile_cont).
+RAW_KPIS = f"""
+SELECT avg(dl_mbps), percentile_cont(0.05) WITHIN GROUP (ORDER BY dl_mbps),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY ul_mbps),
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY rtt_ms), avg(jitter_ms), avg(loss_pct),
+       100.0 * count(*) FILTER (WHERE rtt_ms <= (
+           SELECT latency_bound_ms FROM grafana.fiveg_trials WHERE trial_id = '${{trial}}'))
+           / nullif(count(rtt_ms), 0)
+FROM grafana.fiveg_radio WHERE {fiveg.IN_TRIAL}
+"""
+ROLLUP_KPIS = f"""
+WITH s AS ({fiveg.KPI_JSON})
+SELECT (k ->> 'dl_mbps_mean')::float8, (k ->> 'dl_mbps_p5')::float8,
+       (k ->> 'ul_mbps_p50')::float8, (k ->> 'rtt_ms_p95')::float8,
+       (k ->> 'jitter_ms_mean')::float8, (k ->> 'loss_pct_mean')::float8,
+       (k ->> 'reliability_pct')::float8
+FROM s
+"""
 RAW_BANDS = f"""
 SELECT 100.0 * count(*) FILTER (WHERE rsrp_dbm >= -80) / nullif(count(rsrp_dbm), 0),
        100.0 * count(*) FILTER (WHERE rsrp_dbm >= -90 AND rsrp_dbm < -80)
@@ -291,7 +309,26 @@ def check_panels(url: str, start: datetime, end: datetime, timescale: bool) -> i
         assert_same(run(url, RAW_BANDS, ctx), run(url, fiveg.BANDS, ctx))
         assert_same(run(url, RAW_COVERAGE_PCT, ctx), run(url, fiveg.COVERAGE_PCT, ctx))
         compared += 2
-    return compared + 1
+    # The scorecard over whole hours: means exact, percentiles within one bin (5.9 %),
+    # the share under the latency bound within a percentage point.
+    hour = timedelta(hours=1)
+    a = start + (-(start - datetime(2000, 1, 3, tzinfo=UTC)) % hour)
+    ctx = replace(vehicles, time_from=a, time_to=a + hour - timedelta(milliseconds=1))
+    kpis, estimate = run(url, RAW_KPIS, ctx)[0], run(url, ROLLUP_KPIS, ctx)[0]
+    assert kpis[0] is not None
+    for i, rel in enumerate((1e-6, 0.06, 0.06, 0.06, 1e-6, 1e-6)):
+        assert math.isclose(float(kpis[i]), estimate[i], rel_tol=rel), (i, kpis, estimate)
+    assert abs(float(kpis[6]) - estimate[6]) < 1.0, (kpis, estimate)
+    targets = run(
+        url,
+        "SELECT count(*) FROM grafana.fiveg_trial_targets "
+        "WHERE trial_id = '${trial}' AND NOT reference",
+        ctx,
+    )[0][0]
+    score = run(url, fiveg.SCORE, ctx)
+    assert targets > 0 and len(score) == targets, score
+    assert all(r[1] is not None for r in score), score
+    return compared + 3  # vehicles, KPIs, scorecard
 
 
 def test_rollup_panels_match_raw_queries_on_plain_postgresql(
@@ -305,9 +342,9 @@ def test_rollup_panels_match_raw_queries_on_plain_postgresql(
             "SELECT watermark FROM mebuku.rollups WHERE name = 'bus_telemetry_1m'"
         ).fetchone()
         assert wm is not None and start < wm[0] < end
-    assert check_panels(url, start, end, timescale=False) == 3 * 11 + 4 + 1
+    assert check_panels(url, start, end, timescale=False) == 3 * 11 + 4 + 2 + 1
     # The panels expand with the data source's TimescaleDB option too (time_bucket).
-    assert check_panels(url, start, end, timescale=True) == 3 * 11 + 4 + 1
+    assert check_panels(url, start, end, timescale=True) == 3 * 11 + 4 + 2 + 1
 
 
 def test_the_lag_histogram_sees_late_and_early_commits(
@@ -334,4 +371,4 @@ def test_rollup_panels_match_raw_queries_on_timescaledb(timescale_url: str) -> N
     url, start, end = _load_fleet(timescale_url)
     with psycopg.connect(url) as conn:
         assert has_timescale(conn)
-    assert check_panels(url, start, end, timescale=True) == 3 * 11 + 4 + 1
+    assert check_panels(url, start, end, timescale=True) == 3 * 11 + 4 + 2 + 1

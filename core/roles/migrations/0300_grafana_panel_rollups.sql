@@ -30,3 +30,20 @@ CREATE VIEW grafana.fiveg_radio_5m AS
 SELECT bucket, site_id, device_id, n, n_dl, sum_dl, n_ul, sum_ul, n_rtt, sum_rtt, n_jitter,
        sum_jitter, n_loss, sum_loss, rsrp_excellent, rsrp_good, rsrp_fair, rsrp_poor
 FROM public.fiveg_radio_5m;
+
+-- The hourly log histograms of fiveg/migrations/0002, one relation: metric, bin and its
+-- edges (fiveg/histogram.py: bin 0 below 0.01, bin 281 at or above 100000; NULL: no value).
+CREATE VIEW grafana.fiveg_radio_hist_1h AS
+SELECT h.bucket, h.device_id, h.metric, h.bin, e.lo, e.hi, h.n
+FROM (SELECT bucket, device_id, 'dl_mbps' AS metric, width_bucket AS bin, n
+      FROM public.fiveg_dl_hist_1h
+      UNION ALL
+      SELECT bucket, device_id, 'ul_mbps', width_bucket, n FROM public.fiveg_ul_hist_1h
+      UNION ALL
+      SELECT bucket, device_id, 'rtt_ms', width_bucket, n FROM public.fiveg_rtt_hist_1h) h,
+     LATERAL (SELECT CASE WHEN h.bin <= 0 THEN 0
+                          WHEN h.bin > 280 THEN 100000
+                          ELSE power(10, -2 + (h.bin - 1) / 40.0) END::double precision AS lo,
+                     CASE WHEN h.bin <= 0 THEN 0.01
+                          WHEN h.bin > 280 THEN 100000
+                          ELSE power(10, -2 + h.bin / 40.0) END::double precision AS hi) e;
