@@ -27,6 +27,7 @@ import argparse
 import math
 import os
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -274,6 +275,8 @@ def main() -> int:
     ap.add_argument("--ts-bindir", help="TimescaleDB-enabled PostgreSQL bin folder")
     ap.add_argument("--keep", action="store_true", help="keep the server folders")
     args = ap.parse_args()
+    # Stop cleanly on SIGTERM too (background jobs ignore SIGINT): servers are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(f"{args.buses} buses and {args.devices} 5G devices at 1 Hz for {args.days:g} days, "
           f"{args.runs} runs per panel and range")  # fmt: skip
     results = [run_path(n, b, ts, args) for n, b, ts in paths(args)]

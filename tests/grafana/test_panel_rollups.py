@@ -150,6 +150,17 @@ SELECT (k ->> 'dl_mbps_mean')::float8, (k ->> 'dl_mbps_p5')::float8,
        (k ->> 'reliability_pct')::float8
 FROM s
 """
+RAW_THEMES = """
+SELECT t.theme, t.trial_id, count(r.*),
+       percentile_cont(0.05) WITHIN GROUP (ORDER BY r.ul_mbps),
+       percentile_cont(0.05) WITHIN GROUP (ORDER BY r.dl_mbps),
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY r.rtt_ms)
+FROM grafana.fiveg_trials t
+JOIN grafana.fiveg_trial_devices d ON d.trial_id = t.trial_id
+JOIN grafana.fiveg_radio r ON r.device_id = d.device_id AND $__timeFilter(r.ts)
+     AND r.ts >= t.period_start AND r.ts < t.period_end
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
 RAW_BANDS = f"""
 SELECT 100.0 * count(*) FILTER (WHERE rsrp_dbm >= -80) / nullif(count(rsrp_dbm), 0),
        100.0 * count(*) FILTER (WHERE rsrp_dbm >= -90 AND rsrp_dbm < -80)
@@ -328,7 +339,11 @@ def check_panels(url: str, start: datetime, end: datetime, timescale: bool) -> i
     score = run(url, fiveg.SCORE, ctx)
     assert targets > 0 and len(score) == targets, score
     assert all(r[1] is not None for r in score), score
-    return compared + 3  # vehicles, KPIs, scorecard
+    themes_raw, themes = run(url, RAW_THEMES, ctx), run(url, fiveg.THEMES, ctx)
+    assert len(themes_raw) == 3 and [r[:3] for r in themes_raw] == [r[:3] for r in themes]
+    for r, g in zip(themes_raw, themes, strict=True):
+        assert all(math.isclose(a, b, rel_tol=0.06) for a, b in zip(r[3:], g[3:], strict=True))
+    return compared + 4  # vehicles, KPIs, scorecard, themes
 
 
 def test_rollup_panels_match_raw_queries_on_plain_postgresql(
@@ -342,9 +357,9 @@ def test_rollup_panels_match_raw_queries_on_plain_postgresql(
             "SELECT watermark FROM mebuku.rollups WHERE name = 'bus_telemetry_1m'"
         ).fetchone()
         assert wm is not None and start < wm[0] < end
-    assert check_panels(url, start, end, timescale=False) == 3 * 11 + 4 + 2 + 1
+    assert check_panels(url, start, end, timescale=False) == 3 * 11 + 4 + 4
     # The panels expand with the data source's TimescaleDB option too (time_bucket).
-    assert check_panels(url, start, end, timescale=True) == 3 * 11 + 4 + 2 + 1
+    assert check_panels(url, start, end, timescale=True) == 3 * 11 + 4 + 4
 
 
 def test_the_lag_histogram_sees_late_and_early_commits(
@@ -371,4 +386,4 @@ def test_rollup_panels_match_raw_queries_on_timescaledb(timescale_url: str) -> N
     url, start, end = _load_fleet(timescale_url)
     with psycopg.connect(url) as conn:
         assert has_timescale(conn)
-    assert check_panels(url, start, end, timescale=True) == 3 * 11 + 4 + 2 + 1
+    assert check_panels(url, start, end, timescale=True) == 3 * 11 + 4 + 4
