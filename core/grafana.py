@@ -90,14 +90,22 @@ def query_variable(
     }
 
 
-def reads_minute_rollup(p: Panel) -> bool:
-    """True for a panel reading a per-minute rollup (``grafana.*_1m``): it gets Grafana's
-    minimum interval of 1 minute, so a count per ``$__interval`` never means per minute
-    at one zoom and per 20 s at another."""
-    return any(_MINUTE_ROLLUP.search(t.get("rawSql", "")) for t in p.get("targets", []))
+def rollup_interval(p: Panel) -> str | None:
+    """The bucket width of the coarsest rollup a panel's SQL groups by ``$__interval``
+    (``grafana.*_1m``, ``_5m``, ``_1h``), made Grafana's minimum interval for the panel:
+    a count per ``$__interval`` then never means per minute at one zoom and per 20 s at
+    another, and a percentile series has no empty steps between hours."""
+    widths = [
+        m.group(1)
+        for t in p.get("targets", [])
+        if "$__interval" in t.get("rawSql", "")
+        for m in _ROLLUP.finditer(t["rawSql"])
+    ]
+    return max(widths, key=_SECONDS.__getitem__) if widths else None
 
 
-_MINUTE_ROLLUP = re.compile(r"\bgrafana\.\w+_1m\b")
+_ROLLUP = re.compile(r"\bgrafana\.\w+_(1m|5m|1h)\b")
+_SECONDS = {"1m": 60, "5m": 300, "1h": 3600}
 
 
 def dashboard(
@@ -114,8 +122,8 @@ def dashboard(
     """A complete dashboard; panel ids are assigned in order."""
     for i, p in enumerate(panels, start=1):
         p["id"] = i
-        if reads_minute_rollup(p):
-            p.setdefault("interval", "1m")
+        if width := rollup_interval(p):
+            p.setdefault("interval", width)
     return {
         "uid": uid,
         "title": title,

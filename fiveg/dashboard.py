@@ -1,6 +1,6 @@
 """The 5G council's Grafana dashboard: scorecard, KPIs over time, coverage, themes.
 
-The scorecard, themes, band shares and data coverage read the rollups of fiveg/migrations/0002
+The scorecard, series, themes, bands and data coverage read the rollups of fiveg/migrations/0002
 (grafana.fiveg_radio_5m, grafana.fiveg_radio_hist_1h: whole 5-minute buckets and hours;
 percentiles within one histogram bin, as the API's ``source=rollup``); the other panels
 read the raw samples of the selected trial's devices in the dashboard's time range
@@ -108,22 +108,52 @@ SELECT 100.0 * count(DISTINCT bucket) * 300
 FROM grafana.fiveg_radio_5m WHERE {IN_TRIAL_5M} AND n > 0
 """
 
+
+# Every hour the range touches (the first one too, whole), so a series has no gap at its start.
+HOURS_TOUCHED = (
+    "bucket > $__timeFrom()::timestamptz - interval '1 hour'"
+    f" AND bucket <= $__timeTo()::timestamptz AND device_id IN ({DEVICES})"
+)
+
+
+def _percentile_series(metrics: str, quantiles: str) -> str:
+    """Per ``$__interval`` (at least an hour: the panel's minimum interval), metric and
+    quantile q, the estimate from the hourly histograms (the rank's bin, placed by rank
+    inside it; within one bin, 5.9 %): rows (time, metric, q, value)."""
+    return f"""
+  SELECT time, metric, q, min(lo + (hi - lo) * (r - (cum - n) + 0.5) / n)
+           FILTER (WHERE cum > r AND cum - n <= r) AS value
+  FROM (SELECT time, metric, bin, lo, hi, n, q.q,
+               sum(n) OVER (PARTITION BY time, metric, q.q ORDER BY bin) AS cum,
+               q.q * (sum(n) OVER (PARTITION BY time, metric, q.q) - 1) AS r
+        FROM (SELECT $__timeGroupAlias(bucket, $__interval), metric, bin, lo, hi, sum(n) AS n
+              FROM grafana.fiveg_radio_hist_1h
+              WHERE {HOURS_TOUCHED} AND bin IS NOT NULL AND metric IN ({metrics})
+              GROUP BY 1, 2, 3, 4, 5) h
+        CROSS JOIN (VALUES {quantiles}) q(q)) c
+  GROUP BY 1, 2, 3"""
+
+
 THROUGHPUT = f"""
-SELECT $__timeGroupAlias(ts, $__interval),
-       percentile_cont(0.05) WITHIN GROUP (ORDER BY ul_mbps) AS "UL p5",
-       avg(ul_mbps) AS "UL mean",
-       percentile_cont(0.05) WITHIN GROUP (ORDER BY dl_mbps) AS "DL p5",
-       avg(dl_mbps) AS "DL mean"
-FROM grafana.fiveg_radio WHERE {IN_TRIAL}
+WITH p AS ({_percentile_series("'ul_mbps', 'dl_mbps'", "(0.05)")}),
+m AS (
+  SELECT $__timeGroupAlias(bucket, $__interval), sum(sum_ul) / nullif(sum(n_ul), 0) AS ul,
+         sum(sum_dl) / nullif(sum(n_dl), 0) AS dl
+  FROM grafana.fiveg_radio_5m WHERE {IN_TRIAL_5M} GROUP BY 1
+)
+SELECT m.time, max(p.value) FILTER (WHERE p.metric = 'ul_mbps') AS "UL p5",
+       max(m.ul) AS "UL mean",
+       max(p.value) FILTER (WHERE p.metric = 'dl_mbps') AS "DL p5",
+       max(m.dl) AS "DL mean"
+FROM m LEFT JOIN p ON p.time = m.time
 GROUP BY 1 ORDER BY 1
 """
 
 RTT = f"""
-SELECT $__timeGroupAlias(ts, $__interval),
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY rtt_ms) AS "RTT p50",
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY rtt_ms) AS "RTT p95",
-       percentile_cont(0.99) WITHIN GROUP (ORDER BY rtt_ms) AS "RTT p99"
-FROM grafana.fiveg_radio WHERE {IN_TRIAL}
+SELECT time, max(value) FILTER (WHERE q = 0.5) AS "RTT p50",
+       max(value) FILTER (WHERE q = 0.95) AS "RTT p95",
+       max(value) FILTER (WHERE q = 0.99) AS "RTT p99"
+FROM ({_percentile_series("'rtt_ms'", "(0.5), (0.95), (0.99)")}) p
 GROUP BY 1 ORDER BY 1
 """
 

@@ -161,6 +161,19 @@ JOIN grafana.fiveg_radio r ON r.device_id = d.device_id AND $__timeFilter(r.ts)
      AND r.ts >= t.period_start AND r.ts < t.period_end
 GROUP BY 1, 2 ORDER BY 1, 2
 """
+RAW_THROUGHPUT = f"""
+SELECT $__timeGroupAlias(ts, $__interval),
+       percentile_cont(0.05) WITHIN GROUP (ORDER BY ul_mbps), avg(ul_mbps),
+       percentile_cont(0.05) WITHIN GROUP (ORDER BY dl_mbps), avg(dl_mbps)
+FROM grafana.fiveg_radio WHERE {fiveg.IN_TRIAL} GROUP BY 1 ORDER BY 1
+"""
+RAW_RTT = f"""
+SELECT $__timeGroupAlias(ts, $__interval),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY rtt_ms),
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY rtt_ms),
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY rtt_ms)
+FROM grafana.fiveg_radio WHERE {fiveg.IN_TRIAL} GROUP BY 1 ORDER BY 1
+"""
 RAW_BANDS = f"""
 SELECT 100.0 * count(*) FILTER (WHERE rsrp_dbm >= -80) / nullif(count(rsrp_dbm), 0),
        100.0 * count(*) FILTER (WHERE rsrp_dbm >= -90 AND rsrp_dbm < -80)
@@ -339,11 +352,24 @@ def check_panels(url: str, start: datetime, end: datetime, timescale: bool) -> i
     score = run(url, fiveg.SCORE, ctx)
     assert targets > 0 and len(score) == targets, score
     assert all(r[1] is not None for r in score), score
+    # The series per hour (the panels' minimum interval): means exact, percentiles 5.9 %.
+    hourly = replace(ctx, interval=hour)
+    for raw_sql, panel_sql, exact_cols in (
+        (RAW_THROUGHPUT, fiveg.THROUGHPUT, (2, 4)),
+        (RAW_RTT, fiveg.RTT, ()),
+    ):
+        series_raw, series = run(url, raw_sql, hourly), run(url, panel_sql, hourly)
+        assert len(series_raw) == len(series) == 1, (series_raw, series)
+        for r, g in zip(series_raw, series, strict=True):
+            assert r[0] == g[0]
+            for i in range(1, len(r)):
+                rel = 1e-6 if i in exact_cols else 0.06
+                assert math.isclose(float(r[i]), float(g[i]), rel_tol=rel), (i, r, g)
     themes_raw, themes = run(url, RAW_THEMES, ctx), run(url, fiveg.THEMES, ctx)
     assert len(themes_raw) == 3 and [r[:3] for r in themes_raw] == [r[:3] for r in themes]
     for r, g in zip(themes_raw, themes, strict=True):
         assert all(math.isclose(a, b, rel_tol=0.06) for a, b in zip(r[3:], g[3:], strict=True))
-    return compared + 4  # vehicles, KPIs, scorecard, themes
+    return compared + 6  # vehicles, KPIs, scorecard, 2 series, themes
 
 
 def test_rollup_panels_match_raw_queries_on_plain_postgresql(
@@ -357,9 +383,9 @@ def test_rollup_panels_match_raw_queries_on_plain_postgresql(
             "SELECT watermark FROM mebuku.rollups WHERE name = 'bus_telemetry_1m'"
         ).fetchone()
         assert wm is not None and start < wm[0] < end
-    assert check_panels(url, start, end, timescale=False) == 3 * 11 + 4 + 4
+    assert check_panels(url, start, end, timescale=False) == 3 * 11 + 4 + 6
     # The panels expand with the data source's TimescaleDB option too (time_bucket).
-    assert check_panels(url, start, end, timescale=True) == 3 * 11 + 4 + 4
+    assert check_panels(url, start, end, timescale=True) == 3 * 11 + 4 + 6
 
 
 def test_the_lag_histogram_sees_late_and_early_commits(
@@ -386,4 +412,4 @@ def test_rollup_panels_match_raw_queries_on_timescaledb(timescale_url: str) -> N
     url, start, end = _load_fleet(timescale_url)
     with psycopg.connect(url) as conn:
         assert has_timescale(conn)
-    assert check_panels(url, start, end, timescale=True) == 3 * 11 + 4 + 4
+    assert check_panels(url, start, end, timescale=True) == 3 * 11 + 4 + 6
