@@ -251,6 +251,7 @@ def _load_fleet(url: str) -> tuple[str, datetime, datetime]:
                     " ELSE time_bucket(bucket_width, %(t)s, bucket_tz) END WHERE name = %(n)s",
                     {"t": mid, "n": name},
                 )
+                conn.execute("SELECT mebuku.set_rollup_view(%s)", [name])
     return url, start, end
 
 

@@ -47,3 +47,10 @@ FROM (SELECT bucket, device_id, 'dl_mbps' AS metric, width_bucket AS bin, n
                      CASE WHEN h.bin <= 0 THEN 0.01
                           WHEN h.bin > 280 THEN 100000
                           ELSE power(10, -2 + h.bin / 40.0) END::double precision AS hi) e;
+
+-- core/migrations/0301 replaced mebuku.refresh_rollup(): give it back its owner's rights
+-- (as 0001 did), which CREATE OR REPLACE resets. mebuku.set_rollup_view() needs no such
+-- rights: only the views' owner can replace them.
+ALTER FUNCTION mebuku.refresh_rollup(text) SECURITY DEFINER
+    SET search_path = pg_catalog, public, pg_temp;
+REVOKE EXECUTE ON FUNCTION mebuku.refresh_rollup(text) FROM PUBLIC;
