@@ -5,7 +5,8 @@ Buses at 1 Hz (bus_telemetry; a takeover, obstacle stop or remote intervention e
 minutes in bus_events; an arrival and a departure every ~90 s in vehicle_events on the
 feed's routes and stops) and 5G devices at 1 Hz (fiveg_radio; every 60 s a heartbeat in
 fiveg_device_status and, for one device in five, two SenML records in fiveg_sensor), with
-commit lags of 50-500 ms and a reject every 10 minutes. Loaded one day at a time.
+commit lags of 50-500 ms and a reject every 10 minutes. Loaded one day at a time, in time
+order as ingest writes it (so BRIN indexes and chunks see a realistic physical layout).
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ SELECT 'bench-bus-' || lpad(v::text, 3, '0'), t, s,
             WHEN (s / 900 + v) %% 17 = 0 THEN 'remote' ELSE 'autonomous' END,
        (s %% 90) < 15, (s / 300 + v) %% 30, 'bench-trip-' || v, NULL,
        80 - (s %% 86400) / 2000.0, t + (0.05 + 0.45 * random()) * interval '1 s'
-FROM generate_series(1, %(n)s::int) v,
-     LATERAL (SELECT s, %(t0)s + s * interval '1 s' AS t
-              FROM generate_series(%(d0)s::int, %(d1)s::int) s) x
+FROM (SELECT s, %(t0)s + s * interval '1 s' AS t
+      FROM generate_series(%(d0)s::int, %(d1)s::int) s) x,
+     LATERAL generate_series(1 + 0 * x.s, %(n)s::int) v
 """
 BUS_EVENTS = """
 INSERT INTO bus_events (vehicle_id, ts, type, cause, detail, received_at)
@@ -39,9 +40,10 @@ SELECT 'bench-bus-' || lpad(v::text, 3, '0'), t,
        (ARRAY['takeover', 'obstacle_stop', 'remote_intervention'])[1 + (s / 1200 + v) %% 3],
        (ARRAY['pedestrian', 'parked_vehicle', 'sensor', NULL])[1 + (s / 1200) %% 4],
        jsonb_build_object('lat', 36.39, 'lon', 139.06), t + interval '0.3 s'
-FROM generate_series(1, %(n)s::int) v,
-     LATERAL (SELECT s, %(t0)s + s * interval '1 s' AS t
-              FROM generate_series(%(d0)s::int, %(d1)s::int) s WHERE (s + 37 * v) %% 1200 = 0) x
+FROM (SELECT s, %(t0)s + s * interval '1 s' AS t
+      FROM generate_series(%(d0)s::int, %(d1)s::int) s) x,
+     LATERAL generate_series(1 + 0 * x.s, %(n)s::int) v
+WHERE (s + 37 * v) %% 1200 = 0
 """
 VEHICLE_EVENTS = """
 INSERT INTO vehicle_events (vehicle_id, ts, type, stop_id, trip_id, route_id, direction_id,
@@ -56,9 +58,10 @@ SELECT 'bench-bus-' || lpad(v::text, 3, '0'), t + (k * 20) * interval '1 s',
        CASE WHEN (s / 90 + v) %% 97 = 0 THEN '{"reason": "bench"}'::jsonb ELSE '{}' END
 FROM (SELECT array_agg(route_id ORDER BY route_id) AS routes FROM grafana.gtfs_routes) r,
      (SELECT array_agg(stop_id ORDER BY stop_id) AS stops FROM grafana.gtfs_stops) st,
-     generate_series(1, %(n)s::int) v, generate_series(0, 1) k,
-     LATERAL (SELECT s, %(t0)s + s * interval '1 s' AS t
-              FROM generate_series(%(d0)s::int, %(d1)s::int) s WHERE (s + 11 * v) %% 90 = 0) x
+     (SELECT s, %(t0)s + s * interval '1 s' AS t
+      FROM generate_series(%(d0)s::int, %(d1)s::int) s) x,
+     LATERAL generate_series(1 + 0 * x.s, %(n)s::int) v, generate_series(0, 1) k
+WHERE (s + 11 * v) %% 90 = 0
 """
 OFF_ROUTE = """
 UPDATE vehicle_events
@@ -75,9 +78,9 @@ SELECT 'bench-site', 'bench-5g-' || lpad(v::text, 3, '0'), t,
        'cell-' || ((s / 600 + v) %% 3), 100 + (s / 600 + v) %% 3, 'n79',
        36.383 + 0.01 * sin(s / 700.0 + v), 139.067 + 0.012 * cos(s / 700.0 + v),
        t + (0.05 + 0.45 * random()) * interval '1 s'
-FROM generate_series(1, %(n)s::int) v,
-     LATERAL (SELECT s, %(t0)s + s * interval '1 s' AS t
-              FROM generate_series(%(d0)s::int, %(d1)s::int) s) x
+FROM (SELECT s, %(t0)s + s * interval '1 s' AS t
+      FROM generate_series(%(d0)s::int, %(d1)s::int) s) x,
+     LATERAL generate_series(1 + 0 * x.s, %(n)s::int) v
 """
 STATUS = """
 INSERT INTO fiveg_device_status (site_id, device_id, ts, status, battery_pct, firmware,
@@ -85,18 +88,20 @@ INSERT INTO fiveg_device_status (site_id, device_id, ts, status, battery_pct, fi
 SELECT 'bench-site', 'bench-5g-' || lpad(v::text, 3, '0'), t,
        CASE WHEN random() < 0.02 THEN 'degraded' WHEN random() < 0.002 THEN 'fault' ELSE 'ok' END,
        100 - (s %% 86400) / 1000.0, 'MB5G-2.4.1', t + interval '0.2 s'
-FROM generate_series(1, %(n)s::int) v,
-     LATERAL (SELECT s, %(t0)s + s * interval '1 s' AS t
-              FROM generate_series(%(d0)s::int, %(d1)s::int) s WHERE (s + v) %% 60 = 0) x
+FROM (SELECT s, %(t0)s + s * interval '1 s' AS t
+      FROM generate_series(%(d0)s::int, %(d1)s::int) s) x,
+     LATERAL generate_series(1 + 0 * x.s, %(n)s::int) v
+WHERE (s + v) %% 60 = 0
 """
 SENSOR = """
 INSERT INTO fiveg_sensor (site_id, device_id, name, ts, unit, value, received_at)
 SELECT 'bench-site', 'bench-5g-' || lpad(v::text, 3, '0'), m.name, t, m.unit,
        m.base + 3 * sin(s / 3600.0 + v), t + interval '0.2 s'
-FROM generate_series(5, %(n)s::int, 5) v,
-     (VALUES ('cabin_temp', 'Cel', 22.0), ('humidity', '%%RH', 55.0)) m(name, unit, base),
-     LATERAL (SELECT s, %(t0)s + s * interval '1 s' AS t
-              FROM generate_series(%(d0)s::int, %(d1)s::int) s WHERE (s + v) %% 60 = 0) x
+FROM (SELECT s, %(t0)s + s * interval '1 s' AS t
+      FROM generate_series(%(d0)s::int, %(d1)s::int) s) x,
+     LATERAL generate_series(5 + 0 * x.s, %(n)s::int, 5) v,
+     (VALUES ('cabin_temp', 'Cel', 22.0), ('humidity', '%%RH', 55.0)) m(name, unit, base)
+WHERE (s + v) %% 60 = 0
 """
 REJECTS = """
 INSERT INTO ingest_rejects (received_at, topic, payload, payload_sha256, reason)
