@@ -13,7 +13,7 @@ vehicle_events on the feed's routes and stops) and --devices 5G devices at 1 Hz
 five, two SenML records in fiveg_sensor), for --days days ending now, with commit lags of
 50-500 ms and a few rejects. The devices join the registered trials round-robin. It then
 refreshes the rollups (as the continuous-aggregate policy or `mebuku db maintain` would),
-ANALYZEs, and runs every panel query of the built dashboards, expanded exactly as Grafana
+VACUUM ANALYZEs, and runs every panel query of the built dashboards, expanded exactly as Grafana
 would (tests/support/grafana_macros.py), for the default range and for 7 days, --runs
 times each. Prints p50/p95 per panel and path; FAIL marks a target missed.
 
