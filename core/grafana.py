@@ -8,6 +8,7 @@ has ``<package>/dashboard.py`` with ``def dashboards() -> list[tuple[str, dict]]
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypedDict, Unpack
 
@@ -101,6 +102,24 @@ def query_variable(
     }
 
 
+def rollup_interval(p: Panel) -> str | None:
+    """The bucket width of the coarsest rollup a panel's SQL groups by ``$__interval``
+    (``grafana.*_1m``, ``_5m``, ``_1h``), made Grafana's minimum interval for the panel:
+    a count per ``$__interval`` then never means per minute at one zoom and per 20 s at
+    another, and a percentile series has no empty steps between hours."""
+    widths = [
+        m.group(1)
+        for t in p.get("targets", [])
+        if "$__interval" in t.get("rawSql", "")
+        for m in _ROLLUP.finditer(t["rawSql"])
+    ]
+    return max(widths, key=_SECONDS.__getitem__) if widths else None
+
+
+_ROLLUP = re.compile(r"\bgrafana\.\w+_(1m|5m|1h)\b")
+_SECONDS = {"1m": 60, "5m": 300, "1h": 3600}
+
+
 class DashboardOptions(TypedDict, total=False):
     """The optional keywords of :func:`dashboard`, each with its default when not given."""
 
@@ -123,6 +142,8 @@ def dashboard(
     time_from, refresh = opts.get("time_from", "now-6h"), opts.get("refresh", "30s")
     for i, p in enumerate(panels, start=1):
         p["id"] = i
+        if width := rollup_interval(p):
+            p.setdefault("interval", width)
     return {
         "uid": uid,
         "title": title,

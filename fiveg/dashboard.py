@@ -1,11 +1,14 @@
 """The 5G council's Grafana dashboard: scorecard, KPIs over time, coverage, themes.
 
-Every panel reads the raw samples of the selected trial's devices in the dashboard's time
-range (``$__timeFilter``), with the same percentile definition as the API
-(``percentile_cont``). The scorecard shows each target as "% of target" so one set of
-thresholds (red below 100 %, green from 100 %) fits every trial's own targets. Trials,
-devices, KPIs, themes and target sources are shown by name (fiveg/labels.py, the same
-words as the council report); the coverage map draws the API's 50 m EPSG:6677 cells.
+The scorecard, series, themes, bands and data coverage read the rollups of fiveg/migrations/0002
+(grafana.fiveg_radio_5m, grafana.fiveg_radio_hist_1h: whole 5-minute buckets and hours;
+percentiles within one histogram bin, as the API's ``source=rollup``); the other panels
+read the raw samples of the selected trial's devices in the dashboard's time range
+(``$__timeFilter``), with the same percentile definition as the API (``percentile_cont``).
+The scorecard shows each target as "% of target" so one set of thresholds (red below
+100 %, green from 100 %) fits every trial's own targets. Trials, devices, KPIs, themes and
+target sources are shown by name (fiveg/labels.py, the same words as the council report);
+the coverage map draws the API's 50 m EPSG:6677 cells.
 """
 
 from __future__ import annotations
@@ -41,29 +44,63 @@ from fiveg.targets import KPIS, KpiInfo
 
 DEVICES = "SELECT device_id FROM grafana.fiveg_trial_devices WHERE trial_id = '${trial}'"
 IN_TRIAL = f"$__timeFilter(ts) AND device_id IN ({DEVICES})"
+# The same devices in the 5-minute rollup (fiveg/migrations/0002, grafana.fiveg_radio_5m).
+IN_TRIAL_5M = f"$__timeFilter(bucket) AND device_id IN ({DEVICES})"
+
+
+IN_TRIAL_1H = f"$__timeFilter(bucket) AND device_id IN ({DEVICES})"
+# (sum, count) columns of grafana.fiveg_radio_5m per fiveg_radio column.
+_SUMS = {c: (f"sum_{s}", f"n_{s}") for c, s in (
+    ("dl_mbps", "dl"), ("ul_mbps", "ul"), ("rtt_ms", "rtt"), ("jitter_ms", "jitter"),
+    ("loss_pct", "loss"),
+)}  # fmt: skip
 
 
 def _kpi_expr(name: str, k: KpiInfo) -> str:
-    """The SQL of one catalogue KPI over grafana.fiveg_radio (same definitions as the API)."""
+    """The SQL of one catalogue KPI from the rollups (same definitions as the API's
+    ``source=rollup``): means from the 5-minute sums ``m``, percentiles and the share
+    under the latency bound from the hourly log histograms ``h`` (fiveg/histogram.py:
+    the rank's bin, placed by rank inside it; within one bin, 5.9 %)."""
     if k.stat == "mean":
-        return f"avg({k.column})"
+        total, count = _SUMS[k.column]
+        return f"(SELECT sum({total}) / nullif(sum({count}), 0) FROM m)"
     if k.stat == "percentile":
-        return f"percentile_cont({k.q:g}) WITHIN GROUP (ORDER BY {k.column})"
+        # percentile_cont's rank r: between the order statistics floor(r) and ceil(r),
+        # each placed by rank inside its bin (fiveg.histogram.percentiles).
+        def order_stat(i: str) -> str:
+            return (
+                f"(SELECT lo + (hi - lo) * ({i} - (cum - n) + 0.5) / n FROM h\n"
+                f"      WHERE metric = '{k.column}' AND cum > {i} ORDER BY bin LIMIT 1)"
+            )
+
+        return (
+            f"(SELECT a + (r - floor(r)) * (b - a) FROM (SELECT r, {order_stat('floor(r)')} AS a,\n"
+            f"    {order_stat('ceil(r)')} AS b\n"
+            f"    FROM (SELECT {k.q:g} * (max(total) - 1) AS r FROM h\n"
+            f"          WHERE metric = '{k.column}') t) x)"
+        )
+    bound = "(SELECT latency_bound_ms FROM grafana.fiveg_trials WHERE trial_id = '${trial}')"
     return (
-        f"100.0 * count(*) FILTER (WHERE {k.column} <= (\n"
-        "      SELECT latency_bound_ms FROM grafana.fiveg_trials WHERE trial_id = '${trial}'))\n"
-        f"      / nullif(count({k.column}), 0)"
+        f"(SELECT 100.0 * sum(CASE WHEN hi <= {bound} THEN n WHEN lo < {bound}\n"
+        f"    THEN n * ({bound} - lo) / (hi - lo) ELSE 0 END) / nullif(sum(n), 0)\n"
+        f"    FROM h WHERE metric = '{k.column}')"
     )
 
 
 # Every KPI of the catalogue (fiveg.targets.KPIS) for the selected trial over the time
-# range, as one jsonb object.
+# range, as one jsonb object, from the rollups (whole 5-minute buckets and hours).
 _KPI_PAIRS = ",\n".join(f"  '{name}', {_kpi_expr(name, k)}" for name, k in KPIS.items())
 KPI_JSON = f"""
+WITH m AS (SELECT * FROM grafana.fiveg_radio_5m WHERE {IN_TRIAL_5M}),
+h AS (
+  SELECT metric, bin, lo, hi, n, sum(n) OVER (PARTITION BY metric ORDER BY bin) AS cum,
+         sum(n) OVER (PARTITION BY metric) AS total
+  FROM (SELECT metric, bin, lo, hi, sum(n) AS n FROM grafana.fiveg_radio_hist_1h
+        WHERE {IN_TRIAL_1H} AND bin IS NOT NULL GROUP BY 1, 2, 3, 4) b
+)
 SELECT jsonb_build_object(
 {_KPI_PAIRS}
 ) AS k
-FROM grafana.fiveg_radio WHERE {IN_TRIAL}
 """
 
 SCORE = f"""
@@ -92,28 +129,58 @@ ORDER BY t.reference, t.kpi
 """
 
 COVERAGE_PCT = f"""
-SELECT 100.0 * count(DISTINCT time_bucket('5 minutes', ts)) * 300
+SELECT 100.0 * count(DISTINCT bucket) * 300
        / greatest(extract(epoch FROM $__timeTo()::timestamptz - $__timeFrom()::timestamptz), 1)
        AS "data coverage"
-FROM grafana.fiveg_radio WHERE {IN_TRIAL}
+FROM grafana.fiveg_radio_5m WHERE {IN_TRIAL_5M} AND n > 0
 """
 
+
+# Every hour the range touches (the first one too, whole), so a series has no gap at its start.
+HOURS_TOUCHED = (
+    "bucket > $__timeFrom()::timestamptz - interval '1 hour'"
+    f" AND bucket <= $__timeTo()::timestamptz AND device_id IN ({DEVICES})"
+)
+
+
+def _percentile_series(metrics: str, quantiles: str) -> str:
+    """Per ``$__interval`` (at least an hour: the panel's minimum interval), metric and
+    quantile q, the estimate from the hourly histograms (the rank's bin, placed by rank
+    inside it; within one bin, 5.9 %): rows (time, metric, q, value)."""
+    return f"""
+  SELECT time, metric, q, min(lo + (hi - lo) * (r - (cum - n) + 0.5) / n)
+           FILTER (WHERE cum > r AND cum - n <= r) AS value
+  FROM (SELECT time, metric, bin, lo, hi, n, q.q,
+               sum(n) OVER (PARTITION BY time, metric, q.q ORDER BY bin) AS cum,
+               q.q * (sum(n) OVER (PARTITION BY time, metric, q.q) - 1) AS r
+        FROM (SELECT $__timeGroupAlias(bucket, $__interval), metric, bin, lo, hi, sum(n) AS n
+              FROM grafana.fiveg_radio_hist_1h
+              WHERE {HOURS_TOUCHED} AND bin IS NOT NULL AND metric IN ({metrics})
+              GROUP BY 1, 2, 3, 4, 5) h
+        CROSS JOIN (VALUES {quantiles}) q(q)) c
+  GROUP BY 1, 2, 3"""
+
+
 THROUGHPUT = f"""
-SELECT $__timeGroupAlias(ts, $__interval),
-       percentile_cont(0.05) WITHIN GROUP (ORDER BY ul_mbps) AS "UL p5",
-       avg(ul_mbps) AS "UL mean",
-       percentile_cont(0.05) WITHIN GROUP (ORDER BY dl_mbps) AS "DL p5",
-       avg(dl_mbps) AS "DL mean"
-FROM grafana.fiveg_radio WHERE {IN_TRIAL}
+WITH p AS ({_percentile_series("'ul_mbps', 'dl_mbps'", "(0.05)")}),
+m AS (
+  SELECT $__timeGroupAlias(bucket, $__interval), sum(sum_ul) / nullif(sum(n_ul), 0) AS ul,
+         sum(sum_dl) / nullif(sum(n_dl), 0) AS dl
+  FROM grafana.fiveg_radio_5m WHERE {IN_TRIAL_5M} GROUP BY 1
+)
+SELECT m.time, max(p.value) FILTER (WHERE p.metric = 'ul_mbps') AS "UL p5",
+       max(m.ul) AS "UL mean",
+       max(p.value) FILTER (WHERE p.metric = 'dl_mbps') AS "DL p5",
+       max(m.dl) AS "DL mean"
+FROM m LEFT JOIN p ON p.time = m.time
 GROUP BY 1 ORDER BY 1
 """
 
 RTT = f"""
-SELECT $__timeGroupAlias(ts, $__interval),
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY rtt_ms) AS "RTT p50",
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY rtt_ms) AS "RTT p95",
-       percentile_cont(0.99) WITHIN GROUP (ORDER BY rtt_ms) AS "RTT p99"
-FROM grafana.fiveg_radio WHERE {IN_TRIAL}
+SELECT time, max(value) FILTER (WHERE q = 0.5) AS "RTT p50",
+       max(value) FILTER (WHERE q = 0.95) AS "RTT p95",
+       max(value) FILTER (WHERE q = 0.99) AS "RTT p99"
+FROM ({_percentile_series("'rtt_ms'", "(0.5), (0.95), (0.99)")}) p
 GROUP BY 1 ORDER BY 1
 """
 
@@ -137,26 +204,45 @@ CROSS JOIN LATERAL grafana.fiveg_cell_centre(c.cx, c.cy) ll
 ORDER BY c.cx, c.cy
 """
 
+# Band counts per device and 5 minutes (every sample with an RSRP is in one band).
 BANDS = f"""
-SELECT 100.0 * count(*) FILTER (WHERE rsrp_dbm >= -80) / nullif(count(rsrp_dbm), 0) AS "excellent",
-       100.0 * count(*) FILTER (WHERE rsrp_dbm >= -90 AND rsrp_dbm < -80)
-             / nullif(count(rsrp_dbm), 0) AS "good",
-       100.0 * count(*) FILTER (WHERE rsrp_dbm >= -100 AND rsrp_dbm < -90)
-             / nullif(count(rsrp_dbm), 0) AS "fair",
-       100.0 * count(*) FILTER (WHERE rsrp_dbm < -100) / nullif(count(rsrp_dbm), 0) AS "poor"
-FROM grafana.fiveg_radio WHERE {IN_TRIAL}
+SELECT 100.0 * sum(rsrp_excellent) / nullif(sum(n_rsrp), 0) AS "excellent",
+       100.0 * sum(rsrp_good) / nullif(sum(n_rsrp), 0) AS "good",
+       100.0 * sum(rsrp_fair) / nullif(sum(n_rsrp), 0) AS "fair",
+       100.0 * sum(rsrp_poor) / nullif(sum(n_rsrp), 0) AS "poor"
+FROM (SELECT *, rsrp_excellent + rsrp_good + rsrp_fair + rsrp_poor AS n_rsrp
+      FROM grafana.fiveg_radio_5m WHERE {IN_TRIAL_5M}) r
 """
 
+# Per trial over its devices and whole hours of the range within its period, from the
+# hourly histograms (the rank's bin, placed by rank inside it; within one bin, 5.9 %).
 THEMES = """
-SELECT {theme} AS "theme", t.title AS "trial", count(r.*) AS "samples",
-       percentile_cont(0.05) WITHIN GROUP (ORDER BY r.ul_mbps) AS "UL p5 (Mbit/s)",
-       percentile_cont(0.05) WITHIN GROUP (ORDER BY r.dl_mbps) AS "DL p5 (Mbit/s)",
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY r.rtt_ms) AS "RTT p95 (ms)",
+WITH h AS (
+  SELECT t.theme, t.trial_id, r.metric, r.bin, r.lo, r.hi, sum(r.n) AS n
+  FROM grafana.fiveg_trials t
+  JOIN grafana.fiveg_trial_devices d ON d.trial_id = t.trial_id
+  JOIN grafana.fiveg_radio_hist_1h r ON r.device_id = d.device_id AND $__timeFilter(r.bucket)
+       AND r.bucket >= t.period_start AND r.bucket < t.period_end
+  GROUP BY 1, 2, 3, 4, 5, 6
+), c AS (
+  SELECT *, sum(n) OVER (PARTITION BY trial_id, metric ORDER BY bin) AS cum,
+         CASE metric WHEN 'rtt_ms' THEN 0.95 ELSE 0.05 END
+           * (sum(n) FILTER (WHERE bin IS NOT NULL) OVER (PARTITION BY trial_id, metric) - 1)
+           AS r,
+         sum(n) OVER (PARTITION BY trial_id, metric) AS samples
+  FROM h
+), q AS (
+  SELECT theme, trial_id, metric, max(samples) AS samples,
+         min(lo + (hi - lo) * (r - (cum - n) + 0.5) / n)
+           FILTER (WHERE bin IS NOT NULL AND cum > r AND cum - n <= r) AS value
+  FROM c GROUP BY 1, 2, 3
+)
+SELECT {theme} AS "theme", t.title AS "trial", max(q.samples) AS "samples",
+       max(q.value) FILTER (WHERE q.metric = 'ul_mbps') AS "UL p5 (Mbit/s)",
+       max(q.value) FILTER (WHERE q.metric = 'dl_mbps') AS "DL p5 (Mbit/s)",
+       max(q.value) FILTER (WHERE q.metric = 'rtt_ms') AS "RTT p95 (ms)",
        t.trial_id
-FROM grafana.fiveg_trials t
-JOIN grafana.fiveg_trial_devices d ON d.trial_id = t.trial_id
-JOIN grafana.fiveg_radio r ON r.device_id = d.device_id AND $__timeFilter(r.ts)
-     AND r.ts >= t.period_start AND r.ts < t.period_end
+FROM q JOIN grafana.fiveg_trials t ON t.trial_id = q.trial_id
 GROUP BY t.theme, t.title, t.trial_id ORDER BY t.theme, t.title
 """
 

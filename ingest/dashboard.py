@@ -1,7 +1,8 @@
 """The "Ingest health" dashboard (folder operators): throughput, rejects, lag, freshness.
 
 Every query filters on the time column that carries the BRIN index / hypertable chunks
-(``ts``, or ``received_at`` for the small dead-letter table).
+(``ts``, or ``received_at`` for the small dead-letter table); the stream panels read the
+per-minute rollups (core/migrations/0300, ``bucket`` = minute of ``ts``), not raw rows.
 """
 
 from __future__ import annotations
@@ -64,9 +65,10 @@ def reason_label(expr: str, _: Gettext) -> str:
 
 def _rows_per_minute(_: Gettext = gettext_for(DEFAULT_LANG)) -> str:
     parts = [
-        f"SELECT $__timeGroupAlias(received_at, '1m'), {sql_text(_(STREAM_TITLES[name]))}"
-        " AS metric, count(*) AS value "
-        f"FROM grafana.{table} WHERE $__timeFilter(ts) AND $__timeFilter(received_at) GROUP BY 1"
+        f"SELECT $__timeGroupAlias(committed, '1m'), {sql_text(_(STREAM_TITLES[name]))}"
+        " AS metric, sum(n) AS value "
+        f"FROM grafana.{table}_commits_1m WHERE $__timeFilter(bucket) AND $__timeFilter(committed)"
+        " GROUP BY 1"
         for table, name in _STREAMS
     ]
     return "SELECT * FROM (\n" + "\nUNION ALL\n".join(parts) + "\n) q ORDER BY 1, 2"
@@ -81,16 +83,21 @@ GROUP BY 1, 2
 ORDER BY 1, 2
 """
 
+# Percentiles from the lag histogram (core/migrations/0300): the first bin whose running
+# count reaches the share, within 2.9 % of the exact value.
 LAG = """
-SELECT $__timeGroupAlias(received_at, '1m'),
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - ts))
-           AS "p50",
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - ts))
-           AS "p95"
-FROM grafana.bus_telemetry
-WHERE $__timeFilter(ts) AND $__timeFilter(received_at)
-GROUP BY 1
-ORDER BY 1
+SELECT time, min(lag_s) FILTER (WHERE cum >= 0.5 * total) AS "p50",
+       min(lag_s) FILTER (WHERE cum >= 0.95 * total) AS "p95"
+FROM (
+    SELECT time, lag_s, sum(n) OVER (PARTITION BY time ORDER BY lag_s) AS cum,
+           sum(n) OVER (PARTITION BY time) AS total
+    FROM (SELECT $__timeGroupAlias(committed, '1m'), lag_s, sum(n) AS n
+          FROM grafana.bus_telemetry_lag_1m
+          WHERE $__timeFilter(bucket) AND $__timeFilter(committed)
+          GROUP BY 1, 2) h
+) c
+GROUP BY time
+ORDER BY time
 """
 
 
@@ -98,7 +105,8 @@ def _reject_share() -> str:
     """Dead letters over all messages: every stream's rows plus the dead letters."""
     rejects = "(SELECT count(*) FROM grafana.ingest_rejects WHERE $__timeFilter(received_at))"
     counts = [
-        f"(SELECT count(*) FROM grafana.{table} WHERE $__timeFilter(ts))" for table, _ in _STREAMS
+        f"(SELECT coalesce(sum(n), 0) FROM grafana.{table}_commits_1m WHERE $__timeFilter(bucket))"
+        for table, _ in _STREAMS
     ]
     total = "\n                   + ".join([*counts, rejects])
     return f"""
@@ -110,11 +118,11 @@ SELECT {rejects}::float8
 
 FRESHNESS = """
 SELECT vehicle_id AS "vehicle",
-       max(ts) AS "last report",
-       extract(epoch FROM now() - max(ts)) AS "silent for (s)",
-       count(*) AS "reports"
-FROM grafana.bus_telemetry
-WHERE $__timeFilter(ts)
+       max(last_ts) AS "last report",
+       extract(epoch FROM now() - max(last_ts)) AS "silent for (s)",
+       sum(n) AS "reports"
+FROM grafana.bus_telemetry_1m
+WHERE $__timeFilter(bucket)
 GROUP BY vehicle_id
 ORDER BY 3 DESC
 """

@@ -89,18 +89,19 @@ GROUP BY vehicle_state.status ORDER BY vehicle_state.status
 """
 
 SPEED = """
-SELECT $__timeGroupAlias(ts, $__interval), vehicle_id AS metric, avg(speed_mps) * 3.6 AS speed
-FROM grafana.bus_telemetry
-WHERE $__timeFilter(ts)
+SELECT $__timeGroupAlias(bucket, $__interval), vehicle_id AS metric,
+       sum(sum_speed_mps) / nullif(sum(n_speed), 0) * 3.6 AS speed
+FROM grafana.bus_telemetry_1m
+WHERE $__timeFilter(bucket)
 GROUP BY 1, 2 ORDER BY 1
 """
 
 MODE_SHARE = """
-SELECT $__timeGroupAlias(ts, $__interval),
-       100.0 * avg((mode = 'autonomous')::int) AS "autonomous %",
-       100.0 * avg((mode = 'remote')::int) AS "remote %"
-FROM grafana.bus_telemetry
-WHERE $__timeFilter(ts) AND mode IS NOT NULL
+SELECT $__timeGroupAlias(bucket, $__interval),
+       100.0 * coalesce(sum(n) FILTER (WHERE mode = 'autonomous'), 0) / sum(n) AS "autonomous %",
+       100.0 * coalesce(sum(n) FILTER (WHERE mode = 'remote'), 0) / sum(n) AS "remote %"
+FROM grafana.bus_telemetry_1m
+WHERE $__timeFilter(bucket) AND mode IS NOT NULL
 GROUP BY 1 ORDER BY 1
 """
 
@@ -174,27 +175,29 @@ WHERE $__timeFilter(e.ts) AND e.type = 'departure' AND e.route_id IN ($route)
 GROUP BY 1, e.stop_id ORDER BY 2 DESC LIMIT 25
 """
 
+# From the per-minute rollup (core/migrations/0300): distance share from each minute's
+# odometer span per mode, time share from fixes per mode, km from each bus's odometer span.
 AUTONOMY = """
 WITH t AS (
-    SELECT mode, odometer_m - lag(odometer_m) OVER w AS dd,
-           lag(mode) OVER w AS pmode, extract(epoch FROM ts - lag(ts) OVER w) AS dt
-    FROM grafana.bus_telemetry
-    WHERE $__timeFilter(ts) AND odometer_m IS NOT NULL
-    WINDOW w AS (PARTITION BY vehicle_id ORDER BY ts)
+    SELECT vehicle_id, mode, n, max_odometer_m - min_odometer_m AS dd, min_odometer_m,
+           max_odometer_m
+    FROM grafana.bus_telemetry_1m
+    WHERE $__timeFilter(bucket) AND min_odometer_m IS NOT NULL
 )
-SELECT coalesce(100.0 * sum(dd) FILTER (WHERE pmode = 'autonomous') / nullif(sum(dd), 0), 0)
+SELECT coalesce(100.0 * sum(dd) FILTER (WHERE mode = 'autonomous') / nullif(sum(dd), 0), 0)
            AS "autonomous distance %",
-       coalesce(100.0 * sum(dt) FILTER (WHERE pmode = 'autonomous') / nullif(sum(dt), 0), 0)
+       coalesce(100.0 * sum(n) FILTER (WHERE mode = 'autonomous') / nullif(sum(n), 0), 0)
            AS "autonomous time %",
-       coalesce(sum(dd), 0) / 1000.0 AS "km driven"
-FROM t WHERE dd >= 0 AND dt <= 60
+       (SELECT coalesce(sum(km), 0) FROM (SELECT max(max_odometer_m) - min(min_odometer_m) AS km
+                                         FROM t GROUP BY vehicle_id) v) / 1000.0 AS "km driven"
+FROM t
 """
 
 TAKEOVERS = """
 WITH km AS (
     SELECT greatest(coalesce(sum(dd), 0) / 1000.0, 0.001) AS km FROM (
-        SELECT odometer_m - lag(odometer_m) OVER (PARTITION BY vehicle_id ORDER BY ts) AS dd
-        FROM grafana.bus_telemetry WHERE $__timeFilter(ts) AND odometer_m IS NOT NULL
+        SELECT max(max_odometer_m) - min(min_odometer_m) AS dd
+        FROM grafana.bus_telemetry_1m WHERE $__timeFilter(bucket) GROUP BY vehicle_id
     ) d WHERE dd >= 0
 )
 SELECT {cause} AS cause, count(*)::float8 AS takeovers,
