@@ -42,7 +42,10 @@ def _texts(table: dict[str, str], _: Gettext) -> dict[str, str]:
 def fiscal_year_label(expr: str, _: Gettext) -> str:
     """SQL naming a fiscal year in words (``2026年度`` / ``FY2026``), never a bare number."""
     before, _sep, after = _(FISCAL_YEAR).partition("{year}")
-    return f"{sql_text(before)} || ({expr})::text || {sql_text(after)}"
+    parts = [sql_text(before)] if before else []
+    parts.append(f"({expr})::text")
+    parts += [sql_text(after)] if after else []
+    return " || ".join(parts)
 
 
 def _mytaku_panels(_: Gettext) -> list[dict[str, Any]]:
