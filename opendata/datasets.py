@@ -245,10 +245,11 @@ DATASETS: tuple[Dataset, ...] = (
     Dataset(
         "fiveg_coverage_cells",
         N_("Local 5G coverage in 50 m cells"),
-        N_("Median RSRP and throughput per ~50 m cell and trial (cells with 10+ samples)."),
+        N_("Median RSRP and throughput per 50 m cell and trial (cells with 10+ samples)."),
         "geojson",
         (
             _c("trial_id", N_("Trial ID"), "string"),
+            _c("cell", N_("Cell"), "string"),
             _c("samples", N_("Samples"), "integer"),
             _c("rsrp_dbm_median", N_("Median RSRP"), "number", "dBm", required=False),
             _c("dl_mbps_median", N_("Median downlink"), "number", "Mbit/s", required=False),

@@ -10,8 +10,12 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from core.geo import unproject
 from core.i18n import Lang, gettext
 from opendata.datasets import Column, Dataset
+
+# Side of a coverage cell in metres of EPSG:6677 (fiveg.coverage.CELL_M).
+CELL_M = 50.0
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _INT = re.compile(r"^-?\d+$")
@@ -126,14 +130,13 @@ def feature_collection(
     }
 
 
-def cell_polygon(
-    row: int, col: int, dlat: float = 0.00045, dlon: float = 0.00056
-) -> dict[str, Any]:
-    """The ~50 m grid cell (row, col) of the dashboards' grid as a GeoJSON polygon."""
-    s, w = row * dlat, col * dlon
-    n, e = s + dlat, w + dlon
-    ring = [[w, s], [e, s], [e, n], [w, n], [w, s]]
-    return {"type": "Polygon", "coordinates": [[[round(x, 7), round(y, 7)] for x, y in ring]]}
+def cell_polygon(cx: int, cy: int, size: float = CELL_M) -> dict[str, Any]:
+    """The 50 m cell (column cx, row cy) of EPSG:6677 as a WGS84 GeoJSON polygon: the same
+    square fiveg.coverage draws (corners projected back with core.geo)."""
+    x0, y0 = cx * size, cy * size
+    ring = [(x0, y0), (x0 + size, y0), (x0 + size, y0 + size), (x0, y0 + size), (x0, y0)]
+    coords = [[round(lon, 7), round(lat, 7)] for lat, lon in (unproject(x, y) for x, y in ring)]
+    return {"type": "Polygon", "coordinates": [coords]}
 
 
 def validate_geojson(doc: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:

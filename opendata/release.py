@@ -103,10 +103,10 @@ def geo_features(views: Mapping[str, list[Record]]) -> dict[str, list[tuple[Any,
         for t in sorted(views["towns"], key=lambda t: str(t["key_code"]))
     ]
     cells = [
-        (formats.cell_polygon(int(c["cell_row"]), int(c["cell_col"])), c)
+        (formats.cell_polygon(int(c["cx"]), int(c["cy"])), c)
         for c in sorted(
             views["fiveg_coverage_cells"],
-            key=lambda c: (c["trial_id"], c["cell_row"], c["cell_col"]),
+            key=lambda c: (c["trial_id"], c["cx"], c["cy"]),
         )
         if int(c["samples"]) >= 10
     ]

@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from api.grafana.build import collect, iter_panels
+from core import plugins
 from core.operators import registry
 from core.roles import role_url
 from tests.grafana.panel_runner import (
@@ -41,6 +42,11 @@ LABEL_PANELS = {"stat", "bargauge", "piechart", "barchart"}
 def seeded(db_url: str) -> Iterator[str]:
     seed_all(db_url)
     yield db_url
+
+
+def _registered() -> set[str]:
+    """The uids every registered ``mebuku.dashboards`` entry point declares (one build each)."""
+    return {d["uid"] for p in plugins.load("mebuku.dashboards") for _folder, d in p.obj("ja")}
 
 
 def _by_lang() -> dict[str, list[dict[str, Any]]]:
@@ -87,7 +93,7 @@ def static_texts(d: dict[str, Any]) -> list[tuple[str, str]]:
 
 def test_japanese_build_reads_japanese() -> None:
     dashboards = _by_lang()["ja"]
-    assert len(dashboards) == 5
+    assert {d["uid"] for d in dashboards} == _registered()
     missing = [
         f"{d['uid']} {w}: {t!r}"
         for d in dashboards
@@ -99,7 +105,7 @@ def test_japanese_build_reads_japanese() -> None:
 
 def test_english_build_has_no_japanese_labels() -> None:
     dashboards = _by_lang()["en"]
-    assert len(dashboards) == 5
+    assert {d["uid"] for d in dashboards} == {f"{uid}-en" for uid in _registered()}
     found = [
         f"{d['uid']} {w}: {t!r}"
         for d in dashboards

@@ -37,7 +37,7 @@ def test_the_demo_publishes_a_release_and_serves_it_under_open() -> None:
                 meta = json.loads(r.read())
             assert meta["k"] == 10 and meta["privacy_loss"]["epsilon_spent"] == 0
             assert (state / "opendata" / "LATEST").read_text().strip() == meta["release_id"]
-            assert "publish the first open-data release" in demo.output()
+            assert "最初のオープンデータを公開する" in demo.output()
             assert demo.stop(signal.SIGTERM) == 0, demo.output()[-3000:]
     finally:
         shutil.rmtree(root, ignore_errors=True)

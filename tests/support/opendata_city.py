@@ -98,14 +98,14 @@ def add_rides(
         conn.execute(
             "INSERT INTO fare_taxi_rides (operator_id, record_id, vehicle_id, pickup_at,"
             " dropoff_at, pickup_lon, pickup_lat, dropoff_lon, dropoff_lat, meter_fare_yen,"
-            " riders, policy_version) VALUES ('taxi-co', %s, 'taxi-1', %s, %s, %s, %s,"
+            " riders, policy_version) VALUES ('demo-taxi', %s, 'taxi-1', %s, %s, %s, %s,"
             " 139.0729, 36.3837, 1500, 1, 'mytaku-2022-04')",
             [rec, when, when + timedelta(minutes=15), town[1], town[2]],
         )
         conn.execute(
             "INSERT INTO fare_ledger (period, operator_id, source, record_id, resident_id, kind,"
             " amount_yen, ride_at, service_day, fiscal_year, policy_version)"
-            " VALUES (%s, 'taxi-co', 'taxi', %s, %s, 'mytaku', %s, %s, %s, %s, 'mytaku-2022-04')",
+            " VALUES (%s, 'demo-taxi', 'taxi', %s, %s, 'mytaku', %s, %s, %s, %s, 'mytaku-2022-04')",
             [day.replace(day=1), rec, rid, subsidy, when, day, fiscal_year(day)],
         )
         total += subsidy
