@@ -27,6 +27,8 @@ import pytest
 from api.grafana import platform_dashboard as platform
 from core import migrator
 from core.db import has_timescale
+from core.grafana import fill
+from core.i18n import gettext, gettext_for
 from fiveg import dashboard as fiveg
 from ingest import dashboard as ingest
 from mobility import dashboard as mobility
@@ -43,9 +45,10 @@ Row = tuple[Any, ...]
 RAW_ROWS_PER_MINUTE = (
     "SELECT * FROM (\n"
     + "\nUNION ALL\n".join(
-        f"SELECT $__timeGroupAlias(received_at, '1m'), '{label}' AS metric, count(*) AS value "
+        f"SELECT $__timeGroupAlias(received_at, '1m'), "
+        f"'{gettext(ingest.STREAM_TITLES[name], 'ja')}' AS metric, count(*) AS value "
         f"FROM grafana.{table} WHERE $__timeFilter(ts) AND $__timeFilter(received_at) GROUP BY 1"
-        for table, label in ingest._STREAMS
+        for table, name in ingest._STREAMS
     )
     + "\n) q ORDER BY 1, 2"
 )
@@ -151,7 +154,7 @@ SELECT (k ->> 'dl_mbps_mean')::float8, (k ->> 'dl_mbps_p5')::float8,
 FROM s
 """
 RAW_THEMES = """
-SELECT t.theme, t.trial_id, count(r.*),
+SELECT t.theme, t.title, count(r.*),
        percentile_cont(0.05) WITHIN GROUP (ORDER BY r.ul_mbps),
        percentile_cont(0.05) WITHIN GROUP (ORDER BY r.dl_mbps),
        percentile_cont(0.95) WITHIN GROUP (ORDER BY r.rtt_ms)
@@ -159,7 +162,7 @@ FROM grafana.fiveg_trials t
 JOIN grafana.fiveg_trial_devices d ON d.trial_id = t.trial_id
 JOIN grafana.fiveg_radio r ON r.device_id = d.device_id AND $__timeFilter(r.ts)
      AND r.ts >= t.period_start AND r.ts < t.period_end
-GROUP BY 1, 2 ORDER BY 1, 2
+GROUP BY t.theme, t.title, t.trial_id ORDER BY t.theme, t.title
 """
 RAW_THROUGHPUT = f"""
 SELECT $__timeGroupAlias(ts, $__interval),
@@ -297,7 +300,12 @@ def check_panels(url: str, start: datetime, end: datetime, timescale: bool) -> i
             (RAW_REJECT_SHARE, ingest._reject_share()),
             (RAW_SPEED, mobility.SPEED),
             (RAW_MODE_SHARE, mobility.MODE_SHARE),
-            (RAW_TAKEOVERS, mobility.TAKEOVERS.replace("ORDER BY 2 DESC", "ORDER BY 2 DESC, 1")),
+            (
+                RAW_TAKEOVERS,
+                mobility.TAKEOVERS.format(cause="coalesce(e.cause, 'unknown')").replace(
+                    "ORDER BY 2 DESC", "ORDER BY 2 DESC, 1"
+                ),
+            ),
             (RAW_MESSAGES, platform._MESSAGES),
             (RAW_PER_VEHICLE, platform._PER_VEHICLE.replace("ORDER BY 1", "ORDER BY 1, 2")),
         ]
@@ -350,7 +358,7 @@ def check_panels(url: str, start: datetime, end: datetime, timescale: bool) -> i
         "WHERE trial_id = '${trial}' AND NOT reference",
         ctx,
     )[0][0]
-    score = run(url, fiveg.SCORE, ctx)
+    score = run(url, fill(fiveg.SCORE, fiveg._target_parts(gettext_for("en"))), ctx)
     assert targets > 0 and len(score) == targets, score
     assert all(r[1] is not None for r in score), score
     # The series per hour (the panels' minimum interval): means exact, percentiles 5.9 %.
@@ -366,10 +374,11 @@ def check_panels(url: str, start: datetime, end: datetime, timescale: bool) -> i
             for i in range(1, len(r)):
                 rel = 1e-6 if i in exact_cols else 0.06
                 assert math.isclose(float(r[i]), float(g[i]), rel_tol=rel), (i, r, g)
-    themes_raw, themes = run(url, RAW_THEMES, ctx), run(url, fiveg.THEMES, ctx)
+    themes_raw = run(url, RAW_THEMES, ctx)
+    themes = run(url, fill(fiveg.THEMES, {"theme": "t.theme"}), ctx)
     assert len(themes_raw) == 3 and [r[:3] for r in themes_raw] == [r[:3] for r in themes]
     for r, g in zip(themes_raw, themes, strict=True):
-        assert all(math.isclose(a, b, rel_tol=0.06) for a, b in zip(r[3:], g[3:], strict=True))
+        assert all(math.isclose(a, b, rel_tol=0.06) for a, b in zip(r[3:], g[3:6], strict=True))
     return compared + 6  # vehicles, KPIs, scorecard, 2 series, themes
 
 
