@@ -59,11 +59,12 @@ WORKER_STATES: dict[str, str] = {
 
 
 def reason_label(expr: str, _: Gettext) -> str:
-    """SQL showing a reject reason code as words in the dashboard's language."""
+    """SQL showing a reject reason code as words: operators read reasons, not codes."""
     return sql_label(expr, {k: _(v) for k, v in REJECT_REASONS.items()})
 
 
 def _rows_per_minute(_: Gettext = gettext_for(DEFAULT_LANG)) -> str:
+    """One series per stream from its per-minute rollup, never from the raw rows."""
     parts = [
         f"SELECT $__timeGroupAlias(committed, '1m'), {sql_text(_(STREAM_TITLES[name]))}"
         " AS metric, sum(n) AS value "
@@ -157,11 +158,32 @@ ORDER BY 2 DESC, 1
 
 
 def ingest_health(lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
-    """The ingest-health dashboard in ``lang``."""
+    """The ingest-health dashboard in ``lang``: operators see a stalled or lossy ingest first."""
     _ = gettext_for(lang)
-    reason = reason_label("split_part(reason, ':', 1)", _)
-    sec = unit_for("s", lang)
     panels = [
+        *_throughput_panels(_),
+        _lag_panel(_, lang),
+        _freshness_panel(_, lang),
+        _latest_rejects_panel(_),
+        _workers_panel(_, lang),
+    ]
+    return dashboard(
+        "mebuku-ingest-health",
+        _("Ingest health"),
+        panels,
+        tags=["mebuku", "ingest", "operators"],
+        description=_(
+            "MQTT ingest: rows per minute, rejects by reason, lag, vehicle freshness, "
+            "stalled workers."
+        ),
+        time_from="now-1h",
+    )
+
+
+def _throughput_panels(_: Gettext) -> list[dict[str, Any]]:
+    """Rows stored per stream next to the rejects: a drop in one with a rise in the other."""
+    reason = reason_label("split_part(reason, ':', 1)", _)
+    return [
         axis_label(
             panel(
                 "timeseries",
@@ -197,73 +219,75 @@ def ingest_health(lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
             ),
             _("Rejected messages"),
         ),
-        names(
-            axis_label(
-                panel(
-                    "timeseries",
-                    _("Publish-to-commit lag (bus telemetry)"),
-                    [sql_target(LAG)],
-                    grid=(12, 8, 12, 8),
-                    unit=sec,
-                    thresholds=[(None, "green"), (1, "red")],
-                    description=_(
-                        "Time from the device's timestamp to storage: includes device clock error."
-                    ),
+    ]
+
+
+def _lag_panel(_: Gettext, lang: Lang) -> dict[str, Any]:
+    """Median and p95 lag of bus telemetry: late positions make the live map lie."""
+    return names(
+        axis_label(
+            panel(
+                "timeseries",
+                _("Publish-to-commit lag (bus telemetry)"),
+                [sql_target(LAG)],
+                grid=(12, 8, 12, 8),
+                unit=unit_for("s", lang),
+                thresholds=[(None, "green"), (1, "red")],
+                description=_(
+                    "Time from the device's timestamp to storage: includes device clock error."
                 ),
-                _("Lag"),
             ),
-            {"p50": _("Median"), "p95": _("95th percentile")},
+            _("Lag"),
         ),
-        field_units(
-            names(
-                panel(
-                    "table",
-                    _("Vehicle freshness"),
-                    [sql_target(FRESHNESS, "table")],
-                    grid=(0, 16, 10, 9),
-                    description=_("Vehicles that stopped reporting rise to the top."),
-                ),
-                {
-                    "vehicle": _("Vehicle"),
-                    "last report": _("Last report"),
-                    "silent for (s)": _("Silent for"),
-                    "reports": _("Reports"),
-                },
-            ),
-            {"silent for (s)": sec},
-        ),
+        {"p50": _("Median"), "p95": _("95th percentile")},
+    )
+
+
+def _freshness_panel(_: Gettext, lang: Lang) -> dict[str, Any]:
+    """Vehicles by silence: a bus that stopped reporting is the one to phone."""
+    return field_units(
         names(
             panel(
                 "table",
-                _("Latest rejects"),
-                [sql_target(fill(LATEST_REJECTS, {"reason": reason}), "table")],
-                grid=(10, 16, 14, 9),
-                description=_("The newest dead letters; the reason's detail is in the tooltip."),
+                _("Vehicle freshness"),
+                [sql_target(FRESHNESS, "table")],
+                grid=(0, 16, 10, 9),
+                description=_("Vehicles that stopped reporting rise to the top."),
             ),
             {
-                "time": _("Received"),
-                "topic": _("Topic"),
-                "reason": _("Reason"),
-                "reason (detail)": _("Reason (detail)"),
-                "payload (start)": _("Payload (start)"),
+                "vehicle": _("Vehicle"),
+                "last report": _("Last report"),
+                "silent for (s)": _("Silent for"),
+                "reports": _("Reports"),
             },
         ),
-        _workers_panel(_, lang),
-    ]
-    return dashboard(
-        "mebuku-ingest-health",
-        _("Ingest health"),
-        panels,
-        tags=["mebuku", "ingest", "operators"],
-        description=_(
-            "MQTT ingest: rows per minute, rejects by reason, lag, vehicle freshness, "
-            "stalled workers."
+        {"silent for (s)": unit_for("s", lang)},
+    )
+
+
+def _latest_rejects_panel(_: Gettext) -> dict[str, Any]:
+    """The newest dead letters with the start of their payload, to find the bad sender."""
+    reason = reason_label("split_part(reason, ':', 1)", _)
+    return names(
+        panel(
+            "table",
+            _("Latest rejects"),
+            [sql_target(fill(LATEST_REJECTS, {"reason": reason}), "table")],
+            grid=(10, 16, 14, 9),
+            description=_("The newest dead letters; the reason's detail is in the tooltip."),
         ),
-        time_from="now-1h",
+        {
+            "time": _("Received"),
+            "topic": _("Topic"),
+            "reason": _("Reason"),
+            "reason (detail)": _("Reason (detail)"),
+            "payload (start)": _("Payload (start)"),
+        },
     )
 
 
 def _workers_panel(_: Gettext, lang: Lang) -> dict[str, Any]:
+    """One row per worker from its heartbeat: the same stall rule as /readyz and the alert."""
     p = panel(
         "table",
         _("Ingest workers: stall detection"),
@@ -295,7 +319,7 @@ def _workers_panel(_: Gettext, lang: Lang) -> dict[str, Any]:
 
 
 def dashboards(lang: Lang = DEFAULT_LANG) -> list[tuple[str, dict[str, Any]]]:
-    """The ingest dashboards in ``lang`` (entry point ``mebuku.dashboards``)."""
+    """(folder, dashboard) pairs that ``mebuku grafana build`` finds via ``mebuku.dashboards``."""
     return [("operators", ingest_health(lang))]
 
 
@@ -318,11 +342,12 @@ ALERT_DESCRIPTION = N_(
 
 
 def _expr(ref: str, model: dict[str, Any]) -> dict[str, Any]:
+    """A server-side expression step of an alert rule (reduce, threshold)."""
     return {"refId": ref, "datasourceUid": "__expr__", "model": {"refId": ref, **model}}
 
 
 def alert_rules(lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
-    """Grafana alert-rule provisioning (file format of Grafana 9.1+) for the stall rule."""
+    """Alert-rule provisioning (Grafana 9.1+ file format): a stalled worker pages someone."""
     _ = gettext_for(lang)
     en = gettext_for("en")
     query = {

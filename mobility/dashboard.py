@@ -60,7 +60,7 @@ DIRECTIONS: dict[str, str] = {"0": N_("Outbound"), "1": N_("Inbound")}
 
 
 def direction_label(expr: str, _: Gettext) -> str:
-    """SQL naming a GTFS ``direction_id`` (上り/下り), never "direction 0/1"."""
+    """SQL naming a GTFS ``direction_id`` (上り/下り): riders and staff never say "0/1"."""
     whens = " ".join(f"WHEN {k} THEN {sql_text(_(v))}" for k, v in DIRECTIONS.items())
     return f"CASE {expr} {whens} ELSE '' END"
 
@@ -251,6 +251,7 @@ DELAY_COLOURS: list[tuple[float | None, str]] = [
 
 
 def _map_options(_: Gettext) -> dict[str, Any]:
+    """Geomap centred on Maebashi with one marker layer coloured by schedule deviation."""
     return {
         "view": {"id": "coords", "lat": 36.389, "lon": 139.063, "zoom": 12},
         "controls": {"showZoom": True, "mouseWheelZoom": True},
@@ -274,10 +275,12 @@ def _map_options(_: Gettext) -> dict[str, Any]:
 
 
 def _texts(table: dict[str, str], _: Gettext) -> dict[str, str]:
+    """A code -> words table translated, so panels show names, not codes."""
     return {code: _(text) for code, text in table.items()}
 
 
 def _vehicles_map(_: Gettext, lang: Lang) -> dict[str, Any]:
+    """The live map: the first thing a dispatcher looks at, so late buses stand out in colour."""
     p = panel(
         "geomap",
         _("Vehicles now (colour: schedule deviation, minutes)"),
@@ -311,6 +314,7 @@ def _vehicles_map(_: Gettext, lang: Lang) -> dict[str, Any]:
 
 
 def _headway_panels(_: Gettext, lang: Lang) -> list[dict[str, Any]]:
+    """Headway summary and the chosen stop's headways: bunching shows as uneven gaps."""
     minutes = unit_for("m", lang)
     summary = panel(
         "table",
@@ -354,6 +358,7 @@ def _headway_panels(_: Gettext, lang: Lang) -> list[dict[str, Any]]:
 
 
 def _tables(_: Gettext, lang: Lang) -> list[dict[str, Any]]:
+    """Dwell, takeover causes and alerts: the tables an operator works through by row."""
     sec = unit_for("s", lang)
     dwell = panel(
         "table",
@@ -435,6 +440,7 @@ GROUP BY 1 ORDER BY 1
 
 
 def _accuracy_panel(_: Gettext) -> dict[str, Any]:
+    """How far to trust the arrival predictions shown to riders, per route."""
     p = panel(
         "table",
         _("Arrival prediction accuracy by route (share within the MBTA bins)"),
@@ -458,13 +464,38 @@ def _accuracy_panel(_: Gettext) -> dict[str, Any]:
 
 
 def operators_dashboard(lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
-    """The bus-operations dashboard in ``lang``."""
+    """The bus-operations dashboard in ``lang``: where the buses are and whether on time."""
     _ = gettext_for(lang)
-    minutes = unit_for("m", lang)
     dwell, takeovers, alerts = _tables(_, lang)
     headways, stop_headways = _headway_panels(_, lang)
     panels = [
         _vehicles_map(_, lang),
+        *_fleet_stats(_),
+        *_trend_panels(_, lang),
+        headways,
+        dwell,
+        takeovers,
+        _interventions_panel(_),
+        alerts,
+        stop_headways,
+        _accuracy_panel(_),
+    ]
+    return dashboard(
+        "mebuku-bus-operations",
+        _("Bus operations"),
+        panels,
+        tags=["mobility", "operators"],
+        description=_("Live vehicles, schedule adherence and autonomous-bus KPIs."),
+        variables=[
+            query_variable("route", ROUTES, label=_("Route")),
+            query_variable("stop", STOPS, label=_("Stop"), multi=False, include_all=False),
+        ],
+    )
+
+
+def _fleet_stats(_: Gettext) -> list[dict[str, Any]]:
+    """The three numbers beside the map: fleet status, autonomy share, on-time share."""
+    return [
         names(
             panel(
                 "stat",
@@ -513,6 +544,12 @@ def operators_dashboard(lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
             ),
             {"on time %": _("On-time performance")},
         ),
+    ]
+
+
+def _trend_panels(_: Gettext, lang: Lang) -> list[dict[str, Any]]:
+    """Speed, driving mode and delay over time: when in the day the service slips."""
+    return [
         axis_label(
             panel(
                 "timeseries",
@@ -542,47 +579,32 @@ def operators_dashboard(lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
                 _("Departure delay by route"),
                 [sql_target(DELAY)],
                 grid=(0, 20, 12, 8),
-                unit=minutes,
+                unit=unit_for("m", lang),
             ),
             _("Delay"),
         ),
-        headways,
-        dwell,
-        takeovers,
-        names(
-            panel(
-                "barchart",
-                _("Takeovers, obstacle stops, remote interventions"),
-                [
-                    sql_target(
-                        INTERVENTIONS.format(
-                            type=sql_label("bus_events.type", _texts(EVENT_TYPES, _))
-                        ),
-                        "table",
-                    )
-                ],
-                grid=(18, 28, 6, 8),
-                options={"xField": "type", "orientation": "horizontal"},
-            ),
-            {"events": _("Events"), "type": _("Event")},
-        ),
-        alerts,
-        stop_headways,
-        _accuracy_panel(_),
     ]
-    return dashboard(
-        "mebuku-bus-operations",
-        _("Bus operations"),
-        panels,
-        tags=["mobility", "operators"],
-        description=_("Live vehicles, schedule adherence and autonomous-bus KPIs."),
-        variables=[
-            query_variable("route", ROUTES, label=_("Route")),
-            query_variable("stop", STOPS, label=_("Stop"), multi=False, include_all=False),
-        ],
+
+
+def _interventions_panel(_: Gettext) -> dict[str, Any]:
+    """Counts of takeovers and stops by type: how often the autonomous bus needed help."""
+    return names(
+        panel(
+            "barchart",
+            _("Takeovers, obstacle stops, remote interventions"),
+            [
+                sql_target(
+                    INTERVENTIONS.format(type=sql_label("bus_events.type", _texts(EVENT_TYPES, _))),
+                    "table",
+                )
+            ],
+            grid=(18, 28, 6, 8),
+            options={"xField": "type", "orientation": "horizontal"},
+        ),
+        {"events": _("Events"), "type": _("Event")},
     )
 
 
 def dashboards(lang: Lang = DEFAULT_LANG) -> list[tuple[str, dict[str, Any]]]:
-    """The mobility dashboards in ``lang`` (entry point ``mebuku.dashboards``)."""
+    """(folder, dashboard) pairs that ``mebuku grafana build`` finds via ``mebuku.dashboards``."""
     return [("operators", operators_dashboard(lang))]

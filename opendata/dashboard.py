@@ -36,6 +36,7 @@ MET: dict[str, str] = {"met": N_("Met"), "not_met": N_("Not met"), "no_data": N_
 
 
 def _texts(table: dict[str, str], _: Gettext) -> dict[str, str]:
+    """A code -> words table translated, so panels show names, not codes."""
     return {code: _(text) for code, text in table.items()}
 
 
@@ -49,6 +50,7 @@ def fiscal_year_label(expr: str, _: Gettext) -> str:
 
 
 def _mytaku_panels(_: Gettext) -> list[dict[str, Any]]:
+    """Who uses MyTaku and where: towns and age bands that the subsidy does not reach."""
     towns = panel(
         "table",
         _("MyTaku users by town (range)"),
@@ -97,6 +99,7 @@ def _mytaku_panels(_: Gettext) -> list[dict[str, Any]]:
 
 
 def _budget_panels(_: Gettext) -> list[dict[str, Any]]:
+    """Subsidy spending against the budget: when the programme needs more money or rules."""
     budget = panel(
         "bargauge",
         _("Subsidy spending against the budget per fiscal year"),
@@ -133,6 +136,7 @@ def _budget_panels(_: Gettext) -> list[dict[str, Any]]:
 
 
 def _punctuality_panel(_: Gettext) -> dict[str, Any]:
+    """Route and hour with the worst punctuality first: where a timetable change helps."""
     p = panel(
         "table",
         _("On-time share by route and hour of day (range)"),
@@ -161,6 +165,12 @@ def _punctuality_panel(_: Gettext) -> dict[str, Any]:
 
 
 def _fiveg_panels(_: Gettext) -> list[dict[str, Any]]:
+    """Local-5G trials against the council's targets, then where the coverage is."""
+    return [*_fiveg_target_panels(_), _coverage_map(_)]
+
+
+def _fiveg_target_panels(_: Gettext) -> list[dict[str, Any]]:
+    """How many council targets are met, and each KPI's measured value against its target."""
     met = panel(
         "stat",
         _("Local 5G targets met"),
@@ -201,6 +211,11 @@ def _fiveg_panels(_: Gettext) -> list[dict[str, Any]]:
         },
     )
     value_texts(kpis, "met", _texts(MET, _))
+    return [met, kpis]
+
+
+def _coverage_map(_: Gettext) -> dict[str, Any]:
+    """Median RSRP per 50 m cell (the open-data grid): the gaps a new antenna should fill."""
     cells = panel(
         "geomap",
         _("Local 5G coverage (50 m cells, median RSRP)"),
@@ -224,12 +239,11 @@ def _fiveg_panels(_: Gettext) -> list[dict[str, Any]]:
             "samples": _("Samples"),
         },
     )
-    field_units(cells, {"lat": "none", "lon": "none", "samples": "short"})
-    return [met, kpis, cells]
+    return field_units(cells, {"lat": "none", "lon": "none", "samples": "short"})
 
 
 def ebpm_dashboard(lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
-    """The EBPM dashboard for city staff in ``lang``."""
+    """The EBPM dashboard in ``lang``: evidence for city staff's policy decisions."""
     _ = gettext_for(lang)
     panels = [
         *_mytaku_panels(_),
@@ -249,6 +263,5 @@ def ebpm_dashboard(lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
 
 
 def dashboards(lang: Lang = DEFAULT_LANG) -> list[tuple[str, dict[str, Any]]]:
-    """(folder, dashboard JSON): the EBPM dashboard for city staff (entry point
-    ``mebuku.dashboards``)."""
+    """(folder, dashboard) pairs that ``mebuku grafana build`` finds via ``mebuku.dashboards``."""
     return [("city", ebpm_dashboard(lang))]

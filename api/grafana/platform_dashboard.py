@@ -6,6 +6,7 @@ from typing import Any
 
 from core.grafana import (
     API_DATASOURCE,
+    Gettext,
     axis_label,
     dashboard,
     names,
@@ -78,57 +79,20 @@ SELECT DISTINCT vehicle_id FROM grafana.bus_telemetry_1m WHERE $__timeFilter(buc
 
 
 def api_target(series: str, ref_id: str = "A") -> dict[str, Any]:
-    """A query of the API's JSON data source (series computed by the API)."""
+    """A query of the API's JSON data source: series the API computes over all device types."""
     return {"refId": ref_id, "datasource": API_DATASOURCE, "target": series, "type": "timeserie"}
 
 
 def platform_dashboard(lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
-    """The platform overview in ``lang``."""
+    """The platform overview in ``lang``: city staff see at a glance whether data flows."""
     _ = gettext_for(lang)
     sec = unit_for("s", lang)
-    reasons = _REJECT_REASONS.replace("{reason}", reason_label("split_part(reason, ':', 1)", _))
+    stored, lag = _flow_panels(_, sec)
+    rejected, reasons = _reject_panels(_)
     panels = [
-        names(
-            axis_label(
-                panel(
-                    "timeseries",
-                    _("Messages stored"),
-                    [sql_target(_MESSAGES)],
-                    grid=(0, 0, 12, 8),
-                    unit="short",
-                    description=_("Messages of every stream stored per interval."),
-                ),
-                _("Messages"),
-            ),
-            {"messages": _("Messages")},
-        ),
-        names(
-            axis_label(
-                panel(
-                    "timeseries",
-                    _("Ingest lag (bus telemetry)"),
-                    [sql_target(_LAG)],
-                    grid=(12, 0, 12, 8),
-                    unit=sec,
-                    description=_("Seconds from measurement on the bus to storage."),
-                    thresholds=[(None, "green"), (5, "orange"), (30, "red")],
-                ),
-                _("Lag"),
-            ),
-            {"p95 lag": _("95th percentile"), "mean lag": _("Mean")},
-        ),
-        names(
-            panel(
-                "stat",
-                _("Rejected messages"),
-                [sql_target(_REJECTS, fmt="table")],
-                grid=(0, 8, 6, 6),
-                unit="short",
-                description=_("Malformed messages kept in the dead letter (nothing is lost)."),
-                thresholds=[(None, "green"), (1, "orange")],
-            ),
-            {"rejected": _("Rejected messages")},
-        ),
+        stored,
+        lag,
+        rejected,
         axis_label(
             panel(
                 "timeseries",
@@ -150,21 +114,7 @@ def platform_dashboard(lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
             ),
             _("Reports"),
         ),
-        names(
-            panel(
-                "table",
-                _("Rejects by reason"),
-                [sql_target(reasons, fmt="table")],
-                grid=(12, 14, 12, 8),
-            ),
-            {
-                "reason": _("Reason"),
-                "reason (detail)": _("Reason (detail)"),
-                "topic": _("Topic"),
-                "messages": _("Messages"),
-                "last_seen": _("Last seen"),
-            },
-        ),
+        reasons,
     ]
     return dashboard(
         "mebuku-platform",
@@ -178,6 +128,73 @@ def platform_dashboard(lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
     )
 
 
+def _flow_panels(_: Gettext, sec: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Messages stored and their lag: data that arrives late is as bad as none for the map."""
+    stored = names(
+        axis_label(
+            panel(
+                "timeseries",
+                _("Messages stored"),
+                [sql_target(_MESSAGES)],
+                grid=(0, 0, 12, 8),
+                unit="short",
+                description=_("Messages of every stream stored per interval."),
+            ),
+            _("Messages"),
+        ),
+        {"messages": _("Messages")},
+    )
+    lag = names(
+        axis_label(
+            panel(
+                "timeseries",
+                _("Ingest lag (bus telemetry)"),
+                [sql_target(_LAG)],
+                grid=(12, 0, 12, 8),
+                unit=sec,
+                description=_("Seconds from measurement on the bus to storage."),
+                thresholds=[(None, "green"), (5, "orange"), (30, "red")],
+            ),
+            _("Lag"),
+        ),
+        {"p95 lag": _("95th percentile"), "mean lag": _("Mean")},
+    )
+    return stored, lag
+
+
+def _reject_panels(_: Gettext) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The dead-letter count and its reasons in words: nothing is lost, and why it failed."""
+    reasons = _REJECT_REASONS.replace("{reason}", reason_label("split_part(reason, ':', 1)", _))
+    count = names(
+        panel(
+            "stat",
+            _("Rejected messages"),
+            [sql_target(_REJECTS, fmt="table")],
+            grid=(0, 8, 6, 6),
+            unit="short",
+            description=_("Malformed messages kept in the dead letter (nothing is lost)."),
+            thresholds=[(None, "green"), (1, "orange")],
+        ),
+        {"rejected": _("Rejected messages")},
+    )
+    by_reason = names(
+        panel(
+            "table",
+            _("Rejects by reason"),
+            [sql_target(reasons, fmt="table")],
+            grid=(12, 14, 12, 8),
+        ),
+        {
+            "reason": _("Reason"),
+            "reason (detail)": _("Reason (detail)"),
+            "topic": _("Topic"),
+            "messages": _("Messages"),
+            "last_seen": _("Last seen"),
+        },
+    )
+    return count, by_reason
+
+
 def dashboards(lang: Lang = DEFAULT_LANG) -> list[tuple[str, dict[str, Any]]]:
-    """The platform dashboards in ``lang`` (entry point ``mebuku.dashboards``)."""
+    """(folder, dashboard) pairs that ``mebuku grafana build`` finds via ``mebuku.dashboards``."""
     return [("city", platform_dashboard(lang))]

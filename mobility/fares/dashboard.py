@@ -57,11 +57,12 @@ BY_OPERATOR = (
 
 
 def operator_names() -> dict[str, str]:
-    """Operator id -> registered name (the registry's legal name, as written there)."""
+    """Operator id -> registered legal name: settlement is addressed to the name, not the id."""
     return {op.id: op.legal_name for op in registry().operators}
 
 
 def _by_operator(_: Gettext) -> dict[str, Any]:
+    """This month's amounts per operator by name: the lines of the monthly settlement."""
     p = panel(
         "table",
         _("This month by operator"),
@@ -86,6 +87,7 @@ def _by_operator(_: Gettext) -> dict[str, Any]:
 
 
 def _stats(_: Gettext) -> list[dict[str, Any]]:
+    """The headline numbers above the charts: what is owed, rides, registered residents."""
     return [
         names(
             panel(
@@ -156,53 +158,12 @@ def _stats(_: Gettext) -> list[dict[str, Any]]:
 
 
 def fares_dashboard(lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
-    """The settlement dashboard in ``lang``."""
+    """The settlement dashboard in ``lang``: what the city owes each operator, and why."""
     _ = gettext_for(lang)
-    reason = sql_label("reason", {k: _(v) for k, v in REASONS.items()})
     panels = [
         *_stats(_),
-        names(
-            axis_label(
-                panel(
-                    "timeseries",
-                    _("Subsidy and discount yen"),
-                    [
-                        sql_target(
-                            "SELECT $__timeGroupAlias(hour, $__interval),"
-                            " coalesce(sum(amount_yen) FILTER (WHERE source = 'taxi'), 0)"
-                            " AS mytaku_yen,"
-                            " coalesce(sum(amount_yen) FILTER (WHERE source = 'bus'), 0)"
-                            " AS bus_discount_yen"
-                            " FROM grafana.fares_ledger_hourly WHERE $__timeFilter(hour)"
-                            " GROUP BY 1 ORDER BY 1"
-                        )
-                    ],
-                    grid=(0, 4, 16, 8),
-                    unit="currencyJPY",
-                ),
-                _("Amount"),
-            ),
-            {"mytaku_yen": _("MyTaku subsidy"), "bus_discount_yen": _("Bus discounts")},
-        ),
-        names(
-            panel(
-                "piechart",
-                _("Taxi riders by decision (range)"),
-                [
-                    sql_target(
-                        f"SELECT {reason} AS reason, sum(riders) AS riders"
-                        " FROM grafana.fares_taxi_decisions_hourly"
-                        " WHERE $__timeFilter(hour) GROUP BY 1 ORDER BY 2 DESC",
-                        "table",
-                    )
-                ],
-                grid=(16, 4, 8, 8),
-                description=_(
-                    "Why riders were or were not subsidised (limits, eligibility, hours)."
-                ),
-            ),
-            {"riders": _("Riders"), "reason": _("Decision")},
-        ),
+        _amounts_panel(_),
+        _decisions_panel(_),
         _by_operator(_),
     ]
     return dashboard(
@@ -214,6 +175,55 @@ def fares_dashboard(lang: Lang = DEFAULT_LANG) -> dict[str, Any]:
     )
 
 
+def _amounts_panel(_: Gettext) -> dict[str, Any]:
+    """Subsidy and discount yen over time: the spending the budget is checked against."""
+    return names(
+        axis_label(
+            panel(
+                "timeseries",
+                _("Subsidy and discount yen"),
+                [
+                    sql_target(
+                        "SELECT $__timeGroupAlias(hour, $__interval),"
+                        " coalesce(sum(amount_yen) FILTER (WHERE source = 'taxi'), 0)"
+                        " AS mytaku_yen,"
+                        " coalesce(sum(amount_yen) FILTER (WHERE source = 'bus'), 0)"
+                        " AS bus_discount_yen"
+                        " FROM grafana.fares_ledger_hourly WHERE $__timeFilter(hour)"
+                        " GROUP BY 1 ORDER BY 1"
+                    )
+                ],
+                grid=(0, 4, 16, 8),
+                unit="currencyJPY",
+            ),
+            _("Amount"),
+        ),
+        {"mytaku_yen": _("MyTaku subsidy"), "bus_discount_yen": _("Bus discounts")},
+    )
+
+
+def _decisions_panel(_: Gettext) -> dict[str, Any]:
+    """Taxi riders by subsidy decision in words: staff answer "why was I not subsidised?"."""
+    reason = sql_label("reason", {k: _(v) for k, v in REASONS.items()})
+    return names(
+        panel(
+            "piechart",
+            _("Taxi riders by decision (range)"),
+            [
+                sql_target(
+                    f"SELECT {reason} AS reason, sum(riders) AS riders"
+                    " FROM grafana.fares_taxi_decisions_hourly"
+                    " WHERE $__timeFilter(hour) GROUP BY 1 ORDER BY 2 DESC",
+                    "table",
+                )
+            ],
+            grid=(16, 4, 8, 8),
+            description=_("Why riders were or were not subsidised (limits, eligibility, hours)."),
+        ),
+        {"riders": _("Riders"), "reason": _("Decision")},
+    )
+
+
 def dashboards(lang: Lang = DEFAULT_LANG) -> list[tuple[str, dict[str, Any]]]:
-    """The fares dashboards in ``lang`` (entry point ``mebuku.dashboards``)."""
+    """(folder, dashboard) pairs that ``mebuku grafana build`` finds via ``mebuku.dashboards``."""
     return [("city", fares_dashboard(lang))]
