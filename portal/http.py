@@ -21,7 +21,7 @@ from psycopg import AsyncConnection
 
 from core.i18n import N_, as_lang, gettext_for
 from core.settings import Settings, get_settings
-from core.web import Principal, Role, auth_rate_limit, db_conn, public
+from core.web import Authenticator, Principal, Role, auth_rate_limit, db_conn, public
 from mobility.fares import cards, history, ledger, residents
 from mobility.fares.policy import NoPolicyError, load_policies
 from mobility.fares.rules import local_day
@@ -820,14 +820,16 @@ async def counter_page(request: Request, conn: Conn) -> Response:
     "/my/counter/start", response_class=HTMLResponse, dependencies=[Depends(auth_rate_limit)]
 )
 async def counter_start(request: Request) -> Response:
-    """Staff sign in with their admin API key (checked by the API's own authenticator,
-    before this request takes a pool connection of its own)."""
+    """Staff sign in with their admin API key, checked by the API's own authenticator on
+    a pool connection that is given back before the rest of the page's work."""
     page = await _page(request)
     form = await _form(request, page)
     if isinstance(form, Response):
         return form
-    authenticate = request.app.state.authenticate
-    staff = await authenticate(request, None, form.get("api_key", "")[:200] or None)
+    authenticator: Authenticator = request.app.state.authenticate
+    async with request.app.state.pool.connection() as conn:
+        key = form.get("api_key", "")[:200] or None
+        staff = await authenticator(request, conn, None, key)
     if staff is None or staff.role is not Role.ADMIN:
         _ = gettext_for(page.lang)
         log.info("counter session refused: not an admin key")
