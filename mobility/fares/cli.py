@@ -139,6 +139,9 @@ def settle(
         _("total (yen)"),
     )
     names = {o.id: o.legal_name for o in registry().operators}
+    # The operator id is what people copy into --operator: never folded across lines.
+    table.columns[0].no_wrap = True
+    table.columns[0].min_width = max((len(r[0]) for r in rows), default=8)
     for op, csv_bytes, json_bytes, cells in rows:
         stem = out / f"statement-{op}-{month}"
         stem.with_suffix(".csv").write_bytes(csv_bytes)
