@@ -27,7 +27,7 @@ from starlette.routing import BaseRoute
 from api import health, problems
 from api.grafana_source import router as grafana_router
 from api.keys import resolve_api_key
-from api.middleware import RequestMetrics
+from api.middleware import RequestConnections, RequestMetrics
 from api.openapi import install_openapi
 from api.plugins import import_optional
 from api.routes import effective_routes, route_access
@@ -205,6 +205,8 @@ def create_app(
 
     problems.install(app)
     install_openapi(app)
+    # innermost: the request's pool connection (core.web.db_conn), returned after the answer
+    app.add_middleware(RequestConnections)
     # issue 11: screens every byte for Individual Numbers and enforces the body size limit
     app.add_middleware(RequestScreen, max_body_bytes=settings.api_max_body_bytes)
     if settings.api_cors_origins:
