@@ -30,6 +30,7 @@ from api.keys import resolve_api_key
 from api.middleware import RequestConnections, RequestMetrics
 from api.openapi import install_openapi
 from api.plugins import import_optional
+from api.route_index import install_route_index
 from api.routes import effective_routes, route_access
 from api.screen import RequestScreen
 from core import plugins
@@ -218,4 +219,5 @@ def create_app(
         )
     app.add_middleware(RequestMetrics, registry=registry)
     enforce_default_deny(app)
+    install_route_index(app)  # fixed paths try only the routes that can match them
     return app
