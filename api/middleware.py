@@ -33,6 +33,9 @@ class RequestMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
         )
         self._templates: dict[int, str] | None = None
+        # label children by label values: prometheus_client looks them up under a lock
+        self._counted: dict[tuple[str, str, str], Any] = {}
+        self._timed: dict[tuple[str, str], Any] = {}
 
     def _template(self, scope: Scope) -> str:
         route: Any = scope.get("route")
@@ -62,8 +65,15 @@ class RequestMetrics:
         finally:
             template = self._template(scope)
             method = scope.get("method", "")
-            self.requests.labels(method, template, str(status)).inc()
-            self.latency.labels(method, template).observe(time.perf_counter() - start)
+            key = (method, template, str(status))
+            counter = self._counted.get(key)
+            if counter is None:
+                counter = self._counted[key] = self.requests.labels(*key)
+            timer = self._timed.get(key[:2])
+            if timer is None:
+                timer = self._timed[key[:2]] = self.latency.labels(method, template)
+            counter.inc()
+            timer.observe(time.perf_counter() - start)
 
 
 class RequestConnections:
