@@ -77,8 +77,9 @@ class RequestMetrics:
 
 
 class RequestConnections:
-    """Gives every HTTP request a :class:`core.web.RequestConnection` (checked out only if
-    ``core.web.db_conn`` asks) and returns it to the pool once the app has answered.
+    """Gives every HTTP request (and WebSocket) a :class:`core.web.RequestConnection`
+    (checked out only if ``core.web.db_conn`` asks) and returns it to the pool once the app
+    has answered.
 
     Cheaper than a generator dependency, which FastAPI wraps in an exit stack and a
     cancel scope on every request; the return is shielded from cancellation in the same
@@ -90,7 +91,7 @@ class RequestConnections:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the app with a lazy connection in the scope; return it afterwards."""
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         holder = RequestConnection(scope["app"].state)
