@@ -27,9 +27,10 @@ from starlette.routing import BaseRoute
 from api import health, problems
 from api.grafana_source import router as grafana_router
 from api.keys import resolve_api_key
-from api.middleware import RequestMetrics
+from api.middleware import RequestConnections, RequestMetrics
 from api.openapi import install_openapi
 from api.plugins import import_optional
+from api.route_index import install_route_index
 from api.routes import effective_routes, route_access
 from api.screen import RequestScreen
 from core import plugins
@@ -205,6 +206,8 @@ def create_app(
 
     problems.install(app)
     install_openapi(app)
+    # innermost: the request's pool connection (core.web.db_conn), returned after the answer
+    app.add_middleware(RequestConnections)
     # issue 11: screens every byte for Individual Numbers and enforces the body size limit
     app.add_middleware(RequestScreen, max_body_bytes=settings.api_max_body_bytes)
     if settings.api_cors_origins:
@@ -216,4 +219,5 @@ def create_app(
         )
     app.add_middleware(RequestMetrics, registry=registry)
     enforce_default_deny(app)
+    install_route_index(app)  # fixed paths try only the routes that can match them
     return app

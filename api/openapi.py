@@ -12,10 +12,12 @@ import json
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.utils import get_openapi
+from fastapi.security.base import SecurityBase
 
 from api.problems import MEDIA_TYPE, STATUS_SLUGS, FieldError, Problem
-from api.routes import RouteView, effective_routes, has_marker
+from api.routes import RouteView, calls, effective_routes, has_marker
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
@@ -66,10 +68,13 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         if not view.is_api or not view.include_in_schema:
             continue
         path = schema["paths"].get(view.path, {})
+        security = _route_security(view)
         for method in view.methods:
             op = path.get(method.lower())
             if op is None:
                 continue
+            if security:
+                op = path[method.lower()] = _with_security(op, schema, security)
             responses = op.setdefault("responses", {})
             for status in problem_statuses(view):
                 key = str(status)
@@ -85,6 +90,40 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         if not _referenced(schema, f"#/components/schemas/{unused}"):
             components.pop(unused, None)
     return schema
+
+
+OPERATION_METADATA = ("tags", "summary", "description", "operationId", "deprecated")
+
+
+def _route_security(view: RouteView) -> list[SecurityBase]:
+    """Credential schemes a route reads itself (``core.web.require_roles``), which FastAPI
+    cannot see as they are not sub-dependencies."""
+    found: list[SecurityBase] = []
+    for call in calls(view.dependant):
+        for scheme in getattr(call, "__mebuku_security__", ()):
+            if isinstance(scheme, SecurityBase) and scheme not in found:
+                found.append(scheme)
+    return found
+
+
+def _with_security(
+    op: dict[str, Any], schema: dict[str, Any], schemes: list[SecurityBase]
+) -> dict[str, Any]:
+    """``op`` listing ``schemes`` where FastAPI puts security (after the metadata), and the
+    schemes in ``components.securitySchemes``: the document FastAPI would write had the
+    route declared them as dependencies."""
+    listed = list(op.get("security", []))
+    for scheme in schemes:
+        if not any(scheme.scheme_name in entry for entry in listed):
+            listed.append({scheme.scheme_name: []})
+        defs = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+        defs.setdefault(
+            scheme.scheme_name, jsonable_encoder(scheme.model, by_alias=True, exclude_none=True)
+        )
+    out = {k: v for k, v in op.items() if k in OPERATION_METADATA}
+    out["security"] = listed
+    out.update((k, v) for k, v in op.items() if k not in out)
+    return out
 
 
 def _referenced(schema: dict[str, Any], ref: str) -> bool:

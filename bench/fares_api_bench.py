@@ -47,7 +47,8 @@ BUS = {
 }
 SERVER = (
     "import uvicorn; uvicorn.run('fares_api_bench:make_app', factory=True, app_dir={app_dir!r},"
-    " host='127.0.0.1', port={port}, workers={workers}, access_log=False, log_level='warning')"
+    " host='127.0.0.1', port={port}, workers={workers}, access_log=False, log_level='warning',"
+    " proxy_headers=False)"  # as `mebuku api serve`
 )
 
 

@@ -219,6 +219,30 @@ def test_unhandled_error_is_500_without_details(settings: Settings, caplog) -> N
     assert "secret internal detail" in caplog.text  # logged server-side
 
 
+def test_every_request_returns_its_pool_connection(settings: Settings) -> None:
+    """Three times the pool's size of requests (answered, refused, failed): none waits for
+    a connection, and afterwards the pool holds every connection it opened."""
+    router = APIRouter()
+
+    @router.get("/v1/boom")
+    async def boom(principal: Principal = Depends(require_roles(Role.ADMIN))) -> None:
+        raise RuntimeError("boom")
+
+    from api.keys import create_api_key
+
+    key = create_api_key(settings.require_database_url(), "admin")
+    app = create_app(settings, domain_routers=(), extra_routers=[router])
+    with TestClient(app, raise_server_exceptions=False) as c:
+        statuses = [
+            c.get("/v1/boom", headers={"X-API-Key": key if i % 3 else "wrong"}).status_code
+            for i in range(30)
+        ]
+        stats = app.state.pool.get_stats()
+    assert sorted(set(statuses)) == [401, 500]
+    assert stats.get("requests_waiting", 0) == 0
+    assert stats["pool_available"] == stats["pool_size"]
+
+
 def test_body_size_limit(client: TestClient, creds: Credentials) -> None:
     big = b'{"metric": "' + b"x" * 2_000_000 + b'"}'
     r = client.post(
@@ -292,6 +316,8 @@ def test_openapi_lists_security_schemes_and_problems(client: TestClient) -> None
     op = spec["paths"]["/v1/operators/{operator_id}/echo"]["get"]
     assert {"401", "403", "404", "422"} <= set(op["responses"])
     assert "application/problem+json" in op["responses"]["403"]["content"]
+    # require_roles reads both credentials itself; OpenAPI still lists them on the route
+    assert op["security"] == [{"HTTPBearer": []}, {"APIKeyHeader": []}]
     assert "security" not in spec["paths"]["/healthz"]["get"]
     assert client.get("/docs").status_code == 200
 
