@@ -184,46 +184,24 @@ FROM ({_percentile_series("'rtt_ms'", "(0.5), (0.95), (0.99)")}) p
 GROUP BY 1 ORDER BY 1
 """
 
-# Geomap: the API's and the report's cells (fiveg/coverage.py): 50 m squares of EPSG:6677,
-# drawn at their centres as squares, from the hourly per-device, per-cell histograms of
-# grafana.fiveg_cells_1h (core/roles/migrations/0420: the cell is computed once, when a
-# sample is materialised) over every hour the range touches. Medians: the rank's bin, placed
-# by rank inside it (within one bin: 0.5 dB for RSRP, 5.9 % for UL and DL). Cells under
-# 10 samples keep a null RSRP (grey), as the API's `sufficient`.
+# Geomap: the API's and the report's cells (fiveg/coverage.py): 50 m squares of EPSG:6677
+# from grafana.fiveg_radio_cells (core/roles/migrations/0400), drawn at their centres as
+# squares. Cells under 10 samples keep a null RSRP (grey), as the API's `sufficient`.
 COVERAGE_MIN_SAMPLES = 10
 COVERAGE_MAP = f"""
-WITH h AS (
-  SELECT cx, cy, metric, bin, lo, hi, sum(n) AS n
-  FROM grafana.fiveg_cells_1h WHERE {HOURS_TOUCHED}
-  GROUP BY 1, 2, 3, 4, 5, 6
-), c AS (
-  SELECT *, sum(n) OVER (PARTITION BY cx, cy, metric ORDER BY bin) AS cum,
-         0.5 * (sum(n) FILTER (WHERE bin IS NOT NULL) OVER (PARTITION BY cx, cy, metric) - 1)
-           AS r,
-         sum(n) OVER (PARTITION BY cx, cy, metric) AS samples
-  FROM h
-), s AS (
-  -- percentile_cont's rank r lies between the order statistics floor(r) and ceil(r),
-  -- each placed by rank inside its bin.
-  SELECT cx, cy, metric, max(samples) AS samples, max(r) AS r,
-         min(lo + (hi - lo) * (floor(r) - (cum - n) + 0.5) / n) FILTER (
-           WHERE bin IS NOT NULL AND cum > floor(r) AND cum - n <= floor(r)) AS a,
-         min(lo + (hi - lo) * (ceil(r) - (cum - n) + 0.5) / n) FILTER (
-           WHERE bin IS NOT NULL AND cum > ceil(r) AND cum - n <= ceil(r)) AS b
-  FROM c GROUP BY 1, 2, 3
-), q AS (
-  SELECT cx, cy, max(samples) AS samples,
-         max(a + (r - floor(r)) * (b - a)) FILTER (WHERE metric = 'rsrp_dbm') AS rsrp,
-         max(a + (r - floor(r)) * (b - a)) FILTER (WHERE metric = 'ul_mbps') AS ul,
-         max(a + (r - floor(r)) * (b - a)) FILTER (WHERE metric = 'dl_mbps') AS dl
-  FROM s GROUP BY 1, 2
-)
-SELECT ll[1] AS latitude, ll[2] AS longitude, q.samples,
-       CASE WHEN q.samples >= {COVERAGE_MIN_SAMPLES} THEN q.rsrp END AS "median RSRP",
-       q.ul AS "median UL", q.dl AS "median DL", q.cx || '_' || q.cy AS cell
-FROM q
-CROSS JOIN LATERAL grafana.fiveg_cell_centre(q.cx, q.cy) ll
-ORDER BY q.cx, q.cy
+SELECT ll[1] AS latitude, ll[2] AS longitude, c.samples,
+       CASE WHEN c.samples >= {COVERAGE_MIN_SAMPLES} THEN c.rsrp END AS "median RSRP",
+       c.ul AS "median UL", c.dl AS "median DL", c.cx || '_' || c.cy AS cell
+FROM (
+    SELECT cx, cy, count(*) AS samples,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY rsrp_dbm) AS rsrp,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY ul_mbps) AS ul,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY dl_mbps) AS dl
+    FROM grafana.fiveg_radio_cells WHERE {IN_TRIAL}
+    GROUP BY cx, cy
+) c
+CROSS JOIN LATERAL grafana.fiveg_cell_centre(c.cx, c.cy) ll
+ORDER BY c.cx, c.cy
 """
 
 # Band counts per device and 5 minutes (every sample with an RSRP is in one band).
@@ -401,9 +379,7 @@ def _coverage_map(_: Gettext) -> dict[str, Any]:
         thresholds=RSRP_COLOURS,
         description=_(
             "50 m cells of the plane rectangular coordinate system zone IX (EPSG:6677), the "
-            "same cells as the API's coverage map and the council report. Every hour the time "
-            "range touches, whole; medians from histograms, within 0.5 dB (RSRP) and 5.9 % "
-            "(uplink, downlink) of the exact value."
+            "same cells as the API's coverage map and the council report."
         ),
         options={
             "view": {"id": "coords", "lat": 36.389, "lon": 139.063, "zoom": 14},

@@ -1,16 +1,16 @@
 """The council's coverage panel draws exactly the API's and the report's 50 m cells.
 
 fiveg.coverage bins samples into 50 m cells of EPSG:6677 with pyproj; the panel reads
-the cell rollups of core/roles/migrations/0420, whose projection is SQL (0400). Both run
-here on the same seeded samples: same cells, same sample counts, medians within one
-histogram bin, and each drawn centre is the centre of the API's cell polygon.
+grafana.fiveg_radio_cells, whose projection is SQL (core/roles/migrations/0400). Both run
+here on the same seeded samples: same cells, same sample counts, same medians, and each
+drawn centre is the centre of the API's cell polygon.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -81,16 +81,13 @@ def test_panel_draws_the_api_cells(seeded: str) -> None:
     cols = [c.name for c in desc]
     panel_cells = {r[cols.index("cell")]: dict(zip(cols, r, strict=True)) for r in rows}
 
-    # The API's computation (fiveg/http.py get_coverage) on the same samples: those of
-    # every hour the range touches, whole (the panel reads hourly rollups).
-    first_hour = start.replace(minute=0, second=0, microsecond=0)
-    after_last = end.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    # The API's computation (fiveg/http.py get_coverage) on the same samples.
     with psycopg.connect(seeded) as conn:
         points = conn.execute(
             "SELECT lat, lon, rsrp_dbm, dl_mbps, ul_mbps FROM fiveg_radio"
             " WHERE device_id IN (SELECT device_id FROM fiveg_trial_devices WHERE trial_id = %s)"
-            " AND ts >= %s AND ts < %s AND lat IS NOT NULL AND lon IS NOT NULL",
-            [trial, first_hour, after_last],
+            " AND ts >= %s AND ts <= %s AND lat IS NOT NULL AND lon IS NOT NULL",
+            [trial, start, end],
         ).fetchall()
     api = {f["properties"]["cell"]: f for f in coverage_geojson(points)["features"]}
 
@@ -102,13 +99,9 @@ def test_panel_draws_the_api_cells(seeded: str) -> None:
         got, props = panel_cells[cell], f["properties"]
         assert got["samples"] == props["samples"], cell
         want_rsrp = props["median_rsrp_dbm"] if props["sufficient"] else None
-        # Medians from the cell rollups' histograms: within one bin (0.5 dB; 5.9 %).
-        if want_rsrp is None:
-            assert got["median RSRP"] is None, cell
-        else:
-            assert got["median RSRP"] == pytest.approx(want_rsrp, abs=0.5), cell
-        assert got["median UL"] == pytest.approx(props["median_ul_mbps"], rel=0.06), cell
-        assert got["median DL"] == pytest.approx(props["median_dl_mbps"], rel=0.06), cell
+        assert got["median RSRP"] == pytest.approx(want_rsrp), cell
+        assert got["median UL"] == pytest.approx(props["median_ul_mbps"]), cell
+        assert got["median DL"] == pytest.approx(props["median_dl_mbps"]), cell
         # The marker sits at the centre of the API's polygon.
         ring = f["geometry"]["coordinates"][0]
         cx, cy = (int(v) for v in cell.split("_"))

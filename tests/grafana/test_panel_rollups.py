@@ -187,27 +187,6 @@ SELECT 100.0 * count(*) FILTER (WHERE rsrp_dbm >= -80) / nullif(count(rsrp_dbm),
 FROM grafana.fiveg_radio WHERE {fiveg.IN_TRIAL}
 """
 
-# The coverage map as it was, from every raw sample projected at query time (0400).
-RAW_COVERAGE_MAP = f"""
-SELECT c.cx || '_' || c.cy, c.samples,
-       CASE WHEN c.samples >= {fiveg.COVERAGE_MIN_SAMPLES} THEN c.rsrp END, c.ul, c.dl,
-       ll[1], ll[2]
-FROM (
-    SELECT cx, cy, count(*) AS samples,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY rsrp_dbm) AS rsrp,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY ul_mbps) AS ul,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY dl_mbps) AS dl
-    FROM grafana.fiveg_radio_cells WHERE {fiveg.IN_TRIAL}
-    GROUP BY cx, cy
-) c
-CROSS JOIN LATERAL grafana.fiveg_cell_centre(c.cx, c.cy) ll
-ORDER BY c.cx, c.cy
-"""
-ROLLUP_COVERAGE_MAP = f"""
-SELECT cell, samples, "median RSRP", "median UL", "median DL", latitude, longitude
-FROM ({fiveg.COVERAGE_MAP}) m
-"""
-
 
 def _num(x: Any) -> Any:
     return float(x) if isinstance(x, Decimal | int | float) and not isinstance(x, bool) else x
@@ -395,24 +374,12 @@ def check_panels(url: str, start: datetime, end: datetime, timescale: bool) -> i
             for i in range(1, len(r)):
                 rel = 1e-6 if i in exact_cols else 0.06
                 assert math.isclose(float(r[i]), float(g[i]), rel_tol=rel), (i, r, g)
-    # The coverage map over whole hours: same cells, counts and centres; medians within
-    # one bin (0.5 dB for RSRP, 5.9 % for UL and DL).
-    cells_raw, cells = run(url, RAW_COVERAGE_MAP, ctx), run(url, ROLLUP_COVERAGE_MAP, ctx)
-    assert len(cells_raw) > 3 and [r[:2] for r in cells_raw] == [r[:2] for r in cells], cells
-    for r, g in zip(cells_raw, cells, strict=True):
-        assert (r[2] is None) == (g[2] is None), (r, g)
-        assert r[2] is None or abs(float(r[2]) - g[2]) <= 0.5, (r, g)
-        for i in (3, 4):
-            assert (r[i] is None and g[i] is None) or math.isclose(
-                float(r[i]), g[i], rel_tol=0.06, abs_tol=0.01
-            ), (i, r, g)
-        assert r[5:] == g[5:], (r, g)
     themes_raw = run(url, RAW_THEMES, ctx)
     themes = run(url, fill(fiveg.THEMES, {"theme": "t.theme"}), ctx)
     assert len(themes_raw) == 3 and [r[:3] for r in themes_raw] == [r[:3] for r in themes]
     for r, g in zip(themes_raw, themes, strict=True):
         assert all(math.isclose(a, b, rel_tol=0.06) for a, b in zip(r[3:], g[3:6], strict=True))
-    return compared + 7  # vehicles, KPIs, scorecard, 2 series, coverage map, themes
+    return compared + 6  # vehicles, KPIs, scorecard, 2 series, themes
 
 
 def test_rollup_panels_match_raw_queries_on_plain_postgresql(
@@ -426,9 +393,9 @@ def test_rollup_panels_match_raw_queries_on_plain_postgresql(
             "SELECT watermark FROM mebuku.rollups WHERE name = 'bus_telemetry_1m'"
         ).fetchone()
         assert wm is not None and start < wm[0] < end
-    assert check_panels(url, start, end, timescale=False) == 3 * 11 + 4 + 7
+    assert check_panels(url, start, end, timescale=False) == 3 * 11 + 4 + 6
     # The panels expand with the data source's TimescaleDB option too (time_bucket).
-    assert check_panels(url, start, end, timescale=True) == 3 * 11 + 4 + 7
+    assert check_panels(url, start, end, timescale=True) == 3 * 11 + 4 + 6
 
 
 def test_the_lag_histogram_sees_late_and_early_commits(
@@ -455,4 +422,4 @@ def test_rollup_panels_match_raw_queries_on_timescaledb(timescale_url: str) -> N
     url, start, end = _load_fleet(timescale_url)
     with psycopg.connect(url) as conn:
         assert has_timescale(conn)
-    assert check_panels(url, start, end, timescale=True) == 3 * 11 + 4 + 7
+    assert check_panels(url, start, end, timescale=True) == 3 * 11 + 4 + 6
