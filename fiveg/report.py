@@ -37,9 +37,6 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.cidfonts import UnicodeCIDFont
-from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     Image,
@@ -55,6 +52,7 @@ from shapely.geometry import box, shape
 from shapely.geometry.base import BaseGeometry
 
 from core.i18n import Lang, gettext_for
+from core.pdf import FONT_FILES, japanese_font
 from core.resources import towns_geojson
 from fiveg import histogram
 from fiveg.coverage import BAND_COLOURS, CELL_M, GRID_CRS
@@ -72,14 +70,6 @@ from fiveg.labels import (
 from fiveg.labels import cite as cite_source
 from fiveg.targets import KPIS, Target
 
-# IPAex Gothic (Debian: fonts-ipaexfont-gothic) is embedded when installed, so the PDF
-# reads the same on any viewer; otherwise the CID font, which Japanese viewers supply.
-FONT_FILES = (
-    "/usr/share/fonts/opentype/ipaexfont-gothic/ipaexg.ttf",
-    "/usr/share/fonts/truetype/ipaexfont-gothic/ipaexg.ttf",
-    "/usr/share/fonts/ipaexfont-gothic/ipaexg.ttf",
-    "/usr/share/fonts/truetype/fonts-japanese-gothic.ttf",
-)
 # Charts also accept Noto CJK (Debian: fonts-noto-cjk), which reportlab cannot embed.
 CHART_FONT_FILES = (
     *FONT_FILES,
@@ -87,15 +77,6 @@ CHART_FONT_FILES = (
     "/usr/share/fonts/opentype/noto/NotoSansCJKjp-Regular.otf",
 )
 TOWNS = towns_geojson()
-
-
-def _register_font() -> str:
-    for f in FONT_FILES:
-        if Path(f).is_file():
-            pdfmetrics.registerFont(TTFont("IPAexGothic", f))
-            return "IPAexGothic"
-    pdfmetrics.registerFont(UnicodeCIDFont("HeiseiKakuGo-W5"))
-    return "HeiseiKakuGo-W5"
 
 
 def _chart_font() -> str | None:
@@ -107,7 +88,7 @@ def _chart_font() -> str | None:
     return None
 
 
-JP = _register_font()
+JP = japanese_font()
 CHART_FONT = _chart_font()
 # Set once at import, not per chart: rc_context swaps global state and is not thread-safe
 # (the API renders reports in worker threads). Only the report draws with matplotlib.

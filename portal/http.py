@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from psycopg import AsyncConnection
 
+from core.extras import missing
 from core.i18n import N_, as_lang, gettext_for
 from core.settings import Settings, get_settings
 from core.web import Authenticator, Principal, Role, auth_rate_limit, db_conn, public
@@ -414,7 +415,17 @@ async def statement(request: Request, conn: Conn, month: str = "") -> Response:
         )
     session: counter.CounterSession | None = getattr(request.state, "portal_counter", None)
     staff = session.staff if session is not None else None
-    body = await statement_pdf(conn, principal.resident_id, m, page.lang, staff)
+    try:
+        body = await statement_pdf(conn, principal.resident_id, m, page.lang, staff)
+    except ModuleNotFoundError:  # the report extra (reportlab) is not installed
+        log.warning("statement PDF unavailable: %s", missing("report", "reportlab"))
+        return _problem_page(
+            page,
+            503,
+            N_("The statement cannot be printed here"),
+            N_("Ask at the city office; the rides above are what it would show."),
+            "/my/rides",
+        )
     if session is not None:
         await counter.audit(conn, session.staff, principal.resident_id, "statement", f"{m:%Y-%m}")
     resp = Response(body, media_type="application/pdf")

@@ -11,40 +11,18 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import cache
-from pathlib import Path
 
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.cidfonts import UnicodeCIDFont
-from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from core.i18n import Lang, gettext_for
+from core.pdf import japanese_font as font
 from mobility.fares.history import BusTrip, TaxiTrip
 from portal.web import fmt_date, fmt_month, fmt_time
 from portal.words import DISCOUNT_WORDS, month_totals, reason_words, taxi_share_yen, yen
-
-FONT_FILES = (
-    "/usr/share/fonts/opentype/ipaexfont-gothic/ipaexg.ttf",
-    "/usr/share/fonts/truetype/ipaexfont-gothic/ipaexg.ttf",
-    "/usr/share/fonts/ipaexfont-gothic/ipaexg.ttf",
-    "/usr/share/fonts/truetype/fonts-japanese-gothic.ttf",
-)
-
-
-@cache
-def font() -> str:
-    """Register the Japanese font once; its name."""
-    for f in FONT_FILES:
-        if Path(f).is_file():
-            pdfmetrics.registerFont(TTFont("IPAexGothic", f))
-            return "IPAexGothic"
-    pdfmetrics.registerFont(UnicodeCIDFont("HeiseiKakuGo-W5"))
-    return "HeiseiKakuGo-W5"
 
 
 @dataclass(frozen=True)
