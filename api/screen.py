@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, unquote, unquote_plus
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.i18n import DEFAULT_LANG, Lang, gettext, negotiate
 from core.web import PROBLEM_BASE, SCREENED_SCOPE_KEY
 from mobility.fares.mynumber import find_my_number_fields, json_pairs, looks_like_my_number, mask
 
@@ -199,10 +200,18 @@ def problem_body(status: int, slug: str, title: str, detail: str, **extra: Any) 
 
 
 async def send_problem(
-    send: Send, status: int, slug: str, title: str, detail: str, **extra: Any
+    send: Send,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    *,
+    lang: Lang = DEFAULT_LANG,
+    **extra: Any,
 ) -> None:
-    """Answer with a problem straight on the ASGI channel (the screen runs before any router)."""
-    body = problem_body(status, slug, title, detail, **extra)
+    """Answer with a problem straight on the ASGI channel (the screen runs before any router),
+    its title and detail in ``lang`` like every other problem (``type`` never changes)."""
+    body = problem_body(status, slug, gettext(title, lang), gettext(detail, lang), **extra)
     await send(
         {
             "type": "http.response.start",
@@ -210,10 +219,32 @@ async def send_problem(
             "headers": [
                 (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
                 (b"content-length", str(len(body)).encode()),
+                (b"content-language", lang.encode()),
+                (b"vary", b"Accept-Language"),
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def request_lang(scope: Scope) -> Lang:
+    """The client's language from Accept-Language (Japanese when it asks for none we have)."""
+    value = next((v for n, v in scope.get("headers", []) if n == b"accept-language"), b"")
+    return negotiate(value.decode("latin-1") or None)
+
+
+def has_nul(path: str, query: bytes, body: bytes, content_type: str) -> bool:
+    """True when the request carries a NUL character anywhere the app reads text from.
+
+    No text field of the platform may hold one (PostgreSQL text cannot), so refusing it here
+    answers every route the same 400 instead of a database error deep inside one."""
+    if "\x00" in path or b"\x00" in query or b"%00" in query:
+        return True
+    if "x-www-form-urlencoded" in content_type:
+        return b"%00" in body or b"\x00" in body
+    if "json" in content_type:
+        return b"\x00" in body or b"\\u0000" in body.lower()
+    return (content_type == "" or content_type.startswith("text/")) and b"\x00" in body
 
 
 def unsafe_header(headers: Iterable[tuple[bytes, bytes]]) -> bool:
@@ -248,21 +279,23 @@ class RequestScreen:
         body, outcome = await self._read_body(scope, receive)
         if outcome == "gone":
             return  # the client went away before sending its body: nothing to answer
+        lang = request_lang(scope)
         if outcome == "too-large":
             await send_problem(
                 send,
                 413,
                 "payload-too-large",
                 "Request body too large",
-                f"The limit is {self.max_body_bytes} bytes.",
+                gettext("The limit is {n} bytes.", lang).format(n=self.max_body_bytes),
+                lang=lang,
                 instance=masked_path(scope["path"]),
             )
             return
+        content_type = next(
+            (v.decode("latin-1") for n, v in scope.get("headers", []) if n == b"content-type"),
+            "",
+        )
         if not where:
-            content_type = next(
-                (v.decode("latin-1") for n, v in scope.get("headers", []) if n == b"content-type"),
-                "",
-            )
             if len(body) > THREAD_BODY_BYTES:  # keep the event loop serving small requests
                 where = await asyncio.to_thread(screen_body, body, content_type)
             else:
@@ -275,8 +308,21 @@ class RequestScreen:
                 REFUSED,
                 REFUSED_TITLE,
                 REFUSED_DETAIL,
+                lang=lang,
                 instance=masked_path(scope["path"]),
                 fields=sorted(set(where)),
+            )
+            return
+        # after the Individual Number screen: a request with both gets the 422 it must
+        if has_nul(scope["path"], scope.get("query_string", b""), body, content_type):
+            await send_problem(
+                send,
+                400,
+                "nul-character",
+                "Text may not contain a NUL character",
+                "Remove the NUL (0x00, %00 or \\u0000) character from the request.",
+                lang=lang,
+                instance=masked_path(scope["path"]),
             )
             return
         scope[SCREENED_SCOPE_KEY] = True  # domains' second-line screens may skip
