@@ -618,9 +618,13 @@ async def fare_page(
     d_choices: list[stops.Stop] = []
     if not fares:
         if not o_stops or not d_stops:
-            error_text = _("No stop has exactly that name. Choose one of these stops:")
             o_choices = [] if o_stops else (await stops.find_stops(conn, origin))[:10]
             d_choices = [] if d_stops else (await stops.find_stops(conn, dest))[:10]
+            error_text = (
+                _("No stop has exactly that name. Choose one of these stops:")
+                if o_choices or d_choices
+                else _("No stop has that name. Try a shorter part of the name.")
+            )
         else:
             error_text = _("No bus runs directly from {a} to {b}.").format(a=origin, b=dest)
     return render(
