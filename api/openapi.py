@@ -2,9 +2,9 @@
 
 FastAPI documents success bodies and security schemes from the routes; this adds the
 ``Problem`` schema and, for each operation, the 4xx responses it can really return (401/403
-when it needs credentials, 422 and 400 (a NUL character) when it takes input, 404 for path
-ids, 413 for bodies, 401 and 429 when rate limited, i.e. sign-in endpoints), all as
-``application/problem+json``.
+when it needs credentials, 422 when it takes input (the request screen's refusals of an
+Individual Number or a NUL character included), 404 for path ids, 413 for bodies, 401 and
+429 when rate limited, i.e. sign-in endpoints), all as ``application/problem+json``.
 """
 
 from __future__ import annotations
@@ -43,8 +43,6 @@ def problem_statuses(view: RouteView) -> list[int]:
         statuses.add(422)
     if view.has_body:
         statuses |= {413, 422}
-    if 422 in statuses:
-        statuses.add(400)  # text input: the request screen refuses a NUL character (api/screen.py)
     if has_marker(view, "__mebuku_rate_limit__"):
         statuses.add(429)
         # Rate-limited routes are the credential-checking ones (sign-in, renewal): they

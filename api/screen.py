@@ -237,7 +237,8 @@ def has_nul(path: str, query: bytes, body: bytes, content_type: str) -> bool:
     """True when the request carries a NUL character anywhere the app reads text from.
 
     No text field of the platform may hold one (PostgreSQL text cannot), so refusing it here
-    answers every route the same 400 instead of a database error deep inside one."""
+    answers every route the same 422 (a value that is not allowed, like any validation
+    error) instead of a database error deep inside one."""
     if "\x00" in path or b"\x00" in query or b"%00" in query:
         return True
     if "x-www-form-urlencoded" in content_type:
@@ -317,7 +318,7 @@ class RequestScreen:
         if has_nul(scope["path"], scope.get("query_string", b""), body, content_type):
             await send_problem(
                 send,
-                400,
+                422,
                 "nul-character",
                 "Text may not contain a NUL character",
                 "Remove the NUL (0x00, %00 or \\u0000) character from the request.",

@@ -1,4 +1,4 @@
-"""A NUL character anywhere the app reads text is one 400 problem, in the client's language,
+"""A NUL character anywhere the app reads text is one 422 problem, in the client's language,
 before any route (PostgreSQL text cannot hold it: it used to be a 500 deep in a handler)."""
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ def test_nul_is_found_in_every_place_text_comes_from() -> None:
     assert not has_nul("/upload", b"", b"PK\x03\x04\x00\x00", "application/zip")
 
 
-def test_a_nul_in_a_portal_query_is_a_400_problem_not_a_500(client: TestClient) -> None:
+def test_a_nul_in_a_portal_query_is_a_422_problem_not_a_500(client: TestClient) -> None:
     r = client.get("/stops/fare", params={"from": "zz", "to": "\x00"})
-    assert r.status_code == 400
+    assert r.status_code == 422
     assert r.headers["content-type"].startswith("application/problem+json")
     body = r.json()
     assert body["type"].endswith("/nul-character")
@@ -30,7 +30,7 @@ def test_a_nul_in_a_portal_query_is_a_400_problem_not_a_500(client: TestClient) 
         content=b'{"mode": "bus", "from_stop": "a\\u0000"}',
         headers={"Content-Type": "application/json", "Accept-Language": "en"},
     )
-    assert r.status_code == 400
+    assert r.status_code == 422
     assert r.json()["title"] == "Text may not contain a NUL character"
     assert r.headers["content-language"] == "en"
 
