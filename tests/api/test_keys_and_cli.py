@@ -15,7 +15,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from api.cli import operators_app
-from api.keys import check_scope, create_api_key, list_api_keys
+import api.keys
+from api.keys import check_scope, create_api_key, list_api_keys, new_key
 from core.settings import get_settings
 from core.web import Role
 from tests.conftest import REPO_ROOT, TEST_PSEUDONYM_KEY
@@ -35,6 +36,15 @@ def test_scope_rules() -> None:
         check_scope("root", None)
     with pytest.raises(ValueError, match="operator id"):
         check_scope("operator", "bad id; drop table")
+
+
+def test_a_key_id_never_looks_like_an_individual_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An id with twelve digits in a row would be refused by the request screen in a path."""
+    drawn = iter(["3141592653589793", "0123456789ab0123", "ab01234567890123"])
+    monkeypatch.setattr(api.keys.secrets, "token_hex", lambda _n: next(drawn))
+    key_id, key = new_key()
+    assert key_id == "0123456789ab0123"
+    assert key.startswith(f"mbk_{key_id}_")
 
 
 def test_only_the_digest_is_stored(db_url: str) -> None:
