@@ -21,7 +21,7 @@ from mobility.fares.rules import JST, fiscal_year
 from tests.mobility.fares.conftest import bearer, sign_in
 from tests.mobility.fares.jpki import TestCA
 from tests.support.credentials import OPERATOR, Credentials
-from tests.support.privacy import stored_values
+from tests.support.privacy import stored_values, without_random_ids
 
 STATION = {"lon": 139.072877, "lat": 36.38373}  # 前橋駅
 CHUO = {"lon": 139.074485, "lat": 36.392176}  # 中央前橋駅前
@@ -354,8 +354,8 @@ def scan_database(conn: psycopg.Connection) -> list[str]:
     """Columns (text-like and bytea, every table) holding a valid-looking My Number."""
     found: list[str] = []
     for where, value in stored_values(conn):
-        raw = value if isinstance(value, bytes) else value.encode()
-        for m in TWELVE.finditer(raw):
+        text = value.decode("latin-1") if isinstance(value, bytes) else value
+        for m in TWELVE.finditer(without_random_ids(text).encode("latin-1", "replace")):
             if is_valid_my_number(m.group().decode()):
                 found.append(where)
     return found
@@ -375,7 +375,7 @@ def test_privacy_scan_of_database_and_logs(
         found = scan_database(conn)
     assert logs.lines, "the module wrote no logs to scan"
     for line in logs.lines:
-        for m in TWELVE.finditer(line.encode()):
+        for m in TWELVE.finditer(without_random_ids(line).encode()):
             if is_valid_my_number(m.group().decode()):
                 found.append("log: " + line[:80])
     assert found == []
