@@ -9,7 +9,7 @@ from psycopg import AsyncConnection
 NOTICE_KINDS = ("rides-nearly-used", "ride-receipt", "lost-card-presented", "bus-late")
 # Defaults: the 'tenth-last ride' notice (10 rides left); a bus 10 minutes late.
 DEFAULT_THRESHOLDS = {"rides-nearly-used": 10, "bus-late": 10}
-THRESHOLD_RANGES = {"rides-nearly-used": (0, 120), "bus-late": (1, 120)}
+THRESHOLD_RANGES = {"rides-nearly-used": (1, 120), "bus-late": (1, 120)}
 
 
 @dataclass(frozen=True)

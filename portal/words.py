@@ -135,8 +135,11 @@ def taxi_share_yen(trip: TaxiTrip) -> int:
 
 
 def nearly_used_up(rides_left: int, threshold: int) -> bool:
-    """True when a notice about the yearly MyTaku rides is due (``threshold`` left or fewer)."""
-    return 0 <= rides_left <= threshold
+    """True once the ``threshold``-th last ride of the year has been used.
+
+    The default 10 tells a resident when the tenth-last ride is used, so 9 are left then.
+    """
+    return 0 <= rides_left < threshold
 
 
 def yen(n: int) -> str:

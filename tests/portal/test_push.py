@@ -122,7 +122,7 @@ def test_push_end_to_end(
             "csrf": csrf_of(page.text),
             "ride-receipt": "on",
             "rides-nearly-used": "on",
-            "rides-nearly-used-threshold": "69",
+            "rides-nearly-used-threshold": "70",
             "lost-card-presented": "on",
             "quiet_from": "21:00",
             "quiet_to": "07:00",
@@ -137,7 +137,8 @@ def test_push_end_to_end(
         }
         assert c.post("/my/push/subscribe", data=sub).status_code == 204
         assert c.post("/my/push/subscribe", data={**sub, "p256dh": "x"}).status_code == 422
-    # an operator submits a MyTaku ride: a receipt and "69 rides left" reach the phone
+    # an operator submits a MyTaku ride, the 70th-last of the year: a receipt and "69 rides
+    # left" reach the phone
     r = client.post(
         f"/v1/operators/{TAXI}/taxi-rides",
         json=ride_body("N-1", CARD, yesterday_at(10)),

@@ -55,8 +55,9 @@ def test_totals_leave_out_reversed_records() -> None:
 
 
 def test_nearly_used_up() -> None:
-    assert words.nearly_used_up(10, 10) and words.nearly_used_up(0, 10)
-    assert not words.nearly_used_up(11, 10)
+    # the tenth-last ride used leaves 9: that ride brings the notice, the one before not
+    assert words.nearly_used_up(9, 10) and words.nearly_used_up(0, 10)
+    assert not words.nearly_used_up(10, 10) and not words.nearly_used_up(11, 10)
 
 
 def test_notice_form_clamps_thresholds() -> None:
@@ -70,7 +71,7 @@ def test_notice_form_clamps_thresholds() -> None:
             }
         )
     }
-    assert prefs["rides-nearly-used"].enabled and prefs["rides-nearly-used"].threshold == 0
+    assert prefs["rides-nearly-used"].enabled and prefs["rides-nearly-used"].threshold == 1
     assert not prefs["bus-late"].enabled and prefs["bus-late"].threshold == 10
     assert prefs["ride-receipt"].threshold is None
 
