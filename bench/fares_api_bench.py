@@ -2,8 +2,10 @@
 
 Starts its own PostgreSQL (or uses MEBUKU_BENCH_ADMIN_URL), migrates, imports the Gunma Chuo
 GTFS-JP feed (bus fares), seeds residents with eligibility facts, linked cards and a
-fiscal year of ledger entries, then runs the real API (``api.app.create_app``) under
-uvicorn in its own process on loopback. An open-loop async load generator (raw keep-alive
+fiscal year of ledger entries, then serves the real API as ``mebuku api --workers N``
+does (``api.cli.serving_app`` under uvicorn with ``api.cli.UVICORN_OPTIONS``: mebuku's
+logging with the masked access log at INFO, its lines discarded) in its own process on
+loopback. An open-loop async load generator (raw keep-alive
 HTTP/1.1 over asyncio streams) sends requests on a fixed schedule; latency is measured
 from each request's scheduled time, so a stalled server cannot hide queueing (no
 coordinated omission). Bounded: --seconds per
