@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import gc
 import importlib
+import inspect
 import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from types import ModuleType
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -46,6 +48,13 @@ POOL_TIMEOUT_S = 5.0  # a request waits this long for a database connection, the
 DOMAIN_ROUTERS: tuple[str, ...] = tuple(plugins.modules("mebuku.routers"))
 # Routes FastAPI adds itself; everything else must declare roles or public.
 PUBLIC_FRAMEWORK_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+# FastAPI's native OpenTelemetry tracing, metrics and logs (FastAPI >= 0.16x), all off: see
+# create_app. Empty where the installed FastAPI has no such option.
+NO_TELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
 
 DESCRIPTION = """
 Mebuku's HTTP API for Maebashi City: bus operations, fares and subsidies, local-5G KPIs.
@@ -175,6 +184,10 @@ def create_app(
             gc.unfreeze()
 
     app = FastAPI(
+        # Mebuku's request metrics are Prometheus (api.middleware.RequestMetrics) and nothing
+        # configures OpenTelemetry; without this FastAPI asks OpenTelemetry's global
+        # providers on every request whether one has been set since (a few % of a request).
+        **NO_TELEMETRY,
         title="Mebuku API",
         version="0.1.0",
         description=DESCRIPTION,

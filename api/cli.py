@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -13,7 +14,11 @@ from core import tables
 from core.db import connect
 from core.i18n import N_
 from core.i18n import cli_gettext as _
-from core.settings import get_settings
+from core.logging import settings_secrets, setup_logging
+from core.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 console = Console(stderr=True)
 operators_app = typer.Typer(
@@ -30,26 +35,61 @@ ROLE_LABELS = {
 
 DropQueryString = AccessLogFilter  # the earlier name: drops the query, masks 12-digit runs
 
+# How `mebuku api` runs uvicorn; bench/fares_api_bench.py serves with exactly these, so its
+# CPU per request is this configuration's. httptools and uvloop come with uvicorn[standard].
+UVICORN_OPTIONS: dict[str, Any] = {
+    "http": "httptools",
+    "loop": "uvloop",
+    "log_config": None,  # keep mebuku's logging setup: the access log goes through it
+    "proxy_headers": False,  # client addresses: core.web.client_address (trusted proxies)
+}
+
+
+def install_access_log_filter() -> None:
+    """Route uvicorn's access log (one line per request, on whenever mebuku's logging is set
+    up at INFO) through :class:`AccessLogFilter`, once per process."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, AccessLogFilter) for f in access.filters):
+        access.addFilter(AccessLogFilter())
+
+
+def serving_app(settings: Settings | None = None) -> FastAPI:
+    """The API as ``mebuku api`` serves it, built in the process that serves it.
+
+    A uvicorn worker process (``--workers`` above 1) starts without mebuku's logging, so
+    it is set up here from the settings when the process has none; the access log is
+    filtered the same way in every process.
+    """
+    from api.app import create_app
+
+    s = settings or get_settings()
+    if not logging.getLogger().handlers:
+        setup_logging(s.log_level, s.log_format, settings_secrets(s))
+    install_access_log_filter()
+    return create_app(s)
+
 
 def serve(
     host: str = typer.Option(None, help=_("Listen address (default MEBUKU_API_HOST).")),
     port: int = typer.Option(None, help=_("Listen port (default MEBUKU_API_PORT).")),
+    workers: int = typer.Option(
+        1, min=1, help=_("Worker processes (one per core serves the most requests).")
+    ),
 ) -> None:
     """Serve the HTTP API with uvicorn (OpenAPI at /docs)."""
     import uvicorn
 
-    from api.app import create_app
-
     s = get_settings()
-    app = create_app(s)  # checks every setting a route needs before anything listens
-    logging.getLogger("uvicorn.access").addFilter(AccessLogFilter())
-    uvicorn.run(
-        app,
-        host=host or s.api_host,
-        port=port or s.api_port,
-        log_config=None,  # keep mebuku's logging setup
-        proxy_headers=False,
-    )
+    app = serving_app(s)  # checks every setting a route needs before anything listens
+    options: dict[str, Any] = {
+        "host": host or s.api_host,
+        "port": port or s.api_port,
+        **UVICORN_OPTIONS,
+    }
+    if workers == 1:
+        uvicorn.run(app, **options)
+    else:  # each worker process builds its own app (and logging) from the same settings
+        uvicorn.run("api.cli:serving_app", factory=True, workers=workers, **options)
 
 
 @operators_app.command(

@@ -409,7 +409,13 @@ class AccessLogFilter(logging.Filter):
         """Rewrite the access-log arguments to the masked client and path."""
         args = record.args
         if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
-            client = mask(args[0]) if isinstance(args[0], str) else args[0]
-            path = masked_path(args[2].split("?", 1)[0])
+            # Text that cannot hold 12 digits in any form (nearly every line) masks to
+            # itself: skip normalising and decoding it.
+            client = args[0]
+            if isinstance(client, str) and not too_few_digits(client):
+                client = mask(client)
+            path = args[2].split("?", 1)[0]
+            if not too_few_digits(path):
+                path = masked_path(path)
             record.args = (client, args[1], path, *args[3:])
         return True

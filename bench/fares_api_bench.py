@@ -2,8 +2,10 @@
 
 Starts its own PostgreSQL (or uses MEBUKU_BENCH_ADMIN_URL), migrates, imports the Gunma Chuo
 GTFS-JP feed (bus fares), seeds residents with eligibility facts, linked cards and a
-fiscal year of ledger entries, then runs the real API (``api.app.create_app``) under
-uvicorn in its own process on loopback. An open-loop async load generator (raw keep-alive
+fiscal year of ledger entries, then serves the real API as ``mebuku api --workers N``
+does (``api.cli.serving_app`` under uvicorn with ``api.cli.UVICORN_OPTIONS``: mebuku's
+logging with the masked access log at INFO, its lines discarded) in its own process on
+loopback. An open-loop async load generator (raw keep-alive
 HTTP/1.1 over asyncio streams) sends requests on a fixed schedule; latency is measured
 from each request's scheduled time, so a stalled server cannot hide queueing (no
 coordinated omission). Bounded: --seconds per
@@ -16,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,17 +50,19 @@ BUS = {
     "destination_stop_id": "g133_01",
 }
 SERVER = (
-    "import uvicorn; uvicorn.run('fares_api_bench:make_app', factory=True, app_dir={app_dir!r},"
-    " host='127.0.0.1', port={port}, workers={workers}, access_log=False, log_level='warning',"
-    " proxy_headers=False)"  # as `mebuku api serve`
-)
+    "import uvicorn; from api.cli import UVICORN_OPTIONS;"
+    " uvicorn.run('fares_api_bench:make_app', factory=True, app_dir={app_dir!r},"
+    " host='127.0.0.1', port={port}, workers={workers}, **UVICORN_OPTIONS)"
+)  # as `mebuku api --workers N` runs it
 
 
 def make_app() -> object:
-    """The API as ``mebuku api`` serves it (settings from the environment)."""
-    from api.app import create_app
+    """The API as ``mebuku api`` serves it: settings from the environment, mebuku's logging
+    with the masked access log (``MEBUKU_LOG_LEVEL=INFO``: one line per request, to the
+    server's stderr, which the benchmark discards)."""
+    from api.cli import serving_app
 
-    return create_app(Settings(_env_file=None))
+    return serving_app(Settings(_env_file=None))
 
 
 def seed(url: str, residents: int) -> list[str]:
@@ -230,12 +236,18 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=300, help="distinct stop pairs for bus quotes")
     ap.add_argument("--only", choices=["subsidy", "quote"], help="run one endpoint only")
     ap.add_argument(
+        "--log-level",
+        default="INFO",
+        help="the server's MEBUKU_LOG_LEVEL (INFO as in production: access log on)",
+    )
+    ap.add_argument(
         "--profile",
         metavar="PATH",
         help="sample the API (one worker) with py-spy into PATH (collapsed stacks)",
     )
     args = ap.parse_args()
     db = ScratchDatabase(os.environ.get("MEBUKU_BENCH_ADMIN_URL"))
+    stack = contextlib.ExitStack()
     url, pg = db.url, db.server
     server = None
     spy: subprocess.Popen[bytes] | None = None
@@ -258,14 +270,18 @@ def main() -> None:
             os.environ,
             MEBUKU_DATABASE_URL=url,
             MEBUKU_PSEUDONYM_KEY=KEY,
-            MEBUKU_LOG_LEVEL="WARNING",
+            MEBUKU_LOG_LEVEL=args.log_level,
         )
         if args.profile:
             args.workers = 1  # uvicorn then serves in the process py-spy samples
             if not Path(sys.executable).with_name("py-spy").exists():
                 sys.exit("--profile needs py-spy in this environment: pip install py-spy")
         code = SERVER.format(port=port, workers=args.workers, app_dir=str(Path(__file__).parent))
-        server = subprocess.Popen([sys.executable, "-c", code], env=env)
+        # the server's stderr carries the access log: kept in a file, shown if it fails to start
+        server_log = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "server.log"
+        fd = os.open(server_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        server = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=fd)
+        os.close(fd)
         deadline = time.time() + 30
         while True:
             try:
@@ -273,6 +289,7 @@ def main() -> None:
                 break
             except OSError:
                 if time.time() > deadline or server.poll() is not None:
+                    sys.stderr.write(server_log.read_text(errors="replace")[-4000:])
                     raise RuntimeError("API server did not start") from None
                 time.sleep(0.2)
         if args.profile:
@@ -326,6 +343,7 @@ def main() -> None:
             server.terminate()
             server.wait(10)
         db.close()
+        stack.close()
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ import psycopg
 import pytest
 from typer.testing import CliRunner, Result
 
-import api.keys
 from api.cli import operators_app
 from api.keys import check_scope, create_api_key, list_api_keys, new_key
 from core.settings import get_settings
@@ -41,7 +40,7 @@ def test_scope_rules() -> None:
 def test_a_key_id_never_looks_like_an_individual_number(monkeypatch: pytest.MonkeyPatch) -> None:
     """An id with twelve digits in a row would be refused by the request screen in a path."""
     drawn = iter(["3141592653589793", "0123456789ab0123", "ab01234567890123"])
-    monkeypatch.setattr(api.keys.secrets, "token_hex", lambda _n: next(drawn))
+    monkeypatch.setattr("api.keys.secrets.token_hex", lambda _n: next(drawn))
     key_id, key = new_key()
     assert key_id == "0123456789ab0123"
     assert key.startswith(f"mbk_{key_id}_")
@@ -105,7 +104,10 @@ def test_operators_cli_speaks_english_when_asked(
     assert stray.exit_code == 2 and "'gunma-chuo' is not in core/operators.toml" in stray.output
 
 
-def test_mebuku_api_serves(db_url: str, settings) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_mebuku_api_serves(db_url: str, settings, workers: int) -> None:
+    """Served as configured (one process, or worker processes that set up logging
+    themselves), with the access log on and masked in every process."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -116,7 +118,10 @@ def test_mebuku_api_serves(db_url: str, settings) -> None:
         "MEBUKU_PSEUDONYM_KEY": TEST_PSEUDONYM_KEY,
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            *(sys.executable, "-m", "core.cli", "api", "--host", "127.0.0.1"),
+            *("--port", str(port), "--workers", str(workers)),
+        ],
         env=env,
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
@@ -135,6 +140,10 @@ def test_mebuku_api_serves(db_url: str, settings) -> None:
         assert r is not None, "mebuku api did not come up"
         assert r.status_code == 200, r.text
         assert r.json()["status"] == "ready"
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz?note=query-secret").status_code == 200
     finally:
         proc.terminate()
         proc.wait(10)
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    assert "uvicorn.access: 127.0.0.1" in out and '"GET /readyz HTTP/1.1" 200' in out, out
+    assert "query-secret" not in out

@@ -12,9 +12,20 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.embedded import EmbeddedMosquitto
-from core.logging import RedactSecrets, redact_text, redact_url, settings_secrets, setup_logging
+from core.logging import (
+    _PASSWORD_KV,
+    _USERINFO,
+    MASK,
+    RedactSecrets,
+    redact_text,
+    redact_url,
+    settings_secrets,
+    setup_logging,
+)
 from tests.conftest import REPO_ROOT, make_settings
 
 MQTT_PASSWORD = "Mqtt-S3cret-pw"
@@ -67,6 +78,14 @@ def captured() -> Iterator[io.StringIO]:
     yield buf
     root.handlers[:] = saved[0]
     root.setLevel(saved[1])
+
+
+@given(st.text(alphabet="ab:/@=%_ pPaAsSwWoOrRdD.-1", max_size=60))
+@settings(max_examples=500, deadline=None)
+def test_redact_text_masks_as_both_patterns_do(text: str) -> None:
+    """Skipping a pattern when its literal ("@", "=") is absent changes no line."""
+    both = _PASSWORD_KV.sub(rf"\g<head>{MASK}", _USERINFO.sub(rf"\g<head>{MASK}@", text))
+    assert redact_text(text) == both
 
 
 def test_safety_net_masks_every_record(captured: io.StringIO) -> None:

@@ -166,7 +166,7 @@ async def trust_store(request: Request, conn: AsyncConnection) -> TrustStore:
         )
     paths = [s.jpki_trust_anchors, *([s.jpki_crl] if s.jpki_crl else [])]
     try:
-        stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
+        stamp = tuple((str(p), st.st_mtime_ns, st.st_size) for p in paths for st in (p.stat(),))
         cached = getattr(request.app.state, "fares_trust_store", None)
         if cached is not None and cached[0] == stamp:
             store: TrustStore = cached[1]
