@@ -289,8 +289,10 @@ def choose_ports(settings: Settings, fixed: set[str], state: Path) -> DemoPorts:
         if setting in fixed and value is not None:
             if not port_free(value):
                 problems.append(
-                    f"{env_name(setting)} / {option}: port {value} is in use: "
-                    "set another port or stop what listens there"
+                    _(
+                        "{variable} / {option}: port {port} is in use: "
+                        "set another port or stop what listens there"
+                    ).format(variable=env_name(setting), option=option, port=value)
                 )
             chosen[name] = value
             continue
@@ -659,8 +661,10 @@ def stop_leftovers(state: Path) -> None:
     if live and "demo" in pid_cmdline(pid):  # type: ignore[arg-type]
         raise ConfigError(
             [
-                f"another `mebuku demo` (pid {pid}) runs on state folder {state}: stop it "
-                f"first, or set {env_name('state_dir')} to another folder"
+                _(
+                    "another `mebuku demo` (pid {pid}) runs on state folder {state}: stop it "
+                    "first, or set {variable} to another folder"
+                ).format(pid=pid, state=state, variable=env_name("state_dir"))
             ]
         )
     children = previous.get("children")
