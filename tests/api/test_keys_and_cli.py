@@ -14,8 +14,8 @@ import psycopg
 import pytest
 from typer.testing import CliRunner, Result
 
-from api.cli import operators_app
 import api.keys
+from api.cli import operators_app
 from api.keys import check_scope, create_api_key, list_api_keys, new_key
 from core.settings import get_settings
 from core.web import Role
