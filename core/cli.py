@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from core import migrator, plugins, tables, timeseries
+from core import cli_words, migrator, plugins, tables, timeseries
 from core.broker import app as broker_app
 from core.db import TimescaleError
 from core.i18n import cli_gettext as _
@@ -28,17 +28,7 @@ log = logging.getLogger(__name__)
 CONFIG_ERROR_EXIT = 2
 
 
-def _localise_typer() -> None:
-    """Typer's own words in help screens (panel titles) in the process's language."""
-    from typer import rich_utils
-
-    rich_utils.ARGUMENTS_PANEL_TITLE = _("Arguments")
-    rich_utils.OPTIONS_PANEL_TITLE = _("Options")
-    rich_utils.COMMANDS_PANEL_TITLE = _("Commands")
-    rich_utils.ERRORS_PANEL_TITLE = _("Error")
-
-
-_localise_typer()
+cli_words.install()  # typer's and click's own words in the process's language
 
 
 def report_config_error(e: ConfigError) -> None:

@@ -45,9 +45,7 @@ NO_MQTT_EN = (
 LOCALE_VARS = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
 
 
-def mebuku(
-    *args: str, cwd: Path, timeout: float = 60, **env: str
-) -> subprocess.CompletedProcess[str]:
+def mebuku(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {
         k: v for k, v in os.environ.items() if not k.startswith("MEBUKU_") and k not in LOCALE_VARS
     }
@@ -60,7 +58,7 @@ def mebuku(
         text=True,
         env={**clean, **env},
         cwd=cwd,
-        timeout=timeout,
+        timeout=60,
     )
 
 
