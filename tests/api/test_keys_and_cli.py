@@ -14,7 +14,6 @@ import psycopg
 import pytest
 from typer.testing import CliRunner, Result
 
-import api.keys
 from api.cli import operators_app
 from api.keys import check_scope, create_api_key, list_api_keys, new_key
 from core.settings import get_settings
@@ -41,7 +40,7 @@ def test_scope_rules() -> None:
 def test_a_key_id_never_looks_like_an_individual_number(monkeypatch: pytest.MonkeyPatch) -> None:
     """An id with twelve digits in a row would be refused by the request screen in a path."""
     drawn = iter(["3141592653589793", "0123456789ab0123", "ab01234567890123"])
-    monkeypatch.setattr(api.keys.secrets, "token_hex", lambda _n: next(drawn))
+    monkeypatch.setattr("api.keys.secrets.token_hex", lambda _n: next(drawn))
     key_id, key = new_key()
     assert key_id == "0123456789ab0123"
     assert key.startswith(f"mbk_{key_id}_")
