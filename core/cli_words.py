@@ -14,7 +14,9 @@ by ``core.cli`` before the command runs, gives them Japanese from our catalogue
    set again from their English ids (:data:`RICH_STRINGS`);
 3. the usage line's ``Usage:`` comes from a help formatter whose prefix is translated;
 4. the help of the options typer and click add themselves (``--help``,
-   ``--install-completion``, ``--show-completion``) is translated when help is shown;
+   ``--install-completion``, ``--show-completion``) is translated when help is shown, and
+   so is the type shown next to each option (``<int>``, ``<path>``: :data:`TYPE_LABELS`,
+   from ``typer.core._TyperParameter.display_type``);
 5. an error's message is matched against click's and typer's English sentences
    (:data:`ERROR_WORDS`, which are also the message ids) and said again in the language;
    a value pydantic refused is explained by its error type (``core.i18n.validation_words``).
@@ -69,6 +71,22 @@ USAGE_METAVARS = (
     N_("[OPTIONS]"),
 )
 
+# The type typer shows next to each option and argument in help (display_type_rich).
+TYPE_LABELS = (
+    N_("<str>"),
+    N_("<int>"),
+    N_("<float>"),
+    N_("<bool>"),
+    N_("<int range>"),
+    N_("<float range>"),
+    N_("<path>"),
+    N_("<file>"),
+    N_("<directory>"),
+    N_("<datetime>"),
+    N_("<list[str]>"),
+    N_("<list[int]>"),
+)
+
 # Help of the options typer and click add to every command.
 OPTION_HELP = (
     N_("Show this message and exit."),
@@ -107,7 +125,7 @@ ERROR_WORDS = (
     N_("Could not open file {filename}: {message}"),
 )
 # The kinds of path typer names in its path errors ({label} above).
-PATH_LABELS = {"File": N_("File"), "Directory": N_("Directory"), "Path": N_("Path")}
+PATH_LABELS = {"file": N_("File"), "dir": N_("Directory"), "path": N_("Path")}
 _PLACEHOLDER_PATTERNS = {"label": "|".join(PATH_LABELS), "nargs": r"\d+"}
 
 
@@ -203,6 +221,13 @@ def install() -> None:
     typer.core._ = typer_gettext  # type: ignore[attr-defined]
     rich_utils._ = typer_gettext  # type: ignore[attr-defined]
     _click.Context.formatter_class = Formatter
+    english_type = typer.core._TyperParameter.display_type
+
+    def display_type(self: Any, ctx: Any) -> str:
+        label = english_type(self, ctx)
+        return _gettext(label) if label in TYPE_LABELS else label
+
+    typer.core._TyperParameter.display_type = display_type  # type: ignore[method-assign]
     rich_utils.rich_format_help = _help_in(rich_utils.rich_format_help, set_rich_strings)
     rich_utils.rich_format_error = _errors_in(rich_utils.rich_format_error, set_rich_strings)
     abort = rich_utils.rich_abort_error

@@ -117,7 +117,7 @@ def test_english_stays_as_typer_writes_it() -> None:
 
 def _sample(template: str) -> dict[str, str]:
     fields = {f[1] for f in string.Formatter().parse(template) if f[1]}
-    values = {"label": "Path", "nargs": "2", "message": "Missing command."}
+    values = {"label": "file", "nargs": "2", "message": "Missing command."}
     return {f: values.get(f, f"'x-{f}'") for f in fields}
 
 

@@ -261,3 +261,18 @@ def test_choose_ports_replaces_a_busy_usual_port_and_refuses_a_busy_set_one(
         f"MEBUKU_MOBILITY_METRICS_PORT / --mobility-metrics-port: port {held_port} is in use: "
         "set another port or stop what listens there"
     ]
+
+
+def test_a_database_that_cannot_be_reached_is_one_line(here: Path) -> None:
+    url = f"postgresql://nobody@127.0.0.1:{free_port()}/none"
+    out = mebuku("db", "status", cwd=here, MEBUKU_DATABASE_URL=url)
+    assert "Traceback" not in out.stderr and out.returncode == 1
+    assert out.stderr.splitlines() == [
+        "mebuku: データベースに接続できません（MEBUKU_DATABASE_URL）："
+        "サーバーが接続を拒否しました（起動していないか、ポートが違います）"
+    ]
+    out = mebuku("gtfs", "status", cwd=here, MEBUKU_DATABASE_URL=url, MEBUKU_LANG="en")
+    assert out.stderr.splitlines() == [
+        "mebuku: the database cannot be reached (MEBUKU_DATABASE_URL): the server refused "
+        "the connection (not running, or another port)"
+    ]

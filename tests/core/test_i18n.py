@@ -37,6 +37,8 @@ TRANSLATED = (
     "core/settings.py",
     "core/cli_words.py",
     "core/i18n.py",
+    "portal/cli.py",
+    "opendata/cli.py",
 )
 KEYWORDS = {"_": None, "N_": None, "gettext": None, "w": None}
 
