@@ -39,6 +39,8 @@ TRANSLATED = (
     "core/i18n.py",
     "portal/cli.py",
     "opendata/cli.py",
+    "api/keys.py",
+    "mobility/vehicles/registry.py",
 )
 KEYWORDS = {"_": None, "N_": None, "gettext": None, "w": None}
 
