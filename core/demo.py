@@ -615,8 +615,14 @@ class Supervisor:
                 c.failures.popleft()
             if len(c.failures) >= MAX_FAILURES:
                 raise DemoFailedError(
-                    f"{c.name} keeps failing ({len(c.failures)} exits within "
-                    f"{FAILURE_WINDOW_S:.0f} s, last status {code})",
+                    _(
+                        "{name} keeps failing ({n} exits within {seconds} s, last status {code})"
+                    ).format(
+                        name=c.name,
+                        n=len(c.failures),
+                        seconds=f"{FAILURE_WINDOW_S:.0f}",
+                        code=code,
+                    ),
                 )
             wait = BACKOFF_S[min(len(c.failures), len(BACKOFF_S)) - 1]
             log.warning("%s exited with status %s: restarting in %.1f s", c.name, code, wait)
@@ -642,8 +648,9 @@ class Supervisor:
 
 
 def _tail_report(child: Child) -> str:
-    lines = list(child.tail) or ["(no output)"]
-    return f"last output of {child.name}:\n" + "\n".join(f"  {line}" for line in lines)
+    lines = list(child.tail) or [_("(no output)")]
+    head = _("last output of {name}:").format(name=child.name)
+    return head + "\n" + "\n".join(f"  {line}" for line in lines)
 
 
 # --- leftovers of a previous run ---------------------------------------------------------
@@ -822,8 +829,9 @@ def _supervise(
                 on_ready()
             elif time.monotonic() > ready_by:
                 raise DemoFailedError(
-                    f"no answer from {', '.join(c.name for c in waiting)} within "
-                    f"{ready_timeout:.0f} s"
+                    _("no answer from {names} within {seconds} s").format(
+                        names=", ".join(c.name for c in waiting), seconds=f"{ready_timeout:.0f}"
+                    )
                 )
         if time.monotonic() >= next_maintenance:
             maintain()
@@ -840,7 +848,7 @@ def _server_failed(e: Exception) -> None:
 
 def _demo_failed(e: DemoFailedError, sup: Supervisor | None) -> None:
     """Say which service failed and show its last output lines."""
-    console.print(f"[red]mebuku demo: {e}[/]")
+    console.print(f"[red]mebuku demo: {e}[/]", soft_wrap=True)  # one line, however long
     failing = [c for c in (sup.children if sup else []) if not c.healthy or c.failures]
     for c in failing:  # plain text: long lines stay whole
         sys.stderr.write(_tail_report(c) + "\n")
