@@ -21,7 +21,8 @@ by ``core.cli`` before the command runs, gives them Japanese from our catalogue
    (:data:`ERROR_WORDS`, which are also the message ids) and said again in the language;
    a value pydantic refused is explained by its error type (``core.i18n.validation_words``).
 
-In English :func:`install` changes nothing: the output stays exactly typer's own. A
+Each hook asks the language at every use (``MEBUKU_LANG`` of the run, then the locale);
+in English every hook gives typer's own words back, so the output is exactly typer's. A
 sentence no template matches is shown as typer wrote it (a new typer version's new words
 show up in English rather than breaking the command).
 """
