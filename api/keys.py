@@ -19,6 +19,7 @@ from datetime import datetime
 import psycopg
 from psycopg import AsyncConnection
 
+from core.i18n import cli_gettext as _
 from core.operators import canonical_operator_id
 from core.web import Principal, Role
 
@@ -64,16 +65,22 @@ def check_scope(role: Role | str, operator_id: str | None) -> Role:
     try:
         r = Role(role)
     except ValueError:
-        raise ValueError(f"unknown role {role!r}: use operator, council or admin") from None
+        raise ValueError(
+            _("unknown role {role}: use operator, council or admin").format(role=repr(role))
+        ) from None
     if r not in STAFF_ROLES:
-        raise ValueError("API keys are for operator, council or admin; residents sign in")
+        raise ValueError(_("API keys are for operator, council or admin; residents sign in"))
     if r is Role.OPERATOR:
         if not operator_id:
-            raise ValueError("an operator key needs an operator id")
+            raise ValueError(_("an operator key needs an operator id"))
         if not _OPERATOR_ID.match(operator_id):
-            raise ValueError(f"operator id {operator_id!r}: use letters, digits, '_', '.', '-'")
+            raise ValueError(
+                _("operator id {id}: use letters, digits, '_', '.', '-'").format(
+                    id=repr(operator_id)
+                )
+            )
     elif operator_id is not None:
-        raise ValueError(f"a {r.value} key is not scoped to an operator")
+        raise ValueError(_("a {role} key is not scoped to an operator").format(role=r.value))
     return r
 
 

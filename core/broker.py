@@ -226,7 +226,7 @@ def passwd(
     printed once (``user<TAB>password`` on stdout) for the device's provisioning."""
     bad = [u for u in users if not SAFE_ID.fullmatch(u)]
     if bad:
-        typer.echo(f"not a safe broker id: {', '.join(map(repr, bad))}", err=True)
+        typer.echo(_("not a safe broker id: {ids}").format(ids=", ".join(map(repr, bad))), err=True)
         raise typer.Exit(2)
     fresh = {u: secrets.token_urlsafe(24) for u in users}
     set_passwords(file, fresh)

@@ -16,9 +16,10 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from core import migrator, plugins, tables, timeseries
+from core import cli_words, migrator, plugins, tables, timeseries
 from core.broker import app as broker_app
 from core.db import TimescaleError
+from core.i18n import N_
 from core.i18n import cli_gettext as _
 from core.logging import settings_secrets, setup_logging
 from core.settings import ConfigError, get_settings, load_settings
@@ -28,17 +29,7 @@ log = logging.getLogger(__name__)
 CONFIG_ERROR_EXIT = 2
 
 
-def _localise_typer() -> None:
-    """Typer's own words in help screens (panel titles) in the process's language."""
-    from typer import rich_utils
-
-    rich_utils.ARGUMENTS_PANEL_TITLE = _("Arguments")
-    rich_utils.OPTIONS_PANEL_TITLE = _("Options")
-    rich_utils.COMMANDS_PANEL_TITLE = _("Commands")
-    rich_utils.ERRORS_PANEL_TITLE = _("Error")
-
-
-_localise_typer()
+cli_words.install()  # typer's and click's own words in the process's language
 
 
 def report_config_error(e: ConfigError) -> None:
@@ -48,17 +39,49 @@ def report_config_error(e: ConfigError) -> None:
     sys.stderr.flush()
 
 
+# Why libpq could not connect, in words (the first matching fragment of its message).
+_DB_REASONS = (
+    ("Connection refused", N_("the server refused the connection (not running, or another port)")),
+    ("could not translate host name", N_("the host name is unknown")),
+    ("Name or service not known", N_("the host name is unknown")),
+    ("timeout expired", N_("the server did not answer in time")),
+    ("password authentication failed", N_("the user name or password was refused")),
+    ("no password supplied", N_("the server asks for a password and none was given")),
+    ("does not exist", N_("the database or user does not exist")),
+    ("No such file or directory", N_("no server listens on that socket")),
+)
+
+
+def database_unreachable(e: Exception) -> str:
+    """One line saying the database could not be reached and why (libpq's reason put in
+    words when it is a usual one, else its first line)."""
+    text = str(e)
+    why = next((_(words) for frag, words in _DB_REASONS if frag in text), None)
+    if why is None:
+        why = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+    return _("the database cannot be reached ({variable}): {reason}").format(
+        variable="MEBUKU_DATABASE_URL", reason=why
+    )
+
+
 class MebukuGroup(TyperGroup):
     """The root group: a :class:`ConfigError` from any command, at any depth, becomes one
-    line per problem and exit status 2."""
+    line per problem and exit status 2; a database that cannot be reached, one line and 1."""
 
     def invoke(self, ctx: Any) -> Any:  # typer.Context (typer vendors its own click)
         """Turn a configuration error raised in any command into one line per problem and exit 2."""
+        import psycopg
+
         try:
             return super().invoke(ctx)
         except ConfigError as e:
             report_config_error(e)
             raise typer.Exit(CONFIG_ERROR_EXIT) from None
+        except psycopg.OperationalError as e:
+            if e.sqlstate is not None and not str(e).startswith("connection failed"):
+                raise  # the server answered: a real error, with its traceback
+            report_config_error(ConfigError([database_unreachable(e)]))
+            raise typer.Exit(1) from None
 
 
 app = typer.Typer(

@@ -289,8 +289,10 @@ def choose_ports(settings: Settings, fixed: set[str], state: Path) -> DemoPorts:
         if setting in fixed and value is not None:
             if not port_free(value):
                 problems.append(
-                    f"{env_name(setting)} / {option}: port {value} is in use: "
-                    "set another port or stop what listens there"
+                    _(
+                        "{variable} / {option}: port {port} is in use: "
+                        "set another port or stop what listens there"
+                    ).format(variable=env_name(setting), option=option, port=value)
                 )
             chosen[name] = value
             continue
@@ -613,8 +615,14 @@ class Supervisor:
                 c.failures.popleft()
             if len(c.failures) >= MAX_FAILURES:
                 raise DemoFailedError(
-                    f"{c.name} keeps failing ({len(c.failures)} exits within "
-                    f"{FAILURE_WINDOW_S:.0f} s, last status {code})",
+                    _(
+                        "{name} keeps failing ({n} exits within {seconds} s, last status {code})"
+                    ).format(
+                        name=c.name,
+                        n=len(c.failures),
+                        seconds=f"{FAILURE_WINDOW_S:.0f}",
+                        code=code,
+                    ),
                 )
             wait = BACKOFF_S[min(len(c.failures), len(BACKOFF_S)) - 1]
             log.warning("%s exited with status %s: restarting in %.1f s", c.name, code, wait)
@@ -640,8 +648,9 @@ class Supervisor:
 
 
 def _tail_report(child: Child) -> str:
-    lines = list(child.tail) or ["(no output)"]
-    return f"last output of {child.name}:\n" + "\n".join(f"  {line}" for line in lines)
+    lines = list(child.tail) or [_("(no output)")]
+    head = _("last output of {name}:").format(name=child.name)
+    return head + "\n" + "\n".join(f"  {line}" for line in lines)
 
 
 # --- leftovers of a previous run ---------------------------------------------------------
@@ -659,8 +668,10 @@ def stop_leftovers(state: Path) -> None:
     if live and "demo" in pid_cmdline(pid):  # type: ignore[arg-type]
         raise ConfigError(
             [
-                f"another `mebuku demo` (pid {pid}) runs on state folder {state}: stop it "
-                f"first, or set {env_name('state_dir')} to another folder"
+                _(
+                    "another `mebuku demo` (pid {pid}) runs on state folder {state}: stop it "
+                    "first, or set {variable} to another folder"
+                ).format(pid=pid, state=state, variable=env_name("state_dir"))
             ]
         )
     children = previous.get("children")
@@ -818,8 +829,9 @@ def _supervise(
                 on_ready()
             elif time.monotonic() > ready_by:
                 raise DemoFailedError(
-                    f"no answer from {', '.join(c.name for c in waiting)} within "
-                    f"{ready_timeout:.0f} s"
+                    _("no answer from {names} within {seconds} s").format(
+                        names=", ".join(c.name for c in waiting), seconds=f"{ready_timeout:.0f}"
+                    )
                 )
         if time.monotonic() >= next_maintenance:
             maintain()
@@ -836,7 +848,7 @@ def _server_failed(e: Exception) -> None:
 
 def _demo_failed(e: DemoFailedError, sup: Supervisor | None) -> None:
     """Say which service failed and show its last output lines."""
-    console.print(f"[red]mebuku demo: {e}[/]")
+    console.print(f"[red]mebuku demo: {e}[/]", soft_wrap=True)  # one line, however long
     failing = [c for c in (sup.children if sup else []) if not c.healthy or c.failures]
     for c in failing:  # plain text: long lines stay whole
         sys.stderr.write(_tail_report(c) + "\n")

@@ -14,10 +14,10 @@ import gettext as _gettext
 import io
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -114,3 +114,53 @@ def cli_gettext(message: str) -> str:
     """``message`` in the language of the process (:func:`process_lang`), for the CLI's help
     and messages; looked up at each call, so the environment of the run decides."""
     return translator(process_lang()).gettext(message)
+
+
+# Pydantic's validation messages (settings, command-line values), by error type. The ids
+# are pydantic's own English templates, so English stays word for word what pydantic says;
+# the placeholders are the error's ``ctx`` fields.
+VALIDATION_WORDS: dict[str, str] = {
+    "missing": N_("Field required"),
+    "int_parsing": N_("Input should be a valid integer, unable to parse string as an integer"),
+    "int_type": N_("Input should be a valid integer"),
+    "int_from_float": N_("Input should be a valid integer, got a number with a fractional part"),
+    "float_parsing": N_("Input should be a valid number, unable to parse string as a number"),
+    "float_type": N_("Input should be a valid number"),
+    "bool_parsing": N_("Input should be a valid boolean, unable to interpret input"),
+    "bool_type": N_("Input should be a valid boolean"),
+    "string_type": N_("Input should be a valid string"),
+    "list_type": N_("Input should be a valid list"),
+    "greater_than": N_("Input should be greater than {gt}"),
+    "greater_than_equal": N_("Input should be greater than or equal to {ge}"),
+    "less_than": N_("Input should be less than {lt}"),
+    "less_than_equal": N_("Input should be less than or equal to {le}"),
+    "literal_error": N_("Input should be {expected}"),
+    "enum": N_("Input should be {expected}"),
+    "string_too_short": N_("String should have at least {min_length} characters"),
+    "string_too_long": N_("String should have at most {max_length} characters"),
+    "date_parsing": N_("Input should be a valid date"),
+    "date_from_datetime_parsing": N_("Input should be a valid date"),
+    "datetime_parsing": N_("Input should be a valid datetime"),
+    "datetime_from_date_parsing": N_("Input should be a valid datetime"),
+    "time_parsing": N_("Input should be a valid time"),
+    "uuid_parsing": N_("Input should be a valid UUID"),
+    "json_invalid": N_("Invalid JSON"),
+    "path_type": N_("Input is not a valid path"),
+}
+
+
+def validation_words(error: Mapping[str, Any], lang: Lang) -> str:
+    """One pydantic error (an item of ``ValidationError.errors()``) in ``lang``. A
+    ``value_error`` is our own validator's text, already in the language; English, and a
+    type not listed in :data:`VALIDATION_WORDS`, is pydantic's message as it is."""
+    msg = str(error.get("msg", "")).removeprefix("Value error, ")
+    template = VALIDATION_WORDS.get(str(error.get("type")))
+    if lang == "en" or template is None:
+        return msg
+    ctx = {k: str(v) for k, v in (error.get("ctx") or {}).items()}
+    if "expected" in ctx:  # "'ja' or 'en'": the list without the English "or"
+        ctx["expected"] = "、".join(re.split(r",\s*|\s+or\s+", ctx["expected"]))
+    try:
+        return gettext(template, lang).format(**ctx)
+    except (KeyError, IndexError):
+        return msg

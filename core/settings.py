@@ -6,10 +6,12 @@ secret default: the pseudonym key must be given (``mebuku demo`` generates one i
 private state folder).
 
 Misconfiguration is a :class:`ConfigError`: one line per problem naming the variable to
-set. Commands declare what they need with :meth:`Settings.require`; the ``mebuku`` root
-turns the error into those lines and exit status 2 (no traceback). When the database, the
-broker or the key is not set, :func:`get_settings` takes them from the env file a running
-``mebuku demo`` writes into its state folder (:data:`DEMO_ENV_FILE`).
+set, in the language of the process (``core.i18n.process_lang``: Japanese unless
+``MEBUKU_LANG``/the locale says English), with the variable's name verbatim. Commands
+declare what they need with :meth:`Settings.require`; the ``mebuku`` root turns the
+error into those lines and exit status 2 (no traceback). When the database, the broker or
+the key is not set, :func:`get_settings` takes them from the env file a running ``mebuku
+demo`` writes into its state folder (:data:`DEMO_ENV_FILE`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from core.i18n import N_, process_lang, validation_words
+from core.i18n import cli_gettext as _
+
 ENV_PREFIX = "MEBUKU_"
 # Written by a running `mebuku demo` (mode 0600) so other commands find its private servers.
 DEMO_ENV_FILE = "demo.env"
@@ -58,13 +63,19 @@ def env_name(field: str) -> str:
 
 # What to set, per required setting (the line printed when it is missing).
 _MISSING = {
-    "database_url": "is not set: set it to a PostgreSQL URL such as "
-    "postgresql://user@host:5432/mebuku (or run `mebuku demo`)",
-    "mqtt_url": "is not set: set it to the broker's address such as mqtt://host:1883 "
-    "(or run `mebuku demo`)",
-    "pseudonym_key": "is not set: set it to a secret of at least 32 characters "
-    "(or run `mebuku demo`)",
+    "database_url": N_(
+        "{variable} is not set: set it to a PostgreSQL URL such as "
+        "postgresql://user@host:5432/mebuku (or run `mebuku demo`)"
+    ),
+    "mqtt_url": N_(
+        "{variable} is not set: set it to the broker's address such as mqtt://host:1883 "
+        "(or run `mebuku demo`)"
+    ),
+    "pseudonym_key": N_(
+        "{variable} is not set: set it to a secret of at least 32 characters (or run `mebuku demo`)"
+    ),
 }
+_NOT_SET = N_("{variable} is not set")
 
 
 class MqttAddress(BaseModel):
@@ -81,13 +92,13 @@ def parse_mqtt_url(url: str) -> MqttAddress:
     """Parse a broker address; errors never repeat the URL (it may hold a password)."""
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise ValueError("must start with mqtt:// or mqtts:// (e.g. mqtt://host:1883)")
+        raise ValueError(_("must start with mqtt:// or mqtts:// (e.g. mqtt://host:1883)"))
     if not parts.hostname:
-        raise ValueError("has no host (e.g. mqtt://host:1883)")
+        raise ValueError(_("has no host (e.g. mqtt://host:1883)"))
     try:
         port = parts.port
     except ValueError:
-        raise ValueError("has an invalid port (e.g. mqtt://host:1883)") from None
+        raise ValueError(_("has an invalid port (e.g. mqtt://host:1883)")) from None
     tls = parts.scheme in ("mqtts", "ssl")
     return MqttAddress(
         host=parts.hostname,
@@ -102,15 +113,18 @@ def check_database_url(url: str) -> None:
     """A libpq URL (postgresql://...) or key=value string that libpq can parse."""
     from psycopg import conninfo
 
-    example = "(e.g. postgresql://user@host:5432/mebuku)"
     if "://" in url and not url.startswith(("postgresql://", "postgres://")):
-        raise ValueError(f"must start with postgresql:// {example}")
+        raise ValueError(
+            _("must start with postgresql:// (e.g. postgresql://user@host:5432/mebuku)")
+        )
     if "://" not in url and "=" not in url:
-        raise ValueError(f"must be a PostgreSQL URL {example}")
+        raise ValueError(_("must be a PostgreSQL URL (e.g. postgresql://user@host:5432/mebuku)"))
     try:
         conninfo.conninfo_to_dict(url)
     except Exception:  # psycopg.ProgrammingError; its text may echo the URL
-        raise ValueError(f"is not a valid PostgreSQL URL {example}") from None
+        raise ValueError(
+            _("is not a valid PostgreSQL URL (e.g. postgresql://user@host:5432/mebuku)")
+        ) from None
 
 
 class Settings(BaseSettings):
@@ -202,7 +216,9 @@ class Settings(BaseSettings):
             try:
                 ip_network(entry.strip(), strict=False)
             except ValueError:
-                raise ValueError(f"{entry!r} is not an IP address or CIDR") from None
+                raise ValueError(
+                    _("{value} is not an IP address or CIDR").format(value=repr(entry))
+                ) from None
         return [e.strip() for e in v]
 
     # Local-5G trials (#13): a verdict needs this share of the measured period with data.
@@ -283,7 +299,7 @@ class Settings(BaseSettings):
     def _check_dev_switches(self) -> Settings:
         if self.jpki_allow_no_crl and self.environment != "development":
             raise ValueError(
-                "MEBUKU_JPKI_ALLOW_NO_CRL=true is refused unless MEBUKU_ENVIRONMENT=development"
+                _("MEBUKU_JPKI_ALLOW_NO_CRL=true is refused unless MEBUKU_ENVIRONMENT=development")
             )
         return self
 
@@ -341,7 +357,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_key(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None and len(v.get_secret_value()) < 32:
-            raise ValueError("must be at least 32 characters")
+            raise ValueError(_("must be at least 32 characters"))
         return v
 
     @property
@@ -354,7 +370,7 @@ class Settings(BaseSettings):
         path settings named in ``files`` that are set name readable files. Raises one
         :class:`ConfigError` listing every problem; returns self for chaining."""
         problems = [
-            f"{env_name(f)} {_MISSING.get(f, 'is not set')}"
+            _(_MISSING.get(f, _NOT_SET)).format(variable=env_name(f))
             for f in fields
             if getattr(self, f) is None
         ]
@@ -363,10 +379,16 @@ class Settings(BaseSettings):
             if path is None:
                 continue
             if not path.is_file():
-                why = "is not a file" if path.exists() else "does not exist"
-                problems.append(f"{env_name(f)}: {path} {why}: set it to a readable file")
+                why = (
+                    _("{variable}: {path} is not a file: set it to a readable file")
+                    if path.exists()
+                    else _("{variable}: {path} does not exist: set it to a readable file")
+                )
             elif not os.access(path, os.R_OK):
-                problems.append(f"{env_name(f)}: {path} cannot be read: set it to a readable file")
+                why = _("{variable}: {path} cannot be read: set it to a readable file")
+            else:
+                continue
+            problems.append(why.format(variable=env_name(f), path=path))
         if problems:
             raise ConfigError(problems)
         return self
@@ -392,17 +414,30 @@ class Settings(BaseSettings):
 
 
 def _problems(e: ValidationError | SettingsError) -> list[str]:
-    """One line per invalid variable, without echoing secrets."""
+    """One line per invalid variable, without echoing secrets, in the process language."""
     if isinstance(e, SettingsError):  # e.g. a list setting that is not valid JSON
         m = re.search(r'field "(\w+)"', str(e))
-        name = env_name(m.group(1)) if m else "a MEBUKU_ variable"
-        return [f'{name}: cannot be parsed: a list setting is JSON, e.g. ["a", "b"]']
+        name = env_name(m.group(1)) if m else _("a MEBUKU_ variable")
+        return [
+            _('{variable}: cannot be parsed: a list setting is JSON, e.g. ["a", "b"]').format(
+                variable=name
+            )
+        ]
+    lang = process_lang()
     lines = []
     for err in e.errors():
         field = str(err["loc"][0]) if err["loc"] else ""
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        shown = "" if field in _SECRET_FIELDS else f" (got {err.get('input')!r})"
-        lines.append(f"{env_name(field)}: {msg}{shown}" if field else msg)
+        msg = validation_words(err, lang)
+        if not field:
+            lines.append(msg)
+        elif field in _SECRET_FIELDS:
+            lines.append(_("{variable}: {problem}").format(variable=env_name(field), problem=msg))
+        else:
+            lines.append(
+                _("{variable}: {problem} (got {value})").format(
+                    variable=env_name(field), problem=msg, value=repr(err.get("input"))
+                )
+            )
     return lines
 
 

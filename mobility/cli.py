@@ -345,17 +345,23 @@ def _cli_lang(lang: str | None) -> Lang:
     if lang:
         chosen = as_lang(lang)
         if chosen is None:
-            raise typer.BadParameter("lang is ja or en")
+            raise typer.BadParameter(_("lang is ja or en"))
         return chosen
     return get_settings().lang or process_lang()
 
 
-@app.command("evaluate")
+@app.command(
+    "evaluate",
+    help=_(
+        "Arrival predictions on simulated days: MBTA-bin accuracy of timetable, "
+        "carry-forward and engine, and the engine's throughput."
+    ),
+)
 def evaluate_predictions(
-    train_days: int = typer.Option(14, min=1, max=120, help="Simulated days to learn from."),
-    test_days: int = typer.Option(3, min=1, max=60, help="Held-out simulated days to score."),
-    seed: int = typer.Option(1, help="Run seed: a new seed is a new city and new days."),
-    lang: str = typer.Option(None, help="ja or en (default: MEBUKU_LANG, the locale, else ja)"),
+    train_days: int = typer.Option(14, min=1, max=120, help=_("Simulated days to learn from.")),
+    test_days: int = typer.Option(3, min=1, max=60, help=_("Held-out simulated days to score.")),
+    seed: int = typer.Option(1, help=_("Run seed: a new seed is a new city and new days.")),
+    lang: str = typer.Option(None, help=_("ja or en (default: MEBUKU_LANG, the locale, else ja)")),
 ) -> None:
     """Arrival predictions on simulated days: MBTA-bin accuracy of timetable,
     carry-forward and engine, and the engine's throughput."""
@@ -370,11 +376,14 @@ def evaluate_predictions(
         typer.echo(line)
 
 
-@app.command("accuracy")
+@app.command(
+    "accuracy",
+    help=_("Accuracy of the issued arrival predictions (MBTA bins) by route, hour and horizon."),
+)
 def prediction_accuracy(
-    days: int = typer.Option(7, min=1, max=366, help="The last this many days."),
-    route: str = typer.Option(None, help="Only this route_id."),
-    lang: str = typer.Option(None, help="ja or en (default: MEBUKU_LANG, the locale, else ja)"),
+    days: int = typer.Option(7, min=1, max=366, help=_("The last this many days.")),
+    route: str = typer.Option(None, help=_("Only this route (route_id).")),
+    lang: str = typer.Option(None, help=_("ja or en (default: MEBUKU_LANG, the locale, else ja)")),
 ) -> None:
     """Accuracy of the issued arrival predictions (MBTA bins) by route, hour and horizon."""
     from datetime import UTC

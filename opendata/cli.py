@@ -12,6 +12,7 @@ from rich.progress import Progress
 
 from core import roles, tables
 from core.i18n import N_, gettext, process_lang
+from core.i18n import cli_gettext as _
 from core.settings import ConfigError, get_settings
 from opendata.ckan import push_release
 from opendata.datasets import BY_ID, DATASETS
@@ -27,7 +28,7 @@ class Program(StrEnum):
     bus_discount = "bus_discount"
 
 
-app = typer.Typer(help="Open data: towns, budgets, releases.", no_args_is_help=True)
+app = typer.Typer(help=_("Open data: towns, budgets, releases."), no_args_is_help=True)
 out = tables.console()
 err = Console(stderr=True)
 STEPS = {
@@ -37,7 +38,7 @@ STEPS = {
 }
 
 
-@app.command("towns")
+@app.command("towns", help=_("Load Maebashi's town blocks and population (as the schema owner)."))
 def towns_cmd() -> None:
     """Load Maebashi's town blocks and population (as the schema owner)."""
     url = get_settings().require_database_url()
@@ -46,11 +47,15 @@ def towns_cmd() -> None:
     out.print(gettext("{n} towns loaded", process_lang()).format(n=n))
 
 
-@app.command("budget")
+@app.command(
+    "budget", help=_("Record a programme's budget for a fiscal year (as the schema owner).")
+)
 def budget_cmd(
-    fiscal_year: int = typer.Argument(..., help="fiscal year (April-March), e.g. 2026"),
-    budget_yen: int = typer.Argument(..., min=0, help="budget in yen"),
-    program: Program = typer.Option(Program.mytaku, help="programme"),
+    fiscal_year: int = typer.Argument(..., help=_("fiscal year (April-March), e.g. 2026")),
+    budget_yen: int = typer.Argument(..., min=0, help=_("budget in yen")),
+    program: Program = typer.Option(
+        Program.mytaku, help=_("programme: mytaku (MyTaku) or bus_discount (bus discounts)")
+    ),
 ) -> None:
     """Record a programme's budget for a fiscal year (as the schema owner)."""
     url = get_settings().require_database_url()
@@ -72,11 +77,15 @@ def export_url(url: str, password: str | None) -> str:
     return roles.role_url(url, "opendata", password)
 
 
-@app.command("publish")
+@app.command(
+    "publish", help=_("Write a new versioned release (and push it to CKAN when configured).")
+)
 def publish_cmd(
-    out_dir: Path | None = typer.Option(None, "--out", help="release folder (MEBUKU_OPENDATA_DIR)"),
+    out_dir: Path | None = typer.Option(
+        None, "--out", help=_("release folder (MEBUKU_OPENDATA_DIR)")
+    ),
     base_url: str = typer.Option(
-        "http://localhost:8000/open/", help="where the folder is served (catalogue links)"
+        "http://localhost:8000/open/", help=_("where the folder is served (catalogue links)")
     ),
 ) -> None:
     """Write a new versioned release (and push it to CKAN when configured)."""

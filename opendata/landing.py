@@ -30,7 +30,20 @@ th,td{border-bottom:1px solid #ddd;padding:.5rem;text-align:left;vertical-align:
 th{background:#f3f7f4;white-space:nowrap}
 .note{background:#fff8e5;padding:.8rem;border-left:4px solid #e0a800}
 small{color:#666}a{color:#1a5fb4}
+@media (max-width:40em){
+body{margin:1rem auto}
+table,tbody,tr,td{display:block;width:auto}
+thead{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%);white-space:nowrap}
+tr{border-bottom:1px solid #ddd;padding:.6rem 0}
+td{border:0;padding:.15rem 0}
+td a{overflow-wrap:anywhere}
+td[data-label]::before{content:attr(data-label) ": ";font-weight:bold}
+td[data-label]::before{content:attr(data-label) ": " / ""}
+}
 """
+# On a phone (WCAG 1.4.10 reflow) each dataset is one block: the rows keep their table
+# roles (explicit ARIA roles, which display:block would otherwise drop) and each cell
+# shows its column's name, hidden from screen readers, which announce the header.
 
 
 def _rows(f: Mapping[str, Any]) -> str:
@@ -54,8 +67,10 @@ def render_index(meta: Mapping[str, Any], lang: Lang = "ja") -> str:
         )
         protected = f"<br><small>{_(SUPPRESSED_NOTE)}</small>" if ds.protected else ""
         rows.append(
-            f"<tr><td><strong>{_(ds.title)}</strong><br><small>{_(ds.description)}</small></td>"
-            f"<td>{link}{schema}{protected}</td><td>{_rows(f)}</td></tr>"
+            f'<tr role="row"><td role="cell"><strong>{_(ds.title)}</strong><br>'
+            f"<small>{_(ds.description)}</small></td>"
+            f'<td role="cell" data-label="{_(FILES)}">{link}{schema}{protected}</td>'
+            f'<td role="cell" data-label="{_(ROWS)}">{_rows(f)}</td></tr>'
         )
     loss = meta.get("privacy_loss", {})
     note = _(
@@ -81,8 +96,10 @@ def render_index(meta: Mapping[str, Any], lang: Lang = "ja") -> str:
 {_(LICENCE)}: <a href="https://creativecommons.org/licenses/by/4.0/deed.ja">CC BY 4.0</a> ・
 <a href="catalog.jsonld">{_(CATALOGUE_LINK)}</a></p>
 <p class="note">{note}</p>
-<table><thead><tr><th>{_(DATASET)}</th><th>{_(FILES)}</th>
-<th>{_(ROWS)}</th></tr></thead><tbody>
+<table role="table"><thead role="rowgroup"><tr role="row">
+<th role="columnheader" scope="col">{_(DATASET)}</th>
+<th role="columnheader" scope="col">{_(FILES)}</th>
+<th role="columnheader" scope="col">{_(ROWS)}</th></tr></thead><tbody role="rowgroup">
 {"".join(rows)}
 </tbody></table></body></html>
 """

@@ -8,13 +8,17 @@ import sys
 
 import typer
 
+from core.i18n import cli_gettext as _
 from core.settings import get_settings
 
-app = typer.Typer(help="The resident portal: push notices (Web Push).", no_args_is_help=True)
+app = typer.Typer(help=_("The resident portal: push notices (Web Push)."), no_args_is_help=True)
 log = logging.getLogger(__name__)
 
 
-@app.command("vapid-key")
+@app.command(
+    "vapid-key",
+    help=_("Print a new VAPID private key (PEM) for MEBUKU_PORTAL_VAPID_PRIVATE_KEY."),
+)
 def vapid_key() -> None:
     """Print a new VAPID private key (PEM) for MEBUKU_PORTAL_VAPID_PRIVATE_KEY."""
     from portal.push import new_vapid_key
@@ -22,10 +26,18 @@ def vapid_key() -> None:
     print(new_vapid_key(), end="")
 
 
-@app.command("notify")
+@app.command(
+    "notify",
+    help=_(
+        "Queue notices for new rides, taps, lost cards and late buses, and deliver them "
+        "(at-least-once, retried, quiet hours respected)."
+    ),
+)
 def notify(
-    once: bool = typer.Option(False, "--once", help="One scan and one delivery round, then exit."),
-    interval: float = typer.Option(15.0, min=1.0, help="Seconds between rounds."),
+    once: bool = typer.Option(
+        False, "--once", help=_("One scan and one delivery round, then exit.")
+    ),
+    interval: float = typer.Option(15.0, min=1.0, help=_("Seconds between rounds.")),
 ) -> None:
     """Queue notices for new rides, taps, lost cards and late buses, and deliver them
     (at-least-once, retried, quiet hours respected)."""

@@ -715,7 +715,7 @@ async def notices_page(request: Request, conn: Conn) -> Response:
         vapid_key=_vapid_public(request),
         devices=len(await notices.subscriptions(conn, rid)),
         prefs=await store.notice_prefs(conn, rid),
-        saved=[stops.Stop(i, names.get(i, i), None) for i in ids],
+        saved=await stops.told_apart(conn, [stops.Stop(i, names.get(i, i), None) for i in ids]),
         message=_("Your notice settings are saved.") if done else None,
     )
 

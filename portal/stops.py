@@ -8,7 +8,7 @@ for buses on their way, the timetable for trips not started yet) and maps their 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 from psycopg import AsyncConnection
@@ -21,11 +21,22 @@ from mobility.predictions import UnknownStopError, upcoming_at_stop
 
 @dataclass(frozen=True)
 class Stop:
-    """A stop (pole) of the current feed."""
+    """A stop (pole) of the current feed.
+
+    Several poles often share a name (one each side of the road) and GTFS-JP feeds seldom
+    give their platform. People tell them apart by where the buses go, so a pole without a
+    platform whose name is shared carries ``towards`` (the main destinations of the buses
+    leaving it) or, when that does not tell it from its siblings, ``pole`` (its place
+    among them: のりば 1, 2, ...); a pole where buses only set down is ``arrivals_only``.
+    The stop id is never shown.
+    """
 
     stop_id: str
     name: str
     platform: str | None
+    towards: tuple[str, ...] = ()
+    pole: int | None = None
+    arrivals_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,12 +66,12 @@ def _like(text: str) -> str:
 
 
 async def find_stops(conn: AsyncConnection, text: str, limit: int = 30) -> list[Stop]:
-    """Stops whose name contains ``text`` (exact names first)."""
+    """Stops whose name contains ``text`` (exact names first), told apart by name."""
     text = text.strip()[:50]
     if not text:
         return []
     cur = await conn.execute(_FIND_SQL, {"q": _like(text), "exact": text, "limit": limit})
-    return [Stop(r[0], r[1] or r[0], r[2]) async for r in cur]
+    return await told_apart(conn, [Stop(r[0], r[1] or r[0], r[2]) async for r in cur])
 
 
 async def get_stop(conn: AsyncConnection, stop_id: str) -> Stop | None:
@@ -71,7 +82,66 @@ async def get_stop(conn: AsyncConnection, stop_id: str) -> Stop | None:
         [stop_id[:200]],
     )
     r = await cur.fetchone()
-    return Stop(r[0], r[1] or r[0], r[2]) if r else None
+    return (await told_apart(conn, [Stop(r[0], r[1] or r[0], r[2])]))[0] if r else None
+
+
+# Every pole sharing a name with one of the given stops, with the main destinations of the
+# buses that pick up there (the headsign up to its "(... 経由)" part; the stop's own name
+# left out: a trip ending here is no direction to take).
+_POLES_SQL = """
+WITH poles AS (
+    SELECT s.stop_id, s.stop_name, nullif(coalesce(s.platform_code, s.stop_desc), '') AS platform,
+           row_number() OVER (PARTITION BY s.stop_name ORDER BY s.stop_id) AS pole
+    FROM gtfs_stops s
+    WHERE s.feed_version = gtfs_current_version() AND coalesce(s.location_type, 0) = 0
+      AND s.stop_name IN (SELECT stop_name FROM gtfs_stops
+                          WHERE feed_version = gtfs_current_version() AND stop_id = ANY(%(ids)s))
+), places AS (
+    SELECT st.stop_id,
+           btrim(regexp_replace(coalesce(nullif(st.stop_headsign, ''), t.trip_headsign, ''),
+                                '[（(].*$', '')) AS place,
+           count(*) AS trips
+    FROM gtfs_stop_times st
+    JOIN gtfs_trips t ON t.feed_version = st.feed_version AND t.trip_id = st.trip_id
+    WHERE st.feed_version = gtfs_current_version()
+      AND st.stop_id IN (SELECT stop_id FROM poles) AND coalesce(st.pickup_type, 0) <> 1
+    GROUP BY 1, 2
+)
+SELECT p.stop_id, p.stop_name, p.platform, p.pole,
+       coalesce((SELECT array_agg(x.place ORDER BY x.trips DESC, x.place)
+                 FROM (SELECT pl.place, pl.trips FROM places pl
+                       WHERE pl.stop_id = p.stop_id AND pl.place NOT IN ('', p.stop_name)
+                       ORDER BY pl.trips DESC, pl.place LIMIT 2) x), '{}'),
+       EXISTS (SELECT 1 FROM gtfs_stop_times x
+               WHERE x.feed_version = gtfs_current_version() AND x.stop_id = p.stop_id)
+FROM poles p
+"""
+
+
+async def told_apart(conn: AsyncConnection, found: list[Stop]) -> list[Stop]:
+    """``found`` with what tells each pole from the others of its name (see :class:`Stop`):
+    the destinations of its buses when they differ from every sibling's, else its number."""
+    if not found:
+        return found
+    cur = await conn.execute(_POLES_SQL, {"ids": sorted({s.stop_id for s in found})})
+    rows = [(r[0], r[1], r[2], int(r[3]), tuple(r[4]), bool(r[5])) async for r in cur]
+    by_name: dict[str, list[tuple[str, str | None, int, tuple[str, ...], bool]]] = {}
+    for stop_id, name, platform, pole, towards, served in rows:
+        by_name.setdefault(name, []).append((stop_id, platform, pole, towards, served))
+    out = []
+    for s in found:
+        siblings = by_name.get(s.name, [])
+        me = next((x for x in siblings if x[0] == s.stop_id), None)
+        if me is None or len(siblings) < 2 or s.platform:
+            out.append(s)
+            continue
+        towards = me[3]
+        if not towards and me[4]:  # buses stop here, none leaves towards anywhere
+            out.append(replace(s, arrivals_only=True))
+            continue
+        shared = not towards or any(x[3] == towards for x in siblings if x[0] != s.stop_id)
+        out.append(replace(s, pole=me[2]) if shared else replace(s, towards=towards))
+    return out
 
 
 async def next_buses(

@@ -29,7 +29,7 @@ from psycopg import AsyncConnection
 from core.i18n import Lang, as_lang, negotiate, translator
 from core.sessions import lookup_session
 from core.web import Principal, Role
-from portal.words import yen
+from portal.words import stop_label, yen
 
 SESSION_COOKIE = "mebuku_portal"
 CSRF_COOKIE = "mebuku_csrf"
@@ -234,6 +234,7 @@ def render(page: Page, template: str, status: int = 200, **values: Any) -> HTMLR
         fmt_time=fmt_time,
         fmt_month=lambda d: fmt_month(page.lang, d),
         urlencode=urlencode,
+        stop_label=lambda stop: stop_label(stop, _),
         **page.extra,
         **values,
     )

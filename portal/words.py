@@ -7,13 +7,17 @@ Strings are marked with ``N_`` and translated where they are shown (Japanese fir
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from core.i18n import N_
 from mobility.fares.history import BusTrip, TaxiTrip
 from mobility.fares.rules import JST, fiscal_year, fiscal_year_start
+
+if TYPE_CHECKING:
+    from portal.stops import Stop
 
 # Why a taxi ride was or was not subsidised, in words a resident understands. Keys are the
 # fares package's detailed reasons (mobility.fares.rules.Reason values).
@@ -145,3 +149,21 @@ def nearly_used_up(rides_left: int, threshold: int) -> bool:
 def yen(n: int) -> str:
     """Yen with thousands separators (the same in Japanese and English)."""
     return f"{n:,}"
+
+
+def stop_label(stop: Stop, _: Callable[[str], str]) -> str:
+    """The name people read for a stop (pole): its name, and when other poles share it,
+    what tells this one apart: its platform, where its buses go, or its number. Never the
+    stop id (a code nobody at the roadside knows)."""
+    if stop.platform and stop.platform.isdigit():  # a platform number: 5番のりば
+        return _("{name} (platform {platform})").format(name=stop.name, platform=stop.platform)
+    if stop.platform:
+        return _("{name} ({platform})").format(name=stop.name, platform=stop.platform)
+    if stop.towards:
+        places = _(", ").join(stop.towards)
+        return _("{name} (towards {places})").format(name=stop.name, places=places)
+    if stop.arrivals_only:
+        return _("{name} (arrivals only)").format(name=stop.name)
+    if stop.pole is not None:
+        return _("{name} (stop {n})").format(name=stop.name, n=stop.pole)
+    return stop.name

@@ -133,6 +133,7 @@ def check(
     results = do_check(_api(url, token))
     for h in results:
         colour = "green" if h.ok else "red"
-        console.print(f"[{colour}]{h.uid}: {'ok' if h.ok else 'FAILED'}[/] {h.message}")
+        verdict = _("ok") if h.ok else _("FAILED")
+        console.print(f"[{colour}]{h.uid}: {verdict}[/] {h.message}")
     if not all(h.ok for h in results):
         raise typer.Exit(1)

@@ -14,6 +14,7 @@ from grafana_client.client import GrafanaClientError
 
 from api.grafana.build import audience, collect, folder_title
 from core.grafana import API_DATASOURCE, SQL_DATASOURCE
+from core.i18n import cli_gettext as _
 
 POSTGRES_VERSION = 1500
 
@@ -91,7 +92,9 @@ def team_ids(api: Any, names: list[str]) -> list[int]:
     for name in names:
         found = [t for t in api.teams.get_team_by_name(name) if t.get("name") == name]
         if not found:
-            raise GrafanaSetupError(f"Grafana team {name!r} not found: create it first")
+            raise GrafanaSetupError(
+                _("Grafana team {name} not found: create it first").format(name=repr(name))
+            )
         ids.append(int(found[0]["id"]))
     return ids
 
@@ -129,7 +132,7 @@ def push(api: Any, conn: Connection, city_teams: list[str] | None = None) -> Pus
             api.datasource.create_datasource(ds)
             report.created.append(f"datasource {ds['uid']}")
     dashboards = collect()
-    for folder in sorted({f for f, _ in dashboards}):
+    for folder in sorted({f for f, _dash in dashboards}):
         uid = folder_uid(folder)
         if _exists(api.folder.get_folder, uid):
             api.folder.update_folder(uid, title=folder_title(folder), overwrite=True)

@@ -60,9 +60,14 @@ def simulate(  # noqa: PLR0913 (each argument is one command-line option)
     over MQTT."""
     s = get_settings()
     broker = s.mqtt  # a missing MEBUKU_MQTT_URL is one line and exit 2, before any work
-    t0 = datetime.fromisoformat(start) if start else datetime.now(UTC)
+    try:
+        t0 = datetime.fromisoformat(start) if start else datetime.now(UTC)
+    except ValueError:
+        raise typer.BadParameter(
+            _("--start is a date and time such as 2026-04-01T09:00:00+09:00")
+        ) from None
     if t0.tzinfo is None:
-        raise typer.BadParameter("--start needs a UTC offset")
+        raise typer.BadParameter(_("--start needs a UTC offset (e.g. +09:00)"))
     cfg = CityConfig(
         shuttles=shuttles,
         buses=buses,

@@ -94,8 +94,8 @@ def settle(
     """
     try:
         m = settlement.parse_month(month)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--month") from None
+    except ValueError:
+        raise typer.BadParameter(_("month must be YYYY-MM"), param_hint="--month") from None
     if close and operator:
         raise typer.BadParameter(_("a month is closed for every operator"), param_hint="--operator")
     if operator:  # a corporate number or GTFS agency id names the same operator

@@ -60,7 +60,8 @@ def card_init(folder: Path = DirOption) -> None:
     """Create the test CA and its CRL (kept if they exist); print the settings to use."""
     ca = _ca(folder)
     made = devcard.init_ca(ca)
-    sys.stderr.write(("created" if made else "kept") + f" test CA in {ca.folder}\n")
+    said = _("created the test CA in {folder}") if made else _("kept the test CA in {folder}")
+    sys.stderr.write(said.format(folder=ca.folder) + "\n")
     print(f"MEBUKU_JPKI_TRUST_ANCHORS={ca.cert_path.absolute()}")
     print(f"MEBUKU_JPKI_CRL={ca.crl_path.absolute()}")
 
@@ -91,7 +92,11 @@ def card_revoke(name: str = typer.Argument(...), folder: Path = DirOption) -> No
         serial = devcard.revoke_card(ca, name)
     except devcard.DevCardError as e:
         raise _fail(str(e)) from None
-    print(f"revoked {name} (serial {serial:x}) in {ca.crl_path}")
+    print(
+        _("revoked {name} (serial {serial}) in {crl}").format(
+            name=name, serial=f"{serial:x}", crl=ca.crl_path
+        )
+    )
 
 
 @card_app.command(
@@ -177,12 +182,20 @@ def seed(
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             rep = await seed_residents(conn, key, ca, days=days, window=window, count=count)
         if rep is None:
-            print("demo residents: seeded already")
+            print(_("demo residents: seeded already"))
             return
         print(
-            f"demo residents: {rep.residents} residents, {rep.cards} IC cards, "
-            f"{rep.bus_taps} bus taps ({rep.bus_discounted} discounted), "
-            f"{rep.taxi_rides} taxi rides ({rep.taxi_subsidised} subsidised)"
+            _(
+                "demo residents: {residents} residents, {cards} IC cards, {taps} bus taps "
+                "({discounted} discounted), {rides} taxi rides ({subsidised} subsidised)"
+            ).format(
+                residents=rep.residents,
+                cards=rep.cards,
+                taps=rep.bus_taps,
+                discounted=rep.bus_discounted,
+                rides=rep.taxi_rides,
+                subsidised=rep.taxi_subsidised,
+            )
         )
 
     asyncio.run(run())

@@ -26,6 +26,8 @@ from typing import Any
 import psycopg
 from psycopg import AsyncConnection
 
+from core.i18n import cli_gettext as _
+
 _MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")  # fullmatch: "$" would allow a final \n
 
 HEADER = (
@@ -264,7 +266,11 @@ def close_month(
     from mobility.fares.rules import local_day
 
     if local_day(now) < month_end(month):
-        raise PeriodError(f"{month:%Y-%m} has not ended yet (Japan time); it cannot be closed")
+        raise PeriodError(  # said to the city staff member at `mebuku settle --close`
+            _("{month} has not ended yet (Japan time); it cannot be closed").format(
+                month=f"{month:%Y-%m}"
+            )
+        )
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", [PERIOD_LOCK])
         if conn.execute("SELECT 1 FROM fare_closed_periods WHERE period = %s", [month]).fetchone():
@@ -344,7 +350,9 @@ def stored_statements(
         assert row is not None
         if (int(row[0]), int(row[1])) != (d["lines"], d["total"]):
             raise PeriodError(
-                f"ledger of {op} {month:%Y-%m} no longer matches its closed statement"
+                _("ledger of {operator} {month} no longer matches its closed statement").format(
+                    operator=op, month=f"{month:%Y-%m}"
+                )
             )
         out.append(StoredStatement(op, d["csv"], d["json"], d["lines"], d["total"]))
     return out

@@ -13,6 +13,7 @@ from datetime import datetime
 import psycopg
 
 from core.broker import SAFE_ID, Account, bus_account
+from core.i18n import cli_gettext as _
 
 
 class VehicleError(ValueError):
@@ -36,12 +37,16 @@ def add_vehicle(
     """Register a vehicle (or bring a retired one back, under the same operator)."""
     if not SAFE_ID.fullmatch(vehicle_id):
         raise VehicleError(
-            f"vehicle id {vehicle_id!r} must be 1-64 of A-Z a-z 0-9 . _ - (one topic level)"
+            _("vehicle id {id} must be 1-64 of A-Z a-z 0-9 . _ - (one topic level)").format(
+                id=repr(vehicle_id)
+            )
         )
     if not operator_id.strip() or len(operator_id) > 64 or any(c.isspace() for c in operator_id):
-        raise VehicleError(f"operator id {operator_id!r} must be 1-64 characters, no spaces")
+        raise VehicleError(
+            _("operator id {id} must be 1-64 characters, no spaces").format(id=repr(operator_id))
+        )
     if len(label) > 200 or "\x00" in label:
-        raise VehicleError("label must be at most 200 characters, no NUL")
+        raise VehicleError(_("label must be at most 200 characters, no NUL"))
     row = conn.execute(
         "INSERT INTO mobility_vehicles (vehicle_id, operator_id, label) VALUES (%s, %s, %s)"
         " ON CONFLICT (vehicle_id) DO UPDATE SET retired_at = NULL, label = EXCLUDED.label"
@@ -50,7 +55,9 @@ def add_vehicle(
         [vehicle_id, operator_id, label],
     ).fetchone()
     if row is None:
-        raise VehicleError(f"vehicle {vehicle_id!r} is registered to another operator")
+        raise VehicleError(
+            _("vehicle {id} is registered to another operator").format(id=repr(vehicle_id))
+        )
     return Vehicle(*row)
 
 

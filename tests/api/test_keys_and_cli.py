@@ -22,7 +22,8 @@ from tests.conftest import REPO_ROOT, TEST_PSEUDONYM_KEY
 from tests.support.wait import wait_until
 
 
-def test_scope_rules() -> None:
+def test_scope_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEBUKU_LANG", "en")  # the CLI's messages: the process language
     assert check_scope("operator", "gunma-chuo") is Role.OPERATOR
     assert check_scope("council", None) is Role.COUNCIL
     with pytest.raises(ValueError, match="needs an operator id"):
@@ -35,6 +36,9 @@ def test_scope_rules() -> None:
         check_scope("root", None)
     with pytest.raises(ValueError, match="operator id"):
         check_scope("operator", "bad id; drop table")
+    monkeypatch.setenv("MEBUKU_LANG", "ja")
+    with pytest.raises(ValueError, match="市民はマイナンバーカードでサインイン"):
+        check_scope("resident", None)
 
 
 def test_a_key_id_never_looks_like_an_individual_number(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,7 +94,7 @@ def test_operators_create_list_revoke(cli: Callable[..., Result]) -> None:
     assert key_id in cli("list", "--all").stdout
     assert cli("revoke", key_id).exit_code == 1
     bad = cli("create", "--role", "operator")
-    assert bad.exit_code == 2 and "operator id" in bad.output
+    assert bad.exit_code == 2 and "--operator-id（事業者ID）が必要です" in bad.output
     stray = cli("create", "--role", "operator", "--operator-id", "gunma-chuo")
     assert stray.exit_code == 2
     assert "事業者 'gunma-chuo' は core/operators.toml にありません" in stray.output

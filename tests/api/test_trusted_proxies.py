@@ -87,7 +87,8 @@ def test_forwarded_client(peer: str, xff: list[str], client: str) -> None:
     assert forwarded_client(peer, xff, TRUSTED) == client
 
 
-def test_trusted_proxies_setting_refuses_junk() -> None:
+def test_trusted_proxies_setting_refuses_junk(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEBUKU_LANG", "en")  # settings errors speak the process language
     with pytest.raises(ValidationError, match="not an IP address or CIDR"):
         make_settings(None, api_trusted_proxies=["caddy"])
     assert make_settings(None, api_trusted_proxies=[" 172.30.0.0/24 "]).api_trusted_proxies == [

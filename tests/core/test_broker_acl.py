@@ -313,20 +313,33 @@ def test_unsafe_registry_ids_are_left_out() -> None:
     assert "evil" not in text and "simulator" not in text
 
 
-def test_vehicle_registry_refuses_unsafe_ids_and_takeover(registries: str) -> None:
+def test_vehicle_registry_refuses_unsafe_ids_and_takeover(
+    registries: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEBUKU_LANG", "en")  # the registry speaks the process language
     with psycopg.connect(registries, autocommit=True) as conn:
         for bad in ("a/b", "+", "#", "x y", "", "ü"):
             with pytest.raises(VehicleError):
                 add_vehicle(conn, bad, "gunma-chuo")
         with pytest.raises(VehicleError, match="another operator"):
             add_vehicle(conn, "av-01", "nippon-chuo")
+        monkeypatch.setenv("MEBUKU_LANG", "ja")
+        with pytest.raises(VehicleError, match="別の事業者"):
+            add_vehicle(conn, "av-01", "nippon-chuo")
 
 
 def test_password_hash_is_mosquittos_format(tmp_path: Path) -> None:
     h = hash_password("pw", salt=b"\x00" * 12)
     assert h.startswith("$7$20000$AAAAAAAAAAAAAAAA$")
-    bad = mebuku("broker", "passwd", "a/b", "--file", str(tmp_path / "p"))
+    bad = mebuku("broker", "passwd", "a/b", "--file", str(tmp_path / "p"), env=EN)
     assert bad.returncode == 2 and "not a safe broker id" in bad.stderr
+    bad = mebuku(
+        "broker", "passwd", "a/b", "--file", str(tmp_path / "p"), env={"MEBUKU_LANG": "ja"}
+    )
+    assert bad.returncode == 2 and "ブローカーのIDとして使えない" in bad.stderr
+
+
+EN = {"MEBUKU_LANG": "en"}
 
 
 def test_vehicle_registry_from_the_command_line(registries: str) -> None:
@@ -340,7 +353,10 @@ def test_vehicle_registry_from_the_command_line(registries: str) -> None:
     assert "mebuku-simulator" not in acl.stdout
     assert mebuku("mobility", "vehicles", "retire", "av-09", env=env).returncode == 0
     assert "av-09" not in mebuku("broker", "acl", env=env).stdout
-    bad = mebuku("mobility", "vehicles", "add", "av/#", "--operator", "x", env=env)
+    ja = env | {"MEBUKU_LANG": "ja"}
+    bad = mebuku("mobility", "vehicles", "add", "av/#", "--operator", "x", env=ja)
+    assert bad.returncode == 1 and "トピックの1階層" in bad.stderr
+    bad = mebuku("mobility", "vehicles", "add", "av/#", "--operator", "x", env=env | EN)
     assert bad.returncode == 1 and "one topic level" in bad.stderr
 
 

@@ -65,12 +65,22 @@ def test_missing_database_url_is_a_clear_error() -> None:
         [sys.executable, "-m", "core.cli", "db", "status"],
         capture_output=True,
         text=True,
-        env=env,
+        env={**env, "MEBUKU_LANG": "en"},
         cwd="/",
         timeout=60,
     )
     assert out.returncode != 0
     assert "MEBUKU_DATABASE_URL is not set" in out.stderr
+    ja = subprocess.run(
+        [sys.executable, "-m", "core.cli", "db", "status"],
+        capture_output=True,
+        text=True,
+        env={**env, "MEBUKU_LANG": "ja"},
+        cwd="/",
+        timeout=60,
+    )
+    assert ja.returncode == 2 and "Traceback" not in ja.stderr
+    assert ja.stderr.startswith("mebuku: MEBUKU_DATABASE_URL が設定されていません")
 
 
 def _compose() -> list[str] | None:

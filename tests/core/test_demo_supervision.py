@@ -271,9 +271,9 @@ def test_a_child_that_keeps_failing_stops_the_demo_with_its_last_lines(state: Pa
     with running(state, MEBUKU_ROAD_GRAPH_PATH=str(state / "missing.osm")) as demo:
         assert demo.proc.wait(READY_S) == 1
         out = demo.output()
-        assert "api keeps failing (5 exits within 60 s, last status 2)" in out
-        assert "last output of api:" in out
-        assert f"MEBUKU_ROAD_GRAPH_PATH: {state / 'missing.osm'} does not exist" in out
+        assert "api が失敗を繰り返しています（60 秒以内に 5 回終了、最後の終了コード 2）" in out
+        assert "api の最後の出力：" in out
+        assert f"MEBUKU_ROAD_GRAPH_PATH：{state / 'missing.osm'} がありません" in out
         assert "Mebuku デモ" not in out  # no table of what runs where
         assert processes_using(state) == []
 

@@ -33,6 +33,14 @@ TRANSLATED = (
     "ingest/cli.py",
     "ingest/simulate/cli.py",
     "mobility/fares/devcli.py",
+    # Settings errors and typer's/click's own words (process language).
+    "core/settings.py",
+    "core/cli_words.py",
+    "core/i18n.py",
+    "portal/cli.py",
+    "opendata/cli.py",
+    "api/keys.py",
+    "mobility/vehicles/registry.py",
 )
 KEYWORDS = {"_": None, "N_": None, "gettext": None, "w": None}
 

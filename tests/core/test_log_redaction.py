@@ -216,7 +216,7 @@ def test_an_invalid_setting_is_one_line_without_its_value(name: str, value: str,
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEBUKU_")}
     out = subprocess.run(
         [sys.executable, "-m", "core.cli", "db", "status"],
-        env={**env, name: value},
+        env={**env, name: value, "MEBUKU_LANG": "en"},
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

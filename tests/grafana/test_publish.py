@@ -195,6 +195,11 @@ def test_push_opens_the_city_folder_to_named_teams_only(
         assert ok.exit_code == 0, ok.output
         team = [{"teamId": 7, "permission": 1}]
         assert fake.folder_permissions == {"mebuku-city": team, "mebuku-city-en": team}
+        monkeypatch.setenv("MEBUKU_LANG", "ja")  # the CLI's default, whatever the locale
+        missing = runner.invoke(grafana_cli, ["push", "--city-team", "city-finanse"])
+        assert missing.exit_code == 1
+        assert "Grafana のチーム 'city-finanse' がありません" in missing.output
+        monkeypatch.setenv("MEBUKU_LANG", "en")
         missing = runner.invoke(grafana_cli, ["push", "--city-team", "city-finanse"])
         assert missing.exit_code == 1
         assert "team 'city-finanse' not found" in missing.output

@@ -151,7 +151,7 @@ def test_a_resident_of_78_uses_the_portal(
     wait_for(driver, "/stops/g033_01")
     check_page(driver, axe, "stops-search")
     by_css(driver, "a[href='/stops/g033_01']").click()
-    wait_for(driver, "表町 の次のバス")
+    wait_for(driver, "表町（高崎駅、新前橋駅西口 方面） の次のバス")
     check_page(driver, axe, "stop")
     driver.get(base + "/stops/")
     by_css(driver, "#from").send_keys("表町")
@@ -308,7 +308,7 @@ def test_keyboard_only_sign_in_and_find_the_next_bus(driver: Any, app: FastAPI, 
         if driver.switch_to.active_element.get_attribute("href") == base + "/stops/g033_01":
             break
     press(Key.ENTER)
-    wait_for(driver, "表町 の次のバス")
+    wait_for(driver, "表町（高崎駅、新前橋駅西口 方面） の次のバス")
 
 
 def test_sign_in_page_is_accessible_signed_out(

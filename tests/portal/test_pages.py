@@ -272,8 +272,22 @@ def test_stops_next_buses_and_fare_without_signing_in(client: TestClient) -> Non
     with device(client) as anon:
         r = anon.get("/stops/", params={"q": "表町"})
         assert r.status_code == 200 and "/stops/g033_01" in r.text
+        # The two poles of 表町 (no platform in the feed) by where their buses go, no code.
+        links = dict(re.findall(r'<a href="/stops/(g033_0\d)">([^<]*)</a>', r.text))
+        assert links == {
+            "g033_01": "表町（高崎駅、新前橋駅西口 方面）",
+            "g033_02": "表町（前橋駅、前橋駅前 方面）",
+        }
+        assert "g033" not in re.sub(r'href="[^"]*"', "", r.text)
         stop = anon.get("/stops/g033_01")
-        assert stop.status_code == 200 and "表町 の次のバス" in stop.text
+        assert stop.status_code == 200
+        assert "表町（高崎駅、新前橋駅西口 方面） の次のバス" in stop.text
+        station = anon.get("/stops/", params={"q": "前橋駅"}).text
+        assert "前橋駅（降車専用）" in station and "前橋駅（5番のりば）" in station
+        circle = anon.get("/stops/", params={"q": "天神町"}).text
+        assert "天神町（のりば 1）" in circle and "天神町（のりば 2）" in circle
+        en = anon.get("/stops/", params={"q": "表町"}, headers={"Accept-Language": "en"})
+        assert "表町 (towards 高崎駅, 新前橋駅西口)" in en.text
         assert "時刻表" in stop.text or "本日のバスはもうありません" in stop.text
         fare = anon.get("/stops/fare", params=FARE_Q)
         assert fare.status_code == 200

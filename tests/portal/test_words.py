@@ -90,3 +90,21 @@ def test_secure_cookies_behind_a_trusted_proxy_only() -> None:
     assert not behind_trusted_proxy("192.0.2.1", ["10.0.0.0/8"])
     assert not behind_trusted_proxy("10.0.0.5", [])
     assert not behind_trusted_proxy("testclient", ["10.0.0.0/8"])
+
+
+def test_a_stop_is_shown_by_name_never_by_code() -> None:
+    from core.i18n import gettext_for
+    from portal.stops import Stop
+
+    ja, en = gettext_for("ja"), gettext_for("en")
+    towards = Stop("g033_01", "表町", None, towards=("高崎駅", "新前橋駅西口"))
+    assert words.stop_label(towards, ja) == "表町（高崎駅、新前橋駅西口 方面）"
+    assert words.stop_label(towards, en) == "表町 (towards 高崎駅, 新前橋駅西口)"
+    assert words.stop_label(Stop("t008_02", "天神町", None, pole=2), ja) == "天神町（のりば 2）"
+    assert words.stop_label(Stop("t008_02", "天神町", None, pole=2), en) == "天神町 (stop 2)"
+    arrivals = Stop("g035_01", "前橋駅", None, arrivals_only=True)
+    assert words.stop_label(arrivals, ja) == "前橋駅（降車専用）"
+    assert words.stop_label(Stop("x_1", "前橋駅", "3"), ja) == "前橋駅（3番のりば）"
+    assert words.stop_label(Stop("x_1", "前橋駅", "3"), en) == "前橋駅 (platform 3)"
+    assert words.stop_label(Stop("x_1", "前橋駅", "北口"), ja) == "前橋駅（北口）"
+    assert words.stop_label(Stop("x_1", "県庁前", None), ja) == "県庁前"

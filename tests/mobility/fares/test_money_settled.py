@@ -191,7 +191,10 @@ async def test_closed_month_stays_byte_identical_and_late_records_adjust_the_nex
     assert july_paid + 1600 - 1000 == july_yen[0] + 600
 
 
-def test_closing_refuses_an_unfinished_month_and_is_idempotent(db_url: str) -> None:
+def test_closing_refuses_an_unfinished_month_and_is_idempotent(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEBUKU_LANG", "en")  # the refusal speaks the process language
     now = datetime.now(UTC)
     this_month = now.astimezone(JST).date().replace(day=1)
     with psycopg.connect(db_url, autocommit=True) as conn:
