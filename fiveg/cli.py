@@ -233,7 +233,7 @@ def report(
         try:
             k = await _trial_kpis(conn, t, source, lo, hi)  # type: ignore[arg-type]
         except KpiRequestError as e:
-            err.print(f"[red]{e}[/]")
+            err.print(f"[red]{_(str(e))}[/]")
             raise typer.Exit(2) from e
         pts = await store.coverage_points(conn, t.devices, k.start, k.end)
         others = []

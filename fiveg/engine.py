@@ -17,6 +17,7 @@ from typing import Literal
 
 from psycopg import AsyncConnection
 
+from core.i18n import N_
 from fiveg import store
 from fiveg.kpi import DEFAULT_MIN_COVERAGE_PCT, DataCoverage, Scorecard, Stats, scorecard
 from fiveg.store import HIST_WIDTH, ROLLUP_WIDTH, Mobility, StoredTrial
@@ -80,7 +81,10 @@ def fit_bucket(start: datetime, end: datetime, max_buckets: int = 2000) -> timed
 
 
 class KpiRequestError(ValueError):
-    """The request cannot be answered as asked (bad window or bucket)."""
+    """The request cannot be answered as asked (bad window or bucket).
+
+    The message is a catalogue id: the API and the CLI say it in their reader's language.
+    """
 
 
 async def trial_kpis(
@@ -97,13 +101,13 @@ async def trial_kpis(
     d = trial.definition
     start, end = measured_window(trial, start, end)
     if end <= start:
-        raise KpiRequestError("'to' must be after 'from'")
+        raise KpiRequestError(N_("'to' must be after 'from'"))
     if start < EARLIEST or end > LATEST:
-        raise KpiRequestError("'from' and 'to' must lie between 2000 and 2100")
+        raise KpiRequestError(N_("'from' and 'to' must lie between 2000 and 2100"))
     if bucket < timedelta(seconds=1) or bucket > timedelta(days=7):
-        raise KpiRequestError("bucket must be between 1 second and 7 days")
+        raise KpiRequestError(N_("bucket must be between 1 second and 7 days"))
     if (end - start) / bucket > 120_000:
-        raise KpiRequestError("too many buckets: use a wider bucket or a shorter window")
+        raise KpiRequestError(N_("too many buckets: use a wider bucket or a shorter window"))
     devices = trial.devices
     bound = d.bound_ms
     if source == "auto":
@@ -123,7 +127,7 @@ async def trial_kpis(
         )
     else:
         if bucket != HIST_WIDTH:
-            raise KpiRequestError("the rollup source has hourly buckets only (bucket=1h)")
+            raise KpiRequestError(N_("the rollup source has hourly buckets only (bucket=1h)"))
         # KPI values cover the whole hours touching [start, end); coverage and gaps do not.
         r = await store.rollup_stats(conn, devices, start, end, bound)
         overall, per_bucket, data = r.overall, r.per_hour, r.data_buckets

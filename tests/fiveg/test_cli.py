@@ -59,7 +59,7 @@ def test_load_trials_kpis_and_report(db_url: str, tmp_path: Path) -> None:
     bad = mebuku(db_url, "report", "known-bus-trial", "--from", "yesterday")
     assert bad.returncode == 2 and "ISO 8601" in bad.stderr and "Traceback" not in bad.stderr
     bad = mebuku(db_url, "report", "known-bus-trial", "--from", half, "--to", half)
-    assert bad.returncode == 2 and "'to' must be after 'from'" in bad.stderr
+    assert bad.returncode == 2 and "終了日時（to）は開始日時（from）より後に" in bad.stderr
 
 
 def test_invalid_definition_is_a_clear_error(db_url: str, tmp_path: Path) -> None:

@@ -82,6 +82,11 @@ def test_registry_and_bad_input(client: tuple[TestClient, dict[str, dict[str, st
     r = c.get("/v1/fiveg/trials/known-bus-trial/kpis?from=2026-11-20T01:00:00Z"
               "&to=2026-11-20T00:00:00Z", headers=keys["council"])  # fmt: skip
     assert r.status_code == 422 and r.json()["type"].endswith("bad-kpi-request")
+    assert r.json()["detail"] == "終了日時（to）は開始日時（from）より後にしてください"
+    en = {**keys["council"], "Accept-Language": "en"}
+    r = c.get("/v1/fiveg/trials/known-bus-trial/kpis?from=2026-11-20T01:00:00Z"
+              "&to=2026-11-20T00:00:00Z", headers=en)  # fmt: skip
+    assert r.json()["detail"] == "'to' must be after 'from'"
     r = c.get("/v1/fiveg/trials/known-bus-trial/sensors?bucket=1s", headers=keys["council"])
     assert r.status_code == 200  # one hour in 1 s buckets is fine
     bad = known_set.trial_definition("nul-trial")
@@ -115,7 +120,7 @@ def test_kpis_coverage_compare(client: tuple[TestClient, dict[str, dict[str, str
     assert rollup["source"] == "rollup" and rollup["overall"]["samples"] == 600
     r = c.get("/v1/fiveg/trials/known-bus-trial/kpis?source=rollup&bucket=5m",
               headers=keys["council"])  # fmt: skip
-    assert r.status_code == 422 and "hourly" in r.json()["detail"]
+    assert r.status_code == 422 and "1時間単位" in r.json()["detail"]
     r = c.get("/v1/fiveg/trials/known-bus-trial/kpis?source=rollup", headers=keys["council"])
     assert r.status_code == 200 and r.json()["bucket_seconds"] == 3600  # the default fits
     assert k["scorecard"]["verdict"] == "fail"  # 10 of 12 buckets: enough data to judge
