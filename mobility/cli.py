@@ -46,7 +46,7 @@ def gtfs_import(
     try:
         v = import_feed(s.require_database_url(), path, force=force)
     except FeedError as e:
-        console.print("[red]" + _("feed refused:") + "[/] ", str(e), markup=True)
+        console.print("[red]" + _("feed refused:") + "[/] ", e.describe(_), markup=True)
         raise typer.Exit(1) from None
     took = time.perf_counter() - started
     if v.unchanged:

@@ -13,11 +13,12 @@ import hashlib
 import io
 import re
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from core.i18n import N_
 from mobility.gtfs.spec import FILES, Column, FileSpec
 
 Value = str | int | float | bool | date | None
@@ -26,16 +27,40 @@ _TIME = re.compile(r"^(\d{1,3}):([0-5]\d):([0-5]\d)$")
 
 
 class FeedError(ValueError):
-    """A feed that cannot be imported; says where."""
+    """A feed that cannot be imported; says where.
 
-    def __init__(self, file: str, line: int | None, field: str | None, message: str) -> None:
-        where = file + (f" line {line}" if line is not None else "")
-        where += f" field {field}" if field else ""
-        super().__init__(f"{where}: {message}")
+    ``message`` is a catalogue id with ``{name}`` placeholders filled from ``params``, so
+    :meth:`describe` can say it in the operator's language; ``str()`` is the English.
+    """
+
+    def __init__(
+        self, file: str, line: int | None, field: str | None, message: str, **params: object
+    ) -> None:
         self.file = file
         self.line = line
         self.field = field
-        self.message = message
+        self.template = message
+        self.params = params
+        self.message = message.format(**params)
+        super().__init__(self.describe())
+
+    def describe(self, _: Callable[[str], str] = str) -> str:
+        """Where and what, with ``_`` translating the words (English without one)."""
+        where = [self.file]
+        if self.line is not None:
+            where.append(_(N_("line {line}")).format(line=self.line))
+        if self.field:
+            where.append(_(N_("field {field}")).format(field=self.field))
+        return f"{' '.join(where)}: {_(self.template).format(**self.params)}"
+
+
+class BadValueError(ValueError):
+    """A value of the wrong form; the message is a catalogue id filled from ``params``."""
+
+    def __init__(self, message: str, **params: object) -> None:
+        super().__init__(message.format(**params))
+        self.template = message
+        self.params = params
 
 
 @dataclass
@@ -79,7 +104,7 @@ def parse_time(text: str) -> int:
     """GTFS time "H:MM:SS" (hours may exceed 24) -> seconds after noon-minus-12h."""
     m = _TIME.match(text)
     if not m:
-        raise ValueError(f"not a GTFS time (HH:MM:SS): {text!r}")
+        raise BadValueError(N_("not a GTFS time (HH:MM:SS): {value}"), value=repr(text))
     h, mi, s = (int(g) for g in m.groups())
     return h * 3600 + mi * 60 + s
 
@@ -93,20 +118,29 @@ def _convert(col: Column, raw: str) -> Value:
     if col.kind == "text":
         return raw
     if col.kind == "int":
-        return int(raw)
+        try:
+            return int(raw)
+        except ValueError:
+            raise BadValueError(N_("not a whole number: {value}"), value=repr(raw)) from None
     if col.kind == "float":
-        v = float(raw)
+        try:
+            v = float(raw)
+        except ValueError:
+            raise BadValueError(N_("not a number: {value}"), value=repr(raw)) from None
         if v != v or v in (float("inf"), float("-inf")):
-            raise ValueError(f"not a finite number: {raw!r}")
+            raise BadValueError(N_("not a finite number: {value}"), value=repr(raw))
         return v
     if col.kind == "time":
         return parse_time(raw)
     if col.kind == "date":
         if len(raw) != 8 or not raw.isdigit():
-            raise ValueError(f"not a GTFS date (YYYYMMDD): {raw!r}")
-        return date(int(raw[:4]), int(raw[4:6]), int(raw[6:]))
+            raise BadValueError(N_("not a GTFS date (YYYYMMDD): {value}"), value=repr(raw))
+        try:
+            return date(int(raw[:4]), int(raw[4:6]), int(raw[6:]))
+        except ValueError:
+            raise BadValueError(N_("no such date: {value}"), value=repr(raw)) from None
     if raw not in ("0", "1"):
-        raise ValueError(f"must be 0 or 1, got {raw!r}")
+        raise BadValueError(N_("must be 0 or 1, got {value}"), value=repr(raw))
     return raw == "1"
 
 
@@ -117,12 +151,12 @@ def _read_header(spec: FileSpec, reader: Iterator[list[str]]) -> list[str]:
     try:
         header = [h.strip(_ASCII_WS) for h in next(reader)]
     except StopIteration:
-        raise FeedError(filename, 1, None, "empty file (no header)") from None
+        raise FeedError(filename, 1, None, N_("empty file (no header)")) from None
     missing = [h for h in spec.required_headers if h not in header]
     if spec.filename == "translations.txt" and "language" not in header and "lang" not in header:
         missing.append("language")
     if missing:
-        raise FeedError(filename, 1, missing[0], "required column missing")
+        raise FeedError(filename, 1, missing[0], N_("required column missing"))
     return header
 
 
@@ -136,13 +170,13 @@ def _parse_row(
         cell = raw_row[idx].strip(_ASCII_WS) if idx < len(raw_row) else ""
         if cell == "":
             if col.required:
-                raise FeedError(filename, line, col.name, "required value is empty")
+                raise FeedError(filename, line, col.name, N_("required value is empty"))
             values.setdefault(col.db_name, None)
             continue
         try:
             converted = _convert(col, cell)
-        except ValueError as e:
-            raise FeedError(filename, line, col.name, str(e)) from None
+        except BadValueError as e:
+            raise FeedError(filename, line, col.name, e.template, **e.params) from None
         if values.get(col.db_name) is None:
             values[col.db_name] = converted
     return values
@@ -155,7 +189,14 @@ def parse_file(spec: FileSpec, data: bytes) -> Table:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise FeedError(filename, None, None, f"not UTF-8 ({e.reason} at byte {e.start})") from e
+        raise FeedError(
+            filename,
+            None,
+            None,
+            N_("not UTF-8 ({reason} at byte {byte})"),
+            reason=e.reason,
+            byte=e.start,
+        ) from e
     reader = csv.reader(io.StringIO(text, newline=""))
     header = _read_header(spec, reader)
     present = [(header.index(c.name), c) for c in spec.columns if c.name in header]
@@ -172,7 +213,14 @@ def parse_file(spec: FileSpec, data: bytes) -> Table:
         if not any(cell.strip(_ASCII_WS) for cell in raw_row):
             continue  # blank line
         if len(raw_row) > width:
-            raise FeedError(filename, line, None, f"{len(raw_row)} values for {width} columns")
+            raise FeedError(
+                filename,
+                line,
+                None,
+                N_("{values} values for {columns} columns"),
+                values=len(raw_row),
+                columns=width,
+            )
         values = _parse_row(filename, line, raw_row, present)
         table.rows.append(tuple(values[c] for c in db_columns))
         table.lines.append(line)
@@ -188,7 +236,9 @@ def _check_refs(
     allowed_set = set(allowed)
     for value, line in zip(t.column(col), t.lines, strict=True):
         if value is not None and value not in allowed_set:
-            raise FeedError(file, line, col, f"{value!r} is not in {target}")
+            raise FeedError(
+                file, line, col, N_("{value} is not in {target}"), value=repr(value), target=target
+            )
 
 
 def _check_unique(t: Table, cols: tuple[str, ...]) -> None:
@@ -199,14 +249,23 @@ def _check_unique(t: Table, cols: tuple[str, ...]) -> None:
     for row, line in zip(t.rows, t.lines, strict=True):
         key = tuple(row[i] for i in idx)
         if key in seen:
-            raise FeedError(t.spec.filename, line, cols[-1], f"duplicate {'/'.join(cols)} {key}")
+            raise FeedError(
+                t.spec.filename,
+                line,
+                cols[-1],
+                N_("duplicate {columns} {key}"),
+                columns="/".join(cols),
+                key=key,
+            )
         seen.add(key)
 
 
 def validate(feed: dict[str, Table]) -> None:
     """Uniqueness, references and time order; raises FeedError at the first problem."""
     if "calendar.txt" not in feed and "calendar_dates.txt" not in feed:
-        raise FeedError("calendar.txt", None, None, "calendar.txt or calendar_dates.txt required")
+        raise FeedError(
+            "calendar.txt", None, None, N_("calendar.txt or calendar_dates.txt required")
+        )
     for file, key in (
         ("agency.txt", ("agency_id",)),
         ("routes.txt", ("route_id",)),
@@ -245,7 +304,9 @@ def validate(feed: dict[str, Table]) -> None:
         _check_refs(feed, "fare_rules.txt", "fare_id", fares, "fare_attributes.txt")
         _check_refs(feed, "fare_attributes.txt", "agency_id", agencies, "agency.txt")
     elif "fare_rules.txt" in feed and feed["fare_rules.txt"].rows:
-        raise FeedError("fare_rules.txt", None, None, "fare_rules.txt without fare_attributes.txt")
+        raise FeedError(
+            "fare_rules.txt", None, None, N_("fare_rules.txt without fare_attributes.txt")
+        )
     _check_refs(feed, "fare_rules.txt", "route_id", routes, "routes.txt")
     for col in ("origin_id", "destination_id", "contains_id"):
         _check_refs(feed, "fare_rules.txt", col, zones, "stops.txt zone_id")
@@ -267,15 +328,25 @@ def _check_stop_times(st: Table, trips: set[Value]) -> None:
         arr = row[ai] if ai is not None else None
         dep = row[di] if di is not None else None
         if isinstance(arr, int) and isinstance(dep, int) and dep < arr:
-            raise FeedError("stop_times.txt", line, "departure_time", "departure before arrival")
+            raise FeedError(
+                "stop_times.txt", line, "departure_time", N_("departure before arrival")
+            )
         for value, name in ((arr, "arrival_time"), (dep, "departure_time")):
             if isinstance(value, int):
                 if value < last.get(trip, -1):
-                    raise FeedError("stop_times.txt", line, name, "time goes back along the trip")
+                    raise FeedError(
+                        "stop_times.txt", line, name, N_("time goes back along the trip")
+                    )
                 last[trip] = value
     for trip in trips:
         if count.get(trip, 0) < 2:
-            raise FeedError("trips.txt", None, "trip_id", f"trip {trip!r} has fewer than 2 stops")
+            raise FeedError(
+                "trips.txt",
+                None,
+                "trip_id",
+                N_("trip {trip} has fewer than 2 stops"),
+                trip=repr(trip),
+            )
 
 
 def read_feed(path: Path | str) -> ParsedFeed:
@@ -285,7 +356,9 @@ def read_feed(path: Path | str) -> ParsedFeed:
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as e:
-        raise FeedError(Path(path).name, None, None, f"not a zip file ({e})") from None
+        raise FeedError(
+            Path(path).name, None, None, N_("not a zip file ({error})"), error=e
+        ) from None
     with zf:
         by_base = {n.rsplit("/", 1)[-1]: n for n in zf.namelist() if not n.endswith("/")}
         tables: dict[str, Table] = {}
@@ -293,7 +366,7 @@ def read_feed(path: Path | str) -> ParsedFeed:
             name = by_base.get(spec.filename)
             if name is None:
                 if spec.required:
-                    raise FeedError(spec.filename, None, None, "required file missing")
+                    raise FeedError(spec.filename, None, None, N_("required file missing"))
                 continue
             tables[spec.filename] = parse_file(spec, zf.read(name))
     validate(tables)

@@ -17,11 +17,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from core.i18n import gettext_for
 from core.settings import Settings
 from mobility.gtfs.fares import zone_fare, zone_fare_async
 from mobility.gtfs.freshness import expiry_warning
 from mobility.gtfs.importer import current_version, import_feed
-from mobility.gtfs.parser import FeedError, parse_time
+from mobility.gtfs.parser import FeedError, parse_time, read_feed
 from tests.mobility.feeds import REAL_FEED, edit_line, feed_files, write_feed
 
 
@@ -65,7 +66,7 @@ BROKEN = [
     ("stop_times.txt", 5, "stop_id", lambda s: s.replace("t054_02", "nope_99"), "not in stops"),
     ("stop_times.txt", 3, "arrival_time", lambda s: s.replace("06:36:00,", "06:6x:00,", 1), "time"),
     ("trips.txt", 2, "route_id", lambda s: "x" + s, "not in routes"),
-    ("stops.txt", 4, "stop_lat", lambda s: s.replace("36.", "north", 1), "float"),
+    ("stops.txt", 4, "stop_lat", lambda s: s.replace("36.", "north", 1), "not a number"),
 ]
 
 
@@ -93,6 +94,21 @@ def test_missing_required_file_and_column(db_url: str, tmp_path: Path) -> None:
     with pytest.raises(FeedError) as err:
         import_feed(db_url, write_feed(files, tmp_path / "b.zip"))
     assert (err.value.file, err.value.line, err.value.field) == ("trips.txt", 1, "service_id")
+
+
+def test_a_refusal_reads_in_japanese(tmp_path: Path) -> None:
+    """What `mebuku gtfs import` prints: the file, line and field, and why, in Japanese."""
+    ja = gettext_for("ja")
+    files = feed_files()
+    del files["stops.txt"]
+    with pytest.raises(FeedError) as err:
+        read_feed(write_feed(files, tmp_path / "a.zip"))
+    assert err.value.describe(ja) == "stops.txt: 必須のファイルがありません"
+    files = edit_line(feed_files(), "trips.txt", 1, lambda s: s.replace("service_id", "svc"))
+    with pytest.raises(FeedError) as err:
+        read_feed(write_feed(files, tmp_path / "b.zip"))
+    assert err.value.describe(ja) == "trips.txt 1行目 項目 service_id: 必須の列がありません"
+    assert str(err.value) == "trips.txt line 1 field service_id: required column missing"
 
 
 def test_new_version_replaces_old_and_optional_files_may_be_absent(
