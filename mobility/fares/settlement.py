@@ -320,7 +320,11 @@ def close_month(
 
 def _verified(op: str, month: date, fmt: str, body: bytes, digest: bytes) -> bytes:
     if hashlib.sha256(body).digest() != digest:
-        raise PeriodError(f"stored {fmt} statement of {op} {month:%Y-%m} fails its SHA-256")
+        raise PeriodError(
+            _("stored {format} statement of {operator} {month} fails its SHA-256").format(
+                format=fmt.upper(), operator=op, month=f"{month:%Y-%m}"
+            )
+        )
     return body
 
 
