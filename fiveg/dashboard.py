@@ -1,8 +1,10 @@
 """The 5G council's Grafana dashboard: scorecard, KPIs over time, coverage, themes.
 
-The scorecard, series, themes, bands and data coverage read the rollups of fiveg/migrations/0002
-(grafana.fiveg_radio_5m, grafana.fiveg_radio_hist_1h: whole 5-minute buckets and hours;
-percentiles within one histogram bin, as the API's ``source=rollup``); the other panels
+The scorecard, series and themes read the trial-level histograms of fiveg/migrations/0003
+(grafana.fiveg_trial_hist: whole hours, the current one from 5-minute buckets; percentiles
+within one histogram bin, as the API's ``source=rollup``), the means, bands and data
+coverage the 5-minute rollup of 0002 (grafana.fiveg_radio_5m), the coverage map the trial's
+cell rollups (core/roles/migrations/0420, medians within one bin); the other panels
 read the raw samples of the selected trial's devices in the dashboard's time range
 (``$__timeFilter``), with the same percentile definition as the API (``percentile_cont``).
 The scorecard shows each target as "% of target" so one set of thresholds (red below
@@ -48,7 +50,8 @@ IN_TRIAL = f"$__timeFilter(ts) AND device_id IN ({DEVICES})"
 IN_TRIAL_5M = f"$__timeFilter(bucket) AND device_id IN ({DEVICES})"
 
 
-IN_TRIAL_1H = f"$__timeFilter(bucket) AND device_id IN ({DEVICES})"
+# The trial's rows of the trial-level rollups (fiveg/migrations/0003, core/roles/migrations/0420).
+IN_TRIAL_1H = "$__timeFilter(bucket) AND trial_id = '${trial}'"
 # (sum, count) columns of grafana.fiveg_radio_5m per fiveg_radio column.
 _SUMS = {c: (f"sum_{s}", f"n_{s}") for c, s in (
     ("dl_mbps", "dl"), ("ul_mbps", "ul"), ("rtt_ms", "rtt"), ("jitter_ms", "jitter"),
@@ -95,7 +98,7 @@ WITH m AS (SELECT * FROM grafana.fiveg_radio_5m WHERE {IN_TRIAL_5M}),
 h AS (
   SELECT metric, bin, lo, hi, n, sum(n) OVER (PARTITION BY metric ORDER BY bin) AS cum,
          sum(n) OVER (PARTITION BY metric) AS total
-  FROM (SELECT metric, bin, lo, hi, sum(n) AS n FROM grafana.fiveg_radio_hist_1h
+  FROM (SELECT metric, bin, lo, hi, sum(n) AS n FROM grafana.fiveg_trial_hist
         WHERE {IN_TRIAL_1H} AND bin IS NOT NULL GROUP BY 1, 2, 3, 4) b
 )
 SELECT jsonb_build_object(
@@ -139,7 +142,7 @@ FROM grafana.fiveg_radio_5m WHERE {IN_TRIAL_5M} AND n > 0
 # Every hour the range touches (the first one too, whole), so a series has no gap at its start.
 HOURS_TOUCHED = (
     "bucket > $__timeFrom()::timestamptz - interval '1 hour'"
-    f" AND bucket <= $__timeTo()::timestamptz AND device_id IN ({DEVICES})"
+    " AND bucket <= $__timeTo()::timestamptz AND trial_id = '${trial}'"
 )
 
 
@@ -154,7 +157,7 @@ def _percentile_series(metrics: str, quantiles: str) -> str:
                sum(n) OVER (PARTITION BY time, metric, q.q ORDER BY bin) AS cum,
                q.q * (sum(n) OVER (PARTITION BY time, metric, q.q) - 1) AS r
         FROM (SELECT $__timeGroupAlias(bucket, $__interval), metric, bin, lo, hi, sum(n) AS n
-              FROM grafana.fiveg_radio_hist_1h
+              FROM grafana.fiveg_trial_hist
               WHERE {HOURS_TOUCHED} AND bin IS NOT NULL AND metric IN ({metrics})
               GROUP BY 1, 2, 3, 4, 5) h
         CROSS JOIN (VALUES {quantiles}) q(q)) c
@@ -184,22 +187,62 @@ FROM ({_percentile_series("'rtt_ms'", "(0.5), (0.95), (0.99)")}) p
 GROUP BY 1 ORDER BY 1
 """
 
-# Geomap: the API's and the report's cells (fiveg/coverage.py): 50 m squares of EPSG:6677
-# from grafana.fiveg_radio_cells (core/roles/migrations/0400), drawn at their centres as
-# squares. Cells under 10 samples keep a null RSRP (grey), as the API's `sufficient`.
+# Geomap: the API's and the report's cells (fiveg/coverage.py): 50 m squares of EPSG:6677,
+# drawn at their centres as squares, from the trial's cell rollups (core/roles/migrations/
+# 0420): the hours that start in the range, the whole days of a range longer than a day from
+# the daily rollup (the daily branch is cut off before it runs for shorter ranges). Each
+# median is read from the cell's bins (1 dB for RSRP, 40 a decade for UL/DL) as
+# percentile_cont would pick it, the order statistics placed by rank inside their bins:
+# within one bin of the exact one. Cells under 10 samples keep a null RSRP (grey), as the
+# API's `sufficient`.
 COVERAGE_MIN_SAMPLES = 10
+_LONG_RANGE = "$__timeTo()::timestamptz - $__timeFrom()::timestamptz > interval '1 day'"
+_FIRST_DAY = (
+    "time_bucket('1 day', $__timeFrom()::timestamptz - interval '1 microsecond') + interval '1 day'"
+)
+_LAST_DAY = "time_bucket('1 day', $__timeTo()::timestamptz)"
+
+
+def _median(i: str) -> str:
+    """Order statistic ``i`` of a cell's metric, placed by rank inside its bin."""
+    return (
+        f"min(lo + (hi - lo) * ({i} - (cum - n) + 0.5) / n)"
+        f" FILTER (WHERE cum > {i} AND cum - n <= {i})"
+    )
+
+
 COVERAGE_MAP = f"""
+WITH b AS (
+  SELECT cx, cy, metric, bin, lo, hi, sum(n) AS n FROM (
+    SELECT cx, cy, metric, bin, lo, hi, n FROM grafana.fiveg_trial_cells_1d
+    WHERE trial_id = '${{trial}}' AND {_LONG_RANGE}
+      AND bucket >= {_FIRST_DAY} AND bucket < {_LAST_DAY}
+    UNION ALL
+    SELECT cx, cy, metric, bin, lo, hi, n FROM grafana.fiveg_trial_cells_1h
+    WHERE trial_id = '${{trial}}' AND $__timeFilter(bucket)
+      AND (NOT ({_LONG_RANGE}) OR bucket < {_FIRST_DAY} OR bucket >= {_LAST_DAY})
+  ) u
+  GROUP BY 1, 2, 3, 4, 5, 6
+), c AS (
+  SELECT cx, cy, metric, lo, hi, n, sum(n) OVER w AS cum, 0.5 * (sum(n) OVER p - 1) AS r
+  FROM b WHERE bin IS NOT NULL
+  WINDOW p AS (PARTITION BY cx, cy, metric), w AS (p ORDER BY bin)
+), m AS (
+  SELECT cx, cy, metric, max(r) AS r, {_median("floor(r)")} AS a, {_median("ceil(r)")} AS z
+  FROM c GROUP BY 1, 2, 3
+), cells AS (
+  SELECT s.cx, s.cy, s.samples,
+         max(m.a + (m.r - floor(m.r)) * (m.z - m.a)) FILTER (WHERE m.metric = 'rsrp_dbm') AS rsrp,
+         max(m.a + (m.r - floor(m.r)) * (m.z - m.a)) FILTER (WHERE m.metric = 'ul_mbps') AS ul,
+         max(m.a + (m.r - floor(m.r)) * (m.z - m.a)) FILTER (WHERE m.metric = 'dl_mbps') AS dl
+  FROM (SELECT cx, cy, sum(n) AS samples FROM b WHERE metric = 'rsrp_dbm' GROUP BY 1, 2) s
+  LEFT JOIN m ON m.cx = s.cx AND m.cy = s.cy
+  GROUP BY 1, 2, 3
+)
 SELECT ll[1] AS latitude, ll[2] AS longitude, c.samples,
        CASE WHEN c.samples >= {COVERAGE_MIN_SAMPLES} THEN c.rsrp END AS "median RSRP",
        c.ul AS "median UL", c.dl AS "median DL", c.cx || '_' || c.cy AS cell
-FROM (
-    SELECT cx, cy, count(*) AS samples,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY rsrp_dbm) AS rsrp,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY ul_mbps) AS ul,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY dl_mbps) AS dl
-    FROM grafana.fiveg_radio_cells WHERE {IN_TRIAL}
-    GROUP BY cx, cy
-) c
+FROM cells c
 CROSS JOIN LATERAL grafana.fiveg_cell_centre(c.cx, c.cy) ll
 ORDER BY c.cx, c.cy
 """
@@ -220,8 +263,7 @@ THEMES = """
 WITH h AS (
   SELECT t.theme, t.trial_id, r.metric, r.bin, r.lo, r.hi, sum(r.n) AS n
   FROM grafana.fiveg_trials t
-  JOIN grafana.fiveg_trial_devices d ON d.trial_id = t.trial_id
-  JOIN grafana.fiveg_radio_hist_1h r ON r.device_id = d.device_id AND $__timeFilter(r.bucket)
+  JOIN grafana.fiveg_trial_hist r ON r.trial_id = t.trial_id AND $__timeFilter(r.bucket)
        AND r.bucket >= t.period_start AND r.bucket < t.period_end
   GROUP BY 1, 2, 3, 4, 5, 6
 ), c AS (
