@@ -1,7 +1,7 @@
 """The 5G council's Grafana dashboard: scorecard, KPIs over time, coverage, themes.
 
 The scorecard, series and themes read the trial-level histograms of fiveg/migrations/0003
-(grafana.fiveg_trial_hist: whole hours, the current one from 5-minute buckets; percentiles
+(grafana.fiveg_trial_hist_1h: whole hours, the current one from 5-minute buckets; percentiles
 within one histogram bin, as the API's ``source=rollup``), the means, bands and data
 coverage the 5-minute rollup of 0002 (grafana.fiveg_radio_5m), the coverage map the trial's
 cell rollups (core/roles/migrations/0420, medians within one bin); the other panels
@@ -98,7 +98,7 @@ WITH m AS (SELECT * FROM grafana.fiveg_radio_5m WHERE {IN_TRIAL_5M}),
 h AS (
   SELECT metric, bin, lo, hi, n, sum(n) OVER (PARTITION BY metric ORDER BY bin) AS cum,
          sum(n) OVER (PARTITION BY metric) AS total
-  FROM (SELECT metric, bin, lo, hi, sum(n) AS n FROM grafana.fiveg_trial_hist
+  FROM (SELECT metric, bin, lo, hi, sum(n) AS n FROM grafana.fiveg_trial_hist_1h
         WHERE {IN_TRIAL_1H} AND bin IS NOT NULL GROUP BY 1, 2, 3, 4) b
 )
 SELECT jsonb_build_object(
@@ -157,7 +157,7 @@ def _percentile_series(metrics: str, quantiles: str) -> str:
                sum(n) OVER (PARTITION BY time, metric, q.q ORDER BY bin) AS cum,
                q.q * (sum(n) OVER (PARTITION BY time, metric, q.q) - 1) AS r
         FROM (SELECT $__timeGroupAlias(bucket, $__interval), metric, bin, lo, hi, sum(n) AS n
-              FROM grafana.fiveg_trial_hist
+              FROM grafana.fiveg_trial_hist_1h
               WHERE {HOURS_TOUCHED} AND bin IS NOT NULL AND metric IN ({metrics})
               GROUP BY 1, 2, 3, 4, 5) h
         CROSS JOIN (VALUES {quantiles}) q(q)) c
@@ -263,7 +263,7 @@ THEMES = """
 WITH h AS (
   SELECT t.theme, t.trial_id, r.metric, r.bin, r.lo, r.hi, sum(r.n) AS n
   FROM grafana.fiveg_trials t
-  JOIN grafana.fiveg_trial_hist r ON r.trial_id = t.trial_id AND $__timeFilter(r.bucket)
+  JOIN grafana.fiveg_trial_hist_1h r ON r.trial_id = t.trial_id AND $__timeFilter(r.bucket)
        AND r.bucket >= t.period_start AND r.bucket < t.period_end
   GROUP BY 1, 2, 3, 4, 5, 6
 ), c AS (

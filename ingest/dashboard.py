@@ -102,7 +102,7 @@ FROM (
           GROUP BY 1, 2
           UNION ALL
           SELECT $__timeGroupAlias(committed, '1h'), lag_s, sum(n) AS n
-          FROM grafana.bus_telemetry_lag_1h
+          FROM grafana.bus_telemetry_lag_hourly
           WHERE $__timeFilter(bucket) AND $__timeFilter(committed) AND {LONG_RANGE}
           GROUP BY 1, 2) h
 ) c

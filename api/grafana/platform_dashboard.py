@@ -49,7 +49,7 @@ FROM (
         UNION ALL
         SELECT $__timeGroupAlias(bucket, 1h), lag_s, sum(n) AS n,
           sum(sum_lag_s) AS lag_sum
-        FROM grafana.bus_telemetry_lag_1h WHERE $__timeFilter(bucket) AND {LONG_RANGE}
+        FROM grafana.bus_telemetry_lag_hourly WHERE $__timeFilter(bucket) AND {LONG_RANGE}
         GROUP BY 1, 2) h
 ) c
 GROUP BY time

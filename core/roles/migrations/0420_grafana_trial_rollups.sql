@@ -100,7 +100,7 @@ END
 $$;
 
 -- The trial histograms with each bin's edges (as grafana.fiveg_radio_hist_1h).
-CREATE VIEW grafana.fiveg_trial_hist AS
+CREATE VIEW grafana.fiveg_trial_hist_1h AS
 SELECT h.bucket, h.trial_id, h.metric, h.width_bucket AS bin, e.lo, e.hi, h.n
 FROM public.fiveg_trial_hist_1h h,
      LATERAL (SELECT CASE WHEN h.width_bucket <= 0 THEN 0
@@ -137,7 +137,10 @@ SELECT bucket, trial_id, cell_x::bigint AS cx, cell_y::bigint AS cy, metric, bin
        n
 FROM public.fiveg_trial_cells_1d WHERE cell_x IS NOT NULL;
 
-CREATE VIEW grafana.bus_telemetry_lag_1h AS
+-- The hourly lag histogram (core/migrations/0302). Not named *_1h: the lag panels group it
+-- by a fixed hour, not by $__interval, so it must not raise their minimum interval
+-- (core.grafana.rollup_interval) for the short ranges that read the minute one.
+CREATE VIEW grafana.bus_telemetry_lag_hourly AS
 SELECT bucket, date_bin AS committed,
        CASE WHEN width_bucket = 0 THEN 0
             ELSE power(10, -3 + (width_bucket - 0.5) / 40.0) END::double precision AS lag_s,
