@@ -50,8 +50,18 @@ IN_TRIAL = f"$__timeFilter(ts) AND device_id IN ({DEVICES})"
 IN_TRIAL_5M = f"$__timeFilter(bucket) AND device_id IN ({DEVICES})"
 
 
+# $__timeFilter(bucket) for the trial rollups, with the upper bound kept out of their live
+# tail: pushed down there, both bounds become a range on time_bucket(time_bucket(ts)) that
+# the planner estimates at one raw row, and TimescaleDB then joined each raw row of the tail
+# to every trial device (0.7 s for three minutes of 200 devices). The lower bound alone
+# leaves a sane estimate; the upper one is applied after (a volatile expression is not
+# pushed down) and cuts the rolled-up rows.
+IN_RANGE = (
+    "bucket >= $__timeFrom()::timestamptz"
+    " AND bucket <= $__timeTo()::timestamptz + 0 * random() * interval '1 s'"
+)
 # The trial's rows of the trial-level rollups (fiveg/migrations/0003, core/roles/migrations/0420).
-IN_TRIAL_1H = "$__timeFilter(bucket) AND trial_id = '${trial}'"
+IN_TRIAL_1H = f"{IN_RANGE} AND trial_id = '${{trial}}'"
 # (sum, count) columns of grafana.fiveg_radio_5m per fiveg_radio column.
 _SUMS = {c: (f"sum_{s}", f"n_{s}") for c, s in (
     ("dl_mbps", "dl"), ("ul_mbps", "ul"), ("rtt_ms", "rtt"), ("jitter_ms", "jitter"),
@@ -142,7 +152,8 @@ FROM grafana.fiveg_radio_5m WHERE {IN_TRIAL_5M} AND n > 0
 # Every hour the range touches (the first one too, whole), so a series has no gap at its start.
 HOURS_TOUCHED = (
     "bucket > $__timeFrom()::timestamptz - interval '1 hour'"
-    " AND bucket <= $__timeTo()::timestamptz AND trial_id = '${trial}'"
+    " AND bucket <= $__timeTo()::timestamptz + 0 * random() * interval '1 s'"
+    " AND trial_id = '${trial}'"
 )
 
 
@@ -203,41 +214,46 @@ _FIRST_DAY = (
 _LAST_DAY = "time_bucket('1 day', $__timeTo()::timestamptz)"
 
 
-def _median(i: str) -> str:
+def _order_stat(i: str) -> str:
     """Order statistic ``i`` of a cell's metric, placed by rank inside its bin."""
     return (
         f"min(lo + (hi - lo) * ({i} - (cum - n) + 0.5) / n)"
-        f" FILTER (WHERE cum > {i} AND cum - n <= {i})"
+        f" FILTER (WHERE bin IS NOT NULL AND cum > {i} AND cum - n <= {i})"
     )
+
+
+def _cell_median(metric: str) -> str:
+    return f"max(a + (r - floor(r)) * (z - a)) FILTER (WHERE metric = '{metric}')"
 
 
 COVERAGE_MAP = f"""
 WITH b AS (
-  SELECT cx, cy, metric, bin, lo, hi, sum(n) AS n FROM (
-    SELECT cx, cy, metric, bin, lo, hi, n FROM grafana.fiveg_trial_cells_1d
+  SELECT cx, cy, metric, bin, sum(n) AS n FROM (
+    SELECT cx, cy, metric, bin, n FROM grafana.fiveg_trial_cells_1d
     WHERE trial_id = '${{trial}}' AND {_LONG_RANGE}
       AND bucket >= {_FIRST_DAY} AND bucket < {_LAST_DAY}
     UNION ALL
-    SELECT cx, cy, metric, bin, lo, hi, n FROM grafana.fiveg_trial_cells_1h
-    WHERE trial_id = '${{trial}}' AND $__timeFilter(bucket)
+    SELECT cx, cy, metric, bin, n FROM grafana.fiveg_trial_cells_1h
+    WHERE trial_id = '${{trial}}' AND {IN_RANGE}
       AND (NOT ({_LONG_RANGE}) OR bucket < {_FIRST_DAY} OR bucket >= {_LAST_DAY})
   ) u
-  GROUP BY 1, 2, 3, 4, 5, 6
+  GROUP BY 1, 2, 3, 4
 ), c AS (
-  SELECT cx, cy, metric, lo, hi, n, sum(n) OVER w AS cum, 0.5 * (sum(n) OVER p - 1) AS r
-  FROM b WHERE bin IS NOT NULL
+  SELECT cx, cy, metric, bin, n, grafana.fiveg_cell_bin_lo(metric, bin) AS lo,
+         grafana.fiveg_cell_bin_hi(metric, bin) AS hi, sum(n) OVER w AS cum,
+         sum(n) OVER p AS samples,
+         0.5 * (sum(n) FILTER (WHERE bin IS NOT NULL) OVER p - 1) AS r
+  FROM b
   WINDOW p AS (PARTITION BY cx, cy, metric), w AS (p ORDER BY bin)
 ), m AS (
-  SELECT cx, cy, metric, max(r) AS r, {_median("floor(r)")} AS a, {_median("ceil(r)")} AS z
+  SELECT cx, cy, metric, max(samples) AS samples, max(r) AS r,
+         {_order_stat("floor(r)")} AS a, {_order_stat("ceil(r)")} AS z
   FROM c GROUP BY 1, 2, 3
 ), cells AS (
-  SELECT s.cx, s.cy, s.samples,
-         max(m.a + (m.r - floor(m.r)) * (m.z - m.a)) FILTER (WHERE m.metric = 'rsrp_dbm') AS rsrp,
-         max(m.a + (m.r - floor(m.r)) * (m.z - m.a)) FILTER (WHERE m.metric = 'ul_mbps') AS ul,
-         max(m.a + (m.r - floor(m.r)) * (m.z - m.a)) FILTER (WHERE m.metric = 'dl_mbps') AS dl
-  FROM (SELECT cx, cy, sum(n) AS samples FROM b WHERE metric = 'rsrp_dbm' GROUP BY 1, 2) s
-  LEFT JOIN m ON m.cx = s.cx AND m.cy = s.cy
-  GROUP BY 1, 2, 3
+  SELECT cx, cy, max(samples) FILTER (WHERE metric = 'rsrp_dbm') AS samples,
+         {_cell_median("rsrp_dbm")} AS rsrp, {_cell_median("ul_mbps")} AS ul,
+         {_cell_median("dl_mbps")} AS dl
+  FROM m GROUP BY 1, 2
 )
 SELECT ll[1] AS latitude, ll[2] AS longitude, c.samples,
        CASE WHEN c.samples >= {COVERAGE_MIN_SAMPLES} THEN c.rsrp END AS "median RSRP",
@@ -263,7 +279,9 @@ THEMES = """
 WITH h AS (
   SELECT t.theme, t.trial_id, r.metric, r.bin, r.lo, r.hi, sum(r.n) AS n
   FROM grafana.fiveg_trials t
-  JOIN grafana.fiveg_trial_hist_1h r ON r.trial_id = t.trial_id AND $__timeFilter(r.bucket)
+  JOIN grafana.fiveg_trial_hist_1h r ON r.trial_id = t.trial_id
+       AND r.bucket >= $__timeFrom()::timestamptz
+       AND r.bucket <= $__timeTo()::timestamptz + 0 * random() * interval '1 s'
        AND r.bucket >= t.period_start AND r.bucket < t.period_end
   GROUP BY 1, 2, 3, 4, 5, 6
 ), c AS (
