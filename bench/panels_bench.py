@@ -86,7 +86,11 @@ def refresh_rollups(url: str, timescale: bool) -> float:
     (plain PostgreSQL) would; then VACUUM ANALYZE. Returns seconds."""
     started = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
-        names = [r[0] for r in conn.execute("SELECT name FROM mebuku.rollups ORDER BY name")]
+        # Finest first: a rollup of a rollup reads the one below it (core/timeseries.py).
+        names = [
+            r[0]
+            for r in conn.execute("SELECT name FROM mebuku.rollups ORDER BY bucket_width, name")
+        ]
         for name in names:
             if timescale:
                 conn.execute(f"CALL refresh_continuous_aggregate('{name}', NULL, now())")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 import psycopg
@@ -135,6 +136,65 @@ def apply_policies(conn: psycopg.Connection, settings: Settings, *, timescale: b
             _set_policy(conn, table, "compression", settings.compress_after_days)
 
 
+def _trial_rollups(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """The rollups that join 5G samples to their trials' devices, and those rolled up
+    from them, finest first: (name, bucket width)."""
+    rows = conn.execute(
+        "SELECT name, source, bucket_width::text FROM mebuku.rollups ORDER BY bucket_width, name"
+    ).fetchall()
+    names: set[str] = set()
+    out = []
+    for name, source, width in rows:
+        if "fiveg_trial_devices" in source or source.strip() in names:
+            names.add(name)
+            out.append((name, width))
+    return out
+
+
+def _trial_device_changes(conn: psycopg.Connection, timescale: bool) -> datetime | None:
+    """Re-materialize what a change of a trial's devices changed; returns the time up to
+    which the noted changes are handled (None: none noted).
+
+    The trial rollups (fiveg/migrations/0003, core/roles/migrations/0420) key samples by
+    trial. A device added to or removed from a trial moves its samples between trials;
+    fiveg_trial_devices' trigger notes the device. Plain PostgreSQL re-materializes every
+    rollup below anyway; on TimescaleDB a refresh only redoes what new rows invalidated,
+    so the buckets holding the changed devices' samples are refreshed with ``force``.
+    """
+    exists = conn.execute("SELECT to_regclass('mebuku.trial_device_changes')").fetchone()
+    if exists is None or exists[0] is None:
+        return None
+    row = conn.execute(
+        "SELECT max(changed_at), array_agg(DISTINCT device_id) FROM mebuku.trial_device_changes"
+    ).fetchone()
+    if row is None or row[0] is None:
+        return None
+    upto: datetime = row[0]
+    devices: list[str] = row[1]
+    if timescale:
+        span = conn.execute(
+            "SELECT min(ts), max(ts) FROM fiveg_radio WHERE device_id = ANY(%s)", [devices]
+        ).fetchone()
+        if span is not None and span[0] is not None:
+            for name, width in _trial_rollups(conn):
+                # Whole buckets, up to the one still filling up (which stays live).
+                window = conn.execute(
+                    "SELECT time_bucket(%(w)s::interval, %(lo)s::timestamptz),"
+                    " least(time_bucket(%(w)s::interval, %(hi)s::timestamptz) + %(w)s::interval,"
+                    "       time_bucket(%(w)s::interval, now()))",
+                    {"w": width, "lo": span[0], "hi": span[1]},
+                ).fetchone()
+                if window is None or window[0] >= window[1]:
+                    continue
+                conn.execute(
+                    sql.SQL(
+                        "CALL refresh_continuous_aggregate({}, {}::timestamptz, {}::timestamptz,"
+                        " force => true)"
+                    ).format(sql.Literal(name), sql.Literal(window[0]), sql.Literal(window[1]))
+                )
+    return upto
+
+
 @dataclass(frozen=True)
 class MaintenanceReport:
     """What one maintenance run did, for the log and ``mebuku db maintain``."""
@@ -161,10 +221,14 @@ def maintain(url: str, settings: Settings) -> MaintenanceReport:
     expired: dict[str, int] = {}
     with psycopg.connect(url, autocommit=True, application_name="mebuku-maintain") as conn:
         timescale = timescale_in_use(conn)
+        # Finest first: a rollup of a rollup (hierarchical) reads the one below it.
         rollups = [
             (r[0], r[1])
-            for r in conn.execute("SELECT name, end_offset::text FROM mebuku.rollups ORDER BY name")
+            for r in conn.execute(
+                "SELECT name, end_offset::text FROM mebuku.rollups ORDER BY bucket_width, name"
+            )
         ]
+        changed = _trial_device_changes(conn, timescale)
         for name, end_offset in rollups:
             if timescale:
                 conn.execute(
@@ -175,6 +239,10 @@ def maintain(url: str, settings: Settings) -> MaintenanceReport:
             else:
                 conn.execute("SELECT mebuku.refresh_rollup(%s)", [name])
             refreshed.append(name)
+        if changed is not None:
+            conn.execute(
+                "DELETE FROM mebuku.trial_device_changes WHERE changed_at <= %s", [changed]
+            )
         if not timescale and settings.retention_days > 0:
             for table, time_col, _ in _tables(conn):
                 cur = conn.execute(

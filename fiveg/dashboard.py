@@ -1,8 +1,10 @@
 """The 5G council's Grafana dashboard: scorecard, KPIs over time, coverage, themes.
 
-The scorecard, series, themes, bands and data coverage read the rollups of fiveg/migrations/0002
-(grafana.fiveg_radio_5m, grafana.fiveg_radio_hist_1h: whole 5-minute buckets and hours;
-percentiles within one histogram bin, as the API's ``source=rollup``); the other panels
+The scorecard, series and themes read the trial-level histograms of fiveg/migrations/0003
+(grafana.fiveg_trial_hist_1h: whole hours, the current one from 5-minute buckets; percentiles
+within one histogram bin, as the API's ``source=rollup``), the means, bands and data
+coverage the 5-minute rollup of 0002 (grafana.fiveg_radio_5m), the coverage map the trial's
+cell rollups (core/roles/migrations/0420, medians within one bin); the other panels
 read the raw samples of the selected trial's devices in the dashboard's time range
 (``$__timeFilter``), with the same percentile definition as the API (``percentile_cont``).
 The scorecard shows each target as "% of target" so one set of thresholds (red below
@@ -48,7 +50,18 @@ IN_TRIAL = f"$__timeFilter(ts) AND device_id IN ({DEVICES})"
 IN_TRIAL_5M = f"$__timeFilter(bucket) AND device_id IN ({DEVICES})"
 
 
-IN_TRIAL_1H = f"$__timeFilter(bucket) AND device_id IN ({DEVICES})"
+# $__timeFilter(bucket) for the trial rollups, with the upper bound kept out of their live
+# tail: pushed down there, both bounds become a range on time_bucket(time_bucket(ts)) that
+# the planner estimates at one raw row, and TimescaleDB then joined each raw row of the tail
+# to every trial device (0.7 s for three minutes of 200 devices). The lower bound alone
+# leaves a sane estimate; the upper one is applied after (a volatile expression is not
+# pushed down) and cuts the rolled-up rows.
+IN_RANGE = (
+    "bucket >= $__timeFrom()::timestamptz"
+    " AND bucket <= $__timeTo()::timestamptz + 0 * random() * interval '1 s'"
+)
+# The trial's rows of the trial-level rollups (fiveg/migrations/0003, core/roles/migrations/0420).
+IN_TRIAL_1H = f"{IN_RANGE} AND trial_id = '${{trial}}'"
 # (sum, count) columns of grafana.fiveg_radio_5m per fiveg_radio column.
 _SUMS = {c: (f"sum_{s}", f"n_{s}") for c, s in (
     ("dl_mbps", "dl"), ("ul_mbps", "ul"), ("rtt_ms", "rtt"), ("jitter_ms", "jitter"),
@@ -95,7 +108,7 @@ WITH m AS (SELECT * FROM grafana.fiveg_radio_5m WHERE {IN_TRIAL_5M}),
 h AS (
   SELECT metric, bin, lo, hi, n, sum(n) OVER (PARTITION BY metric ORDER BY bin) AS cum,
          sum(n) OVER (PARTITION BY metric) AS total
-  FROM (SELECT metric, bin, lo, hi, sum(n) AS n FROM grafana.fiveg_radio_hist_1h
+  FROM (SELECT metric, bin, lo, hi, sum(n) AS n FROM grafana.fiveg_trial_hist_1h
         WHERE {IN_TRIAL_1H} AND bin IS NOT NULL GROUP BY 1, 2, 3, 4) b
 )
 SELECT jsonb_build_object(
@@ -139,7 +152,8 @@ FROM grafana.fiveg_radio_5m WHERE {IN_TRIAL_5M} AND n > 0
 # Every hour the range touches (the first one too, whole), so a series has no gap at its start.
 HOURS_TOUCHED = (
     "bucket > $__timeFrom()::timestamptz - interval '1 hour'"
-    f" AND bucket <= $__timeTo()::timestamptz AND device_id IN ({DEVICES})"
+    " AND bucket <= $__timeTo()::timestamptz + 0 * random() * interval '1 s'"
+    " AND trial_id = '${trial}'"
 )
 
 
@@ -154,7 +168,7 @@ def _percentile_series(metrics: str, quantiles: str) -> str:
                sum(n) OVER (PARTITION BY time, metric, q.q ORDER BY bin) AS cum,
                q.q * (sum(n) OVER (PARTITION BY time, metric, q.q) - 1) AS r
         FROM (SELECT $__timeGroupAlias(bucket, $__interval), metric, bin, lo, hi, sum(n) AS n
-              FROM grafana.fiveg_radio_hist_1h
+              FROM grafana.fiveg_trial_hist_1h
               WHERE {HOURS_TOUCHED} AND bin IS NOT NULL AND metric IN ({metrics})
               GROUP BY 1, 2, 3, 4, 5) h
         CROSS JOIN (VALUES {quantiles}) q(q)) c
@@ -184,22 +198,67 @@ FROM ({_percentile_series("'rtt_ms'", "(0.5), (0.95), (0.99)")}) p
 GROUP BY 1 ORDER BY 1
 """
 
-# Geomap: the API's and the report's cells (fiveg/coverage.py): 50 m squares of EPSG:6677
-# from grafana.fiveg_radio_cells (core/roles/migrations/0400), drawn at their centres as
-# squares. Cells under 10 samples keep a null RSRP (grey), as the API's `sufficient`.
+# Geomap: the API's and the report's cells (fiveg/coverage.py): 50 m squares of EPSG:6677,
+# drawn at their centres as squares, from the trial's cell rollups (core/roles/migrations/
+# 0420): the hours that start in the range, the whole days of a range longer than a day from
+# the daily rollup (the daily branch is cut off before it runs for shorter ranges). Each
+# median is read from the cell's bins (1 dB for RSRP, 40 a decade for UL/DL) as
+# percentile_cont would pick it, the order statistics placed by rank inside their bins:
+# within one bin of the exact one. Cells under 10 samples keep a null RSRP (grey), as the
+# API's `sufficient`.
 COVERAGE_MIN_SAMPLES = 10
+_LONG_RANGE = "$__timeTo()::timestamptz - $__timeFrom()::timestamptz > interval '1 day'"
+_FIRST_DAY = (
+    "time_bucket('1 day', $__timeFrom()::timestamptz - interval '1 microsecond') + interval '1 day'"
+)
+_LAST_DAY = "time_bucket('1 day', $__timeTo()::timestamptz)"
+
+
+def _order_stat(i: str) -> str:
+    """Order statistic ``i`` of a cell's metric, placed by rank inside its bin."""
+    return (
+        f"min(lo + (hi - lo) * ({i} - (cum - n) + 0.5) / n)"
+        f" FILTER (WHERE bin IS NOT NULL AND cum > {i} AND cum - n <= {i})"
+    )
+
+
+def _cell_median(metric: str) -> str:
+    return f"max(a + (r - floor(r)) * (z - a)) FILTER (WHERE metric = '{metric}')"
+
+
 COVERAGE_MAP = f"""
+WITH b AS (
+  SELECT cx, cy, metric, bin, sum(n) AS n FROM (
+    SELECT cx, cy, metric, bin, n FROM grafana.fiveg_trial_cells_1d
+    WHERE trial_id = '${{trial}}' AND {_LONG_RANGE}
+      AND bucket >= {_FIRST_DAY} AND bucket < {_LAST_DAY}
+    UNION ALL
+    SELECT cx, cy, metric, bin, n FROM grafana.fiveg_trial_cells_1h
+    WHERE trial_id = '${{trial}}' AND {IN_RANGE}
+      AND (NOT ({_LONG_RANGE}) OR bucket < {_FIRST_DAY} OR bucket >= {_LAST_DAY})
+  ) u
+  GROUP BY 1, 2, 3, 4
+), c AS (
+  SELECT cx, cy, metric, bin, n, grafana.fiveg_cell_bin_lo(metric, bin) AS lo,
+         grafana.fiveg_cell_bin_hi(metric, bin) AS hi, sum(n) OVER w AS cum,
+         sum(n) OVER p AS samples,
+         0.5 * (sum(n) FILTER (WHERE bin IS NOT NULL) OVER p - 1) AS r
+  FROM b
+  WINDOW p AS (PARTITION BY cx, cy, metric), w AS (p ORDER BY bin)
+), m AS (
+  SELECT cx, cy, metric, max(samples) AS samples, max(r) AS r,
+         {_order_stat("floor(r)")} AS a, {_order_stat("ceil(r)")} AS z
+  FROM c GROUP BY 1, 2, 3
+), cells AS (
+  SELECT cx, cy, max(samples) FILTER (WHERE metric = 'rsrp_dbm') AS samples,
+         {_cell_median("rsrp_dbm")} AS rsrp, {_cell_median("ul_mbps")} AS ul,
+         {_cell_median("dl_mbps")} AS dl
+  FROM m GROUP BY 1, 2
+)
 SELECT ll[1] AS latitude, ll[2] AS longitude, c.samples,
        CASE WHEN c.samples >= {COVERAGE_MIN_SAMPLES} THEN c.rsrp END AS "median RSRP",
        c.ul AS "median UL", c.dl AS "median DL", c.cx || '_' || c.cy AS cell
-FROM (
-    SELECT cx, cy, count(*) AS samples,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY rsrp_dbm) AS rsrp,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY ul_mbps) AS ul,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY dl_mbps) AS dl
-    FROM grafana.fiveg_radio_cells WHERE {IN_TRIAL}
-    GROUP BY cx, cy
-) c
+FROM cells c
 CROSS JOIN LATERAL grafana.fiveg_cell_centre(c.cx, c.cy) ll
 ORDER BY c.cx, c.cy
 """
@@ -220,8 +279,9 @@ THEMES = """
 WITH h AS (
   SELECT t.theme, t.trial_id, r.metric, r.bin, r.lo, r.hi, sum(r.n) AS n
   FROM grafana.fiveg_trials t
-  JOIN grafana.fiveg_trial_devices d ON d.trial_id = t.trial_id
-  JOIN grafana.fiveg_radio_hist_1h r ON r.device_id = d.device_id AND $__timeFilter(r.bucket)
+  JOIN grafana.fiveg_trial_hist_1h r ON r.trial_id = t.trial_id
+       AND r.bucket >= $__timeFrom()::timestamptz
+       AND r.bucket <= $__timeTo()::timestamptz + 0 * random() * interval '1 s'
        AND r.bucket >= t.period_start AND r.bucket < t.period_end
   GROUP BY 1, 2, 3, 4, 5, 6
 ), c AS (

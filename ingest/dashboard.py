@@ -86,7 +86,11 @@ ORDER BY 1, 2
 
 # Percentiles from the lag histogram (core/migrations/0300): the first bin whose running
 # count reaches the share, within 2.9 % of the exact value.
-LAG = """
+# Ranges over 6 hours read the hourly lag histogram (core/migrations/0302), a point an
+# hour; shorter ones the minute one. Exactly one branch runs: the other's condition on the
+# range is a one-time filter that stops it before it reads anything.
+LONG_RANGE = "$__timeTo()::timestamptz - $__timeFrom()::timestamptz > interval '6 hours'"
+LAG = f"""
 SELECT time, min(lag_s) FILTER (WHERE cum >= 0.5 * total) AS "p50",
        min(lag_s) FILTER (WHERE cum >= 0.95 * total) AS "p95"
 FROM (
@@ -94,7 +98,12 @@ FROM (
            sum(n) OVER (PARTITION BY time) AS total
     FROM (SELECT $__timeGroupAlias(committed, '1m'), lag_s, sum(n) AS n
           FROM grafana.bus_telemetry_lag_1m
-          WHERE $__timeFilter(bucket) AND $__timeFilter(committed)
+          WHERE $__timeFilter(bucket) AND $__timeFilter(committed) AND NOT ({LONG_RANGE})
+          GROUP BY 1, 2
+          UNION ALL
+          SELECT $__timeGroupAlias(committed, '1h'), lag_s, sum(n) AS n
+          FROM grafana.bus_telemetry_lag_hourly
+          WHERE $__timeFilter(bucket) AND $__timeFilter(committed) AND {LONG_RANGE}
           GROUP BY 1, 2) h
 ) c
 GROUP BY time

@@ -19,6 +19,8 @@ class TableSpec:
     name: str
     columns: tuple[str, ...]
     key: tuple[str, ...]
+    # Columns the database fills itself when a row is written (a trigger), after received_at.
+    derived: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,8 @@ RADIO = TableSpec(
         "lon",
     ),
     ("device_id", "ts"),
+    # The sample's 50 m EPSG:6677 cell (core/roles/migrations/0420).
+    derived=("cell_x", "cell_y"),
 )
 SENSOR = TableSpec(
     "fiveg_sensor",

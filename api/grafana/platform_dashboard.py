@@ -16,7 +16,7 @@ from core.grafana import (
     unit_for,
 )
 from core.i18n import DEFAULT_LANG, Lang, gettext_for
-from ingest.dashboard import reason_label
+from ingest.dashboard import LONG_RANGE, reason_label
 from ingest.streams import TABLES
 
 # Every table of the stream catalogue, from its per-minute rollup (core/migrations/0300).
@@ -34,8 +34,9 @@ ORDER BY 1
 """
 
 # The whole fleet, from the lag histogram (core/migrations/0300): p95 is the first bin
-# whose running count reaches 95 % (within 2.9 %), the mean is exact.
-_LAG = """
+# whose running count reaches 95 % (within 2.9 %), the mean is exact. Ranges over 6 hours
+# read the hourly histogram (core/migrations/0302), a point an hour.
+_LAG = f"""
 SELECT time, min(lag_s) FILTER (WHERE cum >= 0.95 * total) AS "p95 lag",
   (max(lag_sum) / nullif(max(total), 0))::float8 AS "mean lag"
 FROM (
@@ -43,7 +44,13 @@ FROM (
     sum(n) OVER (PARTITION BY time) AS total, sum(lag_sum) OVER (PARTITION BY time) AS lag_sum
   FROM (SELECT $__timeGroupAlias(bucket, $__interval), lag_s, sum(n) AS n,
           sum(sum_lag_s) AS lag_sum
-        FROM grafana.bus_telemetry_lag_1m WHERE $__timeFilter(bucket) GROUP BY 1, 2) h
+        FROM grafana.bus_telemetry_lag_1m WHERE $__timeFilter(bucket) AND NOT ({LONG_RANGE})
+        GROUP BY 1, 2
+        UNION ALL
+        SELECT $__timeGroupAlias(bucket, 1h), lag_s, sum(n) AS n,
+          sum(sum_lag_s) AS lag_sum
+        FROM grafana.bus_telemetry_lag_hourly WHERE $__timeFilter(bucket) AND {LONG_RANGE}
+        GROUP BY 1, 2) h
 ) c
 GROUP BY time
 ORDER BY time

@@ -25,7 +25,7 @@ import psycopg
 import pytest
 
 from api.grafana import platform_dashboard as platform
-from core import migrator
+from core import migrator, timeseries
 from core.db import has_timescale
 from core.grafana import fill
 from core.i18n import gettext, gettext_for
@@ -187,6 +187,19 @@ SELECT 100.0 * count(*) FILTER (WHERE rsrp_dbm >= -80) / nullif(count(rsrp_dbm),
 FROM grafana.fiveg_radio WHERE {fiveg.IN_TRIAL}
 """
 
+# The coverage map as it was on raw samples (exact medians), per cell.
+RAW_CELLS = f"""
+SELECT cx || '_' || cy, count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY rsrp_dbm),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY ul_mbps),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY dl_mbps)
+FROM grafana.fiveg_radio_cells WHERE {fiveg.IN_TRIAL}
+GROUP BY cx, cy ORDER BY 1
+"""
+PANEL_CELLS = f"""
+SELECT cell, samples, "median RSRP", "median UL", "median DL" FROM ({fiveg.COVERAGE_MAP}) m
+ORDER BY 1
+"""
+
 
 def _num(x: Any) -> Any:
     return float(x) if isinstance(x, Decimal | int | float) and not isinstance(x, bool) else x
@@ -240,7 +253,9 @@ def _load_fleet(url: str) -> tuple[str, datetime, datetime]:
         )
         # Materialize the first hour only: the second is answered from raw rows.
         timescale = has_timescale(conn)
-        for (name,) in conn.execute("SELECT name FROM mebuku.rollups").fetchall():
+        for (name,) in conn.execute(
+            "SELECT name FROM mebuku.rollups ORDER BY bucket_width, name"
+        ).fetchall():
             if timescale:
                 conn.execute(
                     f"CALL refresh_continuous_aggregate('{name}', NULL, %s::timestamptz)", [mid]
@@ -374,12 +389,44 @@ def check_panels(url: str, start: datetime, end: datetime, timescale: bool) -> i
             for i in range(1, len(r)):
                 rel = 1e-6 if i in exact_cols else 0.06
                 assert math.isclose(float(r[i]), float(g[i]), rel_tol=rel), (i, r, g)
+    # Ranges over 6 hours: the lag panels read the hourly lag histogram, a point an hour.
+    long = replace(
+        ctx, time_from=a - timedelta(days=1), time_to=a + timedelta(days=3), interval=hour
+    )
+    lag_raw = run(url, RAW_LAG.replace("'1m'", "'1h'"), long)
+    assert len(lag_raw) >= 2, lag_raw
+    assert_same(lag_raw, run(url, ingest.LAG, long), rel=0.09, abs_=0.001)
+    assert_same(
+        run(url, RAW_PLATFORM_LAG, long), run(url, platform._LAG, long), rel=0.09, abs_=0.001
+    )
+    check_themes(url, ctx)
+    # The coverage map over whole hours (hourly cells), and over days (a range longer than
+    # a day: its whole days from the daily cells).
+    check_cells(url, ctx)
+    check_cells(url, replace(ctx, time_from=a - timedelta(days=1), time_to=a + timedelta(days=3)))
+    return compared + 10  # vehicles, KPIs, scorecard, 2 series, 2 lags, themes, 2 maps
+
+
+def check_themes(url: str, ctx: QueryContext) -> None:
+    """The themes table (trial-level histograms) against raw samples."""
     themes_raw = run(url, RAW_THEMES, ctx)
     themes = run(url, fill(fiveg.THEMES, {"theme": "t.theme"}), ctx)
     assert len(themes_raw) == 3 and [r[:3] for r in themes_raw] == [r[:3] for r in themes]
     for r, g in zip(themes_raw, themes, strict=True):
         assert all(math.isclose(a, b, rel_tol=0.06) for a, b in zip(r[3:], g[3:6], strict=True))
-    return compared + 6  # vehicles, KPIs, scorecard, 2 series, themes
+
+
+def check_cells(url: str, ctx: QueryContext) -> None:
+    """The coverage map from the cell rollups against raw samples of an hour-aligned
+    range: the same cells and sample counts, medians within one bin (1 dB, 5.9 %)."""
+    raw, panel = run(url, RAW_CELLS, ctx), run(url, PANEL_CELLS, ctx)
+    assert len(raw) > 10 and [r[:2] for r in raw] == [r[:2] for r in panel]
+    for r, g in zip(raw, panel, strict=True):
+        if r[1] >= fiveg.COVERAGE_MIN_SAMPLES:
+            assert abs(r[2] - g[2]) <= 1.0, (r, g)
+        else:
+            assert g[2] is None, (r, g)
+        assert math.isclose(r[3], g[3], rel_tol=0.06) and math.isclose(r[4], g[4], rel_tol=0.06)
 
 
 def test_rollup_panels_match_raw_queries_on_plain_postgresql(
@@ -393,9 +440,9 @@ def test_rollup_panels_match_raw_queries_on_plain_postgresql(
             "SELECT watermark FROM mebuku.rollups WHERE name = 'bus_telemetry_1m'"
         ).fetchone()
         assert wm is not None and start < wm[0] < end
-    assert check_panels(url, start, end, timescale=False) == 3 * 11 + 4 + 6
+    assert check_panels(url, start, end, timescale=False) == 3 * 11 + 4 + 10
     # The panels expand with the data source's TimescaleDB option too (time_bucket).
-    assert check_panels(url, start, end, timescale=True) == 3 * 11 + 4 + 6
+    assert check_panels(url, start, end, timescale=True) == 3 * 11 + 4 + 10
 
 
 def test_the_lag_histogram_sees_late_and_early_commits(
@@ -416,10 +463,48 @@ def test_the_lag_histogram_sees_late_and_early_commits(
     assert n == raw[0][0]
 
 
+def check_device_change(url: str, start: datetime) -> None:
+    """A device moved to another trial: its samples' materialized buckets follow it once
+    `mebuku db maintain` has run (the trial rollups key samples by trial)."""
+    hour = timedelta(hours=1)
+    a = start + (-(start - datetime(2000, 1, 3, tzinfo=UTC)) % hour)
+    ctx = replace(
+        contexts(start, start + 2 * hour, False)[0][1],
+        time_from=a,
+        time_to=a + hour - timedelta(milliseconds=1),
+    )
+    themes = fill(fiveg.THEMES, {"theme": "t.theme"})
+    before = [r[:3] for r in run(url, themes, ctx)]
+    with psycopg.connect(url, autocommit=True) as conn:
+        (device, old, new), *_ = conn.execute(
+            "SELECT d.device_id, d.trial_id, t.trial_id FROM fiveg_trial_devices d"
+            " JOIN fiveg_trials t ON t.trial_id <> d.trial_id"
+            " WHERE d.device_id LIKE 'bench-5g-%' ORDER BY 1, 3"
+        ).fetchall()
+        conn.execute("UPDATE fiveg_trial_devices SET trial_id = %s WHERE device_id = %s"
+                     " AND trial_id = %s", [new, device, old])  # fmt: skip
+    # The raw samples moved at once; the materialized part of the hour has not yet.
+    moved = [r[:3] for r in run(url, RAW_THEMES, ctx)]
+    assert moved != before
+    assert [r[:3] for r in run(url, themes, ctx)] != moved
+    timeseries.maintain(url, make_settings(url))
+    check_themes(url, ctx)
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM mebuku.trial_device_changes").fetchone() == (0,)
+
+
+def test_device_changes_are_rematerialized_on_plain_postgresql(
+    fleet: tuple[str, datetime, datetime],
+) -> None:
+    url, start, _ = fleet
+    check_device_change(url, start)
+
+
 @pytest.mark.timescale
 def test_rollup_panels_match_raw_queries_on_timescaledb(timescale_url: str) -> None:
     migrator.migrate(timescale_url, make_settings(timescale_url))
     url, start, end = _load_fleet(timescale_url)
     with psycopg.connect(url) as conn:
         assert has_timescale(conn)
-    assert check_panels(url, start, end, timescale=True) == 3 * 11 + 4 + 6
+    assert check_panels(url, start, end, timescale=True) == 3 * 11 + 4 + 10
+    check_device_change(url, start)

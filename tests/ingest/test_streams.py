@@ -122,7 +122,7 @@ def test_table_has_the_catalogue_columns_and_key(stream: Stream, db_url: str) ->
                 [stream.table.name],
             )
         }
-    assert columns == [*stream.table.columns, "received_at"]
+    assert columns == [*stream.table.columns, "received_at", *stream.table.derived]
     assert key == set(stream.table.key)
 
 
