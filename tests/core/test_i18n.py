@@ -41,9 +41,9 @@ TRANSLATED = (
     "opendata/cli.py",
     "api/keys.py",
     "mobility/vehicles/registry.py",
-    "fiveg/engine.py",
+    "fiveg/engine.py",  # KPI request errors: problems (API) and CLI lines
     "mobility/gtfs/parser.py",  # why a feed is refused (mebuku gtfs import)
-    "mobility/fares/settlement.py",  # why a month cannot be closed or re-issued  # KPI request errors: problems (API) and CLI lines
+    "mobility/fares/settlement.py",  # why a month cannot be closed or re-issued
 )
 KEYWORDS = {"_": None, "N_": None, "gettext": None, "w": None}
 
