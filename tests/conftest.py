@@ -119,6 +119,13 @@ def migrated_template(pg_server: EmbeddedPostgres) -> str:
     create_database(pg_server.url(), name)
     url = pg_server.url(name)
     migrator.migrate(url, make_settings(url, timescale="off"))
+    # Copying needs the template to have no session; with TimescaleDB preloaded its launcher
+    # visits every database now and then, so the template takes no connections at all.
+    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name]
+        )
     return name
 
 
