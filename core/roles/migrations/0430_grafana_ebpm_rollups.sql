@@ -23,7 +23,13 @@ DROP VIEW grafana.ebpm_fiveg_cells;
 -- Each trial's period cut into the tiers above: whole days [d0, d1), hours [h0, h1),
 -- 5-minute buckets [m0, m1); a tier's part outside the coarser one is the two ranges
 -- [x0, least(y0, x1)) and [greatest(y1, y0, x0), x1) (also right when no coarser bucket
--- fits: then y0 >= y1 and the ranges are [x0, x1) and nothing).
+-- fits: then y0 >= y1 and the ranges are [x0, x1) and nothing). Days and hours stop at the
+-- one now() is in: the day or hour still filling up is read from the finer rollup, so
+-- the daily and hourly rollups' live tails (a whole day of hourly cells re-aggregated) are
+-- not read. Each tier is read per trial (LATERAL) with its bounds as parameters: a bound
+-- that leaves a tier empty stops it before it reads anything, and the bounds reach the
+-- rollups' live tails as conditions (as join conditions they cut nothing there; OFFSET 0
+-- keeps the planner from turning a one-range LATERAL back into a join).
 CREATE VIEW grafana.ebpm_fiveg_periods AS
 SELECT p.trial_id, p.period_start AS s, p.period_end AS e,
        p.latency_bound_ms::double precision AS latency_bound_ms,
@@ -32,37 +38,53 @@ SELECT p.trial_id, p.period_start AS s, p.period_end AS e,
        time_bucket('5 minutes', p.period_end) AS m1,
        time_bucket('1 hour', p.period_start - interval '1 microsecond')
            + interval '1 hour' AS h0,
-       time_bucket('1 hour', p.period_end) AS h1,
+       least(time_bucket('1 hour', p.period_end), time_bucket('1 hour', now())) AS h1,
        time_bucket('1 day', p.period_start - interval '1 microsecond') + interval '1 day' AS d0,
-       time_bucket('1 day', p.period_end) AS d1
+       least(time_bucket('1 day', p.period_end), time_bucket('1 day', now())) AS d1
 FROM public.fiveg_trials p;
 
--- The raw samples of the partial 5-minute buckets at either end of each trial's period.
+-- The raw samples of the partial 5-minute buckets at either end of each trial's period:
+-- per device, two range scans of the primary key (device_id, ts) (a join with the two
+-- ranges OR-ed was planned as a scan of every raw row).
 CREATE VIEW grafana.ebpm_fiveg_edge_samples AS
 SELECT t.trial_id, r.device_id, r.ts, r.dl_mbps, r.ul_mbps, r.rtt_ms, r.jitter_ms,
        r.loss_pct, r.rsrp_dbm, r.cell_x, r.cell_y
 FROM grafana.ebpm_fiveg_periods t
 JOIN public.fiveg_trial_devices d ON d.trial_id = t.trial_id
-JOIN public.fiveg_radio r ON r.device_id = d.device_id
-    AND ((r.ts >= t.s AND r.ts < least(t.m0, t.e))
-         OR (r.ts >= greatest(t.m1, t.m0, t.s) AND r.ts < t.e));
+CROSS JOIN LATERAL (
+    SELECT * FROM public.fiveg_radio x
+    WHERE x.device_id = d.device_id AND x.ts >= t.s AND x.ts < least(t.m0, t.e)
+    UNION ALL
+    SELECT * FROM public.fiveg_radio x
+    WHERE x.device_id = d.device_id AND x.ts >= greatest(t.m1, t.m0, t.s) AND x.ts < t.e
+) r;
 
 CREATE VIEW grafana.ebpm_fiveg_targets AS
 WITH t AS (SELECT * FROM grafana.ebpm_fiveg_periods),
+-- Read once for the histograms and the sums.
+edge AS MATERIALIZED (SELECT * FROM grafana.ebpm_fiveg_edge_samples),
 hist AS (
     SELECT trial_id, metric, bin, sum(n) AS n FROM (
         SELECT h.trial_id, h.metric, h.width_bucket AS bin, h.n
-        FROM t JOIN public.fiveg_trial_hist_1h h ON h.trial_id = t.trial_id
-            AND h.bucket >= t.h0 AND h.bucket < t.h1
+        FROM t CROSS JOIN LATERAL (
+            SELECT h.trial_id, h.metric, h.width_bucket, h.n FROM public.fiveg_trial_hist_1h h
+            WHERE h.trial_id = t.trial_id AND h.bucket >= t.h0 AND h.bucket < t.h1
+            OFFSET 0
+        ) h
         UNION ALL
         SELECT h.trial_id, h.metric, h.width_bucket, h.n
-        FROM t JOIN public.fiveg_trial_hist_5m h ON h.trial_id = t.trial_id
-            AND ((h.bucket >= t.m0 AND h.bucket < least(t.h0, t.m1))
-                 OR (h.bucket >= greatest(t.h1, t.h0, t.m0) AND h.bucket < t.m1))
+        FROM t CROSS JOIN LATERAL (
+            SELECT h.trial_id, h.metric, h.width_bucket, h.n FROM public.fiveg_trial_hist_5m h
+            WHERE h.trial_id = t.trial_id AND h.bucket >= t.m0 AND h.bucket < least(t.h0, t.m1)
+            UNION ALL
+            SELECT h.trial_id, h.metric, h.width_bucket, h.n FROM public.fiveg_trial_hist_5m h
+            WHERE h.trial_id = t.trial_id AND h.bucket >= greatest(t.h1, t.h0, t.m0) AND h.bucket < t.m1
+            OFFSET 0
+        ) h
         UNION ALL
         SELECT r.trial_id, m.metric, width_bucket(log(CASE WHEN m.x IS NOT NULL
                    THEN greatest(m.x, 0.001) END::double precision), -2, 5, 280), count(*)
-        FROM grafana.ebpm_fiveg_edge_samples r
+        FROM edge r
         CROSS JOIN LATERAL (VALUES ('dl_mbps', r.dl_mbps), ('ul_mbps', r.ul_mbps),
                                    ('rtt_ms', r.rtt_ms)) m(metric, x)
         GROUP BY 1, 2, 3
@@ -75,23 +97,29 @@ hist AS (
            sum(sum_rtt) AS sum_rtt, sum(n_jitter) AS n_jitter, sum(sum_jitter) AS sum_jitter,
            sum(n_loss) AS n_loss, sum(sum_loss) AS sum_loss
     FROM (
-        SELECT h.trial_id, h.n, h.n_dl, h.sum_dl, h.n_ul, h.sum_ul, h.n_rtt, h.sum_rtt,
-               h.n_jitter, h.sum_jitter, h.n_loss, h.sum_loss
-        FROM t JOIN public.fiveg_trial_sums_1h h ON h.trial_id = t.trial_id
-            AND h.bucket >= t.h0 AND h.bucket < t.h1
+        SELECT h.*
+        FROM t CROSS JOIN LATERAL (
+            SELECT h.trial_id, h.n, h.n_dl, h.sum_dl, h.n_ul, h.sum_ul, h.n_rtt, h.sum_rtt, h.n_jitter, h.sum_jitter, h.n_loss, h.sum_loss FROM public.fiveg_trial_sums_1h h
+            WHERE h.trial_id = t.trial_id AND h.bucket >= t.h0 AND h.bucket < t.h1
+            OFFSET 0
+        ) h
         UNION ALL
-        SELECT h.trial_id, h.n, h.n_dl, h.sum_dl, h.n_ul, h.sum_ul, h.n_rtt, h.sum_rtt,
-               h.n_jitter, h.sum_jitter, h.n_loss, h.sum_loss
-        FROM t JOIN public.fiveg_trial_sums_5m h ON h.trial_id = t.trial_id
-            AND ((h.bucket >= t.m0 AND h.bucket < least(t.h0, t.m1))
-                 OR (h.bucket >= greatest(t.h1, t.h0, t.m0) AND h.bucket < t.m1))
+        SELECT h.*
+        FROM t CROSS JOIN LATERAL (
+            SELECT h.trial_id, h.n, h.n_dl, h.sum_dl, h.n_ul, h.sum_ul, h.n_rtt, h.sum_rtt, h.n_jitter, h.sum_jitter, h.n_loss, h.sum_loss FROM public.fiveg_trial_sums_5m h
+            WHERE h.trial_id = t.trial_id AND h.bucket >= t.m0 AND h.bucket < least(t.h0, t.m1)
+            UNION ALL
+            SELECT h.trial_id, h.n, h.n_dl, h.sum_dl, h.n_ul, h.sum_ul, h.n_rtt, h.sum_rtt, h.n_jitter, h.sum_jitter, h.n_loss, h.sum_loss FROM public.fiveg_trial_sums_5m h
+            WHERE h.trial_id = t.trial_id AND h.bucket >= greatest(t.h1, t.h0, t.m0) AND h.bucket < t.m1
+            OFFSET 0
+        ) h
         UNION ALL
         SELECT trial_id, count(*), count(dl_mbps), sum(dl_mbps::double precision),
                count(ul_mbps), sum(ul_mbps::double precision), count(rtt_ms),
                sum(rtt_ms::double precision), count(jitter_ms),
                sum(jitter_ms::double precision), count(loss_pct),
                sum(loss_pct::double precision)
-        FROM grafana.ebpm_fiveg_edge_samples GROUP BY 1
+        FROM edge GROUP BY 1
     ) u
     GROUP BY 1
 ), c AS (
@@ -161,18 +189,31 @@ WITH t AS (SELECT * FROM grafana.ebpm_fiveg_periods),
 b AS (
     SELECT trial_id, cx, cy, metric, bin, sum(n) AS n FROM (
         SELECT h.trial_id, h.cell_x::bigint AS cx, h.cell_y::bigint AS cy, h.metric, h.bin, h.n
-        FROM t JOIN public.fiveg_trial_cells_1d h ON h.trial_id = t.trial_id
-            AND h.bucket >= t.d0 AND h.bucket < t.d1
+        FROM t CROSS JOIN LATERAL (
+            SELECT h.trial_id, h.cell_x, h.cell_y, h.metric, h.bin, h.n FROM public.fiveg_trial_cells_1d h
+            WHERE h.trial_id = t.trial_id AND h.bucket >= t.d0 AND h.bucket < t.d1
+            OFFSET 0
+        ) h
         UNION ALL
-        SELECT h.trial_id, h.cell_x, h.cell_y, h.metric, h.bin, h.n
-        FROM t JOIN public.fiveg_trial_cells_1h h ON h.trial_id = t.trial_id
-            AND ((h.bucket >= t.h0 AND h.bucket < least(t.d0, t.h1))
-                 OR (h.bucket >= greatest(t.d1, t.d0, t.h0) AND h.bucket < t.h1))
+        SELECT h.*
+        FROM t CROSS JOIN LATERAL (
+            SELECT h.trial_id, h.cell_x, h.cell_y, h.metric, h.bin, h.n FROM public.fiveg_trial_cells_1h h
+            WHERE h.trial_id = t.trial_id AND h.bucket >= t.h0 AND h.bucket < least(t.d0, t.h1)
+            UNION ALL
+            SELECT h.trial_id, h.cell_x, h.cell_y, h.metric, h.bin, h.n FROM public.fiveg_trial_cells_1h h
+            WHERE h.trial_id = t.trial_id AND h.bucket >= greatest(t.d1, t.d0, t.h0) AND h.bucket < t.h1
+            OFFSET 0
+        ) h
         UNION ALL
-        SELECT h.trial_id, h.cell_x, h.cell_y, h.metric, h.bin, h.n
-        FROM t JOIN public.fiveg_trial_cells_5m h ON h.trial_id = t.trial_id
-            AND ((h.bucket >= t.m0 AND h.bucket < least(t.h0, t.m1))
-                 OR (h.bucket >= greatest(t.h1, t.h0, t.m0) AND h.bucket < t.m1))
+        SELECT h.*
+        FROM t CROSS JOIN LATERAL (
+            SELECT h.trial_id, h.cell_x, h.cell_y, h.metric, h.bin, h.n FROM public.fiveg_trial_cells_5m h
+            WHERE h.trial_id = t.trial_id AND h.bucket >= t.m0 AND h.bucket < least(t.h0, t.m1)
+            UNION ALL
+            SELECT h.trial_id, h.cell_x, h.cell_y, h.metric, h.bin, h.n FROM public.fiveg_trial_cells_5m h
+            WHERE h.trial_id = t.trial_id AND h.bucket >= greatest(t.h1, t.h0, t.m0) AND h.bucket < t.m1
+            OFFSET 0
+        ) h
         UNION ALL
         SELECT r.trial_id, r.cell_x, r.cell_y, m.metric, m.bin, count(*)
         FROM grafana.ebpm_fiveg_edge_samples r
