@@ -152,14 +152,17 @@ def _context(ctx: QueryContext, minimum: timedelta) -> QueryContext:
 
 
 def time_panels(
-    url: str, ctxs: dict[str, QueryContext], runs: int, timeout_s: float
+    url: str, ctxs: dict[str, QueryContext], runs: int, timeout_s: float, only: str = ""
 ) -> list[Timing]:
-    """Run each query ``runs`` times (one slower than 10 s runs once)."""
+    """Run each query whose id contains ``only`` ``runs`` times (one slower than 10 s runs
+    once)."""
     out = []
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"SET statement_timeout = '{int(timeout_s * 1000)}ms'")
         conn.execute("SET default_transaction_read_only = on")
         for q in bench_queries():
+            if only not in q.id:
+                continue
             sql = expand(q.sql, _context(ctxs[q.dashboard], q.min_interval)).encode()
             t = Timing(q.id)
             for _ in range(runs):
@@ -213,8 +216,8 @@ def run_path(name: str, bindir: Path, timescale: bool, args: argparse.Namespace)
             week_ctx = contexts(conn, now, timescale, WEEK)
         # As Grafana's data source: logged in as mebuku_grafana, with its role settings.
         grafana = role_url(url, "grafana")
-        default = time_panels(grafana, default_ctx, args.runs, args.timeout)
-        week = time_panels(grafana, week_ctx, args.runs, args.timeout)
+        default = time_panels(grafana, default_ctx, args.runs, args.timeout, args.only)
+        week = time_panels(grafana, week_ctx, args.runs, args.timeout, args.only)
         return {
             "name": name,
             "loaded": loaded,
@@ -283,6 +286,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=30, help="seconds per query")
     ap.add_argument("--path", choices=("both", "plain", "timescale"), default="both")
     ap.add_argument("--ts-bindir", help="TimescaleDB-enabled PostgreSQL bin folder")
+    ap.add_argument("--only", default="", help="time only the queries whose id contains this")
     ap.add_argument("--keep", action="store_true", help="keep the server folders")
     args = ap.parse_args()
     # Stop cleanly on SIGTERM too (background jobs ignore SIGINT): servers are stopped.

@@ -30,6 +30,7 @@ from core.db import has_timescale
 from core.grafana import fill
 from core.i18n import gettext, gettext_for
 from fiveg import dashboard as fiveg
+from fiveg.targets import KPIS
 from ingest import dashboard as ingest
 from mobility import dashboard as mobility
 from tests.conftest import make_settings
@@ -433,6 +434,112 @@ def check_cells(url: str, ctx: QueryContext) -> None:
         assert math.isclose(r[3], g[3], rel_tol=0.06) and math.isclose(r[4], g[4], rel_tol=0.06)
 
 
+# The EBPM dashboard's local-5G views (core/roles/migrations/0430: trial rollups clipped
+# to each trial's period) against the exact open-data views the release publishes.
+EXACT_KPIS = (
+    "SELECT trial_id, kpi, samples, measured, met, target FROM opendata.fiveg_trial_kpis"
+    " ORDER BY 1, 2"
+)
+EBPM_KPIS = (
+    "SELECT trial_id, kpi, samples, measured, met, target FROM grafana.ebpm_fiveg_targets"
+    " ORDER BY 1, 2"
+)
+EXACT_CELLS = (
+    "SELECT trial_id, cell, samples, rsrp_dbm_median, dl_mbps_median, ul_mbps_median"
+    " FROM opendata.fiveg_coverage_cells WHERE samples >= 10 ORDER BY 1, 2"
+)
+EBPM_CELLS = (
+    "SELECT trial_id, cell, samples, rsrp_dbm_median, dl_mbps_median, ul_mbps_median"
+    " FROM grafana.ebpm_fiveg_cells ORDER BY 1, 2"
+)
+
+
+def _within_bin(exact: Any, estimate: Any, kpi: str) -> bool:
+    """A KPI from the rollups against the exact one: means equal, percentiles within one
+    log bin (5.9 %), the share within the latency bound within a percentage point."""
+    if exact is None or estimate is None:
+        return exact is None and estimate is None
+    a, b = float(exact), float(estimate)
+    if kpi.endswith("_mean"):
+        return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+    if kpi == "reliability_pct":
+        return abs(a - b) < 1.0
+    return math.isclose(a, b, rel_tol=0.06, abs_tol=0.01)
+
+
+def check_ebpm(url: str) -> int:
+    """The EBPM views against the open-data ones: the same targets and sample counts,
+    values within one bin, the same verdicts (unless the target lies within that bin);
+    the same cells and sample counts, medians within one bin. Returns KPIs compared."""
+    ctx = contexts(datetime.now(UTC), datetime.now(UTC), False)[0][1]
+    exact, ebpm = run(url, EXACT_KPIS, ctx), run(url, EBPM_KPIS, ctx)
+    assert len(exact) > 10 and [r[:3] for r in exact] == [r[:3] for r in ebpm]
+    assert all(r[2] > 1000 for r in exact), exact
+    for r, g in zip(exact, ebpm, strict=True):
+        assert r[3] is not None and _within_bin(r[3], g[3], r[1]), (r, g)
+        assert r[4] == g[4] or _within_bin(r[5], r[3], r[1]), (r, g)
+    cells_exact, cells = run(url, EXACT_CELLS, ctx), run(url, EBPM_CELLS, ctx)
+    assert len(cells_exact) > 10 and [r[:3] for r in cells_exact] == [r[:3] for r in cells]
+    for r, g in zip(cells_exact, cells, strict=True):
+        assert abs(r[3] - g[3]) <= 1.0, (r, g)
+        for i in (4, 5):
+            assert math.isclose(r[i], g[i], rel_tol=0.06, abs_tol=0.01), (r, g)
+    return len(exact)
+
+
+def check_ebpm_periods(url: str, start: datetime, end: datetime) -> None:
+    """As loaded (from a minute into the future), then with periods that cut 5-minute
+    buckets and hours at both ends (the partial buckets read raw), each against the exact
+    views; every KPI of the catalogue is given a reference target for the comparison."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        # Every KPI of the catalogue for every trial (reference values, removed after).
+        added = conn.execute(
+            "INSERT INTO fiveg_trial_targets (trial_id, kpi, op, value, unit, label, source,"
+            " reference) SELECT t.trial_id, k.kpi, '>=', 1, 'x', k.kpi, 'test', true"
+            " FROM fiveg_trials t, unnest(%s::text[]) k(kpi)"
+            " ON CONFLICT DO NOTHING RETURNING trial_id, kpi",
+            [list(KPIS)],
+        ).fetchall()
+    try:
+        assert check_ebpm(url) == 3 * len(KPIS)
+        _check_ebpm_cut(url, start, end)
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            for trial, kpi in added:
+                conn.execute(
+                    "DELETE FROM fiveg_trial_targets WHERE trial_id = %s AND kpi = %s",
+                    [trial, kpi],
+                )
+
+
+def _check_ebpm_cut(url: str, start: datetime, end: datetime) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        saved = conn.execute(
+            "SELECT trial_id, period_start, period_end FROM fiveg_trials"
+        ).fetchall()
+        trials = sorted(r[0] for r in saved)
+        cuts = [
+            (start + timedelta(minutes=7, seconds=13), end - timedelta(minutes=17, seconds=29)),
+            (start + timedelta(minutes=61, seconds=1), end - timedelta(minutes=2, seconds=1)),
+            (start + timedelta(minutes=3), start + timedelta(minutes=79, seconds=30)),
+        ]
+        for trial, (a, b) in zip(trials, cuts, strict=False):
+            conn.execute(
+                "UPDATE fiveg_trials SET period_start = %s, period_end = %s WHERE trial_id = %s",
+                [a, b, trial],
+            )
+    try:
+        check_ebpm(url)
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            for trial, a, b in saved:
+                conn.execute(
+                    "UPDATE fiveg_trials SET period_start = %s, period_end = %s"
+                    " WHERE trial_id = %s",
+                    [a, b, trial],
+                )
+
+
 def test_rollup_panels_match_raw_queries_on_plain_postgresql(
     fleet: tuple[str, datetime, datetime],
 ) -> None:
@@ -447,6 +554,7 @@ def test_rollup_panels_match_raw_queries_on_plain_postgresql(
     assert check_panels(url, start, end, timescale=False) == 3 * 11 + 4 + 10
     # The panels expand with the data source's TimescaleDB option too (time_bucket).
     assert check_panels(url, start, end, timescale=True) == 3 * 11 + 4 + 10
+    check_ebpm_periods(url, start, end)
 
 
 def test_the_lag_histogram_sees_late_and_early_commits(
@@ -511,4 +619,5 @@ def test_rollup_panels_match_raw_queries_on_timescaledb(timescale_url: str) -> N
     with psycopg.connect(url) as conn:
         assert has_timescale(conn)
     assert check_panels(url, start, end, timescale=True) == 3 * 11 + 4 + 10
+    check_ebpm_periods(url, start, end)
     check_device_change(url, start)
