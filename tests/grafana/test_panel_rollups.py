@@ -240,6 +240,11 @@ def _load_fleet(url: str) -> tuple[str, datetime, datetime]:
     """Two hours of 4 buses and 6 devices ending 3 minutes ago, the first hour materialized
     (the watermark put at its end), the second only raw. Returns (url, start, end)."""
     end = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=3)
+    # The first hour is materialized up to start + 1 h: a start 1-4 minutes past the hour
+    # would leave the first whole clock hour (which the checks read) nothing materialized,
+    # whatever the minute the tests run at; start on the hour then.
+    if 0 < end.minute < 5:
+        end -= timedelta(minutes=end.minute)
     start = end - timedelta(hours=2)
     vol = Volume(buses=4, devices=6, days=2 / 24)
     asyncio.run(_save(url, example_trials(end)))
