@@ -123,6 +123,21 @@ async def _form(request: Request, page: Page) -> dict[str, str] | Response:
         return _problem_page(page, e.status, N_("The form could not be sent"), e.message)
 
 
+async def _signed_in_form(
+    request: Request, conn: AsyncConnection
+) -> tuple[int, Page, dict[str, str]] | Response:
+    """A signed-in resident's form post: (resident id, page, fields), or the response to
+    send instead (signed out: to sign-in; a refused form: its problem page)."""
+    principal = await _resident(request, conn)
+    if principal is None or principal.resident_id is None:
+        return _to_signin(request)
+    page = await _page(request, principal)
+    form = await _form(request, page)
+    if isinstance(form, Response):
+        return form
+    return principal.resident_id, page, form
+
+
 # ---------------------------------------------------------------- static files
 
 
@@ -506,14 +521,10 @@ def _link_allowed(request: Request, rid: int) -> bool:
 @router.post("/my/cards", response_class=HTMLResponse)
 async def link_card(request: Request, conn: Conn) -> Response:
     """Link a card by its IDm (the same rules as ``POST /v1/me/cards``)."""
-    principal = await _resident(request, conn)
-    if principal is None or principal.resident_id is None:
-        return _to_signin(request)
-    page = await _page(request, principal)
-    form = await _form(request, page)
-    if isinstance(form, Response):
-        return form
-    rid = principal.resident_id
+    signed = await _signed_in_form(request, conn)
+    if isinstance(signed, Response):
+        return signed
+    rid, page, form = signed
     _ = gettext_for(page.lang)
     raw = form.get("idm", "")[:40]
     if not _link_allowed(request, rid):
@@ -537,14 +548,10 @@ async def link_card(request: Request, conn: Conn) -> Response:
 
 
 async def _end_card(request: Request, conn: AsyncConnection, card_id: int, how: str) -> Response:
-    principal = await _resident(request, conn)
-    if principal is None or principal.resident_id is None:
-        return _to_signin(request)
-    page = await _page(request, principal)
-    form = await _form(request, page)
-    if isinstance(form, Response):
-        return form
-    rid = principal.resident_id
+    signed = await _signed_in_form(request, conn)
+    if isinstance(signed, Response):
+        return signed
+    rid, page, form = signed
     _ = gettext_for(page.lang)
     if how == "lost" and form.get("confirm") != "yes":
         return await _cards_page(
@@ -670,21 +677,18 @@ async def stop_page(stop_id: str, request: Request, conn: Conn) -> Response:
 @router.post("/my/stops", response_class=HTMLResponse)
 async def save_stop(request: Request, conn: Conn) -> Response:
     """Save or forget a stop (for late-bus notices and quick access)."""
-    principal = await _resident(request, conn)
-    if principal is None or principal.resident_id is None:
-        return _to_signin(request)
-    page = await _page(request, principal)
-    form = await _form(request, page)
-    if isinstance(form, Response):
-        return form
+    signed = await _signed_in_form(request, conn)
+    if isinstance(signed, Response):
+        return signed
+    rid, page, form = signed
     stop = await stops.get_stop(conn, form.get("stop_id", "")[:200])
     if stop is None:
         return _problem_page(
             page, 404, N_("Not found"), N_("There is no such stop in the timetable."), "/stops/"
         )
     if form.get("action") == "remove":
-        await store.remove_stop(conn, principal.resident_id, stop.stop_id)
-    elif not await store.save_stop(conn, principal.resident_id, stop.stop_id):
+        await store.remove_stop(conn, rid, stop.stop_id)
+    elif not await store.save_stop(conn, rid, stop.stop_id):
         return _problem_page(
             page, 409, N_("Too many saved stops"), N_("Remove a saved stop first."), "/my/notices"
         )
@@ -723,17 +727,14 @@ async def notices_page(request: Request, conn: Conn) -> Response:
 @router.post("/my/notices", response_class=HTMLResponse)
 async def notices_save(request: Request, conn: Conn) -> Response:
     """Store the opt-ins (delivery uses them)."""
-    principal = await _resident(request, conn)
-    if principal is None or principal.resident_id is None:
-        return _to_signin(request)
-    page = await _page(request, principal)
-    form = await _form(request, page)
-    if isinstance(form, Response):
-        return form
-    await store.save_notice_prefs(conn, principal.resident_id, store.parse_notice_form(form))
+    signed = await _signed_in_form(request, conn)
+    if isinstance(signed, Response):
+        return signed
+    rid, _, form = signed
+    await store.save_notice_prefs(conn, rid, store.parse_notice_form(form))
     quiet = _quiet_from_form(form)
     if quiet is not None:
-        await notices.save_quiet_hours(conn, principal.resident_id, *quiet)
+        await notices.save_quiet_hours(conn, rid, *quiet)
     return redirect("/my/notices?done=saved")
 
 
