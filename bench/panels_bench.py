@@ -182,30 +182,63 @@ def time_panels(
     return out
 
 
-def start_server(bindir: Path, timescale: bool) -> tuple[EmbeddedPostgres, Path]:
-    """A private server with this PostgreSQL (TimescaleDB preloaded or not)."""
-    root = server_dir("mebuku-panels-bench-")
+def start_server(
+    bindir: Path, timescale: bool, reuse: Path | None = None
+) -> tuple[EmbeddedPostgres, Path]:
+    """A private server with this PostgreSQL (TimescaleDB preloaded or not), in a new folder
+    or in ``reuse``, a folder an earlier ``--keep`` run left (its data are kept)."""
+    root = reuse or server_dir("mebuku-panels-bench-")
     server = EmbeddedPostgres(root, bindir=bindir, preload_timescale=timescale)
     server.start()
+    print(f"    server folder: {root}", flush=True)
     return server, root
+
+
+def top_up(url: str, vol: Volume) -> dict[str, tuple[int, float]]:
+    """Generate the fleet from the newest loaded second to now, until less than a minute is
+    missing: a long load (or a reused folder) would otherwise leave the last hour(s) empty
+    and the default-range panels would time an empty tail."""
+    out: dict[str, tuple[int, float]] = {}
+    while True:
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute("SELECT max(ts) FROM fiveg_radio").fetchone()
+        last = row[0] if row else None
+        now = datetime.now(UTC).replace(microsecond=0)
+        if last is None or (now - last).total_seconds() < 60:
+            return out
+        start = last.replace(microsecond=0) + timedelta(seconds=1)
+        gap = int((now - start).total_seconds())
+        print(f"    topping up {gap:,} s", flush=True)
+        for table, (rows, secs) in load(url, vol, start, gap).items():
+            before = out.get(table, (0, 0.0))
+            out[table] = (before[0] + rows, before[1] + secs)
 
 
 def run_path(name: str, bindir: Path, timescale: bool, args: argparse.Namespace) -> dict[str, Any]:
     """Load and time one storage path; returns its figures for the report."""
     print(f"== {name} ({bindir})", flush=True)
-    server, root = start_server(bindir, timescale)
+    reuse = Path(args.reuse) if args.reuse else None
+    server, root = start_server(bindir, timescale, reuse)
     try:
         url = server.url()
         settings = Settings(
             database_url=url, timescale="on" if timescale else "off", _env_file=None
         )
-        migrator.migrate(url, settings)
-        seed_all(url)
-        now = datetime.now(UTC).replace(microsecond=0)
-        seconds = int(args.days * 86400)
-        start = now - timedelta(seconds=seconds)
-        register_devices(url, args.devices, start, now + timedelta(days=1))
-        loaded = load(url, Volume(args.buses, args.devices, args.days), start, seconds)
+        started = time.perf_counter()
+        migrator.migrate(url, settings)  # on a reused folder: only what is new since
+        print(f"    migrated in {time.perf_counter() - started:.1f} s", flush=True)
+        vol = Volume(args.buses, args.devices, args.days)
+        loaded: dict[str, tuple[int, float]] = {}
+        if reuse is None:
+            seed_all(url)
+            now = datetime.now(UTC).replace(microsecond=0)
+            seconds = int(args.days * 86400)
+            start = now - timedelta(seconds=seconds)
+            register_devices(url, args.devices, start, now + timedelta(days=1))
+            loaded = load(url, vol, start, seconds)
+        for table, (rows, secs) in top_up(url, vol).items():
+            before = loaded.get(table, (0, 0.0))
+            loaded[table] = (before[0] + rows, before[1] + secs)
         for table, (rows, secs) in loaded.items():
             print(f"    {table}: {rows:,} rows in {secs:.1f} s", flush=True)
         refresh_s = refresh_rollups(url, timescale)
@@ -288,7 +321,16 @@ def main() -> int:
     ap.add_argument("--ts-bindir", help="TimescaleDB-enabled PostgreSQL bin folder")
     ap.add_argument("--only", default="", help="time only the queries whose id contains this")
     ap.add_argument("--keep", action="store_true", help="keep the server folders")
+    ap.add_argument(
+        "--reuse",
+        help="a server folder an earlier --keep run printed: migrate it, generate only what "
+        "is missing up to now, refresh and time (one --path at a time)",
+    )
     args = ap.parse_args()
+    if args.reuse and args.path == "both":
+        ap.error("--reuse needs --path plain or --path timescale")
+    if args.reuse:
+        args.keep = True  # never delete a folder this run did not create
     # Stop cleanly on SIGTERM too (background jobs ignore SIGINT): servers are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(f"{args.buses} buses and {args.devices} 5G devices at 1 Hz for {args.days:g} days, "

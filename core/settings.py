@@ -161,6 +161,13 @@ class Settings(BaseSettings):
     )
     retention_days: int = Field(default=400, ge=0, description="Raw time-series kept; 0 = forever")
     compress_after_days: int = Field(default=7, ge=0, description="0 disables compression")
+    prediction_window_days: int = Field(
+        default=56,
+        ge=1,
+        le=3650,
+        description="Arrival predictions learn from this many days of stop events; older "
+        "learned observations are deleted",
+    )
 
     # Local state (embedded servers, generated secrets) for `mebuku demo`.
     state_dir: Path = Field(default=Path(".mebuku"))

@@ -147,6 +147,7 @@ def worker(  # noqa: PLR0913 (each argument is one command-line option)
         WorkerConfig(
             poll_s=poll_ms / 1000,
             max_fix_age=timedelta(hours=max_fix_age_h) if max_fix_age_h > 0 else None,
+            prediction_window=timedelta(days=s.prediction_window_days),
         ),
         metrics=metrics,
     )

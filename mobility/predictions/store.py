@@ -3,11 +3,16 @@
 :func:`refresh` turns the arrival and departure events stored since the last watermark
 into segment runs and dwells (``mobility_prediction_obs``) and recomputes the statistics
 of exactly the cells they touched (``mobility_prediction_stats``: count, median, 10th and
-90th percentile over the last eight weeks), in one transaction. It re-reads a short window
-behind the watermark because an event's ``created_at`` is its writer's transaction start
-and a transaction commits a little later; re-read rows are ignored by the primary key.
+90th percentile over the last eight weeks by default, ``MEBUKU_PREDICTION_WINDOW_DAYS``), in
+one transaction. It re-reads a short window behind the watermark because an event's
+``created_at`` is its writer's transaction start and a transaction commits a little later;
+re-read rows are ignored by the primary key.
 :func:`load_rows` / :func:`load_rows_async` read the statistics back as the engine's
 :class:`~mobility.predictions.model.StatRow`.
+
+Observations older than the window are deleted by the same refresh (nothing reads them),
+and the statistics of the cells they leave are recomputed, or removed when no observation
+is left, so a route that stopped running does not keep last season's times for ever.
 
 A dwell is "held" (not learned from) when the bus arrived more than 15 s early and left
 within 15 s of its timetable departure: it waited for the timetable, not for riders.
@@ -87,9 +92,36 @@ ON CONFLICT DO NOTHING
 """
 
 _CELL = "kind, route_id, direction_id, stop_id, to_stop_id, day_type, band"
+_CELL_TYPES = "text[], text[], int[], text[], text[], smallint[], smallint[]"
+# The cells given as parallel arrays (those whose oldest observations expired).
+_GIVEN = (
+    "unnest("
+    + ", ".join(
+        f"%({c.strip()})s::{t.strip()}"
+        for c, t in zip(_CELL.split(","), _CELL_TYPES.split(","), strict=True)
+    )
+    + f") AS g({_CELL})"
+)
+
+_EXPIRE = f"""
+WITH gone AS (
+    DELETE FROM mobility_prediction_obs WHERE ts <= now() - %(window)s::interval
+    RETURNING {_CELL}
+)
+SELECT DISTINCT {_CELL} FROM gone
+"""
+
+_DROP_GIVEN = f"""
+DELETE FROM mobility_prediction_stats s USING {_GIVEN}
+WHERE ({", ".join("s." + c.strip() for c in _CELL.split(","))})
+    = ({", ".join("g." + c.strip() for c in _CELL.split(","))})
+"""
+
 _RECOMPUTE = f"""
 WITH touched AS (
     SELECT DISTINCT {_CELL} FROM mobility_prediction_obs WHERE inserted_at = now()
+    UNION
+    SELECT {_CELL} FROM {_GIVEN}
 )
 INSERT INTO mobility_prediction_stats ({_CELL}, n, median_s, p10_s, p90_s, ratio, updated_at)
 SELECT {", ".join("o." + c.strip() for c in _CELL.split(","))}, count(*),
@@ -119,7 +151,8 @@ class RefreshResult:
 
 
 def refresh(conn: psycopg.Connection[Any], window: timedelta = WINDOW) -> RefreshResult:
-    """Learn from the stop events stored since the last refresh (one transaction)."""
+    """Learn from the stop events stored since the last refresh and forget the observations
+    older than ``window`` (one transaction)."""
     with conn.transaction():
         row = conn.execute(
             "SELECT created_at FROM mobility_prediction_watermark WHERE name = %s FOR UPDATE",
@@ -131,7 +164,13 @@ def refresh(conn: psycopg.Connection[Any], window: timedelta = WINDOW) -> Refres
         since = (row[0] - LOOKBACK) if row else datetime.fromtimestamp(0).astimezone()
         n = conn.execute(_INSERT_TRAVEL, {"since": since}).rowcount
         n += conn.execute(_INSERT_DWELL, {"since": since}).rowcount
-        cells = conn.execute(_RECOMPUTE, {"window": window}).rowcount if n else 0
+        expired = conn.execute(_EXPIRE, {"window": window}).fetchall()
+        given = {c.strip(): [r[i] for r in expired] for i, c in enumerate(_CELL.split(","))}
+        cells = 0
+        if expired:
+            conn.execute(_DROP_GIVEN, given)
+        if n or expired:
+            cells = conn.execute(_RECOMPUTE, {"window": window, **given}).rowcount
         conn.execute(
             "INSERT INTO mobility_prediction_watermark (name, created_at) VALUES (%s, %s)"
             " ON CONFLICT (name) DO UPDATE SET created_at = EXCLUDED.created_at,"

@@ -115,6 +115,8 @@ class WorkerConfig:
     # Arrival predictions (issue 15): every this many seconds learn from the new stop
     # events, sample the predictions issued now and score the earlier ones (0: never).
     predictions_s: float = 60.0
+    # ... learning from this long a history (older observations are forgotten).
+    prediction_window: timedelta = timedelta(days=56)
 
 
 class StateWorker:
@@ -349,7 +351,7 @@ class StateWorker:
 
         self._predictions_at = time.monotonic()
         try:
-            store.refresh(self.conn)
+            store.refresh(self.conn, self.config.prediction_window)
             now = utc(self.clock())
             accuracy.sample(self.conn, now)
             accuracy.score(self.conn, now)

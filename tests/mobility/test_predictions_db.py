@@ -127,6 +127,55 @@ def test_rollup_agrees_with_the_pure_learner_and_is_incremental(db_url: str) -> 
     assert dwell_cells and all(stored[k].stat.median >= 0 for k in dwell_cells)
 
 
+def _stats(conn: psycopg.Connection) -> dict[tuple[Any, ...], Any]:
+    return {
+        (r.kind, r.route_id, r.direction_id, r.stop_id, r.to_stop_id, r.day, r.band): r
+        for r in load_rows(conn)
+    }
+
+
+def test_observations_older_than_the_window_are_forgotten(db_url: str) -> None:
+    """A refresh with a window that leaves out the older day: its observations are deleted,
+    the statistics are those of the newer day alone, and a cell only the older day had is
+    gone (a route that stopped running does not keep last season's times)."""
+    import_feed(db_url, REAL_FEED)
+    net = bundled_network()
+    today = local_date(time.time())
+    days = [today - timedelta(days=k) for k in (9, 8)]
+    # Different fleets on the two days, so some cells exist on the older day only.
+    sims = [simulate(net, days[0], 41, 3), simulate(net, days[1], 7, 2)]
+    with psycopg.connect(db_url, autocommit=True) as owner:
+        owner.execute("TRUNCATE vehicle_events, mobility_prediction_obs, mobility_prediction_stats")
+        owner.execute("DELETE FROM mobility_prediction_watermark")
+        write_events(owner, sims[0], days[0], "old")
+        write_events(owner, sims[1], days[1], "new")
+    # The window ends at 03:00 (Asia/Tokyo) of the newer day: the older day is all before it.
+    boundary = datetime.combine(days[1], datetime.min.time(), tzinfo=UTC) - timedelta(hours=6)
+    window = datetime.now(UTC) - boundary
+    with psycopg.connect(role_url(db_url, "mobility"), autocommit=True) as conn:
+        refresh(conn)  # the default eight weeks: both days learned
+        both = _stats(conn)
+        forgot = refresh(conn, window)
+        assert forgot.observations == 0 and forgot.cells > 0
+        left = _stats(conn)
+        (oldest,) = conn.execute("SELECT min(ts) FROM mobility_prediction_obs").fetchone() or (
+            None,
+        )
+    trav_b, dw_b = observations(sims[1])
+    expected = {
+        (e.kind, e.route_id, e.direction_id, e.stop_id, e.to_stop_id, e.day, e.band): e
+        for e in learn(trav_b, dw_b)
+        if e.kind == TRAVEL
+    }
+    assert oldest is not None and oldest >= boundary
+    travel_left = {k: v for k, v in left.items() if k[0] == TRAVEL}
+    assert travel_left.keys() == expected.keys()
+    for k, e in expected.items():
+        assert travel_left[k].stat.n == e.stat.n
+        assert travel_left[k].stat.median == pytest.approx(e.stat.median, abs=1e-3)
+    assert set(both) - set(left), "no cell was only the older day's: the test proves nothing"
+
+
 # -- live: trip updates and stop arrivals from the engine ------------------------------
 
 
