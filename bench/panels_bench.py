@@ -30,6 +30,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -194,7 +195,28 @@ def start_server(
     return server, root
 
 
-def top_up(url: str, vol: Volume) -> dict[str, tuple[int, float]]:
+def compressor(days: int | None) -> Callable[[psycopg.Connection, str], None] | None:
+    """On TimescaleDB with ``--compress-after-days``: after each loaded day, compress the
+    table's chunks older than that, as the compression policy would have by then (a week
+    of raw rows on both paths does not fit this machine's disk otherwise)."""
+    if days is None:
+        return None
+
+    def compress(conn: psycopg.Connection, table: str) -> None:
+        conn.execute(
+            "SELECT compress_chunk(c, if_not_compressed => true) FROM show_chunks(%s::regclass,"
+            " older_than => now() - make_interval(days => %s)) c"
+            " WHERE EXISTS (SELECT 1 FROM timescaledb_information.hypertables h"
+            "  WHERE h.hypertable_name = %s AND h.compression_enabled)",
+            [table, days, table],
+        )
+
+    return compress
+
+
+def top_up(
+    url: str, vol: Volume, after_day: Callable[[psycopg.Connection, str], None] | None = None
+) -> dict[str, tuple[int, float]]:
     """Generate the fleet from the newest loaded second to now, until less than a minute is
     missing: a long load (or a reused folder) would otherwise leave the last hour(s) empty
     and the default-range panels would time an empty tail."""
@@ -209,7 +231,7 @@ def top_up(url: str, vol: Volume) -> dict[str, tuple[int, float]]:
         start = last.replace(microsecond=0) + timedelta(seconds=1)
         gap = int((now - start).total_seconds())
         print(f"    topping up {gap:,} s", flush=True)
-        for table, (rows, secs) in load(url, vol, start, gap).items():
+        for table, (rows, secs) in load(url, vol, start, gap, after_day).items():
             before = out.get(table, (0, 0.0))
             out[table] = (before[0] + rows, before[1] + secs)
 
@@ -221,8 +243,16 @@ def run_path(name: str, bindir: Path, timescale: bool, args: argparse.Namespace)
     server, root = start_server(bindir, timescale, reuse)
     try:
         url = server.url()
+        compress = compressor(args.compress_after_days) if timescale else None
         settings = Settings(
-            database_url=url, timescale="on" if timescale else "off", _env_file=None
+            database_url=url,
+            timescale="on" if timescale else "off",
+            _env_file=None,
+            **(
+                {"compress_after_days": args.compress_after_days}
+                if timescale and args.compress_after_days is not None
+                else {}
+            ),
         )
         started = time.perf_counter()
         migrator.migrate(url, settings)  # on a reused folder: only what is new since
@@ -235,8 +265,8 @@ def run_path(name: str, bindir: Path, timescale: bool, args: argparse.Namespace)
             seconds = int(args.days * 86400)
             start = now - timedelta(seconds=seconds)
             register_devices(url, args.devices, start, now + timedelta(days=1))
-            loaded = load(url, vol, start, seconds)
-        for table, (rows, secs) in top_up(url, vol).items():
+            loaded = load(url, vol, start, seconds, compress)
+        for table, (rows, secs) in top_up(url, vol, compress).items():
             before = loaded.get(table, (0, 0.0))
             loaded[table] = (before[0] + rows, before[1] + secs)
         for table, (rows, secs) in loaded.items():
@@ -320,6 +350,12 @@ def main() -> int:
     ap.add_argument("--path", choices=("both", "plain", "timescale"), default="both")
     ap.add_argument("--ts-bindir", help="TimescaleDB-enabled PostgreSQL bin folder")
     ap.add_argument("--only", default="", help="time only the queries whose id contains this")
+    ap.add_argument(
+        "--compress-after-days",
+        type=int,
+        help="TimescaleDB: compress chunks older than this while loading, and set the policy "
+        "to it (default: MEBUKU_COMPRESS_AFTER_DAYS's default, 7, and no compression)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the server folders")
     ap.add_argument(
         "--reuse",

@@ -12,6 +12,7 @@ order as ingest writes it (so BRIN indexes and chunks see a realistic physical l
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -149,9 +150,16 @@ def register_devices(url: str, devices: int, start: datetime, end: datetime) -> 
         conn.execute(TRIAL_PERIODS, {"start": start, "end": end})
 
 
-def load(url: str, vol: Volume, start: datetime, seconds: int) -> dict[str, tuple[int, float]]:
+def load(
+    url: str,
+    vol: Volume,
+    start: datetime,
+    seconds: int,
+    after_day: Callable[[psycopg.Connection, str], None] | None = None,
+) -> dict[str, tuple[int, float]]:
     """Generate the fleet for [start, start + seconds) one day at a time; returns rows and
-    seconds per table."""
+    seconds per table. ``after_day(conn, table)`` runs after each day of a table (the
+    benchmark compresses the chunks that are old enough, as the policy would)."""
     out: dict[str, tuple[int, float]] = {}
     with psycopg.connect(url, autocommit=True) as conn:
         for table, sql, unit in STREAMS:
@@ -162,6 +170,8 @@ def load(url: str, vol: Volume, start: datetime, seconds: int) -> dict[str, tupl
                 d1 = min(seconds, d0 + 86400) - 1
                 cur = conn.execute(sql, {"n": n, "t0": start, "d0": d0, "d1": d1})
                 rows += max(cur.rowcount, 0)
+                if after_day is not None:
+                    after_day(conn, table)
             if table == "vehicle_events":
                 conn.execute(OFF_ROUTE, {})
             out[table] = (rows, time.perf_counter() - started)
