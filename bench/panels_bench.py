@@ -19,6 +19,13 @@ times each. Prints p50/p95 per panel and path; FAIL marks a target missed.
 
     .venv/bin/python bench/panels_bench.py --days 1 --buses 10 --devices 20 --runs 5
     .venv/bin/python bench/panels_bench.py            # 60 buses, 200 devices, 7 days
+
+A week takes one to two hours to load and refresh per path, so: --keep leaves the server
+folder (its path is printed), and --reuse FOLDER --path plain|timescale starts that
+server again, applies the migrations that are new since (as an upgrade would), generates
+what is missing up to now, refreshes the rollups (the policy's incremental refresh) and
+times the panels again. --compress-after-days 1 (TimescaleDB) compresses the chunks older
+than a day while loading, so a week on both paths fits the disk.
 """
 
 from __future__ import annotations
