@@ -18,7 +18,7 @@ from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.i18n import gettext, negotiate
+from core.i18n import L_, gettext, negotiate
 from core.web import PROBLEM_BASE, ProblemError, ProblemMapper
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    log.warning(L_("database unavailable on %s %s: %s"), request.method, request.url.path, exc)
     return problem_response(
         request,
         503,
@@ -185,7 +185,7 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    log.exception(L_("unhandled error on %s %s"), request.method, request.url.path, exc_info=exc)
     return problem_response(request, 500, "internal-error", "Internal server error")
 
 

@@ -116,6 +116,23 @@ def cli_gettext(message: str) -> str:
     return translator(process_lang()).gettext(message)
 
 
+class LogText(str):
+    """A log message in the language of the process that keeps its English message id as
+    :attr:`event`: the stable, greppable key of the line (``core.logging`` writes it as the
+    JSON field ``event``), whatever language the operator reads."""
+
+    event: str
+
+
+def L_(message: str) -> LogText:  # noqa: N802 - a gettext-style marker, extracted like _()
+    """``message`` (a %-style log format) in the process language, for a log line an
+    operator reads: ``log.info(L_("applied migration %s"), version)``. The arguments stay
+    separate, so the structured values are the same in every language."""
+    text = LogText(translator(process_lang()).gettext(message))
+    text.event = message
+    return text
+
+
 # Pydantic's validation messages (settings, command-line values), by error type. The ids
 # are pydantic's own English templates, so English stays word for word what pydantic says;
 # the placeholders are the error's ``ctx`` fields.

@@ -48,6 +48,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from core.i18n import L_
 from core.settings import MqttAddress
 from ingest.fields import Limits
 from ingest.metrics import IngestMetrics
@@ -205,11 +206,11 @@ class IngestWorker:
 
     def _on_connect(self, c: mqtt.Client, _u: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
         if rc.is_failure:
-            log.error("broker refused connection: %s", rc)
+            log.error(L_("broker refused connection: %s"), rc)
             return
         self.metrics.connected.set(1)
         log.info(
-            "connected to %s:%s as %s (session present: %s), subscribing %s",
+            L_("connected to %s:%s as %s (session present: %s), subscribing %s"),
             self.cfg.mqtt.host,
             self.cfg.mqtt.port,
             self.cfg.client_id,
@@ -222,7 +223,7 @@ class IngestWorker:
         if all(not rc.is_failure for rc in codes):
             self.subscribed.set()
         else:
-            log.error("broker refused subscription %s: %s", self.cfg.subscription, codes)
+            log.error(L_("broker refused subscription %s: %s"), self.cfg.subscription, codes)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
         with self._gen_lock:
@@ -230,7 +231,7 @@ class IngestWorker:
         self.subscribed.clear()
         self.metrics.connected.set(0)
         if not self._stopped.is_set():
-            log.warning("disconnected from broker: %s (reconnecting)", rc)
+            log.warning(L_("disconnected from broker: %s (reconnecting)"), rc)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         if self._draining.is_set():
@@ -242,7 +243,7 @@ class IngestWorker:
         qos = msg.qos
         if qos == 0 and len(self.pending) + self._inflight_msgs >= self.qos0_limit:
             self.metrics.qos0_dropped.inc()
-            log.warning("inbox full: dropping a QoS 0 message on %s (publish at QoS 1)", topic)
+            log.warning(L_("inbox full: dropping a QoS 0 message on %s (publish at QoS 1)"), topic)
             return
         payload = msg.payload
         size = len(payload)
@@ -329,7 +330,7 @@ class IngestWorker:
                 self._send_batches()
                 self._wait_writer(min(self.cfg.batch_wait, 0.02))
         except Exception:  # only a bug gets here
-            log.exception("ingest dispatcher failed; messages stay unacknowledged")
+            log.exception(L_("ingest dispatcher failed; messages stay unacknowledged"))
             self.failed.set()
         finally:
             self._stop_writer()
@@ -389,7 +390,7 @@ class IngestWorker:
             self._db_reachable = bool(msg[1])
         elif kind == "gave_up":
             log.warning(
-                "stopping with %d uncommitted messages (broker keeps them)",
+                L_("stopping with %d uncommitted messages (broker keeps them)"),
                 len(self.pending) + self._inflight_msgs,
             )
             self._gave_up = True
@@ -403,8 +404,10 @@ class IngestWorker:
         self.metrics.writer_restarts.inc()
         if self._draining.is_set() or self._crashes > self.cfg.writer_restarts:
             log.error(
-                "the ingest writer process died (exit code %s), %d times without a commit "
-                "in between: stopping; %d messages stay unacknowledged at the broker",
+                L_(
+                    "the ingest writer process died (exit code %s), %d times without a commit "
+                    "in between: stopping; %d messages stay unacknowledged at the broker"
+                ),
                 code,
                 self._crashes,
                 len(self.pending) + self._inflight_msgs,
@@ -412,8 +415,10 @@ class IngestWorker:
             self.failed.set()
             return
         log.error(
-            "the ingest writer process died (exit code %s); starting a new one and sending "
-            "it the %d unacknowledged batches again",
+            L_(
+                "the ingest writer process died (exit code %s); starting a new one and sending "
+                "it the %d unacknowledged batches again"
+            ),
             code,
             len(self._inflight),
         )
@@ -556,7 +561,7 @@ class IngestWorker:
                     self._beat(conn, st)
                     self._db_reachable = True
                 except Exception as e:
-                    log.debug("heartbeat not written: %s", e)
+                    log.debug(L_("heartbeat not written: %s"), e)
                     if conn is not None:
                         with contextlib.suppress(Exception):
                             conn.close()
@@ -629,7 +634,7 @@ class IngestWorker:
             self.client.disconnect()
         self.client.loop_stop()
         log.info(
-            "stopped: %d rows inserted, %d duplicates, %d rejects, %d acks",
+            L_("stopped: %d rows inserted, %d duplicates, %d rejects, %d acks"),
             sum(self.totals.inserted.values()),
             sum(self.totals.duplicates.values()),
             sum(self.totals.rejects.values()),

@@ -12,6 +12,7 @@ from google.protobuf.json_format import MessageToDict
 from psycopg import AsyncConnection
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.i18n import L_
 from core.operators import canonical_operator_id, feed_agency_id
 from core.web import Principal, ProblemError, Role, db_conn, ensure_own_operator, public
 from core.web import require_roles as _require_roles
@@ -110,7 +111,7 @@ async def gtfs_rt_trip_updates(
         _live, predicted = await live_predictions_async(conn, now)
     except (ValueError, ArithmeticError, LookupError):
         # A prediction bug must not take the public feed down: carry the delay forward.
-        log.exception("arrival predictions failed; trip updates carry delays forward")
+        log.exception(L_("arrival predictions failed; trip updates carry delays forward"))
         predicted = {}
     days = {v.vehicle_id: v.service_date for v in vehicles}
     ahead: dict[str, list[StopAhead]] = {}

@@ -228,6 +228,7 @@ def cli_env(settings: Settings, own_db: str) -> dict[str, str]:
         "MEBUKU_MQTT_URL": settings.mqtt_url or "",
         "MEBUKU_METRICS_PORT": "0",
         "MEBUKU_LOG_LEVEL": "INFO",
+        "MEBUKU_LANG": "en",  # the log lines these tests read are the English ones
     }
 
 
