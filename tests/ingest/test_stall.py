@@ -112,7 +112,9 @@ def test_blocked_commit_is_reported_stalled_then_healthy(settings: Settings, own
 
             def api_says_stalled() -> bool:
                 r = api.get("/readyz")
-                return r.status_code == 503 and "stalled" in r.json()["checks"].get("ingest", "")
+                return r.status_code == 503 and "が停滞しています" in r.json()["checks"].get(
+                    "ingest", ""
+                )
 
             assert wait_until(api_says_stalled, 10), api.get("/readyz").json()
 
@@ -140,8 +142,10 @@ def test_silent_worker_fails_readiness(settings: Settings, own_db: str):
     app = create_app(make_settings(own_db, settings.mqtt_url), domain_routers=())
     with TestClient(app) as api:
         r = api.get("/readyz")
+        en = api.get("/readyz", headers={"Accept-Language": "en"})
     assert r.status_code == 503
-    assert r.json()["checks"]["ingest"].startswith("dead-worker silent: no heartbeat for")
+    assert r.json()["checks"]["ingest"].startswith("dead-worker が無応答です：")
+    assert en.json()["checks"]["ingest"].startswith("dead-worker silent: no heartbeat for")
 
 
 def test_backlog_byte_budget_holds_messages_at_the_broker(settings: Settings, own_db: str):

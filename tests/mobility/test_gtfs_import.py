@@ -204,8 +204,16 @@ def test_gtfs_jp_trip_columns_are_kept_and_unknown_columns_warned(
     ],
 )
 def test_expiry_warning(today: str, expect: str | None) -> None:
-    got = expiry_warning(date(2025, 4, 1), date(2026, 3, 31), date.fromisoformat(today))
+    got = expiry_warning(date(2025, 4, 1), date(2026, 3, 31), date.fromisoformat(today), lang="en")
     assert (got is None) if expect is None else (got is not None and expect in got)
+
+
+def test_expiry_warning_in_japanese(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEBUKU_LANG", "ja")  # the language of the process, as the CLI's
+    got = expiry_warning(date(2025, 4, 1), date(2026, 3, 31), date(2026, 12, 1))
+    assert got is not None and "有効期限が 2026-03-31 に切れています（245 日前）" in got
+    soon = expiry_warning(date(2025, 4, 1), date(2026, 3, 31), date(2026, 3, 20), lang="ja")
+    assert soon is not None and "あと 11 日" in soon
 
 
 def test_expired_feed_is_reported_by_import_status_and_readyz(
