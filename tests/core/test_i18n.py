@@ -45,7 +45,7 @@ TRANSLATED = (
     "mobility/gtfs/parser.py",  # why a feed is refused (mebuku gtfs import)
     "mobility/fares/settlement.py",  # why a month cannot be closed or re-issued
 )
-KEYWORDS = {"_": None, "N_": None, "gettext": None, "w": None}
+KEYWORDS = {"_": None, "N_": None, "L_": None, "gettext": None, "w": None}
 
 
 def _msgids(path: str) -> set[str]:
