@@ -305,7 +305,11 @@ def choose_ports(settings: Settings, fixed: set[str], state: Path) -> DemoPorts:
         while port in chosen.values():
             port = free_port()
         if usual is not None:
-            notes.append(f"port {usual} ({name}) is in use: using {port} ({env_name(setting)})")
+            notes.append(
+                _("port {usual} ({name}) is in use: using {port} ({variable})").format(
+                    usual=usual, name=name, port=port, variable=env_name(setting)
+                )
+            )
         chosen[name] = port
     if problems:
         raise ConfigError(problems)

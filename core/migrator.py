@@ -22,7 +22,7 @@ import psycopg
 
 from core import plugins, roles
 from core.db import PRELOAD_FIX, TimescalePath, decide_timescale, timescale_state
-from core.i18n import L_
+from core.i18n import L_, cli_gettext
 from core.settings import Settings
 from core.timeseries import apply_policies
 
@@ -108,7 +108,7 @@ def _ensure_timescale(conn: psycopg.Connection, settings: Settings) -> bool:
         conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         log.info(L_("TimescaleDB extension created"))
     elif path is TimescalePath.PLAIN_NOT_PRELOADED:
-        log.warning(L_("%s; migrating for plain PostgreSQL instead"), PRELOAD_FIX)
+        log.warning(L_("%s; migrating for plain PostgreSQL instead"), cli_gettext(PRELOAD_FIX))
     elif path is TimescalePath.PLAIN and state.installed and settings.timescale == "auto":
         log.info(L_("TimescaleDB is available, but this database was migrated without it"))
     return path in (TimescalePath.USE, TimescalePath.CREATE)

@@ -243,6 +243,7 @@ def test_choose_ports_replaces_a_busy_usual_port_and_refuses_a_busy_set_one(
     from core.demo import choose_ports
     from core.settings import ConfigError, Settings
 
+    monkeypatch.setenv("MEBUKU_LANG", "en")  # the note this test reads is the English one
     usual = Settings(_env_file=None, mobility_metrics_port=held_port)  # as if it were 9109
     ports = choose_ports(usual, set(), tmp_path)
     assert ports.mobility_metrics != held_port

@@ -229,7 +229,10 @@ def test_busy_usual_ports_are_replaced_by_free_ones(state: Path) -> None:
             assert get(f"http://127.0.0.1:{chosen['mobility_metrics']}/metrics") == 200
             out = demo.output()
             for usual, name in ((8000, "api"), (9108, "metrics"), (9109, "mobility_metrics")):
-                assert f"port {usual} ({name}) is in use: using {chosen[name]}" in out
+                assert (
+                    f"ポート {usual}（{name}）は使用中です：代わりに {chosen[name]} を使います"
+                    in out
+                )
             pids = [demo.proc.pid, *demo.children().values(), *demo.server_pids()]
             assert demo.stop(signal.SIGINT) == 0
             assert_nothing_left(demo, pids)

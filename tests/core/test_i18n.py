@@ -32,6 +32,7 @@ TRANSLATED = (
     "core/broker.py",
     "ingest/cli.py",
     "ingest/simulate/cli.py",
+    "ingest/simulate/feed.py",  # the simulator's notes on the timetable it runs
     "mobility/fares/devcli.py",
     # Settings errors and typer's/click's own words (process language).
     "core/settings.py",
