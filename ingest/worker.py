@@ -49,6 +49,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from core.i18n import L_
+from core.i18n import cli_gettext as _
 from core.settings import MqttAddress
 from ingest.fields import Limits
 from ingest.metrics import IngestMetrics
@@ -505,16 +506,18 @@ class IngestWorker:
         since = max(now - self._last_commit, 0.0)
         quiet = min(oldest, since)
         stalled = waiting > 0 and quiet > self.cfg.stall_seconds and self._db_reachable
+        # Why, for the operator: in the worker's process language (its /healthz and the
+        # heartbeat row /readyz shows); "ok" stays the machine word.
         if self.failed.is_set():
             stalled = True
-            reason = "the writer process keeps dying: the worker stopped (see its log)"
+            reason = _("the writer process keeps dying: the worker stopped (see its log)")
         elif stalled:
-            reason = (
-                f"{waiting} messages waiting, the oldest for {oldest:.0f} s, and nothing "
-                f"committed for {since:.0f} s while the database answers"
-            )
+            reason = _(
+                "{waiting} messages waiting, the oldest for {oldest:.0f} s, and nothing "
+                "committed for {since:.0f} s while the database answers"
+            ).format(waiting=waiting, oldest=oldest, since=since)
         elif not self._db_reachable:
-            reason = "database unreachable: messages wait at the broker until it is back"
+            reason = _("database unreachable: messages wait at the broker until it is back")
         else:
             reason = "ok"
         return Status(waiting, oldest, since, self._db_reachable, stalled, reason)
@@ -594,7 +597,7 @@ class IngestWorker:
                 st.waiting,
                 st.stalled,
                 self.cfg.stall_seconds,
-                f"{st.reason} (host {socket.gethostname()})",
+                _("{reason} (host {host})").format(reason=st.reason, host=socket.gethostname()),
             ],
         )
 

@@ -59,7 +59,10 @@ def telemetry(i: int) -> bytes:
     return json.dumps({"ts": int(ts.timestamp() * 1000), "lat": 36.39, "lon": 139.06}).encode()
 
 
-def test_blocked_commit_is_reported_stalled_then_healthy(settings: Settings, own_db: str):
+def test_blocked_commit_is_reported_stalled_then_healthy(
+    settings: Settings, own_db: str, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("MEBUKU_LANG", "ja")  # the worker's reason: its process language
     port = free_port()
     seg = uuid.uuid4().hex[:8]
     w = IngestWorker(
@@ -104,7 +107,7 @@ def test_blocked_commit_is_reported_stalled_then_healthy(settings: Settings, own
         _status, body = get(health)
         assert body["status"] == "stalled" and body["waiting"] == 10
         assert body["oldest_unacked_seconds"] > 2 and body["database_reachable"] is True
-        assert "nothing committed" in body["reason"]
+        assert "秒間コミットがありません" in body["reason"]  # the process language (Japanese)
         assert wait_until(lambda: metric(metrics, "mebuku_ingest_stalled") == 1, 5)
         assert metric(metrics, "mebuku_ingest_oldest_unacked_seconds") > 2
 

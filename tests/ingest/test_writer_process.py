@@ -113,8 +113,9 @@ def test_killed_writer_is_restarted_and_nothing_is_acked_before_its_commit(
 
 
 def test_writer_that_keeps_dying_fails_the_worker_and_the_broker_keeps_the_messages(
-    settings: Settings, own_db: str
+    settings: Settings, own_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("MEBUKU_LANG", "en")  # the reason this test reads is the English one
     seg = uuid.uuid4().hex[:8]
     w = worker(settings, own_db, seg, writer_restarts=0)
     w.start()
