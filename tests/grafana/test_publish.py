@@ -79,6 +79,13 @@ def test_build_writes_folders_and_removes_stale(tmp_path: Path) -> None:
         *(f"{f}-en" for f in build.FOLDERS),
     }
     assert build.differences(tmp_path) == []
+    (tmp_path / "city" / "gone.json").write_text("{}")
+    runner = CliRunner()
+    for lang, said in (("ja", "古いファイル：city/gone.json"), ("en", "stale city/gone.json")):
+        check = runner.invoke(
+            grafana_cli, ["build", "--check", "--out", str(tmp_path)], env={"MEBUKU_LANG": lang}
+        )
+        assert check.exit_code == 1 and said in check.output, check.output
 
 
 def test_dashboards_are_well_formed() -> None:
