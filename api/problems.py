@@ -18,7 +18,7 @@ from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.i18n import L_, Lang, gettext, negotiate, validation_words
+from core.i18n import L_, Lang, gettext, localized, negotiate, validation_words
 from core.web import PROBLEM_BASE, ProblemError, ProblemMapper
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def problem_response(
         "instance": request.url.path,
     }
     if detail is not None:
-        body["detail"] = gettext(detail, lang) if detail else detail
+        body["detail"] = localized(detail, lang) if detail else detail
     body.update(extra)
     headers = {**(headers or {}), "Content-Language": lang, "Vary": "Accept-Language"}
     return JSONResponse(body, status_code=status, headers=headers, media_type=MEDIA_TYPE)

@@ -134,6 +134,37 @@ def L_(message: str) -> LogText:  # noqa: N802 - a gettext-style marker, extract
     return text
 
 
+class Said(str):
+    """A message with values, formatted in English, that keeps its message id and values
+    so whoever shows it can say it again in the reader's language (:meth:`in_lang`)."""
+
+    msgid: str
+    values: dict[str, Any]
+
+    def in_lang(self, lang: Lang) -> str:
+        """The message in ``lang`` (the English text when the catalogue has no entry)."""
+        try:
+            return gettext(self.msgid, lang).format(**self.values)
+        except (KeyError, IndexError, ValueError):
+            return str(self)
+
+
+def F_(message: str, **values: Any) -> Said:  # noqa: N802 - a gettext-style marker, extracted like _()
+    """``message.format(**values)`` for a problem detail or error text whose reader's
+    language is known only where it is shown: ``ProblemError(404, ..., F_("No trial
+    {trial}.", trial=repr(t)))``; :func:`api.problems.problem_response` translates it."""
+    said = Said(message.format(**values))
+    said.msgid = message
+    said.values = values
+    return said
+
+
+def localized(text: str, lang: Lang) -> str:
+    """``text`` in ``lang``: a :class:`Said` by its id and values, other text by the
+    catalogue when it is a message id there (else as it is)."""
+    return text.in_lang(lang) if isinstance(text, Said) else gettext(text, lang)
+
+
 # Pydantic's validation messages (settings, command-line values), by error type. The ids
 # are pydantic's own English templates, so English stays word for word what pydantic says;
 # the placeholders are the error's ``ctx`` fields.

@@ -147,3 +147,24 @@ def test_a_422_problem_says_each_field_in_the_clients_language() -> None:
     (err,) = ja_period.json()["errors"]
     assert err["type"] == "value_error"
     assert err["message"] == "period_end は period_start より後にしてください"
+
+
+def test_a_detail_with_values_is_said_again_in_the_clients_language() -> None:
+    """``F_`` details (values in a message id) follow Accept-Language like titles."""
+    from core.i18n import F_
+
+    app = FastAPI()
+    problems.install(app)
+
+    @app.get("/trials/{trial_id}")
+    async def trial(trial_id: str) -> None:
+        raise ProblemError(
+            404, "not-found", "Not found", F_("No trial {trial}.", trial=repr(trial_id))
+        )
+
+    with TestClient(app) as c:
+        ja = c.get("/trials/bus-2026").json()
+        en = c.get("/trials/bus-2026", headers={"Accept-Language": "en"}).json()
+    assert ja["detail"] == "実証 'bus-2026' はありません。" and ja["title"] == "見つかりません"
+    assert en["detail"] == "No trial 'bus-2026'." and en["title"] == "Not found"
+    assert ja["type"] == en["type"] and ja["status"] == en["status"] == 404
