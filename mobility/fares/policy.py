@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from core.i18n import cli_gettext, error_location, process_lang, validation_lines
+from core.i18n import F_, cli_gettext, error_location, process_lang, validation_lines
 from core.operators import canonical_operator_id
 
 
@@ -252,7 +252,9 @@ def _in_force(versions: tuple[P, ...], day: date, scheme: str) -> P:
         if v.effective_from <= day and (best is None or v.effective_from > best.effective_from):
             best = v
     if best is None:
-        raise NoPolicyError(f"no {scheme} policy in force on {day.isoformat()}")
+        raise NoPolicyError(
+            F_("no {scheme} policy in force on {day}", scheme=scheme, day=day.isoformat())
+        )
     return best
 
 

@@ -168,3 +168,27 @@ def test_a_detail_with_values_is_said_again_in_the_clients_language() -> None:
     assert ja["detail"] == "実証 'bus-2026' はありません。" and ja["title"] == "見つかりません"
     assert en["detail"] == "No trial 'bus-2026'." and en["title"] == "Not found"
     assert ja["type"] == en["type"] and ja["status"] == en["status"] == 404
+
+
+def test_no_policy_in_force_is_said_in_the_clients_language() -> None:
+    from datetime import date
+
+    from mobility.fares.policy import PolicyBook
+
+    try:
+        PolicyBook((), ()).mytaku_at(date(1999, 1, 1))
+    except NoPolicyError as e:
+        raised = e
+    app = FastAPI()
+    problems.install_domain(app, problem_handlers_of(fares_http))
+    problems.install(app)
+
+    @app.get("/ride")
+    async def ride() -> None:
+        raise raised
+
+    with TestClient(app) as c:
+        ja = c.get("/ride").json()
+        en = c.get("/ride", headers={"Accept-Language": "en"}).json()
+    assert ja["detail"] == "1999-01-01 に適用される mytaku の運賃・助成ルールがありません"
+    assert en["detail"] == "no mytaku policy in force on 1999-01-01"
