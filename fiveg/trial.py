@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from core.i18n import invalid
+from core.i18n import cli_gettext, invalid
 from fiveg.targets import (
     DEFAULT_LATENCY_BOUND_MS,
     KPIS,
@@ -159,5 +159,7 @@ def load_definition(path: Path) -> TrialDefinition:
     elif path.suffix == ".json":
         data = json.loads(text)
     else:
-        raise ValueError(f"{path}: trial definitions are .toml or .json")
+        raise ValueError(
+            cli_gettext("{file}: trial definitions are .toml or .json").format(file=path)
+        )
     return TrialDefinition.model_validate(data)
