@@ -6,6 +6,12 @@ are English, so the English catalogue only needs entries where the wording diffe
 repository). The caller always names the language: a request's ``Accept-Language``
 (:func:`negotiate`) or the process locale (:func:`process_lang`), never a global switch.
 Domain terms follow ``docs/glossary.md``.
+
+Markers: ``_``/``gettext`` translate now; ``N_`` marks an id translated where it is shown;
+``L_`` is a log message in the process language that keeps its id as the line's ``event``;
+``F_`` is a message with values that its reader's language translates later (problem
+details); :func:`invalid` is a validator's refusal, said by :func:`validation_words` in
+the reader's language like pydantic's own errors.
 """
 
 from __future__ import annotations
