@@ -15,6 +15,7 @@ from psycopg import AsyncConnection
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from api.series import REGISTRY, Table, TimeSeries, bucket_width
+from core.i18n import F_
 from core.web import Principal, ProblemError, Role, db_conn, require_roles
 
 STAFF = require_roles(Role.OPERATOR, Role.COUNCIL, Role.ADMIN)
@@ -158,7 +159,7 @@ async def query(
                 422,
                 "unknown-series",
                 "Unknown series",
-                f"No series {t.target!r}; POST /grafana/metrics lists them.",
+                F_("No series {series}; POST /grafana/metrics lists them.", series=repr(t.target)),
             )
         result = await series.fn(conn, start, end, step)
         if isinstance(result, TimeSeries):

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.readiness import check_broker, check_database, check_ingest
+from core.i18n import Lang, gettext, negotiate
 from core.web import public
 
 JST = timezone(timedelta(hours=9), "Asia/Tokyo")
@@ -61,34 +62,44 @@ async def healthz() -> Health:
 )
 async def readyz(request: Request) -> JSONResponse:
     """Readiness: 503 while the database, the broker or ingest is not usable, so a load balancer
-    sends no traffic that would fail."""
+    sends no traffic that would fail.
+
+    ``status``, the keys and each ``ok`` are fixed words for machines; why a check fails
+    and the warnings are in the client's language (``Accept-Language``, Japanese by
+    default), like problem details."""
     settings = request.app.state.settings
+    lang = negotiate(request.headers.get("accept-language"))
+    pool = request.app.state.pool
     checks: dict[str, str] = {}
-    checks["database"] = await check_database(request.app.state.pool) or "ok"
+    checks["database"] = await check_database(pool, lang=lang) or "ok"
     if settings.mqtt_url is None:
-        checks["broker"] = "not configured (MEBUKU_MQTT_URL)"
+        checks["broker"] = gettext("not configured (MEBUKU_MQTT_URL)", lang)
     else:
-        checks["broker"] = await check_broker(settings.mqtt) or "ok"
+        checks["broker"] = await check_broker(settings.mqtt, lang=lang) or "ok"
     # present once an ingest worker has reported: fails when one is stalled or silent
-    if (ingest := await check_ingest(request.app.state.pool)) is not None:
+    if (ingest := await check_ingest(pool, lang=lang)) is not None:
         checks["ingest"] = ingest
     ready = all(v == "ok" for v in checks.values())
     warnings: dict[str, str] = {}
     if checks["database"] == "ok":
-        gtfs = await _gtfs_warning(request)
+        gtfs = await _gtfs_warning(request, lang)
         if gtfs:
             warnings["gtfs"] = gtfs
     body = Readiness(status="ready" if ready else "not ready", checks=checks, warnings=warnings)
-    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+    return JSONResponse(
+        body.model_dump(),
+        status_code=200 if ready else 503,
+        headers={"Content-Language": lang, "Vary": "Accept-Language"},
+    )
 
 
-async def _gtfs_warning(request: Request) -> str | None:
+async def _gtfs_warning(request: Request, lang: Lang) -> str | None:
     """The timetable's expiry warning; None when fine or when the table is unreadable."""
     from mobility.gtfs.freshness import current_feed_warning
 
     try:
         async with request.app.state.pool.connection() as conn:
-            return await current_feed_warning(conn, datetime.now(JST).date())
+            return await current_feed_warning(conn, datetime.now(JST).date(), lang)
     except psycopg.Error:
         return None
 

@@ -11,6 +11,8 @@ import importlib
 import logging
 from types import ModuleType
 
+from core.i18n import L_
+
 log = logging.getLogger(__name__)
 
 
@@ -20,6 +22,6 @@ def import_optional(module: str) -> ModuleType | None:
         return importlib.import_module(module)
     except ModuleNotFoundError as e:
         if e.name is not None and (e.name == module or module.startswith(e.name + ".")):
-            log.info("%s not present; skipped", module)
+            log.info(L_("%s not present; skipped"), module)
             return None
         raise

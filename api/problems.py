@@ -18,7 +18,7 @@ from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.i18n import gettext, negotiate
+from core.i18n import L_, Lang, gettext, localized, negotiate, validation_words
 from core.web import PROBLEM_BASE, ProblemError, ProblemMapper
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def problem_response(
         "instance": request.url.path,
     }
     if detail is not None:
-        body["detail"] = gettext(detail, lang) if detail else detail
+        body["detail"] = localized(detail, lang) if detail else detail
     body.update(extra)
     headers = {**(headers or {}), "Content-Language": lang, "Vary": "Accept-Language"}
     return JSONResponse(body, status_code=status, headers=headers, media_type=MEDIA_TYPE)
@@ -122,12 +122,15 @@ def field_name(loc: tuple[Any, ...] | list[Any]) -> str:
     return out or "request"
 
 
-def validation_errors(errors: list[dict[str, Any]] | Any) -> list[dict[str, str]]:
-    """Only location, message and type: never echo the rejected input back."""
+def validation_errors(
+    errors: list[dict[str, Any]] | Any, lang: Lang = "en"
+) -> list[dict[str, str]]:
+    """Only location, message and type: never echo the rejected input back. ``field`` and
+    ``type`` are for machines and never change; ``message`` is in ``lang``."""
     return [
         {
             "field": field_name(e.get("loc", ())),
-            "message": str(e.get("msg", "invalid")),
+            "message": validation_words(e, lang) or "invalid",
             "type": str(e.get("type", "value_error")),
         }
         for e in errors
@@ -160,20 +163,21 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = validation_errors(exc.errors())
+    lang = negotiate(request.headers.get("accept-language"))
+    errors = validation_errors(exc.errors(), lang)
     fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
     return problem_response(
         request,
         422,
         "validation-error",
         "Request is not valid",
-        f"Invalid field(s): {fields}",
+        gettext("Invalid field(s): {fields}", lang).format(fields=fields),
         errors=errors,
     )
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    log.warning(L_("database unavailable on %s %s: %s"), request.method, request.url.path, exc)
     return problem_response(
         request,
         503,
@@ -185,7 +189,7 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    log.exception(L_("unhandled error on %s %s"), request.method, request.url.path, exc_info=exc)
     return problem_response(request, 500, "internal-error", "Internal server error")
 
 

@@ -13,15 +13,16 @@ import ssl
 
 from psycopg_pool import AsyncConnectionPool
 
+from core.i18n import DEFAULT_LANG, N_, Lang, gettext
 from core.settings import MqttAddress
 
 CONNACK_CODES = {
-    0: "accepted",
-    1: "unacceptable protocol version",
-    2: "client id rejected",
-    3: "server unavailable",
-    4: "bad user name or password",
-    5: "not authorized",
+    0: N_("accepted"),
+    1: N_("unacceptable protocol version"),
+    2: N_("client id rejected"),
+    3: N_("server unavailable"),
+    4: N_("bad user name or password"),
+    5: N_("not authorized"),
 }
 
 
@@ -63,8 +64,11 @@ def parse_connack(data: bytes) -> int:
     return data[3]
 
 
-async def check_broker(addr: MqttAddress, timeout: float = 2.0) -> str | None:
-    """None when the broker accepts a connection, else why not."""
+async def check_broker(
+    addr: MqttAddress, timeout: float = 2.0, lang: Lang = DEFAULT_LANG
+) -> str | None:
+    """None when the broker accepts a connection, else why not (in ``lang``; the
+    exception's type name stays as Python spells it)."""
     ctx = ssl.create_default_context() if addr.tls else None
     try:
         async with asyncio.timeout(timeout):
@@ -75,23 +79,28 @@ async def check_broker(addr: MqttAddress, timeout: float = 2.0) -> str | None:
                 await writer.drain()
                 code = parse_connack(await reader.readexactly(4))
                 if code != 0:
-                    return f"broker refused: {CONNACK_CODES.get(code, code)}"
+                    why = CONNACK_CODES.get(code)
+                    return gettext("broker refused: {reason}", lang).format(
+                        reason=gettext(why, lang) if why else code
+                    )
                 writer.write(b"\xe0\x00")  # DISCONNECT
                 await writer.drain()
             finally:
                 writer.close()
     except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as e:
-        return f"broker unreachable: {type(e).__name__}"
+        return gettext("broker unreachable: {error}", lang).format(error=type(e).__name__)
     return None
 
 
-async def check_database(pool: AsyncConnectionPool, timeout: float = 2.0) -> str | None:
-    """None when a pooled connection answers a query, else why not."""
+async def check_database(
+    pool: AsyncConnectionPool, timeout: float = 2.0, lang: Lang = DEFAULT_LANG
+) -> str | None:
+    """None when a pooled connection answers a query, else why not (in ``lang``)."""
     try:
         async with asyncio.timeout(timeout), pool.connection(timeout=timeout) as conn:
             await conn.execute("SELECT 1")
     except Exception as e:  # any failure means "not ready", reported by type only
-        return f"database unreachable: {type(e).__name__}"
+        return gettext("database unreachable: {error}", lang).format(error=type(e).__name__)
     return None
 
 
@@ -100,8 +109,11 @@ async def check_database(pool: AsyncConnectionPool, timeout: float = 2.0) -> str
 HEARTBEAT_SLACK_S = 10.0
 
 
-async def check_ingest(pool: AsyncConnectionPool, timeout: float = 2.0) -> str | None:
-    """The text "ok", or which ingest workers are stalled or silent; None when none reports.
+async def check_ingest(
+    pool: AsyncConnectionPool, timeout: float = 2.0, lang: Lang = DEFAULT_LANG
+) -> str | None:
+    """The text "ok", or which ingest workers are stalled or silent (in ``lang``; a stalled
+    worker's reason is the text it stored); None when none reports.
 
     Each worker writes a row to ``ingest_heartbeat`` every few seconds (``ingest/worker.py``)
     and deletes it when it stops cleanly, so a row that says stalled, or that is older
@@ -116,13 +128,19 @@ async def check_ingest(pool: AsyncConnectionPool, timeout: float = 2.0) -> str |
             )
             rows = await cur.fetchall()
     except Exception as e:  # reported by type only, like the database check
-        return f"ingest heartbeat unreadable: {type(e).__name__}"
+        return gettext("ingest heartbeat unreadable: {error}", lang).format(error=type(e).__name__)
     if not rows:
         return None
     problems = []
     for worker, stalled, reason, stall_s, age in rows:
         if stalled:
-            problems.append(f"{worker} stalled: {reason}")
+            problems.append(
+                gettext("{worker} stalled: {reason}", lang).format(worker=worker, reason=reason)
+            )
         elif age > stall_s + HEARTBEAT_SLACK_S:
-            problems.append(f"{worker} silent: no heartbeat for {age:.0f} s")
+            problems.append(
+                gettext("{worker} silent: no heartbeat for {age:.0f} s", lang).format(
+                    worker=worker, age=age
+                )
+            )
     return "; ".join(problems) or "ok"

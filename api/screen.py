@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, unquote, unquote_plus
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.i18n import DEFAULT_LANG, Lang, gettext, negotiate
+from core.i18n import DEFAULT_LANG, L_, Lang, gettext, negotiate
 from core.web import PROBLEM_BASE, SCREENED_SCOPE_KEY
 from mobility.fares.mynumber import find_my_number_fields, json_pairs, looks_like_my_number, mask
 
@@ -302,7 +302,7 @@ class RequestScreen:
             else:
                 where = screen_body(body, content_type)
         if where:
-            log.info("request refused: Individual Number in %s", ", ".join(sorted(set(where))))
+            log.info(L_("request refused: Individual Number in %s"), ", ".join(sorted(set(where))))
             await send_problem(
                 send,
                 422,
@@ -376,7 +376,9 @@ class RequestScreen:
                 message.get("headers", [])
             ):
                 blocked = True
-                log.error("response header with CR/LF/NUL blocked (status %s)", message["status"])
+                log.error(
+                    L_("response header with CR/LF/NUL blocked (status %s)"), message["status"]
+                )
                 await send_problem(
                     send, 500, "internal-error", "Internal server error", "Response refused."
                 )

@@ -19,7 +19,7 @@ from typer.core import TyperGroup
 from core import cli_words, migrator, plugins, tables, timeseries
 from core.broker import app as broker_app
 from core.db import TimescaleError
-from core.i18n import N_
+from core.i18n import L_, N_
 from core.i18n import cli_gettext as _
 from core.logging import settings_secrets, setup_logging
 from core.settings import ConfigError, get_settings, load_settings
@@ -111,7 +111,9 @@ def _root(
         return
     setup_logging(log_level or s.log_level, log_format or s.log_format, settings_secrets(s))
     if s.demo_env_file is not None:
-        log.debug("connection settings not set: using the running demo's from %s", s.demo_env_file)
+        log.debug(
+            L_("connection settings not set: using the running demo's from %s"), s.demo_env_file
+        )
 
 
 @db_app.command(

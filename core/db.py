@@ -16,6 +16,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
+from core.i18n import N_, cli_gettext
+
 __all__ = [
     "PRELOAD_FIX",
     "TimescaleError",
@@ -89,9 +91,18 @@ def has_timescale(conn: psycopg.Connection) -> bool:
 # CREATE EXTENSION, or any use of an extension already created, ends the session with a
 # FATAL "extension "timescaledb" must be preloaded". So the preload is checked first.
 
-PRELOAD_FIX = (
+PRELOAD_FIX = N_(
     "TimescaleDB is installed but not preloaded: set shared_preload_libraries = "
     "'timescaledb' in postgresql.conf, then restart PostgreSQL"
+)
+# The other refusals of MEBUKU_TIMESCALE=on (message ids; said in the process language).
+ON_NOT_INSTALLED = N_(
+    "MEBUKU_TIMESCALE=on but the timescaledb extension is not installed on this "
+    "PostgreSQL server: install TimescaleDB, or set MEBUKU_TIMESCALE=auto"
+)
+ON_MIGRATED_PLAIN = N_(
+    "MEBUKU_TIMESCALE=on but this database was migrated without TimescaleDB: "
+    "migrate a new database, or set MEBUKU_TIMESCALE=auto"
 )
 
 
@@ -136,27 +147,21 @@ def decide_timescale(mode: Literal["auto", "on", "off"], state: TimescaleState) 
     """
     if state.created:
         if not state.preloaded:  # every path would touch the extension and die with FATAL
-            raise TimescaleNotPreloaded(PRELOAD_FIX)
+            raise TimescaleNotPreloaded(cli_gettext(PRELOAD_FIX))
         return TimescalePath.USE
     if mode == "off":
         return TimescalePath.PLAIN
     if not state.installed:
         if mode == "on":
-            raise TimescaleUnavailableError(
-                "MEBUKU_TIMESCALE=on but the timescaledb extension is not installed on this "
-                "PostgreSQL server: install TimescaleDB, or set MEBUKU_TIMESCALE=auto"
-            )
+            raise TimescaleUnavailableError(cli_gettext(ON_NOT_INSTALLED))
         return TimescalePath.PLAIN
     if not state.preloaded:
         if mode == "on":
-            raise TimescaleNotPreloaded(PRELOAD_FIX)
+            raise TimescaleNotPreloaded(cli_gettext(PRELOAD_FIX))
         return TimescalePath.PLAIN_NOT_PRELOADED
     if state.migrated_plain:
         if mode == "on":
-            raise TimescaleUnavailableError(
-                "MEBUKU_TIMESCALE=on but this database was migrated without TimescaleDB: "
-                "migrate a new database, or set MEBUKU_TIMESCALE=auto"
-            )
+            raise TimescaleUnavailableError(cli_gettext(ON_MIGRATED_PLAIN))
         return TimescalePath.PLAIN
     return TimescalePath.CREATE
 
@@ -213,7 +218,7 @@ def timescale_in_use(conn: psycopg.Connection) -> bool:
     if not has_timescale(conn):
         return False
     if not _timescale_preloaded(conn):
-        raise TimescaleNotPreloaded(PRELOAD_FIX)
+        raise TimescaleNotPreloaded(cli_gettext(PRELOAD_FIX))
     return True
 
 

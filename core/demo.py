@@ -63,6 +63,7 @@ from core.embedded import (
     pid_cmdline,
     stop_pid,
 )
+from core.i18n import L_
 from core.i18n import cli_gettext as _
 from core.logging import redact_url
 from core.resources import default_gtfs
@@ -304,7 +305,11 @@ def choose_ports(settings: Settings, fixed: set[str], state: Path) -> DemoPorts:
         while port in chosen.values():
             port = free_port()
         if usual is not None:
-            notes.append(f"port {usual} ({name}) is in use: using {port} ({env_name(setting)})")
+            notes.append(
+                _("port {usual} ({name}) is in use: using {port} ({variable})").format(
+                    usual=usual, name=name, port=port, variable=env_name(setting)
+                )
+            )
         chosen[name] = port
     if problems:
         raise ConfigError(problems)
@@ -469,7 +474,7 @@ def _resident_token(state: Path, exe: list[str], env: dict[str, str], api_port: 
     code, out = _run_step([*exe, *argv], env, quiet=True)
     lines = out.strip().splitlines()
     if code != 0 or not lines:
-        log.warning("resident sign-in for the demo failed: %s", out.strip()[-500:])
+        log.warning(L_("resident sign-in for the demo failed: %s"), out.strip()[-500:])
         return None
     return lines[-1].strip()
 
@@ -546,7 +551,7 @@ class Child:
         try:
             self.proc.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            log.warning("%s did not stop in time: killing it", self.name)
+            log.warning(L_("%s did not stop in time: killing it"), self.name)
         with contextlib.suppress(ProcessLookupError):  # anything it left in its group
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
@@ -602,7 +607,7 @@ class Supervisor:
         for c in self.children:
             if c.restart_at is not None:
                 if now >= c.restart_at:
-                    log.info("restarting %s", c.name)
+                    log.info(L_("restarting %s"), c.name)
                     c.start()
                     changed = True
                 continue
@@ -625,7 +630,7 @@ class Supervisor:
                     ),
                 )
             wait = BACKOFF_S[min(len(c.failures), len(BACKOFF_S)) - 1]
-            log.warning("%s exited with status %s: restarting in %.1f s", c.name, code, wait)
+            log.warning(L_("%s exited with status %s: restarting in %.1f s"), c.name, code, wait)
             c.restart_at = now + wait
         if changed:
             self.write_state()
@@ -677,19 +682,19 @@ def stop_leftovers(state: Path) -> None:
     children = previous.get("children")
     for name, cpid in children.items() if isinstance(children, dict) else []:
         if isinstance(cpid, int) and pid_alive(cpid) and "core.cli" in pid_cmdline(cpid):
-            log.warning("stopping %s (pid %s) left running by a previous demo", name, cpid)
+            log.warning(L_("stopping %s (pid %s) left running by a previous demo"), name, cpid)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(cpid, signal.SIGTERM)
             stop_pid(cpid, signal.SIGTERM, STOP_TIMEOUT_S)
     if (state / "postgres" / "data" / "PG_VERSION").exists():
         left = EmbeddedPostgres(state / "postgres", durable=True).stop_leftover()
         if left is not None:
-            log.warning("stopped PostgreSQL (pid %s) left running by a previous demo", left)
+            log.warning(L_("stopped PostgreSQL (pid %s) left running by a previous demo"), left)
     if (state / "mosquitto" / "mosquitto.conf").exists():
         with contextlib.suppress(Exception):  # no mosquitto binary: nothing to stop
             left = EmbeddedMosquitto(state / "mosquitto").stop_leftover()
             if left is not None:
-                log.warning("stopped Mosquitto (pid %s) left running by a previous demo", left)
+                log.warning(L_("stopped Mosquitto (pid %s) left running by a previous demo"), left)
     f.unlink(missing_ok=True)
     (state / DEMO_ENV_FILE).unlink(missing_ok=True)
 

@@ -103,6 +103,19 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class EventKey(logging.Filter):
+    """Give a record logged with :func:`core.i18n.L_` its English message id as ``event``
+    (a JSON field): the message is in the operator's language, the key stays greppable.
+    Runs before :class:`RedactSecrets`, which may replace the message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Copy the message's ``event`` onto the record; other records pass unchanged."""
+        event = getattr(record.msg, "event", None)
+        if isinstance(event, str):
+            record.event = event
+        return True
+
+
 def settings_secrets(s: Settings) -> list[str]:
     """Every secret value the settings hold: ``SecretStr`` fields and URL passwords."""
     found: list[str] = []
@@ -132,12 +145,14 @@ def setup_logging(level: str = "INFO", fmt: str = "text", secrets: Iterable[str]
             JsonFormatter(
                 "%(asctime)s %(levelname)s %(name)s %(message)s",
                 rename_fields={"asctime": "ts", "levelname": "level", "name": "logger"},
+                json_ensure_ascii=False,  # Japanese messages readable (and greppable) as such
             )
         )
     else:
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
         )
+    handler.addFilter(EventKey())
     handler.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]

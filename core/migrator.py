@@ -22,6 +22,7 @@ import psycopg
 
 from core import plugins, roles
 from core.db import PRELOAD_FIX, TimescalePath, decide_timescale, timescale_state
+from core.i18n import L_, cli_gettext
 from core.settings import Settings
 from core.timeseries import apply_policies
 
@@ -105,11 +106,11 @@ def _ensure_timescale(conn: psycopg.Connection, settings: Settings) -> bool:
     path = decide_timescale(settings.timescale, state)
     if path is TimescalePath.CREATE:
         conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-        log.info("TimescaleDB extension created")
+        log.info(L_("TimescaleDB extension created"))
     elif path is TimescalePath.PLAIN_NOT_PRELOADED:
-        log.warning("%s; migrating for plain PostgreSQL instead", PRELOAD_FIX)
+        log.warning(L_("%s; migrating for plain PostgreSQL instead"), cli_gettext(PRELOAD_FIX))
     elif path is TimescalePath.PLAIN and state.installed and settings.timescale == "auto":
-        log.info("TimescaleDB is available, but this database was migrated without it")
+        log.info(L_("TimescaleDB is available, but this database was migrated without it"))
     return path in (TimescalePath.USE, TimescalePath.CREATE)
 
 
@@ -140,7 +141,7 @@ def migrate(
                         [m.version, m.checksum, int((time.perf_counter() - started) * 1000)],
                     )
                 applied_now.append(m.version)
-                log.info("applied migration %s", m.version)
+                log.info(L_("applied migration %s"), m.version)
                 if on_apply:
                     on_apply(m)
             apply_policies(conn, settings, timescale=timescale)

@@ -22,6 +22,7 @@ import psycopg
 from psycopg import sql
 
 from core.db import timescale_in_use
+from core.i18n import L_
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ def _retrying(conn: psycopg.Connection, query: str, params: list[object]) -> Non
         except (psycopg.errors.DeadlockDetected, psycopg.errors.LockNotAvailable):
             if attempt == 5:
                 raise
-            log.info("policy change on a busy table, again (%d): %s", attempt, query)
+            log.info(L_("policy change on a busy table, again (%d): %s"), attempt, query)
             time.sleep(0.2 * attempt)
 
 
@@ -257,5 +258,5 @@ def maintain(url: str, settings: Settings) -> MaintenanceReport:
                 "SELECT mebuku.expire_ingest_rejects(%s)", [settings.reject_retention_days]
             ).fetchone()
             expired["ingest_rejects"] = int(row[0]) if row else 0
-    log.info("maintenance: refreshed %d rollups, expired %s", len(refreshed), expired)
+    log.info(L_("maintenance: refreshed %d rollups, expired %s"), len(refreshed), expired)
     return MaintenanceReport(refreshed, expired)

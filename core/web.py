@@ -33,6 +33,8 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from psycopg import AsyncConnection
 
+from core.i18n import F_
+
 PROBLEM_BASE = "https://mebuku.maebashi.example/problems/"
 SCREENED_SCOPE_KEY = "mebuku.individual_number_screened"
 """ASGI scope key the API's request screen (``api/screen.py``) sets on every request it
@@ -222,7 +224,7 @@ def require_roles(*roles: Role) -> Callable[..., Awaitable[Principal]]:
                 403,
                 "forbidden",
                 "Not allowed for this role",
-                f"This endpoint is for: {', '.join(sorted(allowed))}.",
+                F_("This endpoint is for: {roles}.", roles=", ".join(sorted(allowed))),
             )
         return principal
 
@@ -359,7 +361,7 @@ def rate_limit(
                 429,
                 "rate-limited",
                 "Too many requests",
-                f"Try again in {retry} s.",
+                F_("Try again in {seconds} s.", seconds=retry),
                 retry_after=retry,
             )
         bucket.tokens -= 1.0

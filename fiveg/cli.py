@@ -16,7 +16,7 @@ from rich.console import Console
 
 from core import tables
 from core.extras import missing
-from core.i18n import as_lang, process_lang
+from core.i18n import as_lang, process_lang, validation_lines
 from core.i18n import cli_gettext as _
 from core.settings import get_settings
 from fiveg import store
@@ -151,7 +151,20 @@ def load_trial(
                     {**d.model_dump(), "period_start": now, "period_end": now + length}
                 )
         except (ValidationError, ValueError) as e:
-            err.print("[red]" + _("{file}: invalid trial definition").format(file=f) + f"[/]\n{e}")
+            err.print("[red]" + _("{file}: invalid trial definition").format(file=f) + "[/]")
+            # pydantic's errors field by field in the language of the process; a file that
+            # is not TOML/JSON at all: the parser's own words
+            why = (
+                validation_lines(e.errors(), process_lang())
+                if isinstance(e, ValidationError)
+                else [str(e)]
+            )
+            err.print(
+                "\n".join(f"  {line}" for line in why),
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
             raise typer.Exit(2) from e
         _run(lambda c, d=d: store.save_trial(c, d))  # type: ignore[misc]
         err.print(

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from psycopg import AsyncConnection
 
 from core.extras import missing
-from core.i18n import negotiate
+from core.i18n import F_, negotiate
 from core.web import Principal, ProblemError, Role, db_conn, require_roles
 from fiveg import store
 from fiveg.coverage import coverage_geojson
@@ -81,13 +81,17 @@ def parse_bucket(text: str) -> timedelta:
 async def _trial(conn: AsyncConnection, trial_id: str) -> StoredTrial:
     t = await store.get_trial(conn, trial_id)
     if t is None:
-        raise ProblemError(404, "not-found", "Not found", f"No trial {trial_id!r}.")
+        raise ProblemError(
+            404, "not-found", "Not found", F_("No trial {trial}.", trial=repr(trial_id))
+        )
     return t
 
 
 def _aware(ts: datetime | None, name: str) -> datetime | None:
     if ts is not None and ts.tzinfo is None:
-        raise ProblemError(422, "bad-time", "Bad time", f"'{name}' needs a UTC offset.")
+        raise ProblemError(
+            422, "bad-time", "Bad time", F_("'{name}' needs a UTC offset.", name=name)
+        )
     return ts
 
 
@@ -156,7 +160,9 @@ async def put_trial(trial_id: TrialId, body: TrialDefinition, _: Admin, conn: Co
 async def delete_trial(trial_id: TrialId, _: Admin, conn: Conn) -> Response:
     """Delete a trial definition (admin); measurements stay."""
     if not await store.delete_trial(conn, trial_id):
-        raise ProblemError(404, "not-found", "Not found", f"No trial {trial_id!r}.")
+        raise ProblemError(
+            404, "not-found", "Not found", F_("No trial {trial}.", trial=repr(trial_id))
+        )
     return Response(status_code=204)
 
 

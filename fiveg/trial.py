@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core.i18n import cli_gettext, invalid
 from fiveg.targets import (
     DEFAULT_LATENCY_BOUND_MS,
     KPIS,
@@ -72,7 +73,9 @@ class TargetIn(BaseModel):
     @classmethod
     def _known(cls, v: str) -> str:
         if v not in KPIS:
-            raise ValueError(f"unknown KPI {v!r}; known: {', '.join(sorted(KPIS))}")
+            raise invalid(
+                "unknown KPI {kpi}; known: {known}", kpi=repr(v), known=", ".join(sorted(KPIS))
+            )
         return v
 
     def to_target(self) -> Target:
@@ -107,7 +110,7 @@ class TrialDefinition(BaseModel):
 
         def walk(v: Any) -> None:
             if isinstance(v, str) and "\x00" in v:
-                raise ValueError("text must not contain NUL characters")
+                raise invalid("text must not contain NUL characters")
             if isinstance(v, dict):
                 for k, x in v.items():
                     walk(k)
@@ -122,18 +125,20 @@ class TrialDefinition(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> TrialDefinition:
         if self.period_start.tzinfo is None or self.period_end.tzinfo is None:
-            raise ValueError("period_start and period_end need a UTC offset")
+            raise invalid("period_start and period_end need a UTC offset")
         if self.period_end <= self.period_start:
-            raise ValueError("period_end must be after period_start")
+            raise invalid("period_end must be after period_start")
         if self.period_start.year < 2000 or self.period_end.year >= 2100:
-            raise ValueError("the trial period must lie between 2000 and 2100")
+            raise invalid("the trial period must lie between 2000 and 2100")
         site_ids = {s.site_id for s in self.sites}
         for g in self.gnbs:
             if g.site_id not in site_ids:
-                raise ValueError(f"gNB {g.gnb_id} names unknown site {g.site_id!r}")
+                raise invalid(
+                    "gNB {gnb} names unknown site {site}", gnb=g.gnb_id, site=repr(g.site_id)
+                )
         ids = [d.device_id for d in self.devices]
         if len(ids) != len(set(ids)):
-            raise ValueError("device ids must be unique")
+            raise invalid("device ids must be unique")
         return self
 
     @property
@@ -154,5 +159,7 @@ def load_definition(path: Path) -> TrialDefinition:
     elif path.suffix == ".json":
         data = json.loads(text)
     else:
-        raise ValueError(f"{path}: trial definitions are .toml or .json")
+        raise ValueError(
+            cli_gettext("{file}: trial definitions are .toml or .json").format(file=path)
+        )
     return TrialDefinition.model_validate(data)

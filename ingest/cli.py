@@ -9,6 +9,7 @@ from types import FrameType
 
 import typer
 
+from core.i18n import L_
 from core.i18n import cli_gettext as _
 from core.settings import get_settings
 from ingest.fields import Limits
@@ -83,13 +84,15 @@ def ingest(  # noqa: PLR0913 (each argument is one command-line option)
     stop = threading.Event()
 
     def _signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %s: flushing and stopping", signal.Signals(signum).name)
+        log.info(L_("signal %s: flushing and stopping"), signal.Signals(signum).name)
         stop.set()
 
     signal.signal(signal.SIGTERM, _signal)
     signal.signal(signal.SIGINT, _signal)
     worker.start()
-    log.info("ingest worker %s running (metrics port %s)", cfg.client_id, cfg.metrics_port or "off")
+    log.info(
+        L_("ingest worker %s running (metrics port %s)"), cfg.client_id, cfg.metrics_port or "off"
+    )
     while not stop.wait(0.5) and not worker.failed.is_set():
         pass
     worker.stop()

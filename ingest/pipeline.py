@@ -33,6 +33,7 @@ from typing import Any, Final, NamedTuple
 import psycopg
 from pythonjsonlogger.json import JsonFormatter
 
+from core.i18n import L_
 from core.logging import RedactSecrets, setup_logging
 from ingest.fields import Limits
 from ingest.metrics import LAG_BUCKETS
@@ -141,7 +142,7 @@ def parse_item(m: Inbound, max_payload: int = 262_144, limits: Limits | None = N
             m.topic, m.payload, datetime.fromtimestamp(m.received, UTC), limits=limits or Limits()
         )
     except Exception as e:  # a parser bug must not stop the pipeline
-        log.exception("parser failed on %s", m.topic)
+        log.exception(L_("parser failed on %s"), m.topic)
         parsed = Reject("parser_error", repr(e)[:200])
     return Item(m.topic, m.payload, parsed)
 
@@ -235,8 +236,10 @@ class Store:
             if poison:
                 self.poison += 1
                 log.error(
-                    "a batch of %d messages failed %d times while the database answers: "
-                    "splitting it to find the message that breaks it",
+                    L_(
+                        "a batch of %d messages failed %d times while the database answers: "
+                        "splitting it to find the message that breaks it"
+                    ),
                     len(items),
                     strikes,
                 )
@@ -250,12 +253,16 @@ class Store:
                 if poison:
                     strikes = 0  # the database went away mid-split: start counting again
                 if classify(e) == "retry" and not self.db_healthy():
-                    log.warning("database unavailable (%s); retrying in %.1fs", describe(e), delay)
+                    log.warning(
+                        L_("database unavailable (%s); retrying in %.1fs"), describe(e), delay
+                    )
                 else:
                     strikes += 1
                     log.warning(
-                        "batch of %d failed while the database answers (%s); attempt %d of %d "
-                        "before splitting it",
+                        L_(
+                            "batch of %d failed while the database answers (%s); attempt %d of %d "
+                            "before splitting it"
+                        ),
                         len(items),
                         describe(e),
                         strikes,

@@ -48,6 +48,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from core.i18n import L_
+from core.i18n import cli_gettext as _
 from core.settings import MqttAddress
 from ingest.fields import Limits
 from ingest.metrics import IngestMetrics
@@ -205,11 +207,11 @@ class IngestWorker:
 
     def _on_connect(self, c: mqtt.Client, _u: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
         if rc.is_failure:
-            log.error("broker refused connection: %s", rc)
+            log.error(L_("broker refused connection: %s"), rc)
             return
         self.metrics.connected.set(1)
         log.info(
-            "connected to %s:%s as %s (session present: %s), subscribing %s",
+            L_("connected to %s:%s as %s (session present: %s), subscribing %s"),
             self.cfg.mqtt.host,
             self.cfg.mqtt.port,
             self.cfg.client_id,
@@ -222,7 +224,7 @@ class IngestWorker:
         if all(not rc.is_failure for rc in codes):
             self.subscribed.set()
         else:
-            log.error("broker refused subscription %s: %s", self.cfg.subscription, codes)
+            log.error(L_("broker refused subscription %s: %s"), self.cfg.subscription, codes)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
         with self._gen_lock:
@@ -230,7 +232,7 @@ class IngestWorker:
         self.subscribed.clear()
         self.metrics.connected.set(0)
         if not self._stopped.is_set():
-            log.warning("disconnected from broker: %s (reconnecting)", rc)
+            log.warning(L_("disconnected from broker: %s (reconnecting)"), rc)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         if self._draining.is_set():
@@ -242,7 +244,7 @@ class IngestWorker:
         qos = msg.qos
         if qos == 0 and len(self.pending) + self._inflight_msgs >= self.qos0_limit:
             self.metrics.qos0_dropped.inc()
-            log.warning("inbox full: dropping a QoS 0 message on %s (publish at QoS 1)", topic)
+            log.warning(L_("inbox full: dropping a QoS 0 message on %s (publish at QoS 1)"), topic)
             return
         payload = msg.payload
         size = len(payload)
@@ -329,7 +331,7 @@ class IngestWorker:
                 self._send_batches()
                 self._wait_writer(min(self.cfg.batch_wait, 0.02))
         except Exception:  # only a bug gets here
-            log.exception("ingest dispatcher failed; messages stay unacknowledged")
+            log.exception(L_("ingest dispatcher failed; messages stay unacknowledged"))
             self.failed.set()
         finally:
             self._stop_writer()
@@ -389,7 +391,7 @@ class IngestWorker:
             self._db_reachable = bool(msg[1])
         elif kind == "gave_up":
             log.warning(
-                "stopping with %d uncommitted messages (broker keeps them)",
+                L_("stopping with %d uncommitted messages (broker keeps them)"),
                 len(self.pending) + self._inflight_msgs,
             )
             self._gave_up = True
@@ -403,8 +405,10 @@ class IngestWorker:
         self.metrics.writer_restarts.inc()
         if self._draining.is_set() or self._crashes > self.cfg.writer_restarts:
             log.error(
-                "the ingest writer process died (exit code %s), %d times without a commit "
-                "in between: stopping; %d messages stay unacknowledged at the broker",
+                L_(
+                    "the ingest writer process died (exit code %s), %d times without a commit "
+                    "in between: stopping; %d messages stay unacknowledged at the broker"
+                ),
                 code,
                 self._crashes,
                 len(self.pending) + self._inflight_msgs,
@@ -412,8 +416,10 @@ class IngestWorker:
             self.failed.set()
             return
         log.error(
-            "the ingest writer process died (exit code %s); starting a new one and sending "
-            "it the %d unacknowledged batches again",
+            L_(
+                "the ingest writer process died (exit code %s); starting a new one and sending "
+                "it the %d unacknowledged batches again"
+            ),
             code,
             len(self._inflight),
         )
@@ -500,16 +506,18 @@ class IngestWorker:
         since = max(now - self._last_commit, 0.0)
         quiet = min(oldest, since)
         stalled = waiting > 0 and quiet > self.cfg.stall_seconds and self._db_reachable
+        # Why, for the operator: in the worker's process language (its /healthz and the
+        # heartbeat row /readyz shows); "ok" stays the machine word.
         if self.failed.is_set():
             stalled = True
-            reason = "the writer process keeps dying: the worker stopped (see its log)"
+            reason = _("the writer process keeps dying: the worker stopped (see its log)")
         elif stalled:
-            reason = (
-                f"{waiting} messages waiting, the oldest for {oldest:.0f} s, and nothing "
-                f"committed for {since:.0f} s while the database answers"
-            )
+            reason = _(
+                "{waiting} messages waiting, the oldest for {oldest:.0f} s, and nothing "
+                "committed for {since:.0f} s while the database answers"
+            ).format(waiting=waiting, oldest=oldest, since=since)
         elif not self._db_reachable:
-            reason = "database unreachable: messages wait at the broker until it is back"
+            reason = _("database unreachable: messages wait at the broker until it is back")
         else:
             reason = "ok"
         return Status(waiting, oldest, since, self._db_reachable, stalled, reason)
@@ -556,7 +564,7 @@ class IngestWorker:
                     self._beat(conn, st)
                     self._db_reachable = True
                 except Exception as e:
-                    log.debug("heartbeat not written: %s", e)
+                    log.debug(L_("heartbeat not written: %s"), e)
                     if conn is not None:
                         with contextlib.suppress(Exception):
                             conn.close()
@@ -589,7 +597,7 @@ class IngestWorker:
                 st.waiting,
                 st.stalled,
                 self.cfg.stall_seconds,
-                f"{st.reason} (host {socket.gethostname()})",
+                _("{reason} (host {host})").format(reason=st.reason, host=socket.gethostname()),
             ],
         )
 
@@ -629,7 +637,7 @@ class IngestWorker:
             self.client.disconnect()
         self.client.loop_stop()
         log.info(
-            "stopped: %d rows inserted, %d duplicates, %d rejects, %d acks",
+            L_("stopped: %d rows inserted, %d duplicates, %d rejects, %d acks"),
             sum(self.totals.inserted.values()),
             sum(self.totals.duplicates.values()),
             sum(self.totals.rejects.values()),

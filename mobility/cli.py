@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from core import tables
-from core.i18n import Lang
+from core.i18n import L_, Lang
 from core.i18n import cli_gettext as _
 from core.settings import get_settings
 
@@ -153,7 +153,7 @@ def worker(  # noqa: PLR0913 (each argument is one command-line option)
     )
 
     def _signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %s: stopping", signal.Signals(signum).name)
+        log.info(L_("signal %s: stopping"), signal.Signals(signum).name)
         w.stop()
 
     signal.signal(signal.SIGTERM, _signal)

@@ -12,6 +12,7 @@ from google.protobuf.json_format import MessageToDict
 from psycopg import AsyncConnection
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.i18n import F_, L_
 from core.operators import canonical_operator_id, feed_agency_id
 from core.web import Principal, ProblemError, Role, db_conn, ensure_own_operator, public
 from core.web import require_roles as _require_roles
@@ -110,7 +111,7 @@ async def gtfs_rt_trip_updates(
         _live, predicted = await live_predictions_async(conn, now)
     except (ValueError, ArithmeticError, LookupError):
         # A prediction bug must not take the public feed down: carry the delay forward.
-        log.exception("arrival predictions failed; trip updates carry delays forward")
+        log.exception(L_("arrival predictions failed; trip updates carry delays forward"))
         predicted = {}
     days = {v.vehicle_id: v.service_date for v in vehicles}
     ahead: dict[str, list[StopAhead]] = {}
@@ -173,7 +174,9 @@ async def _arrivals(conn: AsyncConnection, stop_id: str, limit: int) -> list[Upc
     try:
         return await upcoming_at_stop(conn, stop_id, now=datetime.now(UTC), limit=limit)
     except UnknownStopError:
-        raise ProblemError(404, "not-found", "Not found", f"No stop {stop_id!r}.") from None
+        raise ProblemError(
+            404, "not-found", "Not found", F_("No stop {stop}.", stop=repr(stop_id))
+        ) from None
 
 
 @router.get(
@@ -367,7 +370,9 @@ async def _own_vehicle(conn: AsyncConnection, operator_id: str, vehicle_id: str)
         [vehicle_id, operator_id],
     )
     if await cur.fetchone() is None:
-        raise ProblemError(404, "not-found", "Not found", f"No vehicle {vehicle_id!r}.")
+        raise ProblemError(
+            404, "not-found", "Not found", F_("No vehicle {vehicle}.", vehicle=repr(vehicle_id))
+        )
 
 
 def _range(start: datetime, end: datetime, limit: timedelta | None) -> None:
@@ -387,7 +392,7 @@ def _range(start: datetime, end: datetime, limit: timedelta | None) -> None:
             422,
             "invalid-time-range",
             "Invalid time range",
-            f"At most {limit} per request.",
+            F_("At most {limit} per request.", limit=limit),
             max_seconds=limit.total_seconds(),
         )
 
@@ -494,7 +499,10 @@ async def operator_route_performance(
     operator_id = _own(principal, operator_id)
     if not FIRST_DAY <= day <= LAST_DAY:
         raise ProblemError(
-            422, "invalid-day", "Invalid day", f"Give a day {FIRST_DAY}..{LAST_DAY}."
+            422,
+            "invalid-day",
+            "Invalid day",
+            F_("Give a day {first}..{last}.", first=FIRST_DAY, last=LAST_DAY),
         )
     rows = await route_performance_async(
         conn, day, early_s=early_s, late_s=late_s, operator_id=operator_id

@@ -8,6 +8,7 @@ import sys
 
 import typer
 
+from core.i18n import L_
 from core.i18n import cli_gettext as _
 from core.settings import get_settings
 
@@ -59,7 +60,7 @@ def notify(
                 queued = await notices.scan(conn)
                 sent = await notices.deliver_due(conn, send)
                 if queued or sent:
-                    log.info("notices: %d queued, %d delivered", queued, sent)
+                    log.info(L_("notices: %d queued, %d delivered"), queued, sent)
                 if once:
                     return
                 await asyncio.sleep(interval)

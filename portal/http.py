@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, Response
 from psycopg import AsyncConnection
 
 from core.extras import missing
-from core.i18n import N_, as_lang, gettext_for
+from core.i18n import L_, N_, as_lang, gettext_for
 from core.settings import Settings, get_settings
 from core.web import Authenticator, Principal, Role, auth_rate_limit, db_conn, public
 from mobility.fares import cards, history, ledger, residents
@@ -177,7 +177,7 @@ async def signin_page(request: Request, conn: Conn) -> Response:
     try:
         nonce = await signin.new_challenge(conn, settings)
     except signin.SignInUnavailableError as e:
-        log.warning("portal sign-in unavailable: %s", e)
+        log.warning(L_("portal sign-in unavailable: %s"), e)
         return render(page, "signin.html", status=503, unavailable=True)
     return render(page, "signin.html", nonce=nonce, dev=signin.dev_authority(settings) is not None)
 
@@ -433,7 +433,7 @@ async def statement(request: Request, conn: Conn, month: str = "") -> Response:
     try:
         body = await statement_pdf(conn, principal.resident_id, m, page.lang, staff)
     except ModuleNotFoundError:  # the report extra (reportlab) is not installed
-        log.warning("statement PDF unavailable: %s", missing("report", "reportlab"))
+        log.warning(L_("statement PDF unavailable: %s"), missing("report", "reportlab"))
         return _problem_page(
             page,
             503,
@@ -566,7 +566,7 @@ async def _end_card(request: Request, conn: AsyncConnection, card_id: int, how: 
         return await _cards_page(
             request, conn, page, rid, 404, error=_("That card is not in use on your account.")
         )
-    log.info("resident %s ended card %s on the portal (%s)", rid, card_id, how)
+    log.info(L_("resident %s ended card %s on the portal (%s)"), rid, card_id, how)
     return redirect(f"/my/cards?done={how}")
 
 
@@ -848,7 +848,7 @@ async def counter_start(request: Request) -> Response:
         staff = await authenticator(request, conn, None, key)
     if staff is None or staff.role is not Role.ADMIN:
         _ = gettext_for(page.lang)
-        log.info("counter session refused: not an admin key")
+        log.info(L_("counter session refused: not an admin key"))
         return render(
             page,
             "counter.html",

@@ -23,7 +23,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from core.i18n import N_, Lang, gettext_for
+from core.i18n import L_, N_, Lang, gettext_for
 from mobility.fares import history, ledger
 from mobility.fares.policy import NoPolicyError, load_policies
 from mobility.fares.rules import JST, local_day
@@ -341,7 +341,7 @@ async def _send_all(
                 [s.subscription_id],
             )
         elif verdict == "gone":
-            log.info("push subscription %s expired (%s): removed", s.subscription_id, status)
+            log.info(L_("push subscription %s expired (%s): removed"), s.subscription_id, status)
             await conn.execute(
                 "DELETE FROM portal_push_subscriptions WHERE subscription_id = %s",
                 [s.subscription_id],
@@ -349,7 +349,7 @@ async def _send_all(
         elif verdict == "retry":
             error = f"push service answered {status or 'nothing'}"
         else:
-            log.warning("push to subscription %s refused (%s)", s.subscription_id, status)
+            log.warning(L_("push to subscription %s refused (%s)"), s.subscription_id, status)
     return error
 
 

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from py_vapid import Vapid02
 from pywebpush import WebPushException, webpush
 
+from core.i18n import L_
 from portal.notices import Sender, Subscription
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def webpush_sender(vapid: Vapid02, subject: str) -> Sender:
         except WebPushException as e:
             return int(e.response.status_code) if e.response is not None else 0
         except Exception as e:
-            log.info("push service unreachable: %s", type(e).__name__)
+            log.info(L_("push service unreachable: %s"), type(e).__name__)
             return 0
         return int(getattr(r, "status_code", 0))
 

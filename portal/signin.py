@@ -19,6 +19,7 @@ from pathlib import Path
 
 from psycopg import AsyncConnection
 
+from core.i18n import L_
 from core.sessions import issue_session
 from core.settings import Settings
 from mobility.fares import devcard, residents
@@ -107,7 +108,7 @@ async def verify_answer(
         cert = parse_certificate(certificate)
         verify_signin(store, cert, nonce, decode_b64(signature, "signature"), datetime.now(UTC))
     except CertificateError as e:
-        log.info("portal card sign-in refused: %s", e.slug)
+        log.info(L_("portal card sign-in refused: %s"), e.slug)
         raise SignInRefusedError(e.slug) from None
     return certificate_hash(settings.require_pseudonym_key(), cert), cert.not_valid_after_utc
 
@@ -119,7 +120,7 @@ async def sign_in(
     cert_hash, not_after = await verify_answer(conn, settings, nonce_b64, certificate, signature)
     rid, enrolled = await residents.sign_in_resident(conn, cert_hash, not_after)
     token, expires = await issue_session(conn, rid, cert_hash=cert_hash)
-    log.info("resident %s signed in on the portal (enrolled=%s)", rid, enrolled)
+    log.info(L_("resident %s signed in on the portal (enrolled=%s)"), rid, enrolled)
     return SignedIn(rid, token, expires, enrolled, cert_hash)
 
 

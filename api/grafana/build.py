@@ -16,7 +16,7 @@ from typing import Any
 
 from core import plugins
 from core.grafana import SCHEMA_VERSION
-from core.i18n import DEFAULT_LANG, LANGS, N_, Lang, gettext
+from core.i18n import DEFAULT_LANG, LANGS, N_, Lang, cli_gettext, gettext
 
 FOLDERS = ("operators", "council", "city")
 PROVISIONING = (
@@ -159,19 +159,20 @@ def write(out_dir: Path = DEFAULT_OUT) -> list[Path]:
 
 
 def differences(out_dir: Path = DEFAULT_OUT) -> list[str]:
-    """What is out of date on disk (missing, changed, stale), empty when current."""
+    """What is out of date on disk (missing, changed, stale), empty when current; one line
+    each in the process language (``mebuku grafana build --check`` prints them)."""
     files = expected_files(collect())
     diffs: list[str] = []
     for rel, text in sorted(files.items()):
         path = out_dir / rel
         if not path.exists():
-            diffs.append(f"missing {rel}")
+            diffs.append(cli_gettext("missing {path}").format(path=rel))
         elif path.read_text(encoding="utf-8") != text:
-            diffs.append(f"changed {rel}")
+            diffs.append(cli_gettext("changed {path}").format(path=rel))
     for old in sorted(out_dir.glob("*/*.json")):
         rel = old.relative_to(out_dir).as_posix()
         if rel not in files:
-            diffs.append(f"stale {rel}")
+            diffs.append(cli_gettext("stale {path}").format(path=rel))
     return diffs
 
 
@@ -235,7 +236,7 @@ def provisioning_differences(out_dir: Path = PROVISIONING) -> list[str]:
     for rel, text in sorted(provisioning_files().items()):
         path = out_dir / rel
         if not path.exists():
-            diffs.append(f"missing provisioning/{rel}")
+            diffs.append(cli_gettext("missing {path}").format(path=f"provisioning/{rel}"))
         elif path.read_text(encoding="utf-8") != text:
-            diffs.append(f"changed provisioning/{rel}")
+            diffs.append(cli_gettext("changed {path}").format(path=f"provisioning/{rel}"))
     return diffs

@@ -101,7 +101,8 @@ def team_ids(api: Any, names: list[str]) -> list[int]:
 
 @dataclass
 class PushReport:
-    """What push created and what it updated, so the operator sees what changed."""
+    """What push created and what it updated, so the operator sees what changed: each item
+    its kind (in the process language), uid and title."""
 
     created: list[str]
     updated: list[str]
@@ -127,19 +128,20 @@ def push(api: Any, conn: Connection, city_teams: list[str] | None = None) -> Pus
     for ds in datasources(conn):
         if _exists(api.datasource.get_datasource_by_uid, ds["uid"]):
             api.datasource.update_datasource_by_uid(ds["uid"], ds)
-            report.updated.append(f"datasource {ds['uid']}")
+            report.updated.append(_("data source {uid}").format(uid=ds["uid"]))
         else:
             api.datasource.create_datasource(ds)
-            report.created.append(f"datasource {ds['uid']}")
+            report.created.append(_("data source {uid}").format(uid=ds["uid"]))
     dashboards = collect()
     for folder in sorted({f for f, _dash in dashboards}):
         uid = folder_uid(folder)
+        item = _("folder {uid} ({title})").format(uid=uid, title=folder_title(folder))
         if _exists(api.folder.get_folder, uid):
             api.folder.update_folder(uid, title=folder_title(folder), overwrite=True)
-            report.updated.append(f"folder {uid}")
+            report.updated.append(item)
         else:
             api.folder.create_folder(folder_title(folder), uid=uid)
-            report.created.append(f"folder {uid}")
+            report.created.append(item)
         if audience(folder)[0] in RESTRICTED_FOLDERS:
             api.folder.update_folder_permissions(
                 uid, {"items": [{"teamId": t, "permission": VIEW} for t in viewers]}
@@ -155,7 +157,9 @@ def push(api: Any, conn: Connection, city_teams: list[str] | None = None) -> Pus
                 "message": "mebuku grafana push",
             }
         )
-        (report.updated if existed else report.created).append(f"dashboard {d['uid']}")
+        (report.updated if existed else report.created).append(
+            _("dashboard {uid} ({title})").format(uid=d["uid"], title=d.get("title", ""))
+        )
     return report
 
 

@@ -33,6 +33,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import SecretStr
 
+from core.i18n import L_
 from core.settings import Settings
 from core.streams import StreamDecl, declared, grafana_view_sql
 
@@ -219,7 +220,7 @@ def _stream_views(conn: psycopg.Connection, policy: Policy) -> None:
         except psycopg.errors.InvalidTableDefinition:
             conn.execute(sql.SQL("DROP VIEW {}").format(sql.Identifier("grafana", d.table)))
             conn.execute(grafana_view_sql(d))
-            log.info("grafana.%s recreated with the catalogue's columns", d.table)
+            log.info(L_("grafana.%s recreated with the catalogue's columns"), d.table)
 
 
 def relations(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
@@ -258,7 +259,7 @@ def _ensure_roles(conn: psycopg.Connection, policy: Policy) -> None:
                             " NOREPLICATION NOBYPASSRLS"
                         ).format(sql.Identifier(name))
                     )
-                log.info("created database role %s", name)
+                log.info(L_("created database role %s"), name)
             except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
                 pass  # roles are per server: another database's migrate created it just now
         elif row[0] or not row[1]:
@@ -268,7 +269,7 @@ def _ensure_roles(conn: psycopg.Connection, policy: Policy) -> None:
                     " NOBYPASSRLS"
                 ).format(sql.Identifier(name))
             )
-            log.warning("database role %s had extra attributes: reset", name)
+            log.warning(L_("database role %s had extra attributes: reset"), name)
     for short, values in policy.role_settings.items():
         name = policy.role(short)
         row = conn.execute(
@@ -408,7 +409,9 @@ def apply(conn: psycopg.Connection, policy: Policy | None = None) -> list[str]:
         _grant_schemas(conn, policy, users)
         _grant_functions(conn, policy, everyone)
     for name in missing:
-        log.warning("no grant decision for %s in core/roles/grants.toml: no role may use it", name)
+        log.warning(
+            L_("no grant decision for %s in core/roles/grants.toml: no role may use it"), name
+        )
     return missing
 
 

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from core.i18n import cli_gettext as _
 from ingest.simulate.boundary import city_contains, city_routes
 from ingest.simulate.bus import BusConfig, BusSimulator
 from ingest.simulate.faults import Faults, inject
@@ -135,10 +136,12 @@ class City:
         chosen = [*running, *((b, 0) for b in later)][: cfg.buses]
         if not running:
             nxt = next_departure(blocks, tod)
-            when = f"{nxt // 3600:02d}:{nxt % 3600 // 60:02d}" if nxt is not None else "tomorrow"
+            when = f"{nxt // 3600:02d}:{nxt % 3600 // 60:02d}" if nxt is not None else _("tomorrow")
             self.notes.append(
-                f"no bus of the simulated routes is in service at {local:%H:%M} JST; "
-                f"the next departure is at {when}"
+                _(
+                    "no bus of the simulated routes is in service at {time} JST; "
+                    "the next departure is at {when}"
+                ).format(time=f"{local:%H:%M}", when=when)
             )
         busy = busy_stops([s for seq in feed.stop_times.values() for _, s in seq])
         for k, (block, i) in enumerate(chosen):

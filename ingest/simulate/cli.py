@@ -11,6 +11,7 @@ from types import FrameType
 
 import typer
 
+from core.i18n import L_
 from core.i18n import cli_gettext as _
 from core.logging import redact_url
 from core.settings import get_settings
@@ -96,7 +97,7 @@ def simulate(  # noqa: PLR0913 (each argument is one command-line option)
     signal.signal(signal.SIGTERM, _signal)
     signal.signal(signal.SIGINT, _signal)
     log.info(
-        "simulating %d shuttles, %d buses from %s (speed %s) to %s",
+        L_("simulating %d shuttles, %d buses from %s (speed %s) to %s"),
         shuttles,
         buses,
         t0.isoformat(),
@@ -105,7 +106,7 @@ def simulate(  # noqa: PLR0913 (each argument is one command-line option)
     )
     with Publisher(broker, qos=qos) as pub:
         stats = pub.run(city.messages(until), speed=speed, rate=rate, stop=stop)
-    log.info("published %d messages in %.1fs", stats.published, stats.seconds)
+    log.info(L_("published %d messages in %.1fs"), stats.published, stats.seconds)
 
 
 # `simulate` is a top-level command (entry point): its help is its docstring, in the locale.

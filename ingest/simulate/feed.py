@@ -16,12 +16,25 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from core.geo import distance_m
+from core.i18n import N_
+from core.i18n import cli_gettext as _
 from core.resources import default_gtfs
 from ingest.simulate.geo import Polyline
 
 DEFAULT_GTFS = default_gtfs()
 MAEBASHI_STATION = "g035_01"
 CHUO_MAEBASHI = "m003_01"
+
+# The weekday of a simulated day, as the simulator's note names it (same for both dates).
+WEEKDAYS = (
+    N_("Monday"),
+    N_("Tuesday"),
+    N_("Wednesday"),
+    N_("Thursday"),
+    N_("Friday"),
+    N_("Saturday"),
+    N_("Sunday"),
+)
 
 
 @dataclass(frozen=True)
@@ -208,13 +221,17 @@ class Feed:
             return today, None
         if today > last:
             mapped = last - timedelta(days=(last.weekday() - today.weekday()) % 7)
-            why = f"the GTFS feed ended on {last.isoformat()}"
+            why = _("the GTFS feed ended on {day}").format(day=last.isoformat())
         else:
             mapped = first + timedelta(days=(today.weekday() - first.weekday()) % 7)
-            why = f"the GTFS feed starts on {first.isoformat()}"
-        note = (
-            f"{why}: simulating {today.isoformat()} ({today:%A}) with the timetable of "
-            f"{mapped.isoformat()} ({mapped:%A})"
+            why = _("the GTFS feed starts on {day}").format(day=first.isoformat())
+        note = _(
+            "{why}: simulating {today} ({weekday}) with the timetable of {mapped} ({weekday})"
+        ).format(
+            why=why,
+            today=today.isoformat(),
+            mapped=mapped.isoformat(),
+            weekday=_(WEEKDAYS[today.weekday()]),
         )
         return mapped, note
 

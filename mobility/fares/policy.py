@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from core.i18n import F_, cli_gettext, error_location, process_lang, validation_lines
 from core.operators import canonical_operator_id
 
 
@@ -154,19 +155,20 @@ _POLICY_FILE: TypeAdapter[MyTakuFile | BusFile] = TypeAdapter(
 
 
 def _key(loc: tuple[int | str, ...]) -> str:
-    """``limits.rides_per_day`` (without the scheme tag pydantic puts first)."""
+    """``limits.rides_per_day`` (without the scheme tag pydantic puts first); ``(file)``
+    for the file as a whole."""
     if loc and loc[0] in ("mytaku", "bus"):
         loc = loc[1:]
-    return ".".join(str(x) for x in loc) or "(file)"
+    return error_location(loc) if loc else cli_gettext("(file)")
 
 
 def validate_policy(d: dict[str, Any], name: str = "policy") -> MyTakuFile | BusFile:
     """The validated document, or ValueError naming the file and each bad key."""
     try:
         return _POLICY_FILE.validate_python(d)
-    except ValidationError as e:
-        problems = "; ".join(f"{_key(err['loc'])}: {err['msg']}" for err in e.errors())
-        raise ValueError(f"{name}: {problems}") from None
+    except ValidationError as e:  # each bad key in the language of the process (the CLI's)
+        problems = validation_lines(e.errors(), process_lang(), where=_key)
+        raise ValueError(f"{name}: " + "; ".join(problems)) from None
 
 
 def _mytaku(f: MyTakuFile) -> MyTakuPolicy:
@@ -250,7 +252,9 @@ def _in_force(versions: tuple[P, ...], day: date, scheme: str) -> P:
         if v.effective_from <= day and (best is None or v.effective_from > best.effective_from):
             best = v
     if best is None:
-        raise NoPolicyError(f"no {scheme} policy in force on {day.isoformat()}")
+        raise NoPolicyError(
+            F_("no {scheme} policy in force on {day}", scheme=scheme, day=day.isoformat())
+        )
     return best
 
 

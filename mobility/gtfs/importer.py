@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from core.i18n import L_
 from mobility.gtfs.freshness import expiry_warning
 from mobility.gtfs.parser import ParsedFeed, read_feed
 
@@ -125,7 +126,7 @@ def load(
             f"SELECT {_VERSION_COLS} FROM gtfs_feed_versions WHERE id = %s", [version_id]
         ).fetchone()
         assert out is not None
-    log.info("imported GTFS %s as version %s: %s", source, version_id, feed.counts())
+    log.info(L_("imported GTFS %s as version %s: %s"), source, version_id, feed.counts())
     version = _version(out)
     notes = [*feed.warnings]
     expiry = version.expiry_warning()

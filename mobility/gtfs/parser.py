@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from core.i18n import N_
+from core.i18n import N_, cli_gettext
 from mobility.gtfs.spec import FILES, Column, FileSpec
 
 Value = str | int | float | bool | date | None
@@ -89,8 +89,11 @@ class ParsedFeed:
     @property
     def warnings(self) -> list[str]:
         """What the import could not keep: columns this importer does not know."""
+        said = cli_gettext(
+            "{file}: column {column} is not part of GTFS or GTFS-JP and was not kept"
+        )
         return [
-            f"{name}: column {col!r} is not part of GTFS or GTFS-JP and was not kept"
+            said.format(file=name, column=repr(col))
             for name, t in self.tables.items()
             for col in t.unknown_columns
         ]

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 import psycopg
 from psycopg.types.json import Jsonb
 
+from core.i18n import L_
 from mobility.vehicles.metrics import MobilityMetrics
 from mobility.vehicles.schedule import Schedule, load_schedule, utc
 from mobility.vehicles.tracker import Event, Fix, Tracker, TrackerConfig, VehicleState
@@ -141,7 +142,7 @@ class StateWorker:
             self.schedule: Schedule = load_schedule(self.conn)
         except RuntimeError:
             # No feed yet: track positions without trips; the feed check picks it up.
-            log.warning("no GTFS feed imported yet: vehicles are tracked without trips")
+            log.warning(L_("no GTFS feed imported yet: vehicles are tracked without trips"))
             self.schedule = Schedule(None, {}, {}, {}, {}, {})
         self.tracker = Tracker(self.schedule, self.tracker_config)
         self.metrics.feed_version.set(self.schedule.version or 0)
@@ -173,7 +174,7 @@ class StateWorker:
         self._feed_checked = time.monotonic()
         row = self.conn.execute("SELECT gtfs_current_version()").fetchone()
         if row and row[0] is not None and row[0] != self.schedule.version:
-            log.info("GTFS feed version %s replaces %s", row[0], self.schedule.version)
+            log.info(L_("GTFS feed version %s replaces %s"), row[0], self.schedule.version)
             self.schedule = load_schedule(self.conn)
             self.tracker = Tracker(self.schedule, self.tracker_config)
             self.metrics.feed_version.set(self.schedule.version or 0)
@@ -214,7 +215,7 @@ class StateWorker:
                 ).fetchall()
                 self._swept_to = upto
                 if late:
-                    log.info("%d late-committed telemetry rows picked up", len(late))
+                    log.info(L_("%d late-committed telemetry rows picked up"), len(late))
                 rows = late + rows
         return self._process(rows)
 
@@ -230,7 +231,7 @@ class StateWorker:
             try:
                 state, evs = self.tracker.process(fix_from_row(row))
             except Exception:  # one bad fix must not stop the fleet's tracking
-                log.exception("fix skipped: vehicle %s at %s", row[0], row[1])
+                log.exception(L_("fix skipped: vehicle %s at %s"), row[0], row[1])
                 self.metrics.errors.labels("fix").inc()
                 continue
             if state is before:
@@ -356,7 +357,7 @@ class StateWorker:
             accuracy.sample(self.conn, now)
             accuracy.score(self.conn, now)
         except psycopg.Error:
-            log.exception("arrival predictions: learning or sampling failed")
+            log.exception(L_("arrival predictions: learning or sampling failed"))
             self.metrics.errors.labels("predictions").inc()
 
     def _maybe_predictions(self) -> None:
@@ -366,14 +367,14 @@ class StateWorker:
 
     def run(self) -> None:
         """Poll until :meth:`stop`; database errors are logged and retried, never fatal."""
-        log.info("mobility worker started (feed version %s)", self.schedule.version)
+        log.info(L_("mobility worker started (feed version %s)"), self.schedule.version)
         while not self._stop.is_set():
             try:
                 self._maybe_reload_feed()
                 n = self.run_once()
                 self._maybe_predictions()
             except psycopg.OperationalError:
-                log.exception("database unavailable; retrying")
+                log.exception(L_("database unavailable; retrying"))
                 self.metrics.errors.labels("database").inc()
                 self._stop.wait(2.0)
                 try:
@@ -383,7 +384,7 @@ class StateWorker:
                     continue
                 continue
             except psycopg.Error:
-                log.exception("database error; retrying the batch's writes")
+                log.exception(L_("database error; retrying the batch's writes"))
                 self.metrics.errors.labels("database").inc()
                 self._stop.wait(2.0)
                 continue

@@ -44,8 +44,15 @@ def test_readyz_sees_database_and_broker(client: TestClient) -> None:
         "status": "ready",
         "checks": {"database": "ok", "broker": "ok"},
     }
-    # Not a failure, but said: this database has no timetable yet.
-    assert "no GTFS feed imported" in body["warnings"]["gtfs"]
+    # Not a failure, but said: this database has no timetable yet. In Japanese by default.
+    assert "GTFS フィードが取り込まれていません" in body["warnings"]["gtfs"]
+    assert r.headers["Content-Language"] == "ja"
+    en = client.get("/readyz", headers={"Accept-Language": "en-US,en;q=0.9"})
+    assert en.headers["Content-Language"] == "en"
+    assert {k: en.json()[k] for k in ("status", "checks")} == {
+        k: body[k] for k in ("status", "checks")
+    }
+    assert "no GTFS feed imported" in en.json()["warnings"]["gtfs"]
 
 
 def test_readyz_reports_unreachable_broker(db_url: str, creds: Credentials) -> None:
@@ -57,11 +64,14 @@ def test_readyz_reports_unreachable_broker(db_url: str, creds: Credentials) -> N
     app = create_app(make_settings(db_url, f"mqtt://127.0.0.1:{port}"), domain_routers=())
     with TestClient(app) as c:
         r = c.get("/readyz")
+        en = c.get("/readyz", headers={"Accept-Language": "en"})
     assert r.status_code == 503
     body = r.json()
-    assert body["status"] == "not ready"
+    assert body["status"] == "not ready"  # the machine words never change
     assert body["checks"]["database"] == "ok"
-    assert body["checks"]["broker"].startswith("broker unreachable")
+    assert body["checks"]["broker"] == "ブローカーに接続できません：ConnectionRefusedError"
+    assert en.status_code == 503 and en.json()["status"] == "not ready"
+    assert en.json()["checks"]["broker"] == "broker unreachable: ConnectionRefusedError"
 
 
 def test_no_credentials_is_401_problem(client: TestClient) -> None:
@@ -355,4 +365,4 @@ def test_database_down_is_503_problem_not_500(
         assert r.headers["retry-after"] == "5" and body["detail"]
         ready = c.get("/readyz")
         assert ready.status_code == 503
-        assert ready.json()["checks"]["database"].startswith("database unreachable")
+        assert ready.json()["checks"]["database"].startswith("データベースに接続できません：")

@@ -43,5 +43,7 @@ async def test_probe_real_broker_and_failures(
     # A listening port that is not a broker (PostgreSQL) is not "ready".
     pg_port = int(pg_server.url().split("@", 1)[1].split(":")[1].split("/")[0])
     not_mqtt = MqttAddress(host="127.0.0.1", port=pg_port)
-    reason = await check_broker(not_mqtt, timeout=2)
+    reason = await check_broker(not_mqtt, timeout=2, lang="en")
     assert reason is not None and reason.startswith("broker unreachable")
+    reason = await check_broker(not_mqtt, timeout=2)  # Japanese unless asked otherwise
+    assert reason is not None and reason.startswith("ブローカーに接続できません：")

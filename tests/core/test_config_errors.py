@@ -227,7 +227,7 @@ def test_commands_find_a_running_demos_servers_in_its_state_folder(here: Path, d
     assert env_file.stat().st_mode & 0o777 == 0o600
     out = mebuku("db", "status", cwd=here, MEBUKU_LOG_LEVEL="DEBUG", MEBUKU_LANG="ja")
     assert out.returncode == 0, out.stderr
-    assert f"using the running demo's from {env_file}" in out.stderr
+    assert f"実行中のデモの設定を使います（{env_file}）" in out.stderr
     assert "未適用 0 件" in out.stderr
     # A variable that is set wins over the demo's file.
     out = mebuku("db", "status", cwd=here, MEBUKU_DATABASE_URL="postgresql://x@127.0.0.1:1/y")
@@ -243,6 +243,7 @@ def test_choose_ports_replaces_a_busy_usual_port_and_refuses_a_busy_set_one(
     from core.demo import choose_ports
     from core.settings import ConfigError, Settings
 
+    monkeypatch.setenv("MEBUKU_LANG", "en")  # the note this test reads is the English one
     usual = Settings(_env_file=None, mobility_metrics_port=held_port)  # as if it were 9109
     ports = choose_ports(usual, set(), tmp_path)
     assert ports.mobility_metrics != held_port

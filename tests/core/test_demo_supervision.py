@@ -229,7 +229,10 @@ def test_busy_usual_ports_are_replaced_by_free_ones(state: Path) -> None:
             assert get(f"http://127.0.0.1:{chosen['mobility_metrics']}/metrics") == 200
             out = demo.output()
             for usual, name in ((8000, "api"), (9108, "metrics"), (9109, "mobility_metrics")):
-                assert f"port {usual} ({name}) is in use: using {chosen[name]}" in out
+                assert (
+                    f"ポート {usual}（{name}）は使用中です：代わりに {chosen[name]} を使います"
+                    in out
+                )
             pids = [demo.proc.pid, *demo.children().values(), *demo.server_pids()]
             assert demo.stop(signal.SIGINT) == 0
             assert_nothing_left(demo, pids)
@@ -257,7 +260,7 @@ def test_a_killed_child_is_restarted(state: Path) -> None:
 
         now = wait_until(restarted, 90, every=0.5)
         assert now is not None, demo.output()[-3000:]
-        assert "mobility exited with status -9: restarting" in demo.output()
+        assert "mobility が終了しました（終了ステータス -9）：" in demo.output()
         assert {k: v for k, v in now.items() if k != "mobility"} == {
             k: v for k, v in before.items() if k != "mobility"
         }
@@ -296,8 +299,8 @@ def test_servers_left_by_a_killed_demo_are_stopped_by_the_next(state: Path) -> N
             second.wait_ready()
             assert not any(pid_alive(p) for p in servers)
             out = second.output()
-            assert f"stopped PostgreSQL (pid {servers[0]}) left running by a previous demo" in out
-            assert f"stopped Mosquitto (pid {servers[1]}) left running by a previous demo" in out
+            assert f"前回のデモが残した PostgreSQL（pid {servers[0]}）を停止しました" in out
+            assert f"前回のデモが残した Mosquitto（pid {servers[1]}）を停止しました" in out
             pids = [second.proc.pid, *second.children().values(), *second.server_pids()]
             assert second.stop(signal.SIGTERM) == 0
             assert_nothing_left(second, [*pids, *servers, *children])

@@ -32,6 +32,7 @@ TRANSLATED = (
     "core/broker.py",
     "ingest/cli.py",
     "ingest/simulate/cli.py",
+    "ingest/simulate/feed.py",  # the simulator's notes on the timetable it runs
     "mobility/fares/devcli.py",
     # Settings errors and typer's/click's own words (process language).
     "core/settings.py",
@@ -45,7 +46,7 @@ TRANSLATED = (
     "mobility/gtfs/parser.py",  # why a feed is refused (mebuku gtfs import)
     "mobility/fares/settlement.py",  # why a month cannot be closed or re-issued
 )
-KEYWORDS = {"_": None, "N_": None, "gettext": None, "w": None}
+KEYWORDS = {"_": None, "N_": None, "L_": None, "gettext": None, "w": None}
 
 
 def _msgids(path: str) -> set[str]:

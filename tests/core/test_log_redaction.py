@@ -125,6 +125,7 @@ def _env(db_url: str, mqtt_broker: EmbeddedMosquitto) -> dict[str, str]:
         "MEBUKU_MQTT_URL": mqtt,
         "MEBUKU_PSEUDONYM_KEY": KEY,
         "MEBUKU_LOG_LEVEL": "DEBUG",
+        "MEBUKU_LANG": "ja",  # the CLI's default, whatever the machine's locale
     }
 
 
@@ -159,7 +160,7 @@ def test_simulator_logs_its_broker_without_the_password(
     )
     assert out.returncode == 0, out.stderr
     assert f"mqtt://svc:***@127.0.0.1:{mqtt_broker.port}" in out.stderr  # it did log the URL
-    assert "published" in out.stderr
+    assert "件のメッセージを" in out.stderr and "秒で送信しました" in out.stderr  # Japanese default
     _assert_clean(out.stdout + out.stderr)
 
 
@@ -190,7 +191,7 @@ def test_ingestor_logs_carry_no_secret(db_url: str, mqtt_broker: EmbeddedMosquit
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line)
-            if "connected to" in line:
+            if "として接続しました" in line:  # the worker's "connected to ... as ..." line
                 connected.set()
 
     reader = threading.Thread(target=read, daemon=True)

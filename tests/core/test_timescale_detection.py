@@ -35,6 +35,12 @@ from core.embedded import EmbeddedPostgres, server_dir, timescale_installed
 Mode = Literal["auto", "on", "off"]
 
 
+@pytest.fixture(autouse=True)
+def english(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The messages these tests compare are the English ones (Japanese: its own test)."""
+    monkeypatch.setenv("MEBUKU_LANG", "en")
+
+
 def state(
     *, created: bool = False, installed: bool = True, preloaded: bool = True, plain: bool = False
 ) -> TimescaleState:
@@ -88,9 +94,14 @@ def test_decision_refuses(mode: Mode, st: TimescaleState, error: type[Exception]
         assert str(e.value) == PRELOAD_FIX
 
 
-def test_fix_names_the_setting() -> None:
+def test_fix_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "shared_preload_libraries = 'timescaledb'" in PRELOAD_FIX
     assert "restart" in PRELOAD_FIX
+    monkeypatch.setenv("MEBUKU_LANG", "ja")  # the CLI's default language says the same fix
+    with pytest.raises(TimescaleNotPreloaded) as e:
+        decide_timescale("on", state(preloaded=False))
+    assert "shared_preload_libraries = 'timescaledb'" in str(e.value)
+    assert "PostgreSQL を再起動してください" in str(e.value)
 
 
 @pytest.mark.parametrize(
@@ -112,10 +123,12 @@ def test_preloaded_libraries(setting: str, expected: set[str]) -> None:
 # --- the CLI, against real servers --------------------------------------------------------
 
 
-def mebuku(url: str, mode: Mode, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def mebuku(
+    url: str, mode: Mode, *args: str, cwd: Path, lang: str = "en"
+) -> subprocess.CompletedProcess[str]:
     """Run `mebuku db <args>` as an operator would (own process, own environment)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEBUKU_")}
-    env |= {"MEBUKU_DATABASE_URL": url, "MEBUKU_TIMESCALE": mode}
+    env |= {"MEBUKU_DATABASE_URL": url, "MEBUKU_TIMESCALE": mode, "MEBUKU_LANG": lang}
     return subprocess.run(
         [sys.executable, "-m", "core.cli", "db", *args],
         env=env,
@@ -144,6 +157,12 @@ def test_on_without_timescale_is_one_line(empty_db_url: str, tmp_path: Path) -> 
     assert lines(r.stderr) == [
         "MEBUKU_TIMESCALE=on but the timescaledb extension is not installed on this "
         "PostgreSQL server: install TimescaleDB, or set MEBUKU_TIMESCALE=auto"
+    ]
+    ja = mebuku(empty_db_url, "on", "migrate", cwd=tmp_path, lang="ja")
+    assert ja.returncode == 2, ja.stderr
+    assert lines(ja.stderr) == [
+        "MEBUKU_TIMESCALE=on ですが、この PostgreSQL サーバーには timescaledb 拡張がインストール"
+        "されていません：TimescaleDB をインストールするか、MEBUKU_TIMESCALE=auto にしてください"
     ]
     r = mebuku(empty_db_url, "auto", "migrate", cwd=tmp_path)
     assert r.returncode == 0, r.stderr

@@ -103,7 +103,8 @@ def test_data_commands_run_from_an_installed_wheel(
         [str(venv / "mebuku"), "simulate", "--duration", "5", "--speed", "0"],
         tmp_path,
         MEBUKU_MQTT_URL=mqtt_broker.url,
+        MEBUKU_LANG="ja",
     )
     assert simulated.returncode == 0, simulated.stderr
-    published = re.search(r"published (\d+) messages", simulated.stderr)
+    published = re.search(r"(\d+) 件のメッセージを [\d.]+ 秒で送信しました", simulated.stderr)
     assert published is not None and int(published.group(1)) > 0, simulated.stderr

@@ -69,8 +69,45 @@ def test_invalid_definition_is_a_clear_error(db_url: str, tmp_path: Path) -> Non
     f.write_text(json.dumps(bad), encoding="utf-8")
     r = mebuku(db_url, "load-trial", str(f))
     assert r.returncode == 2
-    assert "実証の定義が正しくありません" in r.stderr and "period_end must be after" in r.stderr
+    assert "実証の定義が正しくありません" in r.stderr
+    assert "period_end は period_start より後にしてください" in r.stderr
     assert "Traceback" not in r.stderr
+    en = mebuku(db_url, "load-trial", str(f), MEBUKU_LANG="en")
+    assert en.returncode == 2
+    assert "invalid trial definition" in en.stderr and "period_end must be after" in en.stderr
+
+
+def test_pydantic_errors_of_a_definition_are_in_japanese(db_url: str, tmp_path: Path) -> None:
+    """Each refused field by its place in the file and a Japanese sentence for its error
+    type (missing, extra_forbidden, string_type, greater_than, ...), never pydantic's
+    English; English when the process is English."""
+    bad = known_set.trial_definition("broken-trial")
+    del bad["title"]
+    bad["colour"] = "green"
+    bad["latency_bound_ms"] = 0
+    bad["devices"][0]["device_id"] = 5
+    bad["theme"] = "space"
+    bad["targets"] = [{"kpi": "warp_factor", "op": ">=", "value": 9, "source": "Star Trek"}]
+    f = tmp_path / "broken.json"
+    f.write_text(json.dumps(bad), encoding="utf-8")
+    r = mebuku(db_url, "load-trial", str(f))
+    assert r.returncode == 2, r.stderr
+    for line in (
+        "title：値が必要です",
+        "colour：定義にない項目です",
+        "latency_bound_ms：0.0 より大きい値にしてください",
+        "devices[0].device_id：文字列ではありません",
+        "theme：'transport'、'education'、'emergency' のいずれかを指定してください",
+        "targets[0].kpi：KPI 'warp_factor' はありません（使える KPI：",
+    ):
+        assert line in r.stderr, r.stderr
+    for english in ("Field required", "Extra inputs", "Input should", "unknown KPI"):
+        assert english not in r.stderr, r.stderr
+    en = mebuku(db_url, "load-trial", str(f), MEBUKU_LANG="en")
+    assert en.returncode == 2
+    assert "title: Field required" in en.stderr
+    assert "colour: Extra inputs are not permitted" in en.stderr
+    assert "targets[0].kpi: unknown KPI 'warp_factor'" in en.stderr
 
 
 def test_demo_trials_start_now_and_wait_for_data(db_url: str) -> None:

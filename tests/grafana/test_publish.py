@@ -79,6 +79,13 @@ def test_build_writes_folders_and_removes_stale(tmp_path: Path) -> None:
         *(f"{f}-en" for f in build.FOLDERS),
     }
     assert build.differences(tmp_path) == []
+    (tmp_path / "city" / "gone.json").write_text("{}")
+    runner = CliRunner()
+    for lang, said in (("ja", "古いファイル：city/gone.json"), ("en", "stale city/gone.json")):
+        check = runner.invoke(
+            grafana_cli, ["build", "--check", "--out", str(tmp_path)], env={"MEBUKU_LANG": lang}
+        )
+        assert check.exit_code == 1 and said in check.output, check.output
 
 
 def test_dashboards_are_well_formed() -> None:
@@ -138,6 +145,13 @@ def test_push_is_idempotent_and_check_reports_health(
 
         first = runner.invoke(grafana_cli, ["push"])
         assert first.exit_code == 0, first.output
+        # Each item by its kind, uid and title, in the language of the process.
+        assert "created data source mebuku-timescale" in first.output
+        assert "created folder mebuku-operators (交通事業者)" in first.output
+        assert (
+            "created folder mebuku-city-en (Maebashi City (restricted) (English))" in first.output
+        )
+        assert "created dashboard " in first.output
         assert set(fake.datasources) == {"mebuku-timescale", "mebuku-api"}
         expected = {d["uid"]: f for f, d in build.collect()}
         assert {u: d["meta"]["folderUid"] for u, d in fake.dashboards.items()} == {
@@ -151,6 +165,16 @@ def test_push_is_idempotent_and_check_reports_health(
         second = runner.invoke(grafana_cli, ["push"])
         assert second.exit_code == 0, second.output
         assert "created" not in second.output  # everything existed: updated in place
+        monkeypatch.setenv("MEBUKU_LANG", "ja")
+        again = runner.invoke(grafana_cli, ["push"])
+        assert again.exit_code == 0, again.output
+        assert "更新：データソース mebuku-timescale" in again.output
+        assert "更新：フォルダ mebuku-operators（交通事業者）" in again.output
+        assert "更新：ダッシュボード " in again.output and "作成：" not in again.output
+        assert not any(w in again.output for w in ("updated", "datasource", "folder", "dashboard "))
+        healthy_ja = runner.invoke(grafana_cli, ["check"])
+        assert "mebuku-timescale: 正常" in healthy_ja.output
+        monkeypatch.setenv("MEBUKU_LANG", "en")
         assert (
             dict(fake.datasources),
             {u: d["dashboard"] for u, d in fake.dashboards.items()},

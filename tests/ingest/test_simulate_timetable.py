@@ -34,11 +34,23 @@ def _city(start: datetime, **kw: object) -> City:
     return City(cfg, start)
 
 
-def test_an_expired_feed_runs_the_same_weekday_of_its_last_week() -> None:
+def test_an_expired_feed_runs_the_same_weekday_of_its_last_week(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MEBUKU_LANG", "ja")
     feed = Feed.load()
     day, note = feed.service_day(date(2026, 12, 1))  # a Tuesday, after 2026-03-31
     assert day == date(2026, 3, 31) and day.weekday() == 1
-    assert note is not None and "2026-03-31" in note
+    assert note == (
+        "GTFS フィードは 2026-03-31 に終了しています："
+        "2026-12-01（火曜日）を 2026-03-31（火曜日）の時刻表で模擬します"
+    )
+    monkeypatch.setenv("MEBUKU_LANG", "en")
+    _day, note = feed.service_day(date(2026, 12, 1))
+    assert note == (
+        "the GTFS feed ended on 2026-03-31: simulating 2026-12-01 (Tuesday) with the "
+        "timetable of 2026-03-31 (Tuesday)"
+    )
     assert feed.service_day(date(2025, 6, 2)) == (date(2025, 6, 2), None)
     sunday, _ = feed.service_day(date(2026, 12, 6))
     assert sunday.weekday() == 6 and sunday <= date(2026, 3, 31)
@@ -91,7 +103,13 @@ def test_a_tracker_sees_delays_of_minutes(hour: float) -> None:
     assert sum(delays) / len(delays) > 0  # buses run a little late, as buses do
 
 
-def test_at_night_no_bus_runs_and_the_simulator_says_when_the_first_leaves() -> None:
+def test_at_night_no_bus_runs_and_the_simulator_says_when_the_first_leaves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MEBUKU_LANG", "ja")  # the simulator's notes: the process language
+    night = _city(datetime(2026, 12, 1, 23, 30, tzinfo=JST))
+    assert any("運行していません。次の出発は 明日 です" in n for n in night.notes), night.notes
+    monkeypatch.setenv("MEBUKU_LANG", "en")
     city = _city(datetime(2026, 12, 1, 23, 30, tzinfo=JST))
     assert not [b for b in city.buses if b.start < datetime(2026, 12, 2, tzinfo=JST)]
     assert any("no bus" in n and "tomorrow" in n for n in city.notes)

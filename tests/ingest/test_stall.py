@@ -59,7 +59,10 @@ def telemetry(i: int) -> bytes:
     return json.dumps({"ts": int(ts.timestamp() * 1000), "lat": 36.39, "lon": 139.06}).encode()
 
 
-def test_blocked_commit_is_reported_stalled_then_healthy(settings: Settings, own_db: str):
+def test_blocked_commit_is_reported_stalled_then_healthy(
+    settings: Settings, own_db: str, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("MEBUKU_LANG", "ja")  # the worker's reason: its process language
     port = free_port()
     seg = uuid.uuid4().hex[:8]
     w = IngestWorker(
@@ -104,7 +107,7 @@ def test_blocked_commit_is_reported_stalled_then_healthy(settings: Settings, own
         _status, body = get(health)
         assert body["status"] == "stalled" and body["waiting"] == 10
         assert body["oldest_unacked_seconds"] > 2 and body["database_reachable"] is True
-        assert "nothing committed" in body["reason"]
+        assert "秒間コミットがありません" in body["reason"]  # the process language (Japanese)
         assert wait_until(lambda: metric(metrics, "mebuku_ingest_stalled") == 1, 5)
         assert metric(metrics, "mebuku_ingest_oldest_unacked_seconds") > 2
 
@@ -112,7 +115,9 @@ def test_blocked_commit_is_reported_stalled_then_healthy(settings: Settings, own
 
             def api_says_stalled() -> bool:
                 r = api.get("/readyz")
-                return r.status_code == 503 and "stalled" in r.json()["checks"].get("ingest", "")
+                return r.status_code == 503 and "が停滞しています" in r.json()["checks"].get(
+                    "ingest", ""
+                )
 
             assert wait_until(api_says_stalled, 10), api.get("/readyz").json()
 
@@ -140,8 +145,10 @@ def test_silent_worker_fails_readiness(settings: Settings, own_db: str):
     app = create_app(make_settings(own_db, settings.mqtt_url), domain_routers=())
     with TestClient(app) as api:
         r = api.get("/readyz")
+        en = api.get("/readyz", headers={"Accept-Language": "en"})
     assert r.status_code == 503
-    assert r.json()["checks"]["ingest"].startswith("dead-worker silent: no heartbeat for")
+    assert r.json()["checks"]["ingest"].startswith("dead-worker が無応答です：")
+    assert en.json()["checks"]["ingest"].startswith("dead-worker silent: no heartbeat for")
 
 
 def test_backlog_byte_budget_holds_messages_at_the_broker(settings: Settings, own_db: str):

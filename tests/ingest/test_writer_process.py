@@ -113,8 +113,9 @@ def test_killed_writer_is_restarted_and_nothing_is_acked_before_its_commit(
 
 
 def test_writer_that_keeps_dying_fails_the_worker_and_the_broker_keeps_the_messages(
-    settings: Settings, own_db: str
+    settings: Settings, own_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("MEBUKU_LANG", "en")  # the reason this test reads is the English one
     seg = uuid.uuid4().hex[:8]
     w = worker(settings, own_db, seg, writer_restarts=0)
     w.start()
@@ -228,6 +229,7 @@ def cli_env(settings: Settings, own_db: str) -> dict[str, str]:
         "MEBUKU_MQTT_URL": settings.mqtt_url or "",
         "MEBUKU_METRICS_PORT": "0",
         "MEBUKU_LOG_LEVEL": "INFO",
+        "MEBUKU_LANG": "en",  # the log lines these tests read are the English ones
     }
 
 

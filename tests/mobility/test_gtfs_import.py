@@ -180,11 +180,12 @@ def _with_jp_trip_columns(files: dict[str, bytes]) -> dict[str, bytes]:
 
 
 def test_gtfs_jp_trip_columns_are_kept_and_unknown_columns_warned(
-    db_url: str, tmp_path: Path
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("MEBUKU_LANG", "ja")  # the warnings: the process language
     path = write_feed(_with_jp_trip_columns(feed_files()), tmp_path / "jp.zip")
     version = import_feed(db_url, path)
-    assert any("x_depot" in w and "not kept" in w for w in version.warnings)
+    assert any("列 'x_depot' は GTFS にも GTFS-JP にもない" in w for w in version.warnings)
     with psycopg.connect(db_url) as conn:
         rows = conn.execute(
             "SELECT DISTINCT jp_trip_desc, jp_trip_desc_symbol, jp_pattern_id FROM gtfs_trips"
@@ -204,8 +205,16 @@ def test_gtfs_jp_trip_columns_are_kept_and_unknown_columns_warned(
     ],
 )
 def test_expiry_warning(today: str, expect: str | None) -> None:
-    got = expiry_warning(date(2025, 4, 1), date(2026, 3, 31), date.fromisoformat(today))
+    got = expiry_warning(date(2025, 4, 1), date(2026, 3, 31), date.fromisoformat(today), lang="en")
     assert (got is None) if expect is None else (got is not None and expect in got)
+
+
+def test_expiry_warning_in_japanese(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEBUKU_LANG", "ja")  # the language of the process, as the CLI's
+    got = expiry_warning(date(2025, 4, 1), date(2026, 3, 31), date(2026, 12, 1))
+    assert got is not None and "有効期限が 2026-03-31 に切れています（245 日前）" in got
+    soon = expiry_warning(date(2025, 4, 1), date(2026, 3, 31), date(2026, 3, 20), lang="ja")
+    assert soon is not None and "あと 11 日" in soon
 
 
 def test_expired_feed_is_reported_by_import_status_and_readyz(

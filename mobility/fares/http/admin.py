@@ -8,6 +8,7 @@ from cryptography import x509
 from fastapi import APIRouter, Request
 from psycopg import AsyncConnection
 
+from core.i18n import L_
 from core.web import ProblemError
 from mobility.fares import cards, residents
 from mobility.fares.identity import (
@@ -77,7 +78,11 @@ async def admin_record_fact(
     by = f"admin:{principal.subject}"
     fid, at = await residents.record_fact(conn, resident_id, fact, by, body.note)
     log.info(
-        "eligibility fact %s (%s) recorded for resident %s by %s", fid, body.kind, resident_id, by
+        L_("eligibility fact %s (%s) recorded for resident %s by %s"),
+        fid,
+        body.kind,
+        resident_id,
+        by,
     )
     return FactOut.model_validate(
         {**body.model_dump(), "fact_id": fid, "recorded_by": by, "recorded_at": at}
@@ -156,7 +161,7 @@ async def admin_resolve_card(
         max_active=limit,
     )
     log.info(
-        "card dispute %s: %s by admin:%s (audit %s)",
+        L_("card dispute %s: %s by admin:%s (audit %s)"),
         res.action,
         res.ended_card_id,
         principal.subject,

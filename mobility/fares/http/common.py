@@ -16,6 +16,7 @@ from fastapi import Path as PathParam
 from fastapi.routing import APIRoute
 from psycopg import AsyncConnection
 
+from core.i18n import L_
 from core.operators import canonical_operator_id
 from core.sessions import LiveSession, live_cert_hashes, revoke_cert_sessions
 from core.settings import Settings, get_settings
@@ -175,7 +176,7 @@ async def trust_store(request: Request, conn: AsyncConnection) -> TrustStore:
             load_trust_store, s.jpki_trust_anchors, s.jpki_crl, s.jpki_allow_no_crl
         )
     except (OSError, ValueError):
-        log.warning("JPKI trust anchors or CRL cannot be read; card sign-in unavailable")
+        log.warning(L_("JPKI trust anchors or CRL cannot be read; card sign-in unavailable"))
         raise identity_unavailable(
             "unreadable", "The trust anchors or the CRL cannot be read; check the files."
         ) from None
@@ -183,7 +184,7 @@ async def trust_store(request: Request, conn: AsyncConnection) -> TrustStore:
     revoked = await asyncio.to_thread(_revoked_set, key, store)  # a national CRL is large
     ended = await revoke_cert_sessions(conn, revoked & await live_cert_hashes(conn))
     request.app.state.fares_trust_store = (stamp, store, revoked)
-    log.info("JPKI trust store loaded: %d revoked, %d sessions ended", len(revoked), ended)
+    log.info(L_("JPKI trust store loaded: %d revoked, %d sessions ended"), len(revoked), ended)
     return store
 
 
@@ -218,7 +219,7 @@ async def ready_store(request: Request, conn: AsyncConnection) -> TrustStore:
     try:
         check_store(store, datetime.now(UTC))
     except RevocationUnavailableError as e:
-        log.warning("card sign-in unavailable: %s", e.slug)
+        log.warning(L_("card sign-in unavailable: %s"), e.slug)
         raise identity_unavailable(e.slug, str(e)) from None
     return store
 

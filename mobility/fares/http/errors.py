@@ -24,7 +24,8 @@ FARE_NOT_FOUND_DETAIL = "The bus timetable has no fare for this route and these 
 
 def no_policy(e: NoPolicyError) -> ProblemError:
     """422: no version of the scheme was in force on that day."""
-    return ProblemError(422, "no-policy", "No policy in force", str(e))
+    # the message as raised (F_): the problem says it in the client's language
+    return ProblemError(422, "no-policy", "No policy in force", e.args[0] if e.args else None)
 
 
 def outside_window(e: ledger.OutsideWindowError) -> ProblemError:

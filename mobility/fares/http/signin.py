@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from psycopg import AsyncConnection
 
+from core.i18n import L_
 from core.sessions import issue_session, revoke_session
 from core.web import ProblemError, bearer_scheme
 from mobility.fares import residents
@@ -68,7 +69,7 @@ async def _verified(
             verify_signin(store, cert, nonce, decode_b64(sig, "signature"), now)
             certs.append(cert)
     except CertificateError as e:
-        log.info("card sign-in refused: %s", e.slug)
+        log.info(L_("card sign-in refused: %s"), e.slug)
         raise  # the 401 problem: errors.certificate_refused
     return certs
 
@@ -86,7 +87,7 @@ async def auth_session(body: SignIn, request: Request, conn: Conn) -> Session:
     cert_hash = certificate_hash(pseudonym_key(request), cert)
     rid, enrolled = await residents.sign_in_resident(conn, cert_hash, cert.not_valid_after_utc)
     token, expires = await issue_session(conn, rid, cert_hash=cert_hash)
-    log.info("resident %s signed in (enrolled=%s)", rid, enrolled)
+    log.info(L_("resident %s signed in (enrolled=%s)"), rid, enrolled)
     return Session(token=token, expires_at=expires, enrolled=enrolled)
 
 
@@ -99,7 +100,7 @@ async def auth_logout(
     """Sign out: this session token stops working at once."""
     if credentials is not None:
         await revoke_session(conn, credentials.credentials)
-    log.info("resident %s signed out", resident_id(principal))
+    log.info(L_("resident %s signed out"), resident_id(principal))
     return Response(status_code=204)
 
 

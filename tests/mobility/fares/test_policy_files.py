@@ -14,6 +14,12 @@ import pytest
 from mobility.fares.policy import book_from_dicts, load_policies
 
 
+@pytest.fixture(autouse=True)
+def english(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The messages these tests read are the English ones (Japanese: its own test)."""
+    monkeypatch.setenv("MEBUKU_LANG", "en")
+
+
 def shipped(name: str) -> dict[str, Any]:
     text = (resources.files("mobility.fares") / "policies" / name).read_text(encoding="utf-8")
     return tomllib.loads(text)
@@ -58,3 +64,25 @@ def test_bad_values_are_refused_with_their_key(edit: Any, key: str) -> None:
     edit(doc)
     with pytest.raises(ValueError, match=rf"^x\.toml: {re.escape(key)}: "):
         book_from_dicts([doc], ["x.toml"])
+
+
+def test_policy_errors_are_in_the_language_of_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pydantic's refusals said again in Japanese by error type, each with its key."""
+    monkeypatch.setenv("MEBUKU_LANG", "ja")
+    doc = shipped("mytaku-2022-04.toml")
+    doc["limits"]["rides_per_fiscal_yaer"] = doc["limits"].pop("rides_per_fiscal_year")
+    doc["subsidy"]["alone_rate_percent"] = 150
+    doc["hours"]["start"] = 7
+    with pytest.raises(ValueError) as e:
+        book_from_dicts([doc], ["x.toml"])
+    msg = str(e.value)
+    assert msg.startswith("x.toml: ")
+    assert "limits.rides_per_fiscal_year：値が必要です" in msg
+    assert "limits.rides_per_fiscal_yaer：定義にない項目です" in msg
+    assert "subsidy.alone_rate_percent：100 以下にしてください" in msg
+    assert "hours.start：文字列ではありません" in msg
+    assert "Field required" not in msg and "Extra inputs" not in msg
+    tram = shipped("mytaku-2022-04.toml")
+    tram["scheme"] = "tram"
+    with pytest.raises(ValueError, match=r"^x\.toml: （ファイル全体）："):
+        book_from_dicts([tram], ["x.toml"])
