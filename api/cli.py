@@ -53,6 +53,29 @@ def install_access_log_filter() -> None:
         access.addFilter(AccessLogFilter())
 
 
+# What a log record would compute for these fields only (logging's documented switches:
+# the caller's frame, thread, process); mebuku's formatters print none of them.
+_RECORD_EXTRAS = (
+    *("pathname", "filename", "module", "funcName", "lineno", "stack_info"),
+    *("thread", "threadName", "process", "processName"),
+)
+
+
+def lean_log_records() -> bool:
+    """Let the serving process skip finding the caller's frame, thread and process for each
+    log record (about a fifth of an access-log line's CPU) when no installed formatter
+    prints them, so every line reads the same; True when switched."""
+    for handler in logging.getLogger().handlers:
+        fmt = getattr(handler.formatter, "_fmt", None) or ""
+        if handler.formatter is None or any(f"%({f})" in fmt for f in _RECORD_EXTRAS):
+            return False
+    logging._srcfile = None  # see the logging HOWTO, Optimization
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    return True
+
+
 def serving_app(settings: Settings | None = None) -> FastAPI:
     """The API as ``mebuku api`` serves it, built in the process that serves it.
 
@@ -65,6 +88,7 @@ def serving_app(settings: Settings | None = None) -> FastAPI:
     s = settings or get_settings()
     if not logging.getLogger().handlers:
         setup_logging(s.log_level, s.log_format, settings_secrets(s))
+        lean_log_records()  # this process's records only; mebuku's formatters print the same
     install_access_log_filter()
     return create_app(s)
 
