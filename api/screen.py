@@ -280,8 +280,8 @@ class RequestScreen:
         body, outcome = await self._read_body(scope, receive)
         if outcome == "gone":
             return  # the client went away before sending its body: nothing to answer
-        lang = request_lang(scope)
         if outcome == "too-large":
+            lang = request_lang(scope)
             await send_problem(
                 send,
                 413,
@@ -309,7 +309,7 @@ class RequestScreen:
                 REFUSED,
                 REFUSED_TITLE,
                 REFUSED_DETAIL,
-                lang=lang,
+                lang=request_lang(scope),
                 instance=masked_path(scope["path"]),
                 fields=sorted(set(where)),
             )
@@ -322,7 +322,7 @@ class RequestScreen:
                 "nul-character",
                 "Text may not contain a NUL character",
                 "Remove the NUL (0x00, %00 or \\u0000) character from the request.",
-                lang=lang,
+                lang=request_lang(scope),
                 instance=masked_path(scope["path"]),
             )
             return
