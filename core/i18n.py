@@ -149,8 +149,9 @@ class Said(str):
 
     def in_lang(self, lang: Lang) -> str:
         """The message in ``lang`` (the English text when the catalogue has no entry)."""
+        values = {k: v.in_lang(lang) if isinstance(v, Said) else v for k, v in self.values.items()}
         try:
-            return gettext(self.msgid, lang).format(**self.values)
+            return gettext(self.msgid, lang).format(**values)
         except (KeyError, IndexError, ValueError):
             return str(self)
 

@@ -236,7 +236,9 @@ def require_roles(*roles: Role) -> Callable[..., Awaitable[Principal]]:
 def ensure_own_operator(principal: Principal, operator_id: str) -> None:
     """Operators see only their own data; staff roles see all. Others' ids look absent."""
     if principal.role is Role.OPERATOR and principal.operator_id != operator_id:
-        raise ProblemError(404, "not-found", "Not found", f"No operator {operator_id!r}.")
+        raise ProblemError(
+            404, "not-found", "Not found", F_("No operator {operator}.", operator=repr(operator_id))
+        )
 
 
 def public() -> None:

@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 import anyio
 from psycopg import AsyncConnection
 
+from core.i18n import F_
 from mobility.fares import cards, residents
 from mobility.fares.city import inside_maebashi
 from mobility.fares.plausibility import (
@@ -218,7 +219,10 @@ async def _stored_taxi(
     )
     if not same:
         raise RecordConflictError(
-            f"record {ride.record_id} was already submitted with different contents"
+            F_(
+                "record {record} was already submitted with different contents",
+                record=ride.record_id,
+            )
         )
     flags = list(row[1])
     riders = [
@@ -466,7 +470,10 @@ async def _stored_tap(conn: AsyncConnection, tap: BusTap, h: bytes) -> BusOutcom
         tap.tap_off_at,
     ):
         raise RecordConflictError(
-            f"record {tap.record_id} was already submitted with different contents"
+            F_(
+                "record {record} was already submitted with different contents",
+                record=tap.record_id,
+            )
         )
     return BusOutcome(tap.record_id, row[0], row[1], row[2], row[3], list(row[4]), True)
 

@@ -13,6 +13,7 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from core.i18n import F_
 from core.operators import canonical_operator_id
 from mobility.fares.policy import BusPolicy, MyTakuPolicy
 
@@ -291,12 +292,16 @@ def submission_window_violation(
         if t > now + FUTURE_TOLERANCE:
             return WindowViolation(
                 "no-future-records",
-                f"{t.isoformat()} is more than 5 minutes ahead of the server clock",
+                F_("{time} is more than 5 minutes ahead of the server clock", time=t.isoformat()),
             )
     if now - started > window:
         return WindowViolation(
             "submission-window",
-            f"records must be submitted within {window.days} days of the pickup or tap-on;"
-            f" {started.isoformat()} is older",
+            F_(
+                "records must be submitted within {days} days of the pickup or tap-on;"
+                " {started} is older",
+                days=window.days,
+                started=started.isoformat(),
+            ),
         )
     return None

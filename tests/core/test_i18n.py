@@ -82,6 +82,62 @@ def test_every_problem_title_has_a_japanese_entry() -> None:
     assert missing == [], f"problem titles with no Japanese entry: {missing}"
 
 
+def _problem_details(path: Path) -> list[tuple[int, str | None]]:
+    """Each ``ProblemError(status, slug, title, detail)`` detail written in ``path`` (its
+    text when it is a literal or a module constant, None when it is an f-string, which the
+    catalogue cannot hold: those use ``F_``), and each ``F_`` message id."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    consts = {
+        t.id: n.value.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Assign)
+        and isinstance(n.value, ast.Constant)
+        and isinstance(n.value.value, str)
+        for t in n.targets
+        if isinstance(t, ast.Name)
+    }
+    out: list[tuple[int, str | None]] = []
+    for n in ast.walk(tree):
+        if not isinstance(n, ast.Call):
+            continue
+        name = getattr(n.func, "id", getattr(n.func, "attr", ""))
+        if name == "F_" and n.args and isinstance(n.args[0], ast.Constant):
+            out.append((n.lineno, str(n.args[0].value)))  # said later, by its id
+        if name != "ProblemError":
+            continue
+        args = n.args[3:4] + [k.value for k in n.keywords if k.arg == "detail"]
+        for a in args:
+            if isinstance(a, ast.Constant) and isinstance(a.value, str):
+                out.append((n.lineno, a.value))
+            elif isinstance(a, ast.Name) and a.id in consts:
+                out.append((n.lineno, consts[a.id]))
+            elif isinstance(a, ast.JoinedStr):
+                out.append((n.lineno, None))
+    return out
+
+
+def test_every_problem_detail_has_a_japanese_entry() -> None:
+    """A problem's detail is said in the client's language too (api.problems translates a
+    catalogue id or an ``F_`` message); an f-string would stay English for everyone."""
+    with i18n.po_path("ja").open("rb") as f:
+        ja = read_po(f, locale="ja")
+    seen = 0
+    missing = []
+    for pkg in ("api", "core", "fiveg", "ingest", "mobility", "opendata", "portal"):
+        for path in sorted((REPO / pkg).rglob("*.py")):
+            for line, text in _problem_details(path):
+                seen += 1
+                where = f"{path.relative_to(REPO)}:{line}"
+                if text is None:
+                    missing.append(f"{where}: an f-string (use F_)")
+                elif not (ja.get(text) and ja[text].string):
+                    missing.append(f"{where}: {text!r}")
+    assert seen > 30  # the scan sees the details at all
+    assert missing == [], "problem details with no Japanese entry:\n" + "\n".join(missing)
+
+
 def test_placeholders_survive_translation() -> None:
     """A translation that drops or renames {placeholders} would break .format()."""
     import string

@@ -8,7 +8,7 @@ from cryptography import x509
 from fastapi import APIRouter, Request
 from psycopg import AsyncConnection
 
-from core.i18n import L_
+from core.i18n import F_, L_
 from core.web import ProblemError
 from mobility.fares import cards, residents
 from mobility.fares.identity import (
@@ -46,7 +46,9 @@ router = APIRouter(route_class=ScreenedRoute)
 
 async def _existing_resident(conn: AsyncConnection, resident_id: int) -> None:
     if not await residents.resident_exists(conn, resident_id):
-        raise ProblemError(404, "not-found", "Not found", f"No resident {resident_id}.")
+        raise ProblemError(
+            404, "not-found", "Not found", F_("No resident {resident}.", resident=resident_id)
+        )
 
 
 async def _counter_certificate(

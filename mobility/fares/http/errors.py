@@ -7,6 +7,7 @@ are msgids of the gettext catalogue (Japanese first); the detail explains what t
 
 from __future__ import annotations
 
+from core.i18n import F_
 from core.web import ProblemError, ProblemMapper
 from mobility.fares import cards, ledger, residents
 from mobility.fares.identity import CertificateError, RevocationUnavailableError
@@ -34,7 +35,11 @@ def outside_window(e: ledger.OutsideWindowError) -> ProblemError:
         422,
         "outside-submission-window",
         "Record outside the submission window",
-        f"{e.violation.detail} (rule: {e.violation.rule}; MEBUKU_FARES_SUBMISSION_WINDOW_DAYS).",
+        F_(
+            "{detail} (rule: {rule}; MEBUKU_FARES_SUBMISSION_WINDOW_DAYS).",
+            detail=e.violation.detail,
+            rule=e.violation.rule,
+        ),
         rule=e.violation.rule,
     )
 
@@ -45,7 +50,10 @@ def record_conflict(e: ledger.RecordConflictError) -> ProblemError:
         409,
         "record-conflict",
         "Record id already used for another record",
-        f"{e} A replay must repeat the record exactly; a correction needs a new record id.",
+        F_(
+            "{error} A replay must repeat the record exactly; a correction needs a new record id.",
+            error=e.args[0] if e.args else "",
+        ),
     )
 
 

@@ -9,6 +9,7 @@ from cachetools import TTLCache
 from fastapi import APIRouter, Depends, Query, Request, Response
 from psycopg import AsyncConnection
 
+from core.i18n import F_
 from core.operators import canonical_operator_id
 from core.web import ProblemError, rate_limit
 from mobility.fares import cards, ledger
@@ -113,7 +114,9 @@ async def me_link_card(body: CardIn, request: Request, principal: Resident, conn
 async def me_unlink_card(card_id: RowId, principal: Resident, conn: Conn) -> Response:
     """Unlink one of my active cards."""
     if not await cards.end_card(conn, resident_id(principal), card_id, "unlinked"):
-        raise ProblemError(404, "not-found", "Not found", f"No active card {card_id}.")
+        raise ProblemError(
+            404, "not-found", "Not found", F_("No active card {card}.", card=card_id)
+        )
     return Response(status_code=204)
 
 
@@ -122,7 +125,9 @@ async def me_report_lost(card_id: RowId, principal: Resident, conn: Conn) -> Car
     """Block the card for everyone (it can no longer be linked or subsidised)."""
     rid = resident_id(principal)
     if not await cards.end_card(conn, rid, card_id, "lost"):
-        raise ProblemError(404, "not-found", "Not found", f"No active card {card_id}.")
+        raise ProblemError(
+            404, "not-found", "Not found", F_("No active card {card}.", card=card_id)
+        )
     found = [c for c in await cards.list_cards(conn, rid, True) if c.card_id == card_id]
     return CardOut.model_validate(found[0], from_attributes=True)
 
@@ -137,20 +142,24 @@ async def fare_lookup(conn: AsyncConnection, route: str, origin: str, dest: str)
 QUOTE_FARE_TTL_S = 300.0
 _MISS = object()
 # Bounded (least recently used out first) and expiring: cachetools' TTLCache.
-_quote_fares: TTLCache[tuple[str, str, str], int | None] = TTLCache(
+_quote_fares: TTLCache[tuple[str, int, str, str, str, str], int] = TTLCache(
     maxsize=50_000, ttl=QUOTE_FARE_TTL_S
 )
 
 
 async def _quote_fare(conn: AsyncConnection, route: str, origin: str, dest: str) -> int | None:
     """Quotes reuse a fare for 5 minutes (timetable fares change only with a new feed);
-    submissions always ask the current feed."""
-    key = (route, origin, dest)
+    submissions always ask the current feed. Keyed by the database too (one process may
+    serve more than one, as the tests do), and a ride with no fare is never kept: a feed
+    imported a minute later may have it."""
+    info = conn.info
+    key = (info.host, info.port, info.dbname, route, origin, dest)
     hit = _quote_fares.get(key, _MISS)
     if hit is not _MISS:
-        return cast(int | None, hit)
+        return cast(int, hit)
     fare = await fare_lookup(conn, route, origin, dest)
-    _quote_fares[key] = fare
+    if fare is not None:
+        _quote_fares[key] = fare
     return fare
 
 
