@@ -699,10 +699,26 @@ def test_device_changes_are_rematerialized_on_plain_postgresql(
 @pytest.mark.timescale
 def test_rollup_panels_match_raw_queries_on_timescaledb(timescale_url: str) -> None:
     migrator.migrate(timescale_url, make_settings(timescale_url))
+    # The summaries' job (0440) is run by hand below: scheduled, it could summarize a
+    # stretch while the fleet is still being loaded into it.
+    with psycopg.connect(timescale_url, autocommit=True) as conn:
+        (job,) = conn.execute(
+            "SELECT job_id FROM timescaledb_information.jobs"
+            " WHERE proc_schema = 'mebuku' AND proc_name = 'ebpm_fiveg_summary_job'"
+        ).fetchall()
+        conn.execute("SELECT alter_job(%s, scheduled => false)", [job[0]])
     url, start, end = _load_fleet(timescale_url)
     with psycopg.connect(url) as conn:
         assert has_timescale(conn)
     assert check_panels(url, start, end, timescale=True) == 3 * 11 + 4 + 10
     check_ebpm_periods(url, start, end)
     check_ebpm_summary(url, start, end)
+    # The job refreshes the trial rollups and builds the summaries again.
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM fiveg_trial_summary")
+        conn.execute("CALL run_job(%s)", [job[0]])
+        marks = conn.execute("SELECT upto > period_start FROM fiveg_trial_summary").fetchall()
+    assert marks == [(True,)] * 3, marks
+    with _every_kpi_targeted(url):
+        check_ebpm(url)
     check_device_change(url, start)
