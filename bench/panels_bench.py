@@ -98,8 +98,10 @@ def refresh_rollups(url: str, timescale: bool) -> float:
             else:
                 conn.execute("SELECT mebuku.refresh_rollup(%s)", [name])
         # The EBPM panels' per-trial summaries, as maintain and the TimescaleDB job do
-        # after the refresh (core/roles/migrations/0440).
+        # after the refresh (core/roles/migrations/0440): the first run builds them.
+        summarizing = time.perf_counter()
         conn.execute("SELECT mebuku.ebpm_fiveg_summarize()")
+        print(f"    trial summaries built in {time.perf_counter() - summarizing:.1f} s", flush=True)
         # What autovacuum does after a bulk load: statistics, and BRIN ranges summarized
         # (an unsummarized range always matches, so the live tail would scan everything).
         conn.execute("VACUUM ANALYZE")

@@ -560,9 +560,12 @@ def _check_ebpm_cut(url: str, start: datetime, end: datetime, summarize: bool = 
 
 def _summarize(url: str) -> int:
     """What `mebuku db maintain` or the TimescaleDB job does after refreshing the rollups
-    (core/roles/migrations/0440); returns the trials whose summary moved."""
+    (core/roles/migrations/0440), but leaving the last 10-15 minutes to the tail (the
+    default leaves 2-7); returns the trials whose summary moved."""
     with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute("SELECT mebuku.ebpm_fiveg_summarize()").fetchone()
+        row = conn.execute(
+            "SELECT mebuku.ebpm_fiveg_summarize(settle => interval '10 minutes')"
+        ).fetchone()
     assert row is not None
     return int(row[0])
 

@@ -78,6 +78,26 @@ CREATE TABLE fiveg_trial_cell_summary (
     UNIQUE NULLS NOT DISTINCT (trial_id, cell_x, cell_y, metric, bin)
 ) WITH (fillfactor = 70);
 
+-- Per trial, cell and metric, from fiveg_trial_cell_summary: the samples (bin NULL
+-- included), those with a value (n_val), and the bin holding the median's lower order
+-- statistic (floor((n_val - 1) / 2), bin NULL: none) with the values below it and in it.
+-- Recomputed for a trial whenever its summary moves. The map adds the tail past `upto`
+-- to these few rows: while the median's order statistics stay in that bin the result is
+-- the one the whole histogram gives (the same bin, the same rank inside it); the cells
+-- where the tail moves them out (and new cells) are merged bin by bin.
+CREATE TABLE fiveg_trial_cell_medians (
+    trial_id text NOT NULL REFERENCES fiveg_trial_summary ON DELETE CASCADE,
+    cell_x   integer NOT NULL,
+    cell_y   integer NOT NULL,
+    metric   text NOT NULL,
+    samples  bigint NOT NULL,
+    n_val    bigint NOT NULL,
+    bin      integer,
+    below    bigint,
+    in_bin   bigint,
+    PRIMARY KEY (trial_id, cell_x, cell_y, metric)
+);
+
 -- The parts of the SQL shared by the panels' views and the summarizing function. `tiers`
 -- takes a query of windows (trial_id, s, e) and cuts each into whole days [d0, d1), hours
 -- [h0, h1), 5-minute buckets [m0, m1), as 0430 did; the other parts read the query `t`
@@ -211,7 +231,7 @@ $fn$;
 -- moved. rebuild: start every summary again from its period's start. Runs as its owner
 -- (the maintain role calls it, with no right on the tables).
 CREATE FUNCTION mebuku.ebpm_fiveg_summarize(
-    rebuild boolean DEFAULT false, settle interval DEFAULT interval '10 minutes'
+    rebuild boolean DEFAULT false, settle interval DEFAULT interval '2 minutes'
 ) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
@@ -286,6 +306,25 @@ BEGIN
         windows, mebuku.ebpm_fiveg_sql('tiers', 'SELECT * FROM w'), mebuku.ebpm_fiveg_sql('edge'),
         mebuku.ebpm_fiveg_sql('cells'), mebuku.ebpm_fiveg_sql('hist'),
         mebuku.ebpm_fiveg_sql('sums'));
+    EXECUTE format($q$
+        WITH w(trial_id) AS (SELECT DISTINCT trial_id FROM (VALUES %s) w(trial_id, s, e)),
+        gone AS (DELETE FROM public.fiveg_trial_cell_medians m USING w
+                 WHERE m.trial_id = w.trial_id),
+        c AS (
+            SELECT c.trial_id, c.cell_x, c.cell_y, c.metric, c.bin, c.n,
+                   sum(c.n) OVER o AS cum, sum(c.n) OVER p AS samples,
+                   sum(c.n) FILTER (WHERE c.bin IS NOT NULL) OVER p AS n_val
+            FROM public.fiveg_trial_cell_summary c JOIN w ON w.trial_id = c.trial_id
+            WINDOW p AS (PARTITION BY c.trial_id, c.cell_x, c.cell_y, c.metric),
+                   o AS (p ORDER BY c.bin)
+        ), f AS (SELECT *, floor(0.5 * (n_val - 1)) AS r FROM c)
+        INSERT INTO public.fiveg_trial_cell_medians
+            (trial_id, cell_x, cell_y, metric, samples, n_val, bin, below, in_bin)
+        SELECT trial_id, cell_x, cell_y, metric, max(samples), coalesce(max(n_val), 0),
+               min(bin) FILTER (WHERE bin IS NOT NULL AND cum > r AND cum - n <= r),
+               min(cum - n) FILTER (WHERE bin IS NOT NULL AND cum > r AND cum - n <= r),
+               min(n) FILTER (WHERE bin IS NOT NULL AND cum > r AND cum - n <= r)
+        FROM f GROUP BY 1, 2, 3, 4$q$, windows);
     RETURN moved;
 END
 $fn$;
@@ -314,7 +353,7 @@ REVOKE EXECUTE ON PROCEDURE mebuku.ebpm_fiveg_summary_job(integer, jsonb) FROM P
 DO $$
 BEGIN
     IF mebuku.timescale_enabled() THEN
-        PERFORM public.add_job('mebuku.ebpm_fiveg_summary_job'::regproc, interval '5 minutes');
+        PERFORM public.add_job('mebuku.ebpm_fiveg_summary_job'::regproc, interval '1 minute');
     END IF;
 END
 $$;
@@ -418,42 +457,86 @@ LEFT JOIN (SELECT trial_id, kpi, max(value) AS measured FROM k GROUP BY 1, 2) m
 
     -- The coverage cells of each trial's period (cells with fewer than 10 samples not
     -- shown): samples equal opendata.fiveg_coverage_cells', medians within one bin (RSRP
-    -- 1 dB, UL/DL 40 a decade). Counts in double precision: the windows and sums below on
-    -- numeric were a third of the time.
+    -- 1 dB, UL/DL 40 a decade). q: every cell and metric, the summary's median bin with
+    -- the tail past `upto` added (k); where the median's order statistics stay in that bin
+    -- (ok) its value is placed by rank inside it, as from the whole histogram; the others
+    -- (the tail moved them out of it, a cell new in the tail, no summary) are merged bin by
+    -- bin (b, c, m: the summary's rows of those cells only, and the tail's).
     EXECUTE format($v$
 CREATE VIEW grafana.ebpm_fiveg_cells AS
 WITH v AS (%s), t AS (%s), edge AS MATERIALIZED (%s),
-b AS (
-    SELECT trial_id, cell_x::bigint AS cx, cell_y::bigint AS cy, metric, bin,
-           sum(n)::double precision AS n
-    FROM (
-        SELECT c.trial_id, c.cell_x, c.cell_y, c.metric, c.bin, c.n
-        FROM public.fiveg_trial_cell_summary c JOIN v ON v.trial_id = c.trial_id
-        UNION ALL
-        SELECT * FROM (%s) x
-    ) u
+tail AS (
+    SELECT trial_id, cell_x, cell_y, metric, bin, sum(n)::double precision AS n
+    FROM (%s) u
     WHERE cell_x IS NOT NULL
     GROUP BY 1, 2, 3, 4, 5
+), md AS (
+    SELECT d.* FROM public.fiveg_trial_cell_medians d JOIN v ON v.trial_id = d.trial_id
+), k AS (
+    SELECT x.trial_id, x.cell_x, x.cell_y, x.metric, sum(x.n) AS k_all,
+           coalesce(sum(x.n) FILTER (WHERE x.bin IS NOT NULL), 0) AS k_val,
+           coalesce(sum(x.n) FILTER (WHERE x.bin < md.bin), 0) AS k_below,
+           coalesce(sum(x.n) FILTER (WHERE x.bin = md.bin), 0) AS k_in
+    FROM tail x
+    LEFT JOIN md ON md.trial_id = x.trial_id AND md.cell_x = x.cell_x AND md.cell_y = x.cell_y
+        AND md.metric = x.metric
+    GROUP BY 1, 2, 3, 4
+), q0 AS (
+    SELECT trial_id, cell_x, cell_y, metric, md.trial_id IS NOT NULL AS summarized,
+           coalesce(md.samples, 0) + coalesce(k.k_all, 0) AS samples,
+           coalesce(md.n_val, 0) + coalesce(k.k_val, 0) AS n_val, md.bin,
+           coalesce(md.below, 0) + coalesce(k.k_below, 0) AS below,
+           coalesce(md.in_bin, 0) + coalesce(k.k_in, 0) AS in_bin
+    FROM md FULL JOIN k USING (trial_id, cell_x, cell_y, metric)
+), q AS (
+    SELECT *, 0.5 * (n_val - 1) AS r,
+           n_val = 0 OR (summarized AND bin IS NOT NULL
+                         AND below <= floor(0.5 * (n_val - 1))
+                         AND ceil(0.5 * (n_val - 1)) < below + in_bin) AS ok
+    FROM q0
+), b AS (
+    SELECT trial_id, cell_x, cell_y, metric, bin, sum(n) AS n FROM (
+        SELECT c.trial_id, c.cell_x, c.cell_y, c.metric, c.bin, c.n::double precision AS n
+        FROM q JOIN public.fiveg_trial_cell_summary c ON c.trial_id = q.trial_id
+            AND c.cell_x = q.cell_x AND c.cell_y = q.cell_y AND c.metric = q.metric
+        WHERE NOT q.ok AND q.summarized
+        UNION ALL
+        SELECT x.* FROM q JOIN tail x ON x.trial_id = q.trial_id AND x.cell_x = q.cell_x
+            AND x.cell_y = q.cell_y AND x.metric = q.metric
+        WHERE NOT q.ok
+    ) u
+    GROUP BY 1, 2, 3, 4, 5
 ), c AS (
-    SELECT trial_id, cx, cy, metric, bin, n, grafana.fiveg_cell_bin_lo(metric, bin) AS lo,
+    SELECT trial_id, cell_x, cell_y, metric, bin, n, grafana.fiveg_cell_bin_lo(metric, bin) AS lo,
            grafana.fiveg_cell_bin_hi(metric, bin) AS hi, sum(n) OVER w AS cum,
-           sum(n) OVER p AS samples,
            0.5 * (sum(n) FILTER (WHERE bin IS NOT NULL) OVER p - 1) AS r
     FROM b
-    WINDOW p AS (PARTITION BY trial_id, cx, cy, metric), w AS (p ORDER BY bin)
+    WINDOW p AS (PARTITION BY trial_id, cell_x, cell_y, metric), w AS (p ORDER BY bin)
 ), m AS (
-    SELECT trial_id, cx, cy, metric, max(samples) AS samples, max(r) AS r,
+    SELECT trial_id, cell_x, cell_y, metric, max(r) AS r,
            min(lo + (hi - lo) * (floor(r) - (cum - n) + 0.5) / n)
                FILTER (WHERE bin IS NOT NULL AND cum > floor(r) AND cum - n <= floor(r)) AS a,
            min(lo + (hi - lo) * (ceil(r) - (cum - n) + 0.5) / n)
                FILTER (WHERE bin IS NOT NULL AND cum > ceil(r) AND cum - n <= ceil(r)) AS z
     FROM c GROUP BY 1, 2, 3, 4
+), val AS (
+    SELECT q.trial_id, q.cell_x, q.cell_y, q.metric, q.samples,
+           CASE WHEN q.n_val = 0 THEN NULL
+                WHEN q.ok THEN e.lo + (e.hi - e.lo)
+                    * (q.r - q.below + 0.5) / q.in_bin
+                ELSE m.a + (m.r - floor(m.r)) * (m.z - m.a) END AS median
+    FROM q
+    CROSS JOIN LATERAL (SELECT grafana.fiveg_cell_bin_lo(q.metric, q.bin) AS lo,
+                               grafana.fiveg_cell_bin_hi(q.metric, q.bin) AS hi) e
+    LEFT JOIN m ON NOT q.ok AND m.trial_id = q.trial_id AND m.cell_x = q.cell_x
+        AND m.cell_y = q.cell_y AND m.metric = q.metric
 ), cells AS (
-    SELECT trial_id, cx, cy, max(samples) FILTER (WHERE metric = 'rsrp_dbm') AS samples,
-           max(a + (r - floor(r)) * (z - a)) FILTER (WHERE metric = 'rsrp_dbm') AS rsrp,
-           max(a + (r - floor(r)) * (z - a)) FILTER (WHERE metric = 'dl_mbps') AS dl,
-           max(a + (r - floor(r)) * (z - a)) FILTER (WHERE metric = 'ul_mbps') AS ul
-    FROM m GROUP BY 1, 2, 3
+    SELECT trial_id, cell_x::bigint AS cx, cell_y::bigint AS cy,
+           max(samples) FILTER (WHERE metric = 'rsrp_dbm') AS samples,
+           max(median) FILTER (WHERE metric = 'rsrp_dbm') AS rsrp,
+           max(median) FILTER (WHERE metric = 'dl_mbps') AS dl,
+           max(median) FILTER (WHERE metric = 'ul_mbps') AS ul
+    FROM val GROUP BY 1, 2, 3
 )
 SELECT c.trial_id, c.cx || '_' || c.cy AS cell, c.cx, c.cy, ll[1] AS lat, ll[2] AS lon,
        c.samples::bigint AS samples, c.rsrp AS rsrp_dbm_median, c.dl AS dl_mbps_median,
