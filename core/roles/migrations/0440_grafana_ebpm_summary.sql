@@ -15,13 +15,13 @@
 -- as 0430 did (whole days, hours, 5-minute buckets, raw samples of partial 5-minute
 -- buckets), so what they read no longer grows with the trial's length.
 --
--- mebuku.ebpm_fiveg_summarize() moves every trial's `upto` on to the last 5-minute
--- boundary at least `settle` (10 minutes) old, or to the period's end, adding what it
--- reads for the stretch it passes (the same tiers, from one SQL template: the samples of
--- the start edge are read raw once, not on every panel query). It runs
+-- mebuku.ebpm_fiveg_summarize() moves every trial's `upto` on to `settle` (2 minutes)
+-- before now, or to the period's end, adding what it reads for the stretch it passes (the
+-- same tiers, from one SQL template: the samples of the partial 5-minute buckets at its
+-- ends are read raw once, not on every panel query). It runs
 --   - from `mebuku db maintain`, after the rollups are refreshed (core/timeseries.py; the
 --     demo runs it every minute), on both paths;
---   - on TimescaleDB also as a job every 5 minutes (mebuku.ebpm_fiveg_summary_job, added
+--   - on TimescaleDB also as a job every minute (mebuku.ebpm_fiveg_summary_job, added
 --     below), which first refreshes the trial continuous aggregates: a deployment that
 --     never runs maintain (docker-compose.yml) keeps its summaries moving.
 -- A summary is rebuilt from the period's start when
@@ -250,7 +250,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     windows text;
     moved integer;
-    bound timestamptz := public.time_bucket('5 minutes', now() - settle);
+    bound timestamptz := now() - settle;
 BEGIN
     -- One at a time (maintain and the TimescaleDB job); the panels read on meanwhile.
     LOCK TABLE public.fiveg_trial_summary IN SHARE ROW EXCLUSIVE MODE;
@@ -319,10 +319,12 @@ BEGIN
         windows, mebuku.ebpm_fiveg_sql('tiers', 'SELECT * FROM w'), mebuku.ebpm_fiveg_sql('edge'),
         mebuku.ebpm_fiveg_sql('cells'), mebuku.ebpm_fiveg_sql('hist'),
         mebuku.ebpm_fiveg_sql('sums'));
+    -- Its own statement: an INSERT does not see a DELETE of the same statement.
+    EXECUTE format($q$
+        DELETE FROM public.fiveg_trial_cell_medians m USING (VALUES %s) w(trial_id, s, e)
+        WHERE m.trial_id = w.trial_id$q$, windows);
     EXECUTE format($q$
         WITH w(trial_id) AS (SELECT DISTINCT trial_id FROM (VALUES %s) w(trial_id, s, e)),
-        gone AS (DELETE FROM public.fiveg_trial_cell_medians m USING w
-                 WHERE m.trial_id = w.trial_id),
         c AS (
             SELECT c.trial_id, c.cell_x, c.cell_y, c.metric, c.bin, c.n,
                    sum(c.n) OVER o AS cum, sum(c.n) OVER p AS samples,
