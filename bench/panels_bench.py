@@ -91,7 +91,8 @@ class Timing:
 
 def refresh_rollups(url: str, timescale: bool) -> float:
     """Bring every rollup up to date, as the policy (TimescaleDB) or `mebuku db maintain`
-    (plain PostgreSQL) would; then VACUUM ANALYZE. Returns seconds."""
+    (plain PostgreSQL) would, and the EBPM panels' trial summaries; then VACUUM ANALYZE.
+    Returns seconds."""
     started = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
         # Finest first: a rollup of a rollup reads the one below it (core/timeseries.py).
@@ -104,6 +105,11 @@ def refresh_rollups(url: str, timescale: bool) -> float:
                 conn.execute(f"CALL refresh_continuous_aggregate('{name}', NULL, now())")
             else:
                 conn.execute("SELECT mebuku.refresh_rollup(%s)", [name])
+        # The EBPM panels' per-trial summaries, as maintain and the TimescaleDB job do
+        # after the refresh (core/roles/migrations/0440): the first run builds them.
+        summarizing = time.perf_counter()
+        conn.execute("SELECT mebuku.ebpm_fiveg_summarize()")
+        print(f"    trial summaries built in {time.perf_counter() - summarizing:.1f} s", flush=True)
         # What autovacuum does after a bulk load: statistics, and BRIN ranges summarized
         # (an unsummarized range always matches, so the live tail would scan everything).
         conn.execute("VACUUM ANALYZE")

@@ -196,6 +196,16 @@ def _trial_device_changes(conn: psycopg.Connection, timescale: bool) -> datetime
     return upto
 
 
+def _summarize_trials(conn: psycopg.Connection, *, rebuild: bool) -> None:
+    """Move the EBPM panels' per-trial summaries on (core/roles/migrations/0440), from the
+    rollups just refreshed; ``rebuild`` (a trial's devices changed) starts them again."""
+    row = conn.execute(
+        "SELECT to_regprocedure('mebuku.ebpm_fiveg_summarize(boolean, interval)') IS NOT NULL"
+    ).fetchone()
+    if row and row[0]:
+        conn.execute("SELECT mebuku.ebpm_fiveg_summarize(%s)", [rebuild])
+
+
 @dataclass(frozen=True)
 class MaintenanceReport:
     """What one maintenance run did, for the log and ``mebuku db maintain``."""
@@ -209,8 +219,9 @@ def maintain(url: str, settings: Settings) -> MaintenanceReport:
 
     Plain PostgreSQL: rematerialize every rollup and move its watermark; delete raw rows
     older than the retention. TimescaleDB: refresh every continuous aggregate now (the
-    policies would do it on their schedule) and leave retention to its policy. Both:
-    delete dead letters older than ``reject_retention_days``.
+    policies would do it on their schedule) and leave retention to its policy. Both: move
+    the EBPM panels' per-trial summaries on (on TimescaleDB a job does it too), and delete
+    dead letters older than ``reject_retention_days``.
 
     The TimescaleDB refresh window ends at ``now() - end_offset``, like the refresh policy
     and the plain path's watermark: TimescaleDB only materializes buckets wholly inside the
@@ -240,6 +251,7 @@ def maintain(url: str, settings: Settings) -> MaintenanceReport:
             else:
                 conn.execute("SELECT mebuku.refresh_rollup(%s)", [name])
             refreshed.append(name)
+        _summarize_trials(conn, rebuild=changed is not None)
         if changed is not None:
             conn.execute(
                 "DELETE FROM mebuku.trial_device_changes WHERE changed_at <= %s", [changed]

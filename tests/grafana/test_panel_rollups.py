@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -492,12 +493,11 @@ def check_ebpm(url: str) -> int:
     return len(exact)
 
 
-def check_ebpm_periods(url: str, start: datetime, end: datetime) -> None:
-    """As loaded (from a minute into the future), then with periods that cut 5-minute
-    buckets and hours at both ends (the partial buckets read raw), each against the exact
-    views; every KPI of the catalogue is given a reference target for the comparison."""
+@contextmanager
+def _every_kpi_targeted(url: str) -> Iterator[None]:
+    """Every KPI of the catalogue given to every trial as a reference target (for the
+    comparisons; removed after)."""
     with psycopg.connect(url, autocommit=True) as conn:
-        # Every KPI of the catalogue for every trial (reference values, removed after).
         added = conn.execute(
             "INSERT INTO fiveg_trial_targets (trial_id, kpi, op, value, unit, label, source,"
             " reference) SELECT t.trial_id, k.kpi, '>=', 1, 'x', k.kpi, 'test', true"
@@ -506,8 +506,7 @@ def check_ebpm_periods(url: str, start: datetime, end: datetime) -> None:
             [list(KPIS)],
         ).fetchall()
     try:
-        assert check_ebpm(url) == 3 * len(KPIS)
-        _check_ebpm_cut(url, start, end)
+        yield
     finally:
         with psycopg.connect(url, autocommit=True) as conn:
             for trial, kpi in added:
@@ -517,7 +516,17 @@ def check_ebpm_periods(url: str, start: datetime, end: datetime) -> None:
                 )
 
 
-def _check_ebpm_cut(url: str, start: datetime, end: datetime) -> None:
+def check_ebpm_periods(url: str, start: datetime, end: datetime, summarize: bool = False) -> None:
+    """As loaded (from a minute into the future), then with periods that cut 5-minute
+    buckets and hours at both ends (the partial buckets read raw), each against the exact
+    views; every KPI of the catalogue is given a reference target for the comparison.
+    summarize: also with summaries built for the cut periods."""
+    with _every_kpi_targeted(url):
+        assert check_ebpm(url) == 3 * len(KPIS)
+        _check_ebpm_cut(url, start, end, summarize)
+
+
+def _check_ebpm_cut(url: str, start: datetime, end: datetime, summarize: bool = False) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         saved = conn.execute(
             "SELECT trial_id, period_start, period_end FROM fiveg_trials"
@@ -534,7 +543,11 @@ def _check_ebpm_cut(url: str, start: datetime, end: datetime) -> None:
                 [a, b, trial],
             )
     try:
+        # A summary built for another period_start is ignored until it is rebuilt.
         check_ebpm(url)
+        if summarize:
+            assert _summarize(url) == len(trials)
+            check_ebpm(url)
     finally:
         with psycopg.connect(url, autocommit=True) as conn:
             for trial, a, b in saved:
@@ -543,6 +556,74 @@ def _check_ebpm_cut(url: str, start: datetime, end: datetime) -> None:
                     " WHERE trial_id = %s",
                     [a, b, trial],
                 )
+
+
+def _summarize(url: str) -> int:
+    """What `mebuku db maintain` or the TimescaleDB job does after refreshing the rollups
+    (core/roles/migrations/0440), but leaving the last 10-15 minutes to the tail (the
+    default leaves 2-7); returns the trials whose summary moved."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT mebuku.ebpm_fiveg_summarize(settle => interval '10 minutes')"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _refresh_all(url: str) -> None:
+    """Every rollup materialized up to now (refresh_rollup; on TimescaleDB a refresh)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        timescale = has_timescale(conn)
+        for (name,) in conn.execute(
+            "SELECT name FROM mebuku.rollups ORDER BY bucket_width, name"
+        ).fetchall():
+            if timescale:
+                conn.execute(f"CALL refresh_continuous_aggregate('{name}', NULL, now())")
+            else:
+                conn.execute("SELECT mebuku.refresh_rollup(%s)", [name])
+
+
+def _ebpm_counts(url: str) -> tuple[list[Row], list[Row]]:
+    ctx = contexts(datetime.now(UTC), datetime.now(UTC), False)[0][1]
+    return (
+        run(url, "SELECT trial_id, samples FROM grafana.ebpm_fiveg_targets ORDER BY 1, 2", ctx),
+        run(url, "SELECT trial_id, samples FROM opendata.fiveg_trial_kpis ORDER BY 1, 2", ctx),
+    )
+
+
+def check_ebpm_summary(url: str, start: datetime, end: datetime) -> None:
+    """The EBPM views over the per-trial summaries (0440) plus what is past them: equal to
+    the exact views with each period partly summarized, with periods cut (summaries built
+    for the old periods ignored, then rebuilt), and after late samples in a summarized
+    stretch (the recount rebuilds the summary)."""
+    assert _summarize(url) == 3
+    with psycopg.connect(url) as conn:
+        marks = conn.execute("SELECT period_start, upto FROM fiveg_trial_summary").fetchall()
+    # Each period part summarized, the rest read from the rollups and raw samples.
+    assert len(marks) == 3 and all(start < u < end for _, u in marks), marks
+    check_ebpm_periods(url, start, end, summarize=True)
+    assert _summarize(url) == 3  # the restored periods: rebuilt
+    with _every_kpi_targeted(url):
+        check_ebpm(url)
+    # Late samples (half a second after some of a device's own) in the summarized stretch.
+    with psycopg.connect(url, autocommit=True) as conn:
+        late = conn.execute(
+            "INSERT INTO fiveg_radio (site_id, device_id, ts, rsrp_dbm, rsrq_db, sinr_db,"
+            " dl_mbps, ul_mbps, rtt_ms, jitter_ms, loss_pct, cell_id, pci, band, lat, lon,"
+            " received_at) SELECT site_id, device_id, ts + interval '0.5 s', rsrp_dbm, rsrq_db,"
+            " sinr_db, dl_mbps, ul_mbps, rtt_ms, jitter_ms, loss_pct, cell_id, pci, band,"
+            " lat, lon, now() FROM fiveg_radio WHERE device_id = 'bench-5g-001'"
+            " AND ts >= %s AND ts < %s",
+            [start + timedelta(minutes=20), start + timedelta(minutes=50)],
+        ).rowcount
+    assert late > 1000
+    _refresh_all(url)
+    summarized, exact = _ebpm_counts(url)
+    assert summarized != exact  # the summaries do not have them yet
+    assert _summarize(url) >= 1  # that device's trial rebuilt
+    assert _ebpm_counts(url)[0] == exact
+    with _every_kpi_targeted(url):
+        check_ebpm(url)
 
 
 def test_rollup_panels_match_raw_queries_on_plain_postgresql(
@@ -560,6 +641,7 @@ def test_rollup_panels_match_raw_queries_on_plain_postgresql(
     # The panels expand with the data source's TimescaleDB option too (time_bucket).
     assert check_panels(url, start, end, timescale=True) == 3 * 11 + 4 + 10
     check_ebpm_periods(url, start, end)
+    check_ebpm_summary(url, start, end)
 
 
 def test_the_lag_histogram_sees_late_and_early_commits(
@@ -620,9 +702,26 @@ def test_device_changes_are_rematerialized_on_plain_postgresql(
 @pytest.mark.timescale
 def test_rollup_panels_match_raw_queries_on_timescaledb(timescale_url: str) -> None:
     migrator.migrate(timescale_url, make_settings(timescale_url))
+    # The summaries' job (0440) is run by hand below: scheduled, it could summarize a
+    # stretch while the fleet is still being loaded into it.
+    with psycopg.connect(timescale_url, autocommit=True) as conn:
+        (job,) = conn.execute(
+            "SELECT job_id FROM timescaledb_information.jobs"
+            " WHERE proc_schema = 'mebuku' AND proc_name = 'ebpm_fiveg_summary_job'"
+        ).fetchall()
+        conn.execute("SELECT alter_job(%s, scheduled => false)", [job[0]])
     url, start, end = _load_fleet(timescale_url)
     with psycopg.connect(url) as conn:
         assert has_timescale(conn)
     assert check_panels(url, start, end, timescale=True) == 3 * 11 + 4 + 10
     check_ebpm_periods(url, start, end)
+    check_ebpm_summary(url, start, end)
+    # The job refreshes the trial rollups and builds the summaries again.
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM fiveg_trial_summary")
+        conn.execute("CALL run_job(%s)", [job[0]])
+        marks = conn.execute("SELECT upto > period_start FROM fiveg_trial_summary").fetchall()
+    assert marks == [(True,)] * 3, marks
+    with _every_kpi_targeted(url):
+        check_ebpm(url)
     check_device_change(url, start)
