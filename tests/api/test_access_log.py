@@ -63,6 +63,13 @@ def test_lean_log_records_print_the_same_lines(fmt: str, monkeypatch: pytest.Mon
     root = logging.getLogger()
     monkeypatch.setattr(root, "handlers", [])
     monkeypatch.setattr(root, "level", root.level)
+    # As a fresh serving process has them: an earlier test in this worker may have run
+    # uvicorn (whose logging config disables, or stops propagating, its access logger).
+    for name in ("uvicorn", "uvicorn.access", "api.app"):
+        lg = logging.getLogger(name)
+        for attr, value in (("disabled", False), ("propagate", True), ("handlers", [])):
+            monkeypatch.setattr(lg, attr, value)
+        monkeypatch.setattr(lg, "level", logging.NOTSET)
     setup_logging("INFO", fmt)
     stream = io.StringIO()
     root.handlers[0].setStream(stream)  # type: ignore[attr-defined]

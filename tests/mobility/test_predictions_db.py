@@ -283,7 +283,9 @@ def client(settings: Settings, db_url: str) -> Iterator[TestClient]:
 
 
 def _learn_slow_segment(db_url: str, plan: TripPlan, k: int, seconds: float) -> None:
-    """Statistics saying segment k -> k+1 takes ``seconds`` at every hour (spread 40 s)."""
+    """Statistics saying segment k -> k+1 takes ``seconds`` at every hour (spread 40 s),
+    replacing whatever an earlier test of the module learned for that cell (its count,
+    spread and timetable ratio would otherwise still shape the estimate)."""
     a, b = plan.stops[k], plan.stops[k + 1]
     with psycopg.connect(db_url, autocommit=True) as conn:
         for day_type in (0, 1):
@@ -293,7 +295,8 @@ def _learn_slow_segment(db_url: str, plan: TripPlan, k: int, seconds: float) -> 
                     " stop_id, to_stop_id, day_type, band, n, median_s, p10_s, p90_s)"
                     " VALUES ('travel', %s, %s, %s, %s, %s, %s, 20, %s, %s, %s)"
                     " ON CONFLICT (kind, route_id, direction_id, stop_id, to_stop_id, day_type,"
-                    " band) DO UPDATE SET median_s = EXCLUDED.median_s",
+                    " band) DO UPDATE SET n = EXCLUDED.n, median_s = EXCLUDED.median_s,"
+                    " p10_s = EXCLUDED.p10_s, p90_s = EXCLUDED.p90_s, ratio = NULL",
                     [
                         plan.route_id,
                         plan.direction_id if plan.direction_id is not None else -1,
