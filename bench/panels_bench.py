@@ -89,16 +89,18 @@ class Timing:
         return s[max(0, math.ceil(q * len(s)) - 1)]
 
 
-def refresh_rollups(url: str, timescale: bool) -> float:
+def refresh_rollups(url: str, timescale: bool, rollups: bool = True) -> float:
     """Bring every rollup up to date, as the policy (TimescaleDB) or `mebuku db maintain`
-    (plain PostgreSQL) would, and the EBPM panels' trial summaries; then VACUUM ANALYZE.
-    Returns seconds."""
+    (plain PostgreSQL) would (unless ``rollups`` is false: the panels then read what the
+    last refresh left, plus the live tail since), and the EBPM panels' trial summaries;
+    then VACUUM ANALYZE. Returns seconds."""
     started = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
         # Finest first: a rollup of a rollup reads the one below it (core/timeseries.py).
         names = [
             r[0]
             for r in conn.execute("SELECT name FROM mebuku.rollups ORDER BY bucket_width, name")
+            if rollups
         ]
         for name in names:
             if timescale:
@@ -287,7 +289,7 @@ def run_path(name: str, bindir: Path, timescale: bool, args: argparse.Namespace)
             loaded[table] = (before[0] + rows, before[1] + secs)
         for table, (rows, secs) in loaded.items():
             print(f"    {table}: {rows:,} rows in {secs:.1f} s", flush=True)
-        refresh_s = refresh_rollups(url, timescale)
+        refresh_s = refresh_rollups(url, timescale, not args.no_refresh)
         print(f"    rollups refreshed in {refresh_s:.1f} s", flush=True)
         now = datetime.now(UTC)
         with psycopg.connect(url, autocommit=True) as conn:
@@ -373,6 +375,12 @@ def main() -> int:
         "to it (default: MEBUKU_COMPRESS_AFTER_DAYS's default, 7, and no compression)",
     )
     ap.add_argument("--keep", action="store_true", help="keep the server folders")
+    ap.add_argument(
+        "--no-refresh",
+        action="store_true",
+        help="do not refresh the rollups first (with --reuse: time the panels as they are "
+        "between two `mebuku db maintain` runs, the tail since the last one read raw)",
+    )
     ap.add_argument(
         "--reuse",
         help="a server folder an earlier --keep run printed: migrate it, generate only what "
